@@ -1,0 +1,127 @@
+"""model.bin writer and (debug) reader, exactly as docs/format.md specifies.
+
+This is the only writer of the format. It knows nothing about PyTorch: it takes a metadata dict and
+named numpy arrays. The reader here exists for tools and tests (the engine has its own, in C++).
+"""
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from typing import Mapping
+
+import numpy as np
+
+MAGIC = b"DPNINFER"
+FORMAT_VERSION = 1
+OPSET = 1
+BYTE_ORDER_MARK = 0x0A0B0C0D
+HEADER_SIZE = 128
+ALIGN = 64
+CHECKSUM_OFFSET = 76
+
+DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 3: np.dtype("<i8"), 4: np.dtype("<i4")}
+_CODE = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int64"): 3, np.dtype("int32"): 4}
+
+# Header: magic, version, bom, file_size, meta_off, meta_size, table_off, count, data_off,
+# data_size, flags, checksum; then 48 reserved bytes.
+_HEADER = struct.Struct("<8sIIQQQQQQQII")
+
+
+class FormatError(ValueError):
+    """A file that is not a valid model.bin (raised by the Python debug reader)."""
+
+
+def _align(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def checksum(buf: bytes | bytearray | memoryview) -> int:
+    """CRC-32 of the file with the checksum field (bytes 76..80) left out."""
+    mv = memoryview(buf)
+    return zlib.crc32(mv[CHECKSUM_OFFSET + 4:], zlib.crc32(mv[:CHECKSUM_OFFSET])) & 0xFFFFFFFF
+
+
+def encode(metadata: Mapping, tensors: Mapping[str, np.ndarray]) -> bytearray:
+    """Serialize metadata and tensors into the bytes of a model.bin file."""
+    meta = json.dumps(metadata, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    table = bytearray()
+    offsets = []
+    data_len = 0
+    arrays = []
+    for name, arr in tensors.items():
+        a = np.ascontiguousarray(arr)
+        if a.dtype not in _CODE:
+            raise TypeError(f"tensor {name!r}: unsupported dtype {a.dtype}")
+        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        nb = name.encode("utf-8")
+        table += struct.pack("<I", len(nb)) + nb
+        table += struct.pack("<II", _CODE[a.dtype.newbyteorder("=")], a.ndim)
+        table += struct.pack(f"<{a.ndim}Q", *a.shape)
+        offsets.append(data_len)
+        table += struct.pack("<QQ", data_len, a.nbytes)
+        data_len = _align(data_len + a.nbytes, ALIGN)
+        arrays.append(a)
+    table_off = _align(HEADER_SIZE + len(meta), 8)
+    data_off = _align(table_off + len(table), ALIGN)
+    file_size = data_off + data_len
+    buf = bytearray(file_size)
+    buf[HEADER_SIZE:HEADER_SIZE + len(meta)] = meta
+    buf[table_off:table_off + len(table)] = table
+    for off, a in zip(offsets, arrays):
+        buf[data_off + off:data_off + off + a.nbytes] = a.tobytes()
+    _HEADER.pack_into(buf, 0, MAGIC, FORMAT_VERSION, BYTE_ORDER_MARK, file_size, HEADER_SIZE,
+                      len(meta), table_off, len(tensors), data_off, file_size - data_off, 0, 0)
+    struct.pack_into("<I", buf, CHECKSUM_OFFSET, checksum(buf))
+    return buf
+
+
+def write(path, metadata: Mapping, tensors: Mapping[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:
+        f.write(encode(metadata, tensors))
+
+
+def refresh_checksum(buf: bytearray) -> bytearray:
+    """Recompute the checksum in place (tests use it to build files that are wrong past the CRC)."""
+    struct.pack_into("<I", buf, CHECKSUM_OFFSET, checksum(buf))
+    return buf
+
+
+def decode(buf: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """Parse a model.bin image: (metadata, {name: array}). Validates like the engine, in brief."""
+    if len(buf) < HEADER_SIZE:
+        raise FormatError("file shorter than the 128-byte header")
+    (magic, ver, bom, fsize, moff, msize, toff, count, doff, dsize, flags, crc) = \
+        _HEADER.unpack_from(buf, 0)
+    if magic != MAGIC:
+        raise FormatError("bad magic: not a dpn_infer model.bin")
+    if bom != BYTE_ORDER_MARK:
+        raise FormatError("bad byte-order mark")
+    if ver > FORMAT_VERSION:
+        raise FormatError(f"format version {ver} is newer than supported ({FORMAT_VERSION})")
+    if fsize != len(buf):
+        raise FormatError("file_size does not match the file")
+    if crc != checksum(buf):
+        raise FormatError("checksum mismatch")
+    meta = json.loads(bytes(buf[moff:moff + msize]).decode("utf-8"))
+    tensors = {}
+    p = toff
+    for _ in range(count):
+        (n,) = struct.unpack_from("<I", buf, p)
+        name = bytes(buf[p + 4:p + 4 + n]).decode("utf-8")
+        p += 4 + n
+        dt, nd = struct.unpack_from("<II", buf, p)
+        p += 8
+        dims = struct.unpack_from(f"<{nd}Q", buf, p)
+        p += 8 * nd
+        off, nbytes = struct.unpack_from("<QQ", buf, p)
+        p += 16
+        arr = np.frombuffer(buf, dtype=DTYPES[dt], count=int(np.prod(dims, dtype=np.int64)),
+                            offset=doff + off).reshape(dims)
+        tensors[name] = arr
+    return meta, tensors
+
+
+def read(path) -> tuple[dict, dict[str, np.ndarray]]:
+    with open(path, "rb") as f:
+        return decode(f.read())

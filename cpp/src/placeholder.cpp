@@ -1,0 +1,1 @@
+int dpn_placeholder() { return 1; }
