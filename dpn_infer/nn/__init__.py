@@ -1,0 +1,15 @@
+"""PyTorch reference modules of "Dynamic Parameterized Network for CTR Prediction" (paper form).
+
+These are what users train and the numeric reference the C++ engine is tested against.
+Needs torch (``pip install dpn_infer[torch]``).
+"""
+from .crossnet import CrossLayer
+from .dylinear import DyLinear
+from .inputs import InputLayer, to_torch_batch
+from .models import (DNN, MODEL_CLASSES, CrossNet, FeatureDPN, LayerSpec, load_checkpoint,
+                     save_checkpoint)
+from .schema import DenseField, MultiHotField, Schema, SparseField
+
+__all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer", "to_torch_batch",
+           "DyLinear", "CrossLayer", "LayerSpec", "FeatureDPN", "DNN", "CrossNet",
+           "save_checkpoint", "load_checkpoint", "MODEL_CLASSES"]

@@ -1,0 +1,125 @@
+"""Input layer: batch mapping -> one float32 ``[B, dim]`` tensor per field (docs/format.md §4.1, §5)."""
+from __future__ import annotations
+
+from typing import Dict, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .schema import DenseField, MultiHotField, Schema, SparseField
+
+
+def to_torch_batch(batch: Mapping) -> Dict[str, torch.Tensor]:
+    """Convert a mapping name -> numpy array / list / tensor into name -> torch tensor (no copy
+    where torch.as_tensor can avoid one)."""
+    if not isinstance(batch, Mapping):
+        raise TypeError(f"batch must be a mapping from field name to array, got {type(batch).__name__}")
+    return {k: v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
+            for k, v in batch.items()}
+
+
+def _module_key(name: str, index: int, taken: set) -> str:
+    """A key usable in nn.ModuleDict for field ``name`` (field names are free-form strings)."""
+    probe = nn.ModuleDict()
+    ok = (name.isidentifier() and not hasattr(probe, name) and name not in taken)
+    key = name if ok else f"field{index}"
+    while key in taken:
+        key = "_" + key
+    taken.add(key)
+    return key
+
+
+def apply_policy(field, ids: torch.Tensor) -> torch.Tensor:
+    """Map raw ids (int64, any shape) to table rows according to the field's policy."""
+    v = field.vocab
+    if field.policy == "hash":
+        return torch.remainder(ids, v)
+    bad = (ids < 0) | (ids >= v)
+    if field.policy == "oov_bucket":
+        return torch.where(bad, torch.full_like(ids, v), ids)
+    # "error"
+    if bool(bad.any()):
+        x = int(ids[bad].reshape(-1)[0])
+        raise ValueError(f"field '{field.name}': id {x} out of range [0, {v})")
+    return ids
+
+
+class InputLayer(nn.Module):
+    """One ``nn.Embedding`` per sparse / multi-hot field (``vocab`` rows, ``vocab + 1`` for
+    ``oov_bucket``); dense fields pass through. ``forward(batch)`` -> dict name -> float32 ``[B, dim]``.
+
+    Fields missing from the batch raise ``ValueError``; keys that are not fields are ignored
+    (so a batch may carry its label)."""
+
+    def __init__(self, schema: Schema):
+        super().__init__()
+        if not isinstance(schema, Schema):
+            raise TypeError(f"InputLayer expects a Schema, got {type(schema).__name__}")
+        self.schema = schema
+        self.embeddings = nn.ModuleDict()
+        self.keys: Dict[str, str] = {}          # field name -> key in self.embeddings
+        taken: set = set()
+        for i, f in enumerate(schema.fields):
+            if isinstance(f, (SparseField, MultiHotField)):
+                key = _module_key(f.name, i, taken)
+                self.keys[f.name] = key
+                emb = nn.Embedding(f.rows, f.dim)
+                nn.init.normal_(emb.weight, std=0.05)
+                self.embeddings[key] = emb
+
+    def embedding(self, name: str) -> nn.Embedding:
+        return self.embeddings[self.keys[name]]
+
+    def _field_value(self, f, value) -> torch.Tensor:
+        t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
+        if isinstance(f, DenseField):
+            if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):
+                raise ValueError(f"field '{f.name}': expected float32 values, got {t.dtype}")
+            t = t.to(torch.float32)
+            if t.dim() == 1 and f.dim == 1:
+                t = t.unsqueeze(1)
+            if t.dim() != 2 or t.shape[1] != f.dim:
+                raise ValueError(f"field '{f.name}': expected shape [B, {f.dim}]"
+                                 f"{' or [B]' if f.dim == 1 else ''}, got {list(t.shape)}")
+            if not bool(torch.isfinite(t).all()):
+                raise ValueError(f"field '{f.name}': NaN or infinite value")
+            return t
+        if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+            raise ValueError(f"field '{f.name}': expected int64 ids, got {t.dtype}")
+        ids = t.to(torch.int64)
+        emb = self.embedding(f.name)
+        if isinstance(f, SparseField):
+            if ids.dim() != 1:
+                raise ValueError(f"field '{f.name}': expected ids of shape [B], got {list(ids.shape)}")
+            return emb(apply_policy(f, ids))
+        # multi_hot
+        if ids.dim() != 2:
+            raise ValueError(f"field '{f.name}': expected ids of shape [B, T], got {list(ids.shape)}")
+        if f.max_len and ids.shape[1] > f.max_len:
+            raise ValueError(f"field '{f.name}': {ids.shape[1]} ids per row, more than max_len "
+                             f"{f.max_len}")
+        valid = ids != -1
+        rows = apply_policy(f, torch.where(valid, ids, torch.zeros_like(ids)))   # padding -> row 0, masked
+        vecs = emb(rows) * valid.unsqueeze(-1).to(emb.weight.dtype)   # [B, T, dim]
+        out = vecs.sum(1)
+        if f.pooling == "mean":
+            out = out / valid.sum(1, keepdim=True).clamp(min=1).to(out.dtype)
+        return out
+
+    def forward(self, batch: Mapping) -> Dict[str, torch.Tensor]:
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"batch must be a mapping from field name to array, "
+                            f"got {type(batch).__name__}")
+        out = {}
+        rows = None
+        for f in self.schema.fields:
+            if f.name not in batch:
+                raise ValueError(f"field '{f.name}': missing from the batch")
+            v = self._field_value(f, batch[f.name])
+            if rows is None:
+                rows = v.shape[0]
+            elif v.shape[0] != rows:
+                raise ValueError(f"field '{f.name}': {v.shape[0]} rows, but earlier fields have {rows}")
+            out[f.name] = v
+        return out

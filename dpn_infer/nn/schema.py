@@ -1,0 +1,176 @@
+"""Input schema: the fields a model reads, exactly as docs/format.md §4.1 records them."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, List, Mapping, Sequence, Union
+
+POLICIES = ("hash", "oov_bucket", "error")
+POOLINGS = ("sum", "mean")
+
+
+def _check_common(name, dim, what):
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{what}: field name must be a non-empty string, got {name!r}")
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"field {name!r}: dim must be an integer >= 1, got {dim!r}")
+
+
+def _check_vocab_policy(name, vocab, policy):
+    if isinstance(vocab, bool) or not isinstance(vocab, int) or vocab < 1:
+        raise ValueError(f"field {name!r}: vocab must be an integer >= 1, got {vocab!r}")
+    if policy not in POLICIES:
+        raise ValueError(f"field {name!r}: policy must be one of {POLICIES}, got {policy!r}")
+
+
+@dataclass
+class SparseField:
+    """One categorical id per row (int64 ``[B]``), looked up in a ``[rows, dim]`` table."""
+    name: str
+    vocab: int
+    dim: int
+    policy: str = "hash"
+    kind = "sparse"
+
+    def __post_init__(self):
+        _check_common(self.name, self.dim, "SparseField")
+        _check_vocab_policy(self.name, self.vocab, self.policy)
+
+    @property
+    def rows(self) -> int:
+        return self.vocab + 1 if self.policy == "oov_bucket" else self.vocab
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": "sparse", "dim": self.dim, "vocab": self.vocab,
+                "policy": self.policy}
+
+
+@dataclass
+class MultiHotField:
+    """Several ids per row (int64 ``[B, T]`` padded with -1), pooled by sum or mean."""
+    name: str
+    vocab: int
+    dim: int
+    pooling: str = "mean"
+    max_len: int = 0
+    policy: str = "hash"
+    kind = "multi_hot"
+
+    def __post_init__(self):
+        _check_common(self.name, self.dim, "MultiHotField")
+        _check_vocab_policy(self.name, self.vocab, self.policy)
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"field {self.name!r}: pooling must be one of {POOLINGS}, "
+                             f"got {self.pooling!r}")
+        if isinstance(self.max_len, bool) or not isinstance(self.max_len, int) or self.max_len < 0:
+            raise ValueError(f"field {self.name!r}: max_len must be an integer >= 0 "
+                             f"(0 = no limit), got {self.max_len!r}")
+
+    @property
+    def rows(self) -> int:
+        return self.vocab + 1 if self.policy == "oov_bucket" else self.vocab
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": "multi_hot", "dim": self.dim, "vocab": self.vocab,
+                "policy": self.policy, "pooling": self.pooling, "max_len": self.max_len}
+
+
+@dataclass
+class DenseField:
+    """Float values given as-is (float32 ``[B]`` when dim is 1, or ``[B, dim]``)."""
+    name: str
+    dim: int = 1
+    kind = "dense"
+
+    def __post_init__(self):
+        _check_common(self.name, self.dim, "DenseField")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": "dense", "dim": self.dim}
+
+
+Field = Union[SparseField, MultiHotField, DenseField]
+_FIELD_TYPES = (SparseField, MultiHotField, DenseField)
+_KEYS = {"sparse": {"name", "kind", "dim", "vocab", "policy"},
+         "multi_hot": {"name", "kind", "dim", "vocab", "policy", "pooling", "max_len"},
+         "dense": {"name", "kind", "dim"}}
+
+
+def field_from_json(d: Mapping) -> Field:
+    if not isinstance(d, Mapping):
+        raise ValueError(f"schema field must be a JSON object, got {d!r}")
+    kind = d.get("kind")
+    if kind not in _KEYS:
+        raise ValueError(f"field {d.get('name')!r}: unknown kind {kind!r} "
+                         f"(expected one of {sorted(_KEYS)})")
+    extra = set(d) - _KEYS[kind]
+    if extra:
+        raise ValueError(f"field {d.get('name')!r}: unexpected keys {sorted(extra)} for kind {kind!r}")
+    try:
+        if kind == "sparse":
+            return SparseField(d["name"], d["vocab"], d["dim"], d.get("policy", "hash"))
+        if kind == "multi_hot":
+            return MultiHotField(d["name"], d["vocab"], d["dim"], d.get("pooling", "mean"),
+                                 d.get("max_len", 0), d.get("policy", "hash"))
+        return DenseField(d["name"], d.get("dim", 1))
+    except KeyError as e:
+        raise ValueError(f"field {d.get('name')!r}: missing key {e.args[0]!r}") from None
+
+
+class Schema:
+    """An ordered list of uniquely named fields. The order is the order ``x0`` concatenates them in."""
+
+    def __init__(self, fields: Iterable[Field]):
+        fields = list(fields)
+        if not fields:
+            raise ValueError("Schema needs at least one field")
+        seen = set()
+        for f in fields:
+            if not isinstance(f, _FIELD_TYPES):
+                raise TypeError(f"Schema fields must be SparseField, MultiHotField or DenseField, "
+                                f"got {type(f).__name__}")
+            if f.name in seen:
+                raise ValueError(f"duplicate field name {f.name!r} in schema")
+            seen.add(f.name)
+        self.fields: List[Field] = fields
+        self._by_name = {f.name: f for f in fields}
+
+    @property
+    def names(self) -> List[str]:
+        return [f.name for f in self.fields]
+
+    def __getitem__(self, name: str) -> Field:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"no field {name!r} in schema (fields: {self.names})") from None
+
+    def __contains__(self, name) -> bool:
+        return name in self._by_name
+
+    def __iter__(self) -> Iterator[Field]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Schema) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"Schema({self.fields!r})"
+
+    def width(self, names: Sequence[str] = None) -> int:
+        """Total width of the given fields (all fields when ``names`` is None)."""
+        names = self.names if names is None else names
+        return sum(self[n].dim for n in names)
+
+    def to_json(self) -> list:
+        return [f.to_json() for f in self.fields]
+
+    @classmethod
+    def from_json(cls, data) -> "Schema":
+        if isinstance(data, Mapping) and "fields" in data:
+            data = data["fields"]
+        if isinstance(data, (str, bytes)) or not isinstance(data, Sequence):
+            raise ValueError("Schema.from_json expects a list of field objects")
+        return cls([field_from_json(d) for d in data])
