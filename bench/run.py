@@ -1,0 +1,241 @@
+"""Throughput and latency of dpn_infer against its peers, measured in one run.
+
+    python bench/run.py [--quick] [--json PATH] [--configs ml1m,criteo,prod] [--batches 1,16,256,2048]
+                        [--threads 1,2] [--runners engine,torch,ort-paper,ort-kron] [--seconds 1.0]
+
+For every (config x batch x threads x runner): samples/s, p50 and p99 latency of one predict call,
+and achieved GFLOP/s (the dynamic layers' 2*m*c*(l+1) FLOP per row plus generators and static
+layers). It also probes the machine: the FMA peak (dpn_infer's probe when the engine has one, else a
+large numpy sgemm) and the read bandwidth (numpy sum over 512 MiB). Ratios between runners in the
+same run are the numbers to quote; absolute times move between runs on shared machines.
+
+Peers: PyTorch eager on the dpn_infer.nn module (paper form), ONNX Runtime on its ONNX export
+(paper form), and ONNX Runtime on the Kronecker-form export (converters/onnx_export.py).
+The paper form materializes a B x m x c weight per layer; runs whose materialized weights would
+exceed --paper-mem-gb are reported as skipped instead of run into an out-of-memory kill.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+CONFIGS = {
+    # name: (fields, embedding dim, dynamic layer widths, generator hidden l)
+    "ml1m": (6, 16, [64, 64], 4),
+    "criteo": (39, 16, [400, 400, 400], 4),
+    "prod": (96, 16, [1024, 512, 256], 4),
+}
+RUNNERS = ["engine", "torch", "ort-paper", "ort-kron"]
+VOCAB = 10000
+
+
+def build(config, seed=0):
+    import torch
+
+    from dpn_infer.nn import FeatureDPN, LayerSpec, Schema, SparseField
+
+    n_fields, dim, widths, l = CONFIGS[config]
+    torch.manual_seed(seed)
+    schema = Schema([SparseField(f"f{i}", vocab=VOCAB, dim=dim, policy="hash") for i in range(n_fields)])
+    layers = [LayerSpec(w, dynamic=True, context="x0", hidden=l, sigma="relu") for w in widths]
+    return FeatureDPN(schema, layers, activation="relu").eval()
+
+
+def flops_per_row(config):
+    n_fields, dim, widths, l = CONFIGS[config]
+    x0 = n_fields * dim
+    m, total = x0, 0
+    for c in widths:
+        total += 2 * m * c * (l + 1) + 2 * x0 * l + 2 * l * c    # Kronecker GEMM + generator + dyn bias
+        m = c
+    return total + 2 * m                                          # classifier
+
+
+def paper_bytes(config, batch):
+    """Bytes the paper form materializes for its largest per-row weight tensor."""
+    n_fields, dim, widths, _ = CONFIGS[config]
+    m, worst = n_fields * dim, 0
+    for c in widths:
+        worst = max(worst, batch * m * c * 4)
+        m = c
+    return worst
+
+
+def make_batch(config, batch, rng):
+    n_fields = CONFIGS[config][0]
+    return {f"f{i}": rng.integers(0, VOCAB, batch, dtype=np.int64) for i in range(n_fields)}
+
+
+def probe_fma_peak(threads):
+    """GFLOP/s peak: the engine's FMA-loop probe if it has one, else a large numpy sgemm."""
+    try:
+        from dpn_infer import _engine
+
+        if hasattr(_engine, "probe_fma_gflops"):
+            return _engine.probe_fma_gflops(threads), "engine FMA loop"
+    except ImportError:
+        pass
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    a @ a
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ a
+        best = max(best, 2 * 2048 ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best, "numpy sgemm 2048^3 (all BLAS threads)"
+
+
+def probe_read_bandwidth():
+    a = np.ones(512 * 1024 * 1024 // 4, dtype=np.float32)
+    a.sum()
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a.sum()
+        best = max(best, a.nbytes / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def measure(fn, batch, seconds, min_calls, max_calls):
+    fn(batch)                                           # warm-up (allocations, lazy init)
+    lat = []
+    start = time.perf_counter()
+    while len(lat) < max_calls and (len(lat) < min_calls or time.perf_counter() - start < seconds):
+        t0 = time.perf_counter()
+        fn(batch)
+        lat.append(time.perf_counter() - t0)
+    lat = np.array(lat)
+    return {"samples_per_s": len(next(iter(batch.values()))) * len(lat) / lat.sum(),
+            "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3),
+            "calls": int(len(lat))}
+
+
+class Runners:
+    """Builds each runner once per (config, threads) and hands out predict callables."""
+
+    def __init__(self, config, tmp, names):
+        import torch
+
+        import dpn_infer
+        from dpn_infer.converters.onnx_export import export_onnx
+
+        self.model = build(config)
+        self.names = names
+        path = Path(tmp) / f"{config}.bin"
+        dpn_infer.save(self.model, path)
+        self.engine = dpn_infer.load(path)
+        example = make_batch(config, 2, np.random.default_rng(1))
+        self.onnx = {}
+        for form in ("paper", "kron"):
+            if f"ort-{form}" in names:
+                p = Path(tmp) / f"{config}.{form}.onnx"
+                export_onnx(self.model, p, example, form=form)
+                self.onnx[form] = p
+        self.torch = torch
+
+    def get(self, name, threads):
+        if name == "engine":
+            return lambda b: self.engine.predict(b, threads=threads)
+        if name == "torch":
+            torch = self.torch
+
+            def run(b):
+                torch.set_num_threads(threads)
+                with torch.no_grad():
+                    return self.model(b)
+            return run
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(self.onnx[name.split("-")[1]]), so, providers=["CPUExecutionProvider"])
+        return lambda b: sess.run(None, b)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="short run: fewer calls per point")
+    ap.add_argument("--json", help="write the records to this JSON file")
+    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--batches", default="1,16,256,2048")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--runners", default=",".join(RUNNERS))
+    ap.add_argument("--seconds", type=float, default=None, help="time budget per point")
+    ap.add_argument("--paper-mem-gb", type=float, default=3.0,
+                    help="skip paper-form runs that would materialize more than this per layer")
+    args = ap.parse_args(argv)
+    configs = args.configs.split(",")
+    batches = [int(b) for b in args.batches.split(",")]
+    threads_list = [int(t) for t in args.threads.split(",")]
+    runners = args.runners.split(",")
+    for c in configs:
+        if c not in CONFIGS:
+            sys.exit(f"unknown config {c!r}; known: {', '.join(CONFIGS)}")
+    for r in runners:
+        if r not in RUNNERS:
+            sys.exit(f"unknown runner {r!r}; known: {', '.join(RUNNERS)}")
+    seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.5)
+    min_calls, max_calls = (3, 200) if args.quick else (10, 2000)
+
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "python": platform.python_version(), "date": datetime.now(timezone.utc).isoformat()}
+    try:
+        import dpn_infer
+        if hasattr(dpn_infer, "cpu_info"):
+            machine["dpn_cpu_info"] = dpn_infer.cpu_info()
+    except Exception:  # noqa: BLE001 - informational only
+        pass
+    peaks = {}
+    for t in threads_list:
+        peaks[t], how = probe_fma_peak(t)
+        print(f"FMA peak probe ({how}), {t} thread(s): {peaks[t]:.1f} GFLOP/s")
+    bw = probe_read_bandwidth()
+    print(f"read bandwidth probe (numpy sum, 512 MiB): {bw:.1f} GB/s")
+
+    records = []
+    rng = np.random.default_rng(0)
+    header = f"{'config':<8}{'batch':>6}{'thr':>4}  {'runner':<10}{'samples/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'GFLOP/s':>9}{'%peak':>7}"
+    print(header)
+    with tempfile.TemporaryDirectory() as tmp:
+        for config in configs:
+            rs = Runners(config, tmp, runners)
+            fpr = flops_per_row(config)
+            for threads in threads_list:
+                fns = {r: rs.get(r, threads) for r in runners}
+                for batch in batches:
+                    b = make_batch(config, batch, rng)
+                    for r in runners:
+                        rec = {"config": config, "batch": batch, "threads": threads, "runner": r,
+                               "flops_per_row": fpr}
+                        if r in ("torch", "ort-paper") and paper_bytes(config, batch) > args.paper_mem_gb * 2**30:
+                            rec.update(skipped=f"paper form would materialize "
+                                               f"{paper_bytes(config, batch) / 2**30:.1f} GiB per layer")
+                            print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{'skipped (memory)':>12}")
+                        else:
+                            rec.update(measure(fns[r], b, seconds, min_calls, max_calls))
+                            rec["gflops"] = rec["samples_per_s"] * fpr / 1e9
+                            rec["pct_fma_peak"] = 100 * rec["gflops"] / peaks[threads]
+                            print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{rec['samples_per_s']:>12,.0f}"
+                                  f"{rec['p50_ms']:>10.3f}{rec['p99_ms']:>10.3f}{rec['gflops']:>9.1f}"
+                                  f"{rec['pct_fma_peak']:>6.1f}%")
+                        records.append(rec)
+                        sys.stdout.flush()
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine, "fma_peak_gflops": peaks,
+                                               "read_gb_per_s": bw, "records": records}, indent=1))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
