@@ -1,0 +1,51 @@
+"""dpn-convert: a dpn_infer.nn checkpoint -> model.bin.
+
+    dpn-convert CHECKPOINT -o model.bin
+
+CHECKPOINT is a file written by ``dpn_infer.nn.save_checkpoint(model, path)``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dpn-convert",
+        description="Convert a dpn_infer.nn checkpoint (written by dpn_infer.nn.save_checkpoint) "
+                    "into a model.bin file for the dpn_infer engine.")
+    p.add_argument("checkpoint", help="checkpoint file: torch.save of {class, config, state_dict}")
+    p.add_argument("-o", "--output", default="model.bin", help="output path (default: model.bin)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from dpn_infer.nn import load_checkpoint
+        from .torch_export import export
+        from .format import encode
+    except ImportError as e:     # torch missing
+        print(f"dpn-convert: needs torch (pip install 'dpn_infer[torch]'): {e}", file=sys.stderr)
+        return 2
+    try:
+        model = load_checkpoint(args.checkpoint)
+        metadata, tensors = export(model)
+        data = encode(metadata, tensors)
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
+        print(f"dpn-convert: {args.checkpoint}: {e}", file=sys.stderr)
+        return 1
+    out = args.output
+    tmp = out + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, out)
+    print(f"wrote {out}: {metadata['model_type']}, {len(metadata['schema']['fields'])} fields, "
+          f"{len(metadata['graph']['nodes'])} nodes, {len(tensors)} tensors, {len(data)} bytes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""PyTorch module tree (dpn_infer.nn) -> model.bin metadata + tensors, as docs/format.md specifies.
+
+``export(module) -> (metadata, tensors)`` and ``save(module, path)``. Supports FeatureDPN, DNN and
+CrossNet built from dpn_infer.nn. The graph is emitted in eval semantics: dropout is dropped,
+BatchNorm1d (running statistics) is folded into the Linear / DyLinear before it, and an activation
+is fused into the node's ``act`` attribute. Anything the opset cannot express exactly is refused with
+a TypeError / ValueError naming the module path and type — never exported approximately.
+The user's module is only read: its training/eval mode and its parameters are left untouched.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DyLinear, FeatureDPN, InputLayer,
+                          Schema)
+
+from .format import OPSET, write
+
+PRODUCER = "dpn_infer 0.1.0"
+_ACTS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Identity: "identity"}
+
+
+def _where(path: str) -> str:
+    return path if path else "<root>"
+
+
+def _check_type(module, types, path: str):
+    if type(module) not in types:
+        names = " or ".join(t.__name__ for t in types)
+        raise TypeError(f"cannot export module '{_where(path)}' of type {type(module).__name__}: "
+                        f"expected {names} here")
+    if module._forward_hooks or module._forward_pre_hooks:
+        raise ValueError(f"cannot export module '{_where(path)}' ({type(module).__name__}): it has "
+                         f"forward hooks, which model.bin cannot carry")
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return np.array(t.detach().to("cpu", torch.float64).numpy(), dtype=np.float64)
+
+
+class _Graph:
+    def __init__(self):
+        self.nodes = []
+        self.tensors: Dict[str, np.ndarray] = {}
+
+    def tensor(self, name: str, value) -> str:
+        a = _np(value) if isinstance(value, torch.Tensor) else np.asarray(value, dtype=np.float64)
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        if not np.isfinite(a).all():
+            raise ValueError(f"cannot export tensor '{name}': it holds NaN or infinite values")
+        if name in self.tensors:
+            raise ValueError(f"duplicate tensor name '{name}'")
+        self.tensors[name] = a
+        return name
+
+    def node(self, op, name, inputs, output, attrs=None, params=None) -> str:
+        n = {"op": op, "name": name, "inputs": list(inputs), "output": output,
+             "attrs": dict(attrs or {}), "params": dict(params or {})}
+        self.nodes.append(n)
+        return output
+
+
+def _pre(path: str) -> str:
+    return path + "." if path else ""
+
+
+# -- pieces -------------------------------------------------------------------------------------
+
+def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]:
+    """embedding / dense_input nodes in schema order; returns field name -> value name."""
+    _check_type(inputs, (InputLayer,), path)
+    if inputs.schema.to_json() != schema.to_json():
+        raise ValueError(f"cannot export '{_where(path)}': its schema differs from the model's")
+    values = {}
+    for f in schema.fields:
+        if isinstance(f, DenseField):
+            values[f.name] = g.node("dense_input", f"{_pre(path)}{f.name}", [], f"dense/{f.name}",
+                                    {"field": f.name})
+            continue
+        key = inputs.keys[f.name]
+        epath = f"{_pre(path)}embeddings.{key}"
+        emb = inputs.embeddings[key]
+        _check_type(emb, (nn.Embedding,), epath)
+        if emb.max_norm is not None:
+            raise ValueError(f"cannot export '{epath}' (Embedding): max_norm renormalizes rows at "
+                             f"lookup time, which model.bin cannot express")
+        if tuple(emb.weight.shape) != (f.rows, f.dim):
+            raise ValueError(f"cannot export '{epath}' (Embedding): table is {list(emb.weight.shape)}, "
+                             f"field {f.name!r} needs [{f.rows}, {f.dim}]")
+        table = g.tensor(f"{epath}.weight", emb.weight)
+        values[f.name] = g.node("embedding", epath, [], f"emb/{f.name}", {"field": f.name},
+                                {"table": table})
+    return values
+
+
+def _act_name(act, path: str) -> str:
+    _check_type(act, tuple(_ACTS), path)
+    return _ACTS[type(act)]
+
+
+def _bn_affine(bn, width: int, path: str) -> Tuple[np.ndarray, np.ndarray]:
+    """Eval-mode BatchNorm1d as y * s + t (float64)."""
+    if not bn.track_running_stats or bn.running_mean is None or bn.running_var is None:
+        raise ValueError(f"cannot export '{path}' (BatchNorm1d): it has no running statistics "
+                         f"(track_running_stats=False uses batch statistics even in eval mode)")
+    if bn.num_features != width:
+        raise ValueError(f"cannot export '{path}' (BatchNorm1d): {bn.num_features} features after a "
+                         f"layer of width {width}")
+    s = 1.0 / np.sqrt(_np(bn.running_var) + float(bn.eps))
+    t = -_np(bn.running_mean) * s
+    if bn.affine:
+        gamma, beta = _np(bn.weight), _np(bn.bias)
+        s, t = s * gamma, t * gamma + beta
+    return s, t
+
+
+def _emit_linear(g, lin, path, x, out, act, fold=None, width_in=None) -> str:
+    _check_type(lin, (nn.Linear,), path)
+    if width_in is not None and lin.in_features != width_in:
+        raise ValueError(f"cannot export '{path}' (Linear): in_features {lin.in_features} but its "
+                         f"input has width {width_in}")
+    W = _np(lin.weight)
+    b = _np(lin.bias) if lin.bias is not None else None
+    if fold is not None:
+        s, t = fold
+        W = W * s[:, None]
+        b = (b if b is not None else 0.0) * s + t
+    params = {"weight": g.tensor(f"{path}.weight", W)}
+    if b is not None:
+        params["bias"] = g.tensor(f"{path}.bias", b)
+    return g.node("linear", path, [x], out,
+                  {"in": lin.in_features, "out": lin.out_features, "act": act}, params)
+
+
+def _emit_dylinear(g, dl, path, x, z, out, act, fold=None, width_in=None, width_z=None) -> str:
+    _check_type(dl, (DyLinear,), path)
+    m, c, n, l = dl.in_features, dl.out_features, dl.context_features, dl.hidden
+    if width_in is not None and m != width_in:
+        raise ValueError(f"cannot export '{path}' (DyLinear): in_features {m} but its input has "
+                         f"width {width_in}")
+    if width_z is not None and n != width_z:
+        raise ValueError(f"cannot export '{path}' (DyLinear): context_features {n} but its context "
+                         f"has width {width_z}")
+    wsize = dl.weight_size
+    attrs = {"in": m, "out": c, "context": n, "generator": dl.generator, "hidden": l,
+             "sigma": dl.sigma if dl.generator == "mlp" else "identity", "form": dl.form}
+    params = {}
+    if dl.generator == "mlp":
+        _check_type(dl.g1, (nn.Linear,), f"{path}.g1")
+        if (dl.g1.in_features, dl.g1.out_features) != (n, l):
+            raise ValueError(f"cannot export '{path}.g1': shape does not match the DyLinear")
+        params["g1_weight"] = g.tensor(f"{path}.g1.weight", dl.g1.weight)
+        params["g1_bias"] = g.tensor(f"{path}.g1.bias", dl.g1.bias if dl.g1.bias is not None
+                                     else np.zeros(l))
+    _check_type(dl.g2, (nn.Linear,), f"{path}.g2")
+    if (dl.g2.in_features, dl.g2.out_features) != (l, wsize + c):
+        raise ValueError(f"cannot export '{path}.g2': shape does not match the DyLinear")
+    g2w = _np(dl.g2.weight)
+    g2b = _np(dl.g2.bias) if dl.g2.bias is not None else np.zeros(wsize + c)
+    Pm = Qm = W0 = None
+    if dl.form == "decomp":
+        Pm, Qm = _np(dl.P), _np(dl.Q)
+        W0 = _np(dl.W0) if dl.w0 else None
+    if fold is not None:
+        s, t = fold
+        if dl.form == "full":
+            H = dl.heads
+            mh, ch = m // H, c // H
+            idx = np.arange(wsize)
+            col = (idx // (mh * ch)) * ch + idx % ch          # output column of each W entry
+            g2w[:wsize] *= s[col][:, None]
+            g2b[:wsize] *= s[col]
+        else:
+            Qm = Qm * s[None, :]
+            if W0 is not None:
+                W0 = W0 * s[None, :]
+        g2w[wsize:] *= s[:, None]
+        g2b[wsize:] = g2b[wsize:] * s + t
+    params["g2_weight"] = g.tensor(f"{path}.g2.weight", g2w)
+    params["g2_bias"] = g.tensor(f"{path}.g2.bias", g2b)
+    if dl.form == "full":
+        attrs["heads"] = dl.heads
+    else:
+        attrs["rank"] = dl.rank
+        attrs["w0"] = dl.w0
+        params["P"] = g.tensor(f"{path}.P", Pm)
+        params["Q"] = g.tensor(f"{path}.Q", Qm)
+        if W0 is not None:
+            params["W0"] = g.tensor(f"{path}.W0", W0)
+    attrs["act"] = act
+    return g.node("dylinear", path, [x, z], out, attrs, params)
+
+
+def _emit_block(g, layer, lpath, norm, npath, act_mod, apath, x, z, out, width_in, width_z=None):
+    """layer -> norm -> activation (dropout is ignored: eval semantics). Returns (value, width)."""
+    act = _act_name(act_mod, apath)
+    width = layer.out_features if isinstance(layer, (nn.Linear, DyLinear)) else None
+    fold = None
+    ln = None
+    _check_type(norm, (nn.Identity, nn.BatchNorm1d, nn.LayerNorm), npath)
+    if type(norm) is nn.BatchNorm1d:
+        fold = _bn_affine(norm, width, npath)
+    elif type(norm) is nn.LayerNorm:
+        if tuple(norm.normalized_shape) != (width,):
+            raise ValueError(f"cannot export '{npath}' (LayerNorm): normalized_shape "
+                             f"{tuple(norm.normalized_shape)} after a layer of width {width}")
+        ln = norm
+    lin_out = f"{out}.pre" if ln is not None else out
+    lin_act = "identity" if ln is not None else act
+    if z is None:
+        _emit_linear(g, layer, lpath, x, lin_out, lin_act, fold, width_in)
+    else:
+        _emit_dylinear(g, layer, lpath, x, z, lin_out, lin_act, fold, width_in, width_z)
+    if ln is not None:
+        w = ln.weight if ln.weight is not None else np.ones(width)
+        b = ln.bias if ln.bias is not None else np.zeros(width)
+        g.node("layernorm", npath, [lin_out], out, {"eps": float(ln.eps), "act": act},
+               {"weight": g.tensor(f"{npath}.weight", w), "bias": g.tensor(f"{npath}.bias", b)})
+    return out, width
+
+
+def _check_dropout(module, path):
+    _check_type(module, (nn.Dropout, nn.Identity), path)
+
+
+def _check_lists(module, names, count):
+    for name in names:
+        lst = getattr(module, name)
+        _check_type(lst, (nn.ModuleList,), name)
+        if len(lst) != count:
+            raise ValueError(f"cannot export '{name}': {len(lst)} modules, the model's config has {count}")
+
+
+def _check_forward(module, base):
+    if type(module).forward is not base.forward:
+        raise TypeError(f"cannot export {type(module).__name__}: it overrides forward() of "
+                        f"{base.__name__}, so its graph is unknown to the exporter")
+
+
+# -- models -------------------------------------------------------------------------------------
+
+def _export_feature_dpn(module: FeatureDPN, g: _Graph) -> str:
+    _check_forward(module, FeatureDPN)
+    schema = module.schema
+    n = len(module.specs)
+    _check_lists(module, ("layers", "norms", "acts"), n)
+    _check_dropout(module.dropout, "dropout")
+    values = _emit_inputs(g, module.inputs, schema, "inputs")
+    x0 = g.node("concat", "x0", [values[name] for name in schema.names], "x0")
+    x0_width = schema.width()
+    contexts = {}
+    x, width = x0, x0_width
+    for i, spec in enumerate(module.specs):
+        layer = module.layers[i]
+        z = zw = None
+        if spec.dynamic:
+            if spec.context == "x0":
+                z, zw = x0, x0_width
+            elif spec.context == "prev":
+                z, zw = x, width
+            else:
+                key = tuple(spec.context)
+                if key not in contexts:
+                    if len(key) == 1:
+                        contexts[key] = values[key[0]]
+                    else:
+                        contexts[key] = g.node("concat", f"context[{','.join(key)}]",
+                                               [values[f] for f in key], f"ctx{len(contexts)}")
+                z, zw = contexts[key], schema.width(list(key))
+        elif type(layer) is DyLinear:
+            raise TypeError(f"cannot export module 'layers.{i}' of type DyLinear: its LayerSpec is "
+                            f"static (expected Linear here)")
+        x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
+                               module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
+    return _emit_linear_out(g, module.classifier, x, width)
+
+
+def _emit_linear_out(g, classifier, x, width) -> str:
+    _check_type(classifier, (nn.Linear,), "classifier")
+    if classifier.out_features != 1:
+        raise ValueError(f"cannot export 'classifier' (Linear): out_features is "
+                         f"{classifier.out_features}, expected 1")
+    return _emit_linear(g, classifier, "classifier", x, "logit", "identity", None, width)
+
+
+def _export_crossnet(module: CrossNet, g: _Graph) -> str:
+    _check_forward(module, CrossNet)
+    schema = module.schema
+    _check_lists(module, ("cross",), module.num_cross)
+    _check_lists(module, ("layers", "norms", "acts"), len(module.hidden))
+    _check_dropout(module.dropout, "dropout")
+    values = _emit_inputs(g, module.inputs, schema, "inputs")
+    x0 = g.node("concat", "x0", [values[name] for name in schema.names], "x0")
+    d = schema.width()
+    xl = x0
+    for i, layer in enumerate(module.cross):
+        path = f"cross.{i}"
+        _check_type(layer, (CrossLayer,), path)
+        if layer.d != d or tuple(layer.weight.shape) != (d,) or tuple(layer.bias.shape) != (d,):
+            raise ValueError(f"cannot export '{path}' (CrossLayer): width {layer.d}, x0 has {d}")
+        xl = g.node("cross", path, [x0, xl], f"c{i}", {},
+                    {"weight": g.tensor(f"{path}.weight", layer.weight),
+                     "bias": g.tensor(f"{path}.bias", layer.bias)})
+    width = d
+    if module.hidden:
+        x, w = x0, d
+        for i in range(len(module.hidden)):
+            x, w = _emit_block(g, module.layers[i], f"layers.{i}", module.norms[i], f"norms.{i}",
+                               module.acts[i], f"acts.{i}", x, None, f"h{i}", w)
+        xl = g.node("concat", "concat[cross,deep]", [xl, x], "cat")
+        width = d + w
+    return _emit_linear_out(g, module.classifier, xl, width)
+
+
+def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """(metadata, tensors) of ``module`` (FeatureDPN, DNN or CrossNet), ready for format.write."""
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"export expects a dpn_infer.nn model, got {type(module).__name__}")
+    if module._forward_hooks or module._forward_pre_hooks:
+        raise ValueError(f"cannot export {type(module).__name__}: it has forward hooks")
+    g = _Graph()
+    if isinstance(module, CrossNet):
+        model_type = "CrossNet"
+        out = _export_crossnet(module, g)
+    elif isinstance(module, FeatureDPN):
+        model_type = "DNN" if isinstance(module, DNN) else "FeatureDPN"
+        if isinstance(module, DNN):
+            _check_forward(module, DNN)
+        out = _export_feature_dpn(module, g)
+    else:
+        raise TypeError(f"cannot export {type(module).__name__}: expected FeatureDPN, DNN or CrossNet "
+                        f"from dpn_infer.nn")
+    metadata = {"producer": PRODUCER, "opset": OPSET, "model_type": model_type,
+                "schema": {"fields": module.schema.to_json()},
+                "graph": {"nodes": g.nodes, "output": out},
+                "extra": {"config": module.config()}}
+    return metadata, g.tensors
+
+
+def save(module: nn.Module, path) -> str:
+    """Export ``module`` and write it to ``path`` (model.bin). Returns the path."""
+    metadata, tensors = export(module)
+    write(path, metadata, tensors)
+    return os.fspath(path)
