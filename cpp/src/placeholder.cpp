@@ -1,1 +1,0 @@
-int dpn_placeholder() { return 1; }
