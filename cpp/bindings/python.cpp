@@ -1,3 +1,165 @@
+// pybind11 module dpn_infer._engine: the C++ engine seen from Python.
+// The binding checks every field of a batch (dtype, shape, batch size) with messages that start
+// "field 'NAME': ", then releases the GIL for the C++ predict.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-int dpn_placeholder();
-PYBIND11_MODULE(_engine, m) { m.def("placeholder", &dpn_placeholder); }
+#include <pybind11/stl.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+#include <unordered_set>
+
+#include "dpn/dpn.h"
+
+namespace py = pybind11;
+
+namespace {
+
+struct PyModel {
+  std::shared_ptr<const dpn::Model> model;
+};
+
+std::string shape_str(const py::array& a) {
+  std::string s = "[";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + "]";
+}
+
+std::string field_list(const dpn::Model& m) {
+  std::string s;
+  for (const auto& f : m.fields()) s += (s.empty() ? "'" : ", '") + f.name + "'";
+  return s;
+}
+
+py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threads, bool logits) {
+  const dpn::Model& m = *self.model;
+  if (threads < 1) throw py::value_error("threads must be >= 1");
+  const auto& fields = m.fields();
+  std::vector<py::array> keep;  // contiguous arrays, alive until predict returns
+  std::vector<dpn::FieldInput> inputs(fields.size());
+  int64_t B = -1;
+  std::string b_field;
+  std::unordered_set<std::string> names;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const dpn::FieldInfo& f = fields[i];
+    names.insert(f.name);
+    py::str key(f.name);
+    if (!batch.contains(key))
+      throw dpn::InputError(f.name, "missing from the batch (the model's fields are " + field_list(m) + ")");
+    py::object obj = batch[key];
+    if (!py::isinstance<py::array>(obj))
+      throw dpn::InputError(f.name, std::string("expected a numpy array, got ") +
+                                        std::string(py::str(py::type::of(obj).attr("__name__"))));
+    py::array arr = py::reinterpret_borrow<py::array>(obj);
+    const std::string got = py::str(arr.dtype());
+    const bool ids = f.kind != dpn::FieldKind::Dense;
+    if (ids && !py::isinstance<py::array_t<int64_t>>(arr))
+      throw dpn::InputError(f.name, "expected int64 ids, got " + got);
+    if (!ids && !py::isinstance<py::array_t<float>>(arr))
+      throw dpn::InputError(f.name, "expected float32 values, got " + got);
+    int64_t rows = 0, cols = 0;
+    switch (f.kind) {
+      case dpn::FieldKind::Sparse:
+        if (arr.ndim() != 1)
+          throw dpn::InputError(f.name, "expected shape [B] (one id per row), got " + shape_str(arr));
+        rows = arr.shape(0);
+        cols = 1;
+        break;
+      case dpn::FieldKind::MultiHot:
+        if (arr.ndim() != 2)
+          throw dpn::InputError(f.name, "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
+        rows = arr.shape(0);
+        cols = arr.shape(1);
+        if (f.max_len > 0 && cols > f.max_len)
+          throw dpn::InputError(f.name, "got " + std::to_string(cols) +
+                                            " ids per row, more than max_len " + std::to_string(f.max_len));
+        break;
+      case dpn::FieldKind::Dense:
+        if (arr.ndim() == 1 && f.dim == 1) {
+          rows = arr.shape(0);
+        } else if (arr.ndim() == 2 && arr.shape(1) == f.dim) {
+          rows = arr.shape(0);
+        } else {
+          throw dpn::InputError(f.name, std::string("expected shape ") +
+                                            (f.dim == 1 ? "[B] or [B, 1]" : "[B, " + std::to_string(f.dim) + "]") +
+                                            ", got " + shape_str(arr));
+        }
+        cols = f.dim;
+        break;
+    }
+    if (B < 0) {
+      B = rows;
+      b_field = f.name;
+    } else if (rows != B) {
+      throw dpn::InputError(f.name, "has " + std::to_string(rows) + " rows, but field '" + b_field +
+                                        "' has " + std::to_string(B) + " (every field needs the same batch size)");
+    }
+    dpn::FieldInput& in = inputs[i];
+    in.rows = rows;
+    in.cols = cols;
+    if (ids) {
+      auto c = py::array_t<int64_t, py::array::c_style>::ensure(arr);
+      in.ids = c.data();
+      keep.push_back(std::move(c));
+    } else {
+      auto c = py::array_t<float, py::array::c_style>::ensure(arr);
+      in.values = c.data();
+      keep.push_back(std::move(c));
+    }
+  }
+  for (auto item : batch) {
+    const std::string key = py::str(item.first);
+    if (!names.count(key))
+      throw dpn::InputError(key, "is not a field of this model (its fields are " + field_list(m) + ")");
+  }
+  if (B < 0) B = 0;
+  py::array_t<float> out(static_cast<py::ssize_t>(B));
+  float* po = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    m.predict(inputs, B, po, logits, threads);
+  }
+  return out;
+}
+
+PyModel load(const std::string& path) { return PyModel{dpn::Model::load(path)}; }
+
+}  // namespace
+
+PYBIND11_MODULE(_engine, m) {
+  m.doc() = "dpn_infer C++ inference engine";
+
+  // Exception types live as long as the process (never destroyed, so no teardown-order issues).
+  static PyObject* format_error =
+      PyErr_NewException("dpn_infer._engine.ModelFormatError", PyExc_ValueError, nullptr);
+  static PyObject* input_error =
+      PyErr_NewException("dpn_infer._engine.InputError", PyExc_ValueError, nullptr);
+  m.attr("ModelFormatError") = py::handle(format_error);
+  m.attr("InputError") = py::handle(input_error);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const dpn::FormatError& e) {
+      PyErr_SetString(format_error, e.what());
+    } catch (const dpn::InputError& e) {
+      PyErr_SetString(input_error, e.what());
+    } catch (const dpn::IoError& e) {
+      // FileNotFoundError / PermissionError / ... chosen by errno, with the path attached.
+      py::object err = py::reinterpret_borrow<py::object>(PyExc_OSError)(
+          e.errno_value(), std::strerror(e.errno_value()), e.path());
+      PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(err.ptr())), err.ptr());
+    } catch (const dpn::Error& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  py::class_<PyModel>(m, "Model")
+      .def(py::init(&load), py::arg("path"), "Load and validate a model.bin file.")
+      .def_static("load", &load, py::arg("path"), "Load and validate a model.bin file.")
+      .def("predict", &predict, py::arg("batch"), py::arg("threads") = 1, py::arg("logits") = false,
+           "Predict for a dict of numpy arrays; float32 [B] probabilities (or logits).")
+      .def_property_readonly("metadata_json",
+                             [](const PyModel& s) { return s.model->metadata_json(); })
+      .def_property_readonly("num_fields", [](const PyModel& s) { return s.model->num_fields(); });
+}

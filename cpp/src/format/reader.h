@@ -1,0 +1,40 @@
+// model.bin container: header and tensor-table validation (docs/format.md §1-§3).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace dpn::format {
+
+enum class DType : uint32_t { F32 = 0, F16 = 1, BF16 = 2, I64 = 3, I32 = 4 };
+const char* dtype_name(DType d);
+
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<int64_t> dims;
+  uint64_t offset = 0;  // absolute offset in the file
+  uint64_t nbytes = 0;
+  const uint8_t* data = nullptr;  // points into the mapping
+};
+
+struct Container {
+  uint32_t version = 0;
+  std::string metadata;  // JSON text (copied: small, and kept for metadata_json())
+  std::vector<TensorInfo> tensors;
+  std::unordered_map<std::string, size_t> by_name;
+
+  const TensorInfo* find(const std::string& name) const {
+    auto it = by_name.find(name);
+    return it == by_name.end() ? nullptr : &tensors[it->second];
+  }
+};
+
+// Validates everything §2-§3 require, in the stated order; throws FormatError on the first failure.
+// `data` must stay valid while the returned tensors are used.
+Container read_container(const uint8_t* data, size_t size);
+
+}  // namespace dpn::format

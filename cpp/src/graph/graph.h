@@ -1,0 +1,35 @@
+// The model graph (docs/format.md §4.2): nodes in execution order, every value's width known and
+// checked at load.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "format/json.h"
+#include "format/reader.h"
+#include "graph/schema.h"
+#include "ops/op.h"
+
+namespace dpn::graph {
+
+struct Node {
+  std::unique_ptr<ops::Op> op;
+  std::vector<int> inputs;  // value ids
+  int output = -1;          // value id
+};
+
+struct Graph {
+  std::vector<Node> nodes;
+  std::vector<int64_t> widths;  // per value id
+  int output = -1;
+};
+
+// Refuses metadata whose opset is newer than kOpset, naming the first unknown kind or operator.
+void check_opset(const format::Json& meta);
+
+// Builds and validates the graph; throws FormatError naming the node at fault.
+Graph build_graph(const format::Json& meta, const std::vector<Field>& fields,
+                  const format::Container& tensors);
+
+}  // namespace dpn::graph

@@ -1,0 +1,79 @@
+#include "graph/schema.h"
+
+#include <unordered_set>
+
+namespace dpn::graph {
+
+using format::Json;
+
+std::string upgrade_advice() { return "upgrade dpn_infer (pip install -U dpn_infer)"; }
+
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) { throw FormatError("invalid model schema: " + msg); }
+
+const Json& req(const Json& f, const std::string& who, const char* key, Json::Type t) {
+  const Json* v = f.find(key);
+  if (!v) bad(who + ": missing key '" + key + "'");
+  if (v->type() != t)
+    bad(who + ": '" + key + "' must be " + Json::type_name(t) + ", got " + Json::type_name(v->type()));
+  return *v;
+}
+
+int64_t req_int(const Json& f, const std::string& who, const char* key, int64_t min) {
+  const Json& v = req(f, who, key, Json::Type::Number);
+  if (!v.is_integer()) bad(who + ": '" + key + "' must be an integer");
+  if (v.as_int() < min) bad(who + ": '" + key + "' must be >= " + std::to_string(min));
+  return v.as_int();
+}
+
+}  // namespace
+
+std::vector<Field> parse_schema(const Json& meta) {
+  const Json* schema = meta.find("schema");
+  if (!schema || !schema->is_object()) bad("metadata has no 'schema' object");
+  const Json* fields = schema->find("fields");
+  if (!fields || !fields->is_array()) bad("'schema.fields' must be an array");
+  if (fields->items().empty()) bad("'schema.fields' is empty");
+  std::vector<Field> out;
+  std::unordered_set<std::string> names;
+  size_t idx = 0;
+  for (const Json& f : fields->items()) {
+    std::string who = "field " + std::to_string(idx++);
+    if (!f.is_object()) bad(who + " is not an object");
+    Field fd;
+    fd.info.name = req(f, who, "name", Json::Type::String).as_string();
+    if (fd.info.name.empty()) bad(who + ": empty name");
+    who = "field '" + fd.info.name + "'";
+    if (!names.insert(fd.info.name).second) bad(who + " is declared twice");
+    const std::string& kind = req(f, who, "kind", Json::Type::String).as_string();
+    if (kind == "sparse") fd.info.kind = FieldKind::Sparse;
+    else if (kind == "multi_hot") fd.info.kind = FieldKind::MultiHot;
+    else if (kind == "dense") fd.info.kind = FieldKind::Dense;
+    else
+      throw FormatError("model.bin uses field kind '" + kind + "' (" + who +
+                        "), unknown to this dpn_infer (opset " + std::to_string(kOpset) + "); " +
+                        upgrade_advice());
+    fd.info.dim = req_int(f, who, "dim", 1);
+    if (fd.info.kind != FieldKind::Dense) {
+      fd.info.vocab = req_int(f, who, "vocab", 1);
+      const std::string& pol = req(f, who, "policy", Json::Type::String).as_string();
+      if (pol == "hash") fd.policy = Policy::Hash;
+      else if (pol == "oov_bucket") fd.policy = Policy::OovBucket;
+      else if (pol == "error") fd.policy = Policy::Error;
+      else bad(who + ": unknown policy '" + pol + "' (expected hash, oov_bucket or error)");
+    }
+    if (fd.info.kind == FieldKind::MultiHot) {
+      const std::string& pool = req(f, who, "pooling", Json::Type::String).as_string();
+      if (pool == "sum") fd.pooling = Pooling::Sum;
+      else if (pool == "mean") fd.pooling = Pooling::Mean;
+      else bad(who + ": unknown pooling '" + pool + "' (expected sum or mean)");
+      // max_len: 0 = no limit; absent is read as 0.
+      fd.info.max_len = f.find("max_len") ? req_int(f, who, "max_len", 0) : 0;
+    }
+    out.push_back(std::move(fd));
+  }
+  return out;
+}
+
+}  // namespace dpn::graph

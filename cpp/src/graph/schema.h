@@ -1,0 +1,30 @@
+// The model's input schema (docs/format.md §4.1), parsed and checked at load.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "dpn/dpn.h"
+#include "format/json.h"
+
+namespace dpn::graph {
+
+enum class Policy { Hash, OovBucket, Error };
+enum class Pooling { Sum, Mean };
+
+struct Field {
+  FieldInfo info;
+  Policy policy = Policy::Hash;    // sparse / multi_hot
+  Pooling pooling = Pooling::Sum;  // multi_hot
+};
+
+// The engine's opset; files with a higher one are refused (docs/format.md §6).
+constexpr int64_t kOpset = 1;
+
+// The advice every "too new" error ends with.
+std::string upgrade_advice();
+
+// Parses metadata["schema"]["fields"]; throws FormatError naming the field and key at fault.
+std::vector<Field> parse_schema(const format::Json& meta);
+
+}  // namespace dpn::graph

@@ -1,0 +1,34 @@
+// Elementwise activations (docs/format.md §5 `act`), shared by every op's epilogue.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+namespace dpn::kernels {
+
+enum class Act { Identity, Relu, Sigmoid, Tanh };
+
+// Numerically stable logistic: never overflows exp().
+inline float sigmoid(float x) {
+  if (x >= 0.0f) return 1.0f / (1.0f + std::exp(-x));
+  const float e = std::exp(x);
+  return e / (1.0f + e);
+}
+
+inline float apply(Act a, float x) {
+  switch (a) {
+    case Act::Identity: return x;
+    case Act::Relu: return x > 0.0f ? x : 0.0f;
+    case Act::Sigmoid: return sigmoid(x);
+    case Act::Tanh: return std::tanh(x);
+  }
+  return x;
+}
+
+// x[i] = act(x[i]) for n contiguous floats.
+void act_inplace(float* x, int64_t n, Act a);
+
+// Row-wise softmax over `cols` columns of a [rows, ld] matrix.
+void softmax_rows(float* x, int64_t rows, int64_t cols, int64_t ld);
+
+}  // namespace dpn::kernels

@@ -1,0 +1,83 @@
+#include "kernels/gemm.h"
+
+#include <algorithm>
+
+namespace dpn::kernels {
+
+namespace {
+
+constexpr int64_t kMR = 4;    // rows per micro-tile: 4×8 accumulators = 8 SSE registers
+constexpr int64_t kKC = 256;  // K block: one B panel slice (256×8 floats = 8 KiB) stays in L1
+constexpr int64_t kMC = 64;   // M block: 64×256 floats of A (64 KiB) stay in L2
+
+// One micro-tile: rows [0, MR) of A (K slice kc) times one packed panel slice.
+// first: start from bias (or 0) instead of C; last: apply the activation before storing.
+template <int MR>
+void tile(const float* A, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc,
+          int64_t nr, const float* bias, bool first, bool last, Act act) {
+  float acc[MR][kNR];
+  for (int i = 0; i < MR; ++i)
+    for (int64_t j = 0; j < kNR; ++j) {
+      float v = 0.0f;
+      if (j < nr) v = first ? (bias ? bias[j] : 0.0f) : C[i * ldc + j];
+      acc[i][j] = v;
+    }
+  for (int64_t k = 0; k < kc; ++k) {
+    const float* b = bp + k * kNR;
+    for (int i = 0; i < MR; ++i) {
+      const float a = A[i * lda + k];
+      for (int64_t j = 0; j < kNR; ++j) acc[i][j] += a * b[j];
+    }
+  }
+  if (last && act != Act::Identity)
+    for (int i = 0; i < MR; ++i)
+      for (int64_t j = 0; j < kNR; ++j) acc[i][j] = apply(act, acc[i][j]);
+  for (int i = 0; i < MR; ++i)
+    for (int64_t j = 0; j < nr; ++j) C[i * ldc + j] = acc[i][j];
+}
+
+}  // namespace
+
+void pack_b(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, float* dst) {
+  const int64_t panels = (N + kNR - 1) / kNR;
+  for (int64_t p = 0; p < panels; ++p) {
+    float* d = dst + p * K * kNR;
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < kNR; ++j) {
+        const int64_t n = p * kNR + j;
+        d[k * kNR + j] = n < N ? src[k * rs + n * cs] : 0.0f;
+      }
+  }
+}
+
+void gemm_packed(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+                 const float* bias, Act act, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  const int64_t panels = (N + kNR - 1) / kNR;
+  // K == 0 still runs one pass so C = act(bias).
+  for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
+    const int64_t kc = std::min(kKC, K - k0);
+    const bool first = k0 == 0, last = k0 + kKC >= K;
+    for (int64_t m0 = 0; m0 < M; m0 += kMC) {
+      const int64_t mc = std::min(kMC, M - m0);
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t n0 = p * kNR, nr = std::min(kNR, N - n0);
+        const float* bp = Bp + p * K * kNR + k0 * kNR;
+        const float* bb = bias ? bias + n0 : nullptr;
+        for (int64_t i = 0; i < mc; i += kMR) {
+          const float* a = A + (m0 + i) * lda + k0;
+          float* c = C + (m0 + i) * ldc + n0;
+          switch (std::min(kMR, mc - i)) {
+            case 4: tile<4>(a, lda, bp, kc, c, ldc, nr, bb, first, last, act); break;
+            case 3: tile<3>(a, lda, bp, kc, c, ldc, nr, bb, first, last, act); break;
+            case 2: tile<2>(a, lda, bp, kc, c, ldc, nr, bb, first, last, act); break;
+            default: tile<1>(a, lda, bp, kc, c, ldc, nr, bb, first, last, act); break;
+          }
+        }
+      }
+    }
+    if (K == 0) break;
+  }
+}
+
+}  // namespace dpn::kernels

@@ -1,0 +1,231 @@
+// `dylinear`: the feature-based dynamic linear layer (docs/format.md §5, §7; DESIGN.md §3).
+// W(z) is affine in h, so a block of rows is one ordinary GEMM against a static matrix packed at
+// load, A' = [A_0; A_1; …; A_l; Bd], with the left panel [x, h_1·x, …, h_l·x, h] built per chunk.
+// The per-row m×c weight is never built.
+#include <algorithm>
+
+#include "kernels/gemm.h"
+#include "kernels/kron.h"
+#include "ops/op.h"
+
+namespace dpn::ops {
+
+namespace {
+
+enum class Sigma { Identity, Sigmoid, Softmax, Relu };
+
+// Panels are built for at most this many floats at a time, so scratch stays bounded for wide layers.
+constexpr int64_t kPanelFloats = 1 << 16;
+
+struct Config {
+  int64_t m = 0, c = 0, n = 0, l = 0, H = 1, r = 0;
+  bool mlp = true, decomp = false, w0 = false;
+  Sigma sigma = Sigma::Identity;
+  kernels::Act act = kernels::Act::Identity;
+};
+
+class DyLinear : public Op {
+ public:
+  explicit DyLinear(const Config& cfg) : c_(cfg) { width = cfg.c; }
+
+  // --- load-time packing -------------------------------------------------------------------
+  void pack_generator(const float* g1w, const float* g1b) {
+    g1_.pack(g1w, c_.n, c_.l, 1, c_.n);  // torch layout [l, n]: B(k, j) = g1w[j*n + k]
+    g1b_.assign(g1b, g1b + c_.l);
+  }
+
+  // full form: one packed A'_g of K_g = (l+1)·mh + l rows × ch columns per head.
+  void pack_full(const float* g2w, const float* g2b, int64_t P) {
+    const int64_t mh = c_.m / c_.H, ch = c_.c / c_.H, l = c_.l, Kg = (l + 1) * mh + l;
+    bias_.assign(g2b + (P - c_.c), g2b + P);
+    heads_.resize(static_cast<size_t>(c_.H));
+    std::vector<float> A(static_cast<size_t>(Kg * ch));
+    for (int64_t g = 0; g < c_.H; ++g) {
+      const int64_t off = g * mh * ch;
+      for (int64_t k = 0; k <= l; ++k)
+        for (int64_t i = 0; i < mh; ++i)
+          for (int64_t j = 0; j < ch; ++j) {
+            const int64_t t = off + i * ch + j;  // index into the generated vector
+            A[size_t((k * mh + i) * ch + j)] = k == 0 ? g2b[t] : g2w[t * l + (k - 1)];
+          }
+      for (int64_t k = 0; k < l; ++k)
+        for (int64_t j = 0; j < ch; ++j)
+          A[size_t(((l + 1) * mh + k) * ch + j)] = g2w[(P - c_.c + g * ch + j) * l + k];
+      heads_[size_t(g)].pack(A.data(), Kg, ch, ch, 1);
+    }
+  }
+
+  // decomp form: u = Pᵀx; v = phi(z)ᵀ u through A'_phi; y = [v, h, x] · [Q; Bd; W0] + bias.
+  void pack_decomp(const float* g2w, const float* g2b, const float* Pm, const float* Q,
+                   const float* W0) {
+    const int64_t r = c_.r, l = c_.l, m = c_.m, c = c_.c;
+    proj_.pack(Pm, m, r, r, 1);
+    std::vector<float> A(size_t((l + 1) * r * r));
+    for (int64_t k = 0; k <= l; ++k)
+      for (int64_t i = 0; i < r; ++i)
+        for (int64_t j = 0; j < r; ++j) {
+          const int64_t t = i * r + j;
+          A[size_t((k * r + i) * r + j)] = k == 0 ? g2b[t] : g2w[t * l + (k - 1)];
+        }
+    phi_.pack(A.data(), (l + 1) * r, r, r, 1);
+    const int64_t K2 = r + l + (W0 ? m : 0);
+    std::vector<float> B(size_t(K2 * c));
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < c; ++j) B[size_t(i * c + j)] = Q[i * c + j];
+    for (int64_t k = 0; k < l; ++k)
+      for (int64_t j = 0; j < c; ++j) B[size_t((r + k) * c + j)] = g2w[(r * r + j) * l + k];
+    if (W0)
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < c; ++j) B[size_t((r + l + i) * c + j)] = W0[i * c + j];
+    out_.pack(B.data(), K2, c, c, 1);
+    bias_.assign(g2b + r * r, g2b + r * r + c);
+  }
+
+  // --- per call ----------------------------------------------------------------------------
+  int64_t panel_width() const {
+    return c_.decomp ? (c_.l + 1) * c_.r : (c_.l + 1) * (c_.m / c_.H) + c_.l;
+  }
+  int64_t chunk_rows(int64_t rows) const {
+    const int64_t w = std::max(panel_width(), out_.K);
+    return std::max<int64_t>(1, std::min(rows, kPanelFloats / std::max<int64_t>(1, w)));
+  }
+
+  size_t scratch_floats(int64_t rows) const override {
+    const int64_t cr = chunk_rows(rows);
+    size_t s = size_t(rows * c_.l) + size_t(cr * panel_width());  // h, panel
+    if (c_.decomp) s += size_t(rows * c_.r) + size_t(cr * out_.K);  // u, second panel
+    return s;
+  }
+
+  void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
+    const int64_t R = blk.rows, m = c_.m, c = c_.c, l = c_.l;
+    const float* x = in[0];
+    // h for the whole block: [R, l].
+    const float* h = in[1];  // linear generator: h = z (l == n)
+    float* s = scratch;
+    if (c_.mlp) {
+      float* hb = s;
+      s += R * l;
+      kernels::Act a = c_.sigma == Sigma::Sigmoid ? kernels::Act::Sigmoid
+                       : c_.sigma == Sigma::Relu  ? kernels::Act::Relu
+                                                  : kernels::Act::Identity;
+      kernels::gemm_packed(in[1], c_.n, R, c_.n, g1_.data.data(), l, g1b_.data(), a, hb, l);
+      if (c_.sigma == Sigma::Softmax) kernels::softmax_rows(hb, R, l, l);
+      h = hb;
+    }
+    const int64_t cr = chunk_rows(R), Kp = panel_width();
+    float* panel = s;
+    s += cr * Kp;
+    if (!c_.decomp) {
+      const int64_t mh = m / c_.H, ch = c / c_.H;
+      for (int64_t r0 = 0; r0 < R; r0 += cr) {
+        const int64_t rows = std::min(cr, R - r0);
+        for (int64_t g = 0; g < c_.H; ++g) {
+          kernels::kron_panel(x + r0 * m + g * mh, m, mh, h + r0 * l, l, l, rows, true, panel, Kp);
+          kernels::gemm_packed(panel, Kp, rows, Kp, heads_[size_t(g)].data.data(), ch,
+                               bias_.data() + g * ch, c_.act, out + r0 * c + g * ch, c);
+        }
+      }
+      return;
+    }
+    const int64_t r = c_.r, K2 = out_.K;
+    float* u = s;
+    s += R * r;
+    float* panel2 = s;
+    kernels::gemm_packed(x, m, R, m, proj_.data.data(), r, nullptr, kernels::Act::Identity, u, r);
+    for (int64_t r0 = 0; r0 < R; r0 += cr) {
+      const int64_t rows = std::min(cr, R - r0);
+      kernels::kron_panel(u + r0 * r, r, r, h + r0 * l, l, l, rows, false, panel, Kp);
+      // v = phiᵀ u lands in the first r columns of the second panel; then h and x follow it.
+      kernels::gemm_packed(panel, Kp, rows, Kp, phi_.data.data(), r, nullptr,
+                           kernels::Act::Identity, panel2, K2);
+      for (int64_t b = 0; b < rows; ++b) {
+        float* p = panel2 + b * K2 + r;
+        const float* hb = h + (r0 + b) * l;
+        for (int64_t k = 0; k < l; ++k) p[k] = hb[k];
+        if (c_.w0) {
+          const float* xb = x + (r0 + b) * m;
+          for (int64_t i = 0; i < m; ++i) p[l + i] = xb[i];
+        }
+      }
+      kernels::gemm_packed(panel2, K2, rows, K2, out_.data.data(), c, bias_.data(), c_.act,
+                           out + r0 * c, c);
+    }
+  }
+
+ private:
+  Config c_;
+  kernels::PackedMatrix g1_;
+  std::vector<float> g1b_;
+  std::vector<float> bias_;                  // static part of the dynamic bias (g2_bias tail)
+  std::vector<kernels::PackedMatrix> heads_;  // full: A'_g per head
+  kernels::PackedMatrix proj_, phi_, out_;    // decomp: P, A'_phi, [Q; Bd; W0]
+};
+
+}  // namespace
+
+std::unique_ptr<Op> make_dylinear(const NodeBuilder& nb) {
+  nb.expect_inputs(2, 2);
+  Config cfg;
+  cfg.m = nb.attr_int("in", 1);
+  cfg.c = nb.attr_int("out", 1);
+  cfg.n = nb.attr_int("context", 1);
+  cfg.mlp = nb.attr_enum("generator", {"mlp", "linear"}) == "mlp";
+  cfg.l = nb.attr_int("hidden", 1);
+  cfg.decomp = nb.attr_enum("form", {"full", "decomp"}) == "decomp";
+  cfg.act = nb.attr_act();
+  if (nb.in_widths()[0] != cfg.m)
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", attribute in=" +
+            std::to_string(cfg.m));
+  if (nb.in_widths()[1] != cfg.n)
+    nb.fail("input z has width " + std::to_string(nb.in_widths()[1]) + ", attribute context=" +
+            std::to_string(cfg.n));
+  // Keep every generated size within a sane bound so the arithmetic below cannot overflow.
+  const int64_t lim = int64_t(1) << 24;
+  if (cfg.m > lim || cfg.c > lim || cfg.n > lim || cfg.l > lim) nb.fail("attribute too large");
+  if (cfg.mlp) {
+    const std::string s = nb.attr_enum("sigma", {"identity", "sigmoid", "softmax", "relu"});
+    cfg.sigma = s == "sigmoid" ? Sigma::Sigmoid
+                : s == "softmax" ? Sigma::Softmax
+                : s == "relu"    ? Sigma::Relu
+                                 : Sigma::Identity;
+  } else if (cfg.l != cfg.n) {
+    nb.fail("generator 'linear' needs hidden == context, got hidden=" + std::to_string(cfg.l) +
+            ", context=" + std::to_string(cfg.n));
+  }
+  int64_t P = 0;
+  if (!cfg.decomp) {
+    cfg.H = nb.attr_int("heads", 1, 1);
+    if (cfg.m % cfg.H != 0 || cfg.c % cfg.H != 0)
+      nb.fail("heads=" + std::to_string(cfg.H) + " must divide in=" + std::to_string(cfg.m) +
+              " and out=" + std::to_string(cfg.c));
+    P = cfg.H * (cfg.m / cfg.H) * (cfg.c / cfg.H) + cfg.c;
+  } else {
+    if (nb.attr_int("heads", 1, 1) != 1) nb.fail("attribute 'heads' must be 1 with form 'decomp'");
+    cfg.r = nb.attr_int("rank", 1);
+    if (cfg.r > lim) nb.fail("attribute 'rank' too large");
+    cfg.w0 = nb.attr_bool("w0", false);
+    P = cfg.r * cfg.r + cfg.c;
+  }
+  if (P > (int64_t(1) << 40) / std::max<int64_t>(1, cfg.l)) nb.fail("generated weight too large");
+
+  auto op = std::make_unique<DyLinear>(cfg);
+  if (cfg.mlp) {
+    const float* g1w = nb.param("g1_weight", {cfg.l, cfg.n});
+    const float* g1b = nb.param("g1_bias", {cfg.l});
+    op->pack_generator(g1w, g1b);
+  }
+  const float* g2w = nb.param("g2_weight", {P, cfg.l});
+  const float* g2b = nb.param("g2_bias", {P});
+  if (!cfg.decomp) {
+    op->pack_full(g2w, g2b, P);
+  } else {
+    const float* Pm = nb.param("P", {cfg.m, cfg.r});
+    const float* Q = nb.param("Q", {cfg.r, cfg.c});
+    const float* W0 = cfg.w0 ? nb.param("W0", {cfg.m, cfg.c}) : nullptr;
+    op->pack_decomp(g2w, g2b, Pm, Q, W0);
+  }
+  return op;
+}
+
+}  // namespace dpn::ops

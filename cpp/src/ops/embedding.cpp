@@ -1,0 +1,84 @@
+// `embedding`: one table row per id (sparse) or the sum/mean of the rows of a multi-hot row.
+// The table is read in place from the mapping.
+#include "ops/id_policy.h"
+#include "ops/op.h"
+#include "kernels/rows.h"
+
+namespace dpn::ops {
+
+namespace {
+
+class Embedding : public Op {
+ public:
+  Embedding(size_t field, const graph::Field& f, const float* table)
+      : field_(field), f_(f), table_(table) {
+    width = f.info.dim;
+  }
+
+  size_t scratch_floats(int64_t rows) const override {
+    (void)rows;
+    return 0;
+  }
+
+  void run(const Block& blk, const float* const*, float* out, float*) const override {
+    const FieldInput& in = blk.inputs[field_];
+    const int64_t dim = f_.info.dim, T = in.cols;
+    int64_t rowbuf[64];  // resolved table rows, in chunks of 64 ids
+    for (int64_t b = 0; b < blk.rows; ++b) {
+      float* o = out + b * dim;
+      const int64_t* ids = in.ids + (blk.row0 + b) * T;
+      if (f_.info.kind == FieldKind::Sparse) {
+        const int64_t r = resolve_id(f_, ids[0]);
+        kernels::pool_rows(table_, dim, &r, 1, 1.0f, o);
+        continue;
+      }
+      // multi_hot: -1 is padding wherever it stands; every other value is an id.
+      int64_t count = 0;
+      for (int64_t j = 0; j < dim; ++j) o[j] = 0.0f;
+      int64_t n = 0;
+      for (int64_t t = 0; t < T; ++t) {
+        if (ids[t] == -1) continue;
+        rowbuf[n++] = resolve_id(f_, ids[t]);
+        if (n == 64) {
+          accumulate(rowbuf, n, o);
+          count += n;
+          n = 0;
+        }
+      }
+      accumulate(rowbuf, n, o);
+      count += n;
+      if (f_.pooling == graph::Pooling::Mean && count > 1) {
+        const float inv = 1.0f / static_cast<float>(count);
+        for (int64_t j = 0; j < dim; ++j) o[j] *= inv;
+      }
+    }
+  }
+
+ private:
+  void accumulate(const int64_t* rows, int64_t n, float* o) const {
+    const int64_t dim = f_.info.dim;
+    for (int64_t k = 0; k < n; ++k) {
+      const float* t = table_ + rows[k] * dim;
+      for (int64_t j = 0; j < dim; ++j) o[j] += t[j];
+    }
+  }
+
+  size_t field_;
+  const graph::Field& f_;
+  const float* table_;
+};
+
+}  // namespace
+
+std::unique_ptr<Op> make_embedding(const NodeBuilder& nb) {
+  nb.expect_inputs(0, 0);
+  const size_t fi = nb.attr_field();
+  const graph::Field& f = nb.fields()[fi];
+  if (f.info.kind == FieldKind::Dense)
+    nb.fail("field '" + f.info.name + "' is dense; embedding needs a sparse or multi_hot field");
+  const int64_t rows = f.info.vocab + (f.policy == graph::Policy::OovBucket ? 1 : 0);
+  const float* table = nb.param("table", {rows, f.info.dim});
+  return std::make_unique<Embedding>(fi, f, table);
+}
+
+}  // namespace dpn::ops

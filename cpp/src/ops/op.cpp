@@ -1,0 +1,144 @@
+#include "ops/op.h"
+
+#include <cstring>
+
+namespace dpn::ops {
+
+using format::Json;
+
+NodeBuilder::NodeBuilder(const Json& node, std::string label, std::vector<int64_t> in_widths,
+                         const std::vector<graph::Field>& fields, const format::Container& tensors)
+    : node_(node), label_(std::move(label)), in_widths_(std::move(in_widths)), fields_(fields),
+      tensors_(tensors) {
+  attrs_ = node_.find("attrs");
+  if (attrs_ && !attrs_->is_object()) fail("'attrs' must be an object");
+  params_ = node_.find("params");
+  if (params_ && !params_->is_object()) fail("'params' must be an object");
+}
+
+void NodeBuilder::fail(const std::string& msg) const {
+  throw FormatError("invalid model graph: " + label_ + ": " + msg);
+}
+
+void NodeBuilder::expect_inputs(size_t min, size_t max) const {
+  const size_t n = in_widths_.size();
+  if (n < min || n > max) {
+    std::string want = min == max ? std::to_string(min) : std::to_string(min) + " or more";
+    fail("expects " + want + " input(s), got " + std::to_string(n));
+  }
+}
+
+const Json* NodeBuilder::attr(const char* key) const { return attrs_ ? attrs_->find(key) : nullptr; }
+
+bool NodeBuilder::has_attr(const char* key) const { return attr(key) != nullptr; }
+
+int64_t NodeBuilder::attr_int(const char* key, int64_t min) const {
+  const Json* v = attr(key);
+  if (!v) fail(std::string("missing required attribute '") + key + "'");
+  if (!v->is_integer())
+    fail(std::string("attribute '") + key + "' must be an integer, got " + Json::type_name(v->type()));
+  if (v->as_int() < min)
+    fail(std::string("attribute '") + key + "' must be >= " + std::to_string(min) + ", got " +
+         std::to_string(v->as_int()));
+  return v->as_int();
+}
+
+int64_t NodeBuilder::attr_int(const char* key, int64_t min, int64_t def) const {
+  return attr(key) ? attr_int(key, min) : def;
+}
+
+double NodeBuilder::attr_number(const char* key) const {
+  const Json* v = attr(key);
+  if (!v) fail(std::string("missing required attribute '") + key + "'");
+  if (!v->is_number())
+    fail(std::string("attribute '") + key + "' must be a number, got " + Json::type_name(v->type()));
+  return v->as_double();
+}
+
+bool NodeBuilder::attr_bool(const char* key, bool def) const {
+  const Json* v = attr(key);
+  if (!v) return def;
+  if (!v->is_bool())
+    fail(std::string("attribute '") + key + "' must be a boolean, got " + Json::type_name(v->type()));
+  return v->as_bool();
+}
+
+std::string NodeBuilder::attr_enum(const char* key, std::initializer_list<const char*> allowed,
+                                   const char* def) const {
+  const Json* v = attr(key);
+  if (!v) {
+    if (def) return def;
+    fail(std::string("missing required attribute '") + key + "'");
+  }
+  if (!v->is_string())
+    fail(std::string("attribute '") + key + "' must be a string, got " + Json::type_name(v->type()));
+  std::string list;
+  for (const char* a : allowed) {
+    if (v->as_string() == a) return a;
+    list += list.empty() ? a : std::string(", ") + a;
+  }
+  fail(std::string("attribute '") + key + "' has unknown value '" + v->as_string() +
+       "' (expected one of: " + list + ")");
+}
+
+kernels::Act NodeBuilder::attr_act() const {
+  const std::string a = attr_enum("act", {"identity", "relu", "sigmoid", "tanh"}, "identity");
+  if (a == "relu") return kernels::Act::Relu;
+  if (a == "sigmoid") return kernels::Act::Sigmoid;
+  if (a == "tanh") return kernels::Act::Tanh;
+  return kernels::Act::Identity;
+}
+
+size_t NodeBuilder::attr_field() const {
+  const Json* v = attr("field");
+  if (!v) fail("missing required attribute 'field'");
+  if (!v->is_string()) fail("attribute 'field' must be a string");
+  for (size_t i = 0; i < fields_.size(); ++i)
+    if (fields_[i].info.name == v->as_string()) return i;
+  fail("attribute 'field' names '" + v->as_string() + "', which is not in the schema");
+}
+
+const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int64_t> dims) const {
+  const Json* v = params_ ? params_->find(role) : nullptr;
+  if (!v) return nullptr;
+  if (!v->is_string()) fail(std::string("param '") + role + "' must name a tensor (a string)");
+  const format::TensorInfo* t = tensors_.find(v->as_string());
+  if (!t) fail(std::string("param '") + role + "' names tensor '" + v->as_string() + "', which is not in the file");
+  auto shape = [](const std::vector<int64_t>& d) {
+    std::string s = "[";
+    for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+    return s + "]";
+  };
+  const std::vector<int64_t> want(dims);
+  if (t->dtype != format::DType::F32)
+    fail(std::string("param '") + role + "' (tensor '" + t->name + "') is " +
+         format::dtype_name(t->dtype) + "; this engine reads float32 parameters");
+  if (t->dims != want)
+    fail(std::string("param '") + role + "' (tensor '" + t->name + "') has shape " + shape(t->dims) +
+         ", expected " + shape(want));
+  // Data are 64-byte aligned inside a page-aligned mapping, so reading floats in place is safe.
+  return reinterpret_cast<const float*>(t->data);
+}
+
+const float* NodeBuilder::param(const char* role, std::initializer_list<int64_t> dims) const {
+  const float* p = param_opt(role, dims);
+  if (!p) fail(std::string("missing required param '") + role + "'");
+  return p;
+}
+
+Factory find_factory(const std::string& op) {
+  struct Entry {
+    const char* name;
+    Factory f;
+  };
+  static const Entry table[] = {
+      {"embedding", make_embedding}, {"dense_input", make_dense_input}, {"concat", make_concat},
+      {"linear", make_linear},       {"dylinear", make_dylinear},       {"layernorm", make_layernorm},
+      {"cross", make_cross},         {"act", make_act},
+  };
+  for (const Entry& e : table)
+    if (op == e.name) return e.f;
+  return nullptr;
+}
+
+}  // namespace dpn::ops

@@ -1,0 +1,94 @@
+// The operator interface: an Op is built once at load (validating attrs and params, packing
+// weights) and run per row block. Ops are immutable; all per-call memory comes in `scratch`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dpn/dpn.h"
+#include "format/json.h"
+#include "format/reader.h"
+#include "graph/schema.h"
+#include "kernels/act.h"
+
+namespace dpn::ops {
+
+// One row block of a predict call: rows [row0, row0 + rows) of every field input.
+struct Block {
+  const std::vector<FieldInput>& inputs;
+  int64_t row0;
+  int64_t rows;
+};
+
+class Op {
+ public:
+  virtual ~Op() = default;
+  // Floats of scratch run() needs for a block of `rows` rows.
+  virtual size_t scratch_floats(int64_t rows) const {
+    (void)rows;
+    return 0;
+  }
+  // in[k]: input k, row-major [rows, in_width[k]]; out: [rows, width].
+  virtual void run(const Block& blk, const float* const* in, float* out, float* scratch) const = 0;
+
+  int64_t width = 0;  // output width, set by the factory
+};
+
+// What an op factory sees at load, with helpers that validate and fail with the node named.
+class NodeBuilder {
+ public:
+  NodeBuilder(const format::Json& node, std::string label, std::vector<int64_t> in_widths,
+              const std::vector<graph::Field>& fields, const format::Container& tensors);
+
+  const std::vector<int64_t>& in_widths() const { return in_widths_; }
+  const std::vector<graph::Field>& fields() const { return fields_; }
+
+  [[noreturn]] void fail(const std::string& msg) const;
+  void expect_inputs(size_t min, size_t max) const;
+
+  // Attributes: a missing one with no default, a wrong type or a value out of range fails.
+  int64_t attr_int(const char* key, int64_t min) const;
+  int64_t attr_int(const char* key, int64_t min, int64_t def) const;
+  double attr_number(const char* key) const;
+  bool attr_bool(const char* key, bool def) const;
+  bool has_attr(const char* key) const;
+  std::string attr_enum(const char* key, std::initializer_list<const char*> allowed,
+                        const char* def = nullptr) const;
+  kernels::Act attr_act() const;  // "act", default identity
+  // The schema field named by attr "field" (index into fields()).
+  size_t attr_field() const;
+
+  // Params: a float32 tensor of exactly `dims`; param_opt returns nullptr when the role is absent.
+  const float* param(const char* role, std::initializer_list<int64_t> dims) const;
+  const float* param_opt(const char* role, std::initializer_list<int64_t> dims) const;
+
+ private:
+  const format::Json* attr(const char* key) const;
+  const format::Json& node_;
+  std::string label_;
+  std::vector<int64_t> in_widths_;
+  const std::vector<graph::Field>& fields_;
+  const format::Container& tensors_;
+  const format::Json* attrs_ = nullptr;
+  const format::Json* params_ = nullptr;
+};
+
+using Factory = std::unique_ptr<Op> (*)(const NodeBuilder&);
+
+// nullptr for an operator this engine does not know.
+Factory find_factory(const std::string& op);
+
+std::unique_ptr<Op> make_embedding(const NodeBuilder&);
+std::unique_ptr<Op> make_dense_input(const NodeBuilder&);
+std::unique_ptr<Op> make_concat(const NodeBuilder&);
+std::unique_ptr<Op> make_linear(const NodeBuilder&);
+std::unique_ptr<Op> make_dylinear(const NodeBuilder&);
+std::unique_ptr<Op> make_layernorm(const NodeBuilder&);
+std::unique_ptr<Op> make_cross(const NodeBuilder&);
+std::unique_ptr<Op> make_act(const NodeBuilder&);
+
+}  // namespace dpn::ops

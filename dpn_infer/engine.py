@@ -1,0 +1,65 @@
+"""Python face of the C++ engine: ``load(path) -> Model`` and ``Model.predict(batch)``.
+
+Thin on purpose: the C++ extension ``dpn_infer._engine`` validates the file and every field of a
+batch; this module adds the schema as Python data and accepts path-like objects and mappings.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from . import _engine
+from ._engine import InputError, ModelFormatError
+
+__all__ = ["load", "Model", "ModelFormatError", "InputError"]
+
+
+class Model:
+    """A loaded model.bin. Immutable and safe to share between threads."""
+
+    def __init__(self, native: "_engine.Model", path: str = "") -> None:
+        self._native = native
+        self._path = path
+        self._metadata = json.loads(native.metadata_json)
+
+    @property
+    def metadata(self) -> dict:
+        """The model's metadata (docs/format.md §4), as a fresh dict."""
+        return copy.deepcopy(self._metadata)
+
+    @property
+    def schema(self) -> list[dict]:
+        """The input fields, in order, as dicts (docs/format.md §4.1)."""
+        return copy.deepcopy(self._metadata["schema"]["fields"])
+
+    def predict(self, batch: Mapping[str, Any], *, threads: int = 1,
+                logits: bool = False) -> np.ndarray:
+        """float32 [B] click probabilities (or logits) for a mapping field name -> array.
+
+        sparse: int64 [B]; multi_hot: int64 [B, T] padded with -1; dense: float32 [B] or [B, dim].
+        Values that are not numpy arrays go through ``np.asarray`` first (dtypes are not cast).
+        Raises InputError (a ValueError) naming the field at fault.
+        """
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"batch must be a mapping field name -> array, got {type(batch).__name__}")
+        arrays = {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in batch.items()}
+        return self._native.predict(arrays, threads=int(threads), logits=bool(logits))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{f.get('name')}:{f.get('kind')}" for f in self._metadata["schema"]["fields"])
+        where = f" from {self._path!r}" if self._path else ""
+        return (f"<dpn_infer.Model{where} {self._metadata.get('model_type', '?')}, "
+                f"{len(self._metadata['graph']['nodes'])} nodes, fields [{fields}]>")
+
+
+def load(path: str | os.PathLike) -> Model:
+    """Load and validate a model.bin file. Raises ModelFormatError for a bad file,
+    FileNotFoundError (an OSError) when it cannot be opened."""
+    p = os.fspath(path)
+    if isinstance(p, bytes):
+        p = os.fsdecode(p)
+    return Model(_engine.Model.load(p), p)
