@@ -6,7 +6,7 @@ Every model reads a batch (mapping field name -> array) and returns logits ``[B]
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Mapping, Optional, Sequence, Union
 
 import torch
