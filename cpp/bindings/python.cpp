@@ -125,6 +125,14 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
 
 PyModel load(const std::string& path) { return PyModel{dpn::Model::load(path)}; }
 
+// Messages may quote bytes from a file; decode with "replace" so raising never fails.
+void set(PyObject* type, const char* msg) {
+  PyObject* s = PyUnicode_DecodeUTF8(msg, static_cast<Py_ssize_t>(std::strlen(msg)), "replace");
+  if (!s) return;
+  PyErr_SetObject(type, s);
+  Py_DECREF(s);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_engine, m) {
@@ -141,16 +149,16 @@ PYBIND11_MODULE(_engine, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const dpn::FormatError& e) {
-      PyErr_SetString(format_error, e.what());
+      set(format_error, e.what());
     } catch (const dpn::InputError& e) {
-      PyErr_SetString(input_error, e.what());
+      set(input_error, e.what());
     } catch (const dpn::IoError& e) {
       // FileNotFoundError / PermissionError / ... chosen by errno, with the path attached.
       py::object err = py::reinterpret_borrow<py::object>(PyExc_OSError)(
           e.errno_value(), std::strerror(e.errno_value()), e.path());
       PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(err.ptr())), err.ptr());
     } catch (const dpn::Error& e) {
-      PyErr_SetString(PyExc_ValueError, e.what());
+      set(PyExc_ValueError, e.what());
     }
   });
 

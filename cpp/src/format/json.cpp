@@ -217,8 +217,10 @@ class JsonParser {
             i_ += 2;
             unsigned lo = hex4();
             if (lo >= 0xDC00 && lo < 0xE000) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            else i_ = save;  // lone high surrogate: keep as is
+            else i_ = save;
           }
+          // A lone surrogate is not a character: store U+FFFD so the text stays valid UTF-8.
+          if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
           put_utf8(out, cp);
           break;
         }

@@ -7,6 +7,7 @@
 
 #include "dpn/dpn.h"
 #include "format/crc32.h"
+#include "format/utf8.h"
 
 namespace dpn::format {
 
@@ -124,6 +125,9 @@ Container read_container(const uint8_t* p, size_t real_size) {
   for (int k = 80; k < 128; ++k)
     if (p[k] != 0) bad("reserved header bytes are not zero");
 
+  if (size_t bad_at = utf8_invalid_at(p + meta_off, meta_size); bad_at != meta_size)
+    bad("metadata is not valid UTF-8 (byte " + u(bad_at) + " of the JSON text)");
+
   Container c;
   c.version = version;
   c.metadata.assign(reinterpret_cast<const char*>(p + meta_off), meta_size);
@@ -137,6 +141,8 @@ Container read_container(const uint8_t* p, size_t real_size) {
     if (name_len < 1 || name_len > 1024)
       bad("tensor table entry " + u(e) + ": name_len " + u(name_len) + " is outside [1, 1024]");
     cur.need(name_len, "name");
+    if (utf8_invalid_at(p + cur.pos, name_len) != name_len)
+      bad("tensor table entry " + u(e) + ": name is not valid UTF-8");
     t.name.assign(reinterpret_cast<const char*>(p + cur.pos), name_len);
     cur.pos += name_len;
     const std::string who = "tensor '" + t.name + "'";
