@@ -24,7 +24,10 @@ class Model:
     def __init__(self, native: "_engine.Model", path: str = "") -> None:
         self._native = native
         self._path = path
-        self._metadata = json.loads(native.metadata_json)
+        try:
+            self._metadata = json.loads(native.metadata_json)
+        except (ValueError, RecursionError) as e:  # e.g. an integer past Python's 4300-digit limit
+            raise ModelFormatError(f"invalid model metadata: Python cannot read the JSON: {e}") from None
 
     @property
     def metadata(self) -> dict:
