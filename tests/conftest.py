@@ -1,0 +1,59 @@
+"""Shared fixtures. Test helpers (strategies, hand-built files, the numpy spec interpreter) live in
+tests/helpers/ and are imported as ``helpers.*``."""
+from __future__ import annotations
+
+import pytest
+
+
+class TinyFile:
+    """A hand-built model.bin (helpers.files.tiny_model) on disk, with its metadata and tensors."""
+
+    def __init__(self, path, meta, tensors):
+        self.path = path
+        self.meta = meta
+        self.tensors = tensors
+
+
+def _write_tiny(tmp_path_factory, name, mutate=None):
+    from helpers import files as HF
+
+    meta, tensors = HF.tiny_model(0)
+    if mutate:
+        mutate(meta, tensors)
+    p = tmp_path_factory.mktemp("tiny") / name
+    p.write_bytes(HF.build(meta, tensors))
+    return TinyFile(str(p), meta, tensors)
+
+
+@pytest.fixture(scope="session")
+def tiny_file(tmp_path_factory):
+    """Fields: user (sparse, hash, vocab 7), tags (multi_hot, oov_bucket, mean, max_len 4),
+    item (sparse, error, vocab 4), price (dense dim 1), ctx (dense dim 3)."""
+    return _write_tiny(tmp_path_factory, "tiny.bin")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_file):
+    from dpn_infer.engine import load
+
+    return load(tiny_file.path)
+
+
+@pytest.fixture(scope="session")
+def tiny_err_file(tmp_path_factory):
+    """tiny_model with field 'tags' under policy 'error' (and sum pooling)."""
+
+    def mutate(meta, tensors):
+        f = next(f for f in meta["schema"]["fields"] if f["name"] == "tags")
+        f["policy"] = "error"
+        f["pooling"] = "sum"
+        tensors["emb.tags"] = tensors["emb.tags"][:5].copy()
+
+    return _write_tiny(tmp_path_factory, "tiny_err.bin", mutate)
+
+
+@pytest.fixture(scope="session")
+def tiny_err_model(tiny_err_file):
+    from dpn_infer.engine import load
+
+    return load(tiny_err_file.path)

@@ -1,0 +1,80 @@
+"""Run engine loads in a child process so that a crash (segfault, abort) fails a test instead of
+killing pytest. ``run_cases`` restarts the child after a crash and carries on with the next case."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORKER = str(Path(__file__).with_name("loadworker.py"))
+
+
+def _describe_rc(rc):
+    if rc is None:
+        return "timeout"
+    if rc < 0:
+        try:
+            return f"crashed with {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"crashed with signal {-rc}"
+    return f"exited with status {rc}"
+
+
+def run_cases(cases, timeout=300.0) -> dict:
+    """cases: list of {"id", "path", ["batch"]}. Returns id -> result dict. A case during which the
+    child died gets {"load": "CRASH", "msg": ...}; the remaining cases run in a fresh child."""
+    results = {}
+    pending = list(cases)
+    deadline = time.monotonic() + timeout
+    with tempfile.TemporaryDirectory(prefix="dpn_iso_") as d:
+        while pending:
+            listing = os.path.join(d, "cases.json")
+            with open(listing, "w") as f:
+                json.dump(pending, f)
+            left = max(5.0, deadline - time.monotonic())
+            try:
+                p = subprocess.run([sys.executable, WORKER, listing], capture_output=True, text=True,
+                                   timeout=left)
+                out, err, rc = p.stdout, p.stderr, p.returncode
+            except subprocess.TimeoutExpired as e:
+                out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+                err = e.stderr.decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+                rc = None
+            current = None
+            started = False
+            for line in out.splitlines():
+                if line.startswith("START "):
+                    current = line[6:]
+                    started = True
+                elif line.startswith("RESULT "):
+                    r = json.loads(line[7:])
+                    results[r["id"]] = r
+                    current = None
+            done = set(results)
+            if rc == 0 and all(c["id"] in done for c in pending):
+                break
+            if not started:
+                # died before its first case (import error...): nothing will run, report it on all
+                for c in pending:
+                    results[c["id"]] = {"id": c["id"], "load": "WORKER FAILED",
+                                        "msg": f"worker {_describe_rc(rc)}; stderr tail: {err[-2000:]}"}
+                break
+            if current is None:
+                # died between cases
+                first = next((c for c in pending if c["id"] not in done), None)
+                if first is None:
+                    break
+                current = first["id"]
+            results[current] = {"id": current, "load": "CRASH",
+                                "msg": f"worker {_describe_rc(rc)}; stderr tail: {err[-2000:]}"}
+            pending = [c for c in pending if c["id"] not in results]
+            if rc is None:  # out of time: mark the rest and stop
+                for c in pending:
+                    results[c["id"]] = {"id": c["id"], "load": "NOT RUN", "msg": "timeout earlier"}
+                break
+    return results
