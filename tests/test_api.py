@@ -1,0 +1,373 @@
+"""The Python input contract of Model.predict (DESIGN.md §4, docs/architecture.md "Python API").
+
+Most tests use the hand-built model of helpers/files.py (fields user: sparse/hash/vocab 7,
+tags: multi_hot/oov_bucket/mean/max_len 4, item: sparse/error/vocab 4, price: dense dim 1,
+ctx: dense dim 3), so they do not depend on the PyTorch converter."""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from dpn_infer.engine import InputError, ModelFormatError, load
+from helpers import files as HF
+from helpers import specref
+
+FIELDS = [f["name"] for f in HF.TINY_FIELDS]
+
+
+def batch(n=9, seed=1):
+    return HF.tiny_batch(n, seed)
+
+
+def expect_input_error(model, b, field, **kw):
+    with pytest.raises(InputError) as ei:
+        model.predict(b, **kw)
+    msg = str(ei.value)
+    assert f"'{field}'" in msg, f"InputError message does not name field {field!r}: {msg!r}"
+    return msg
+
+
+def test_input_error_is_value_error():
+    assert issubclass(InputError, ValueError)
+    assert issubclass(ModelFormatError, Exception)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 300])
+def test_output_dtype_shape_and_values(tiny_model, tiny_file, n):
+    b = batch(n, seed=n)
+    p = tiny_model.predict(b)
+    z = tiny_model.predict(b, logits=True)
+    for out in (p, z):
+        assert isinstance(out, np.ndarray)
+        assert out.dtype == np.float32
+        assert out.shape == (n,)
+    assert np.all((p >= 0) & (p <= 1))
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(tiny_model.predict(b, logits=False), p)
+    want = specref.run(tiny_file.meta, tiny_file.tensors, b)
+    np.testing.assert_allclose(z, want, rtol=1e-4, atol=1e-5)
+
+
+def test_zero_rows(tiny_model):
+    b = {"user": np.zeros(0, np.int64), "tags": np.zeros((0, 4), np.int64),
+         "item": np.zeros(0, np.int64), "price": np.zeros(0, np.float32),
+         "ctx": np.zeros((0, 3), np.float32)}
+    for kw in ({}, {"logits": True}):
+        out = tiny_model.predict(b, **kw)
+        assert isinstance(out, np.ndarray)
+        assert out.dtype == np.float32 and out.shape == (0,)
+
+
+def test_schema_round_trips(tiny_model):
+    s = tiny_model.schema
+    assert [f["name"] for f in s] == FIELDS
+    for got, want in zip(s, HF.TINY_FIELDS):
+        for k, v in want.items():
+            assert got[k] == v, f"schema field {want['name']!r} key {k!r}: {got[k]!r} != {v!r}"
+
+
+def test_schema_round_trips_through_torch_export(tmp_path):
+    dnn = pytest.importorskip("dpn_infer.nn")
+    from dpn_infer.converters import torch_export
+
+    schema = dnn.Schema([dnn.SparseField("u", vocab=10, dim=4, policy="hash"),
+                         dnn.MultiHotField("g", vocab=6, dim=3, pooling="sum", max_len=5, policy="error"),
+                         dnn.SparseField("i", vocab=1, dim=1, policy="oov_bucket"),
+                         dnn.DenseField("d", dim=2), dnn.DenseField("e", dim=1)])
+    model = dnn.FeatureDPN(schema, [dnn.LayerSpec(4, dynamic=True, context="x0", hidden=2), dnn.LayerSpec(3)])
+    p = tmp_path / "m.bin"
+    torch_export.save(model.eval(), str(p))
+    s = load(str(p)).schema
+    assert [f["name"] for f in s] == ["u", "g", "i", "d", "e"]
+    for got, want in zip(s, schema.to_json()):
+        for k, v in want.items():
+            assert got[k] == v, f"field {want['name']!r} key {k!r}: {got[k]!r} != {v!r}"
+
+
+@pytest.mark.parametrize("field", FIELDS)
+def test_missing_field(tiny_model, field):
+    b = batch()
+    del b[field]
+    expect_input_error(tiny_model, b, field)
+
+
+def test_unknown_field(tiny_model):
+    b = batch()
+    b["bogus_field"] = np.zeros(9, np.int64)
+    expect_input_error(tiny_model, b, "bogus_field")
+
+
+def test_message_format(tiny_model):
+    """docs/architecture.md: the message starts with the field name in quotes, e.g. field 'user': ..."""
+    b = batch()
+    b["user"] = b["user"].astype(np.float64)
+    msg = expect_input_error(tiny_model, b, "user")
+    assert msg.startswith("field 'user'"), msg
+
+
+@pytest.mark.parametrize("field,dtype", [
+    ("user", np.int32), ("user", np.float64), ("user", np.uint64), ("user", np.float32), ("user", bool),
+    ("tags", np.int32), ("tags", np.float32), ("item", np.int16),
+    ("price", np.float64), ("price", np.float16), ("price", np.int64),
+    ("ctx", np.float64), ("ctx", np.int32),
+])
+def test_wrong_dtype(tiny_model, field, dtype):
+    b = batch()
+    b[field] = b[field].astype(dtype)
+    expect_input_error(tiny_model, b, field)
+
+
+def test_object_array_refused(tiny_model):
+    b = batch()
+    b["user"] = np.array([1, "a"] * 4 + [2], dtype=object)
+    expect_input_error(tiny_model, b, "user")
+
+
+@pytest.mark.parametrize("field,shape", [
+    ("user", (9, 2)), ("user", ()), ("user", (9, 1, 1)),
+    ("tags", (9,)), ("tags", (9, 2, 2)), ("tags", ()),
+    ("item", (9, 3)),
+    ("price", (9, 2)), ("price", (9, 1, 1)), ("price", ()),
+    ("ctx", (9,)), ("ctx", (9, 2)), ("ctx", (9, 4)), ("ctx", (9, 3, 1)), ("ctx", (3, 9)),
+])
+def test_wrong_shape(tiny_model, field, shape):
+    b = batch()
+    dtype = b[field].dtype
+    b[field] = np.zeros(shape, dtype) if dtype.kind == "f" else np.ones(shape, dtype)
+    expect_input_error(tiny_model, b, field)
+
+
+def test_dense_dim1_as_column(tiny_model):
+    b = batch()
+    col = dict(b, price=b["price"].reshape(-1, 1))
+    np.testing.assert_array_equal(tiny_model.predict(col), tiny_model.predict(b))
+
+
+@pytest.mark.parametrize("field", ["tags", "item", "price", "ctx"])
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_mismatched_rows(tiny_model, field, delta):
+    b = batch(9)
+    other = batch(9 + delta, seed=5)
+    b[field] = other[field]
+    expect_input_error(tiny_model, b, field)
+
+
+def test_multi_hot_longer_than_max_len(tiny_model):
+    b = batch()
+    b["tags"] = np.concatenate([b["tags"], np.full((9, 1), -1, np.int64)], axis=1)   # T=5 > 4
+    expect_input_error(tiny_model, b, "tags")
+
+
+@pytest.mark.parametrize("T", [1, 2, 4])
+def test_multi_hot_up_to_max_len(tiny_model, tiny_file, T):
+    b = batch()
+    b["tags"] = np.ascontiguousarray(b["tags"][:, :T])
+    np.testing.assert_allclose(tiny_model.predict(b, logits=True),
+                               specref.run(tiny_file.meta, tiny_file.tensors, b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("field", ["price", "ctx"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("row", [0, 8])
+def test_non_finite_dense(tiny_model, field, bad, row):
+    b = batch()
+    v = b[field].copy()
+    v.reshape(9, -1)[row, -1] = bad
+    b[field] = v
+    expect_input_error(tiny_model, b, field)
+
+
+@pytest.mark.parametrize("bad_id", [4, 5, -1, -2, 1 << 40, (1 << 63) - 1, -(1 << 63)])
+def test_out_of_range_sparse_id_under_error_policy(tiny_model, bad_id):
+    b = batch()
+    b["item"] = b["item"].copy()
+    b["item"][3] = bad_id
+    expect_input_error(tiny_model, b, "item")
+
+
+@pytest.mark.parametrize("bad_id", [5, 6, -2, 1 << 40, (1 << 63) - 1, -(1 << 63)])
+def test_out_of_range_multi_hot_id_under_error_policy(tiny_err_model, tiny_err_file, bad_id):
+    b = batch()
+    tags = np.array(b["tags"])
+    tags[tags >= 5] = -1                                   # make the batch valid first
+    b["tags"] = tags
+    np.testing.assert_allclose(tiny_err_model.predict(b, logits=True),
+                               specref.run(tiny_err_file.meta, tiny_err_file.tensors, b),
+                               rtol=1e-4, atol=1e-5)
+    tags = tags.copy()
+    tags[4, 2] = bad_id
+    b["tags"] = tags
+    expect_input_error(tiny_err_model, b, "tags")
+
+
+def test_extreme_ids_under_hash_and_oov(tiny_model, tiny_file):
+    """Ids far out of range are mapped by the policy, never read out of bounds."""
+    ext = np.array([-(1 << 63), (1 << 63) - 1, -1, -7, 7, 8, 1 << 40, -(1 << 40), 0], np.int64)
+    b = batch()
+    b["user"] = ext
+    tags = np.full((9, 4), -1, np.int64)
+    tags[:, 0] = ext
+    tags[:, 2] = ext[::-1]
+    b["tags"] = tags
+    np.testing.assert_allclose(tiny_model.predict(b, logits=True),
+                               specref.run(tiny_file.meta, tiny_file.tensors, b), rtol=1e-4, atol=1e-5)
+
+
+def test_non_contiguous_inputs(tiny_model):
+    n = 9
+    b = batch(n)
+    rng = np.random.default_rng(3)
+    big_user = np.zeros(3 * n, np.int64)
+    big_user[::3] = b["user"]
+    big_tags = np.zeros((n, 8), np.int64)
+    big_tags[:, ::2] = b["tags"]
+    big_ctx = rng.standard_normal((n, 6)).astype(np.float32)
+    big_ctx[:, ::2] = b["ctx"]
+    big_price = np.zeros(2 * n, np.float32)
+    big_price[::2] = b["price"]
+    variants = [
+        {"user": big_user[::3], "tags": big_tags[:, ::2], "ctx": big_ctx[:, ::2], "price": big_price[::2]},
+        {"tags": np.asfortranarray(b["tags"]), "ctx": np.asfortranarray(b["ctx"])},
+        {"user": b["user"][::-1].copy()[::-1], "tags": b["tags"][::-1].copy()[::-1],
+         "ctx": b["ctx"][::-1, ::-1].copy()[::-1, ::-1], "price": b["price"][::-1].copy()[::-1]},
+        {"ctx": np.ascontiguousarray(b["ctx"].T).T, "tags": np.ascontiguousarray(b["tags"].T).T},
+    ]
+    want = tiny_model.predict(b, logits=True)
+    for i, v in enumerate(variants):
+        bb = dict(b, **v)
+        for k in v:
+            np.testing.assert_array_equal(bb[k], b[k])
+        np.testing.assert_array_equal(tiny_model.predict(bb, logits=True), want, err_msg=f"variant {i}")
+
+
+def test_read_only_inputs_and_inputs_untouched(tiny_model):
+    b = batch()
+    copies = {k: v.copy() for k, v in b.items()}
+    for v in b.values():
+        v.setflags(write=False)
+    out = tiny_model.predict(b)
+    for k in b:
+        np.testing.assert_array_equal(b[k], copies[k])
+    np.testing.assert_array_equal(out, tiny_model.predict(copies))
+
+
+def test_non_native_byte_order(tiny_model):
+    """A big-endian int64 / float32 array is either read correctly or refused, never misread."""
+    b = batch()
+    want = tiny_model.predict(b)
+    for field in ("user", "ctx"):
+        bb = dict(b, **{field: b[field].astype(b[field].dtype.newbyteorder(">"))})
+        try:
+            got = tiny_model.predict(bb)
+        except InputError as e:
+            assert f"'{field}'" in str(e)
+        else:
+            np.testing.assert_array_equal(got, want)
+
+
+def test_batch_not_a_mapping(tiny_model):
+    with pytest.raises((TypeError, ValueError)):
+        tiny_model.predict([np.zeros(3)])
+
+
+def test_threads_share_one_model(tiny_model):
+    """8 threads call predict on one model at once, each with its own batches; every answer equals the
+    single-threaded one (predict keeps its scratch per call, and releases the GIL)."""
+    sizes = [1, 3, 64, 255, 256, 257, 513, 1000]
+    batches = [[batch(n, seed=100 * t + j) for j, n in enumerate(sizes[t:] + sizes[:t])] for t in range(8)]
+    want = [[(tiny_model.predict(b), tiny_model.predict(b, logits=True)) for b in bs] for bs in batches]
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def worker(t):
+        try:
+            barrier.wait()
+            for rep in range(6):
+                for j, b in enumerate(batches[t]):
+                    logits = (rep + j) % 2 == 1
+                    got = tiny_model.predict(b, logits=logits)
+                    exp = want[t][j][1 if logits else 0]
+                    if not np.array_equal(got, exp):
+                        errors.append(f"thread {t} rep {rep} batch {j} (B={len(exp)}) logits={logits}: "
+                                      f"max diff {np.max(np.abs(got - exp))}")
+        except BaseException as e:  # noqa: BLE001
+            errors.append(f"thread {t}: {type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not any(th.is_alive() for th in threads), "a predict thread hung"
+    assert not errors, "\n".join(errors[:10])
+
+
+def test_threads_with_errors_mixed_in(tiny_model):
+    """Bad requests in some threads do not disturb good ones in others."""
+    good = batch(200, seed=9)
+    want = tiny_model.predict(good)
+    bad = dict(good, price=np.full(200, np.nan, np.float32))
+    errors = []
+
+    def worker(t):
+        for _ in range(20):
+            if t % 2:
+                try:
+                    tiny_model.predict(bad)
+                    errors.append("NaN batch accepted")
+                except InputError:
+                    pass
+            elif not np.array_equal(tiny_model.predict(good), want):
+                errors.append("wrong result")
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors[:5]
+
+
+def test_file_not_found(tmp_path):
+    missing = str(tmp_path / "no_such_dir" / "model.bin")
+    with pytest.raises((OSError, ModelFormatError)) as ei:
+        load(missing)
+    assert "model.bin" in str(ei.value) or isinstance(ei.value, FileNotFoundError)
+    if isinstance(ei.value, OSError):
+        assert isinstance(ei.value, FileNotFoundError), f"expected FileNotFoundError, got {ei.value!r}"
+
+
+def test_load_a_directory(tmp_path):
+    with pytest.raises((OSError, ModelFormatError)):
+        load(str(tmp_path))
+
+
+def test_load_accepts_pathlike(tiny_file, tmp_path):
+    import pathlib
+
+    m = load(pathlib.Path(tiny_file.path))
+    b = batch()
+    np.testing.assert_array_equal(m.predict(b), load(tiny_file.path).predict(b))
+
+
+def test_model_outlives_file(tiny_file, tmp_path):
+    """Deleting (unlinking) the file after load does not break a loaded model."""
+    p = tmp_path / "gone.bin"
+    p.write_bytes(open(tiny_file.path, "rb").read())
+    m = load(str(p))
+    os.unlink(p)
+    b = batch()
+    np.testing.assert_array_equal(m.predict(b), load(tiny_file.path).predict(b))
+
+
+@pytest.mark.parametrize("threads", [2, 3, 8])
+def test_intra_op_threads_same_result(tiny_model, threads):
+    """predict(threads=N) splits one call over N threads; each row's answer does not change."""
+    for n, seed in ((1, 1), (257, 2), (1000, 3)):
+        b = batch(n, seed)
+        one = tiny_model.predict(b, logits=True)
+        many = tiny_model.predict(b, logits=True, threads=threads)
+        np.testing.assert_allclose(many, one, rtol=1e-6, atol=1e-7)
