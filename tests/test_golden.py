@@ -1,0 +1,83 @@
+"""Golden files (docs/format.md §6): every released format version keeps loading, with the same outputs.
+
+tests/golden/vN/ was written once by tests/golden/make_vN.py and is never regenerated (see the README
+there); the SHA-256 below pins the committed bytes so that an accidental regeneration fails here too.
+Needs only numpy and the engine (no torch)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dpn_infer.engine import load
+
+GOLDEN = Path(__file__).parent / "golden"
+
+SHA256 = {
+    "v1": {
+        "model.bin": "14139d2f25c7bf5e16ac4a910b5917ad34ec9fe74e9e825cf76eeae108792dfb",
+        "batch.npz": "91ef2dea4e270ae8cf26c138777379a1ad52203863c4b49ab914d631780b52ff",
+        "expected.npy": "4148884b2e445c9ee1517aea6902f88d2b9ddbd378912344c87d6753aa681935",
+        "expected_logits.npy": "8f2e5c91366a9d050623e1bb65c65c82c7e5f69693acf4d37f088b1c7deaf8a5",
+    },
+}
+
+
+def _batch(d):
+    with np.load(d / "batch.npz") as z:
+        return {k: z[k] for k in z.files}
+
+
+@pytest.mark.parametrize("version", sorted(SHA256))
+def test_golden_files_unchanged(version):
+    d = GOLDEN / version
+    for name, digest in SHA256[version].items():
+        assert hashlib.sha256((d / name).read_bytes()).hexdigest() == digest, \
+            f"{d / name} changed: golden files are never regenerated (tests/golden/README.md)"
+
+
+@pytest.mark.parametrize("version", sorted(SHA256))
+def test_golden_header(version):
+    raw = (GOLDEN / version / "model.bin").read_bytes()
+    assert raw[:8] == b"DPNINFER"
+    assert struct.unpack_from("<I", raw, 8)[0] == int(version[1:])
+    assert struct.unpack_from("<I", raw, 12)[0] == 0x0A0B0C0D
+    assert struct.unpack_from("<Q", raw, 16)[0] == len(raw)
+    n = struct.unpack_from("<Q", raw, 32)[0]
+    meta = json.loads(raw[128:128 + n])
+    assert meta["opset"] == 1
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("version", sorted(SHA256))
+def test_golden_outputs(version, threads):
+    d = GOLDEN / version
+    model = load(str(d / "model.bin"))
+    batch = _batch(d)
+    probs = model.predict(batch, threads=threads)
+    logits = model.predict(batch, logits=True, threads=threads)
+    assert probs.dtype == np.float32 and probs.shape == (len(batch["user"]),)
+    np.testing.assert_allclose(probs, np.load(d / "expected.npy"), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(logits, np.load(d / "expected_logits.npy"), rtol=1e-6, atol=1e-7)
+
+
+def test_golden_v1_schema():
+    model = load(str(GOLDEN / "v1" / "model.bin"))
+    assert [(f["name"], f["kind"]) for f in model.schema] == [
+        ("user", "sparse"), ("item", "sparse"), ("genre", "multi_hot"), ("tags", "multi_hot"),
+        ("age", "dense"), ("feat", "dense")]
+
+
+def test_golden_v1_rows_one_at_a_time():
+    """Row i of the golden batch, alone, gives row i of the recorded output."""
+    d = GOLDEN / "v1"
+    model = load(str(d / "model.bin"))
+    batch = _batch(d)
+    expected = np.load(d / "expected_logits.npy")
+    for i in range(len(expected)):
+        got = model.predict({k: v[i:i + 1] for k, v in batch.items()}, logits=True)
+        np.testing.assert_allclose(got, expected[i:i + 1], rtol=1e-5, atol=1e-6)
