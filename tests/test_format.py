@@ -46,6 +46,12 @@ def _rand32(*shape):
     return np.full(shape, 0.25, np.float32)
 
 
+def _poke(buf, pos, value):
+    b = bytearray(buf)
+    b[pos] = value
+    return b
+
+
 def _cases():
     """id -> (bytes, expect, message regex or None). expect: "error" (ModelFormatError) or
     "ok_or_error" (must not crash; either outcome allowed by the spec) or "ok"."""
@@ -93,6 +99,8 @@ def _cases():
     flipped = bytearray(good)
     flipped[100] = 0x7F                        # a reserved byte (covered by the CRC)
     c["bad_checksum_reserved_byte"] = (flipped, "error", r"(?i)checksum|crc")
+    c["reserved_byte_nonzero"] = (HF.fix_checksum(_poke(good, 100, 1)), "error", r"(?i)reserved")
+    c["reserved_last_byte_nonzero"] = (HF.fix_checksum(_poke(good, 127, 0x80)), "error", r"(?i)reserved")
     c["bad_checksum_value"] = (hdr(fix=False, checksum=(h["checksum"] + 1) & 0xFFFFFFFF), "error",
                                r"(?i)checksum|crc")
     # offsets and sizes (checksum refreshed so the range checks are what fails)
@@ -182,7 +190,8 @@ def _cases():
     c["meta_truncated_json"] = (mb(js[: len(js) // 2]), "error", None)
     c["meta_trailing_garbage"] = (mb(js + b" xyz"), "error", None)
     c["meta_not_utf8"] = (mb(js[:-1] + b',"zz_extra":"\xff\xfe"}'), "error", None)
-    c["meta_duplicate_key"] = (mb(js[:-1] + b',"graph":{"nodes":[],"output":"x"}}'), "ok_or_error", None)
+    c["meta_duplicate_key"] = (mb(js[:-1] + b',"graph":{"nodes":[],"output":"x"}}'), "error", r"(?i)duplicate")
+    c["meta_duplicate_key_in_extra"] = (mb(js[:-1] + b',"zz_extra":{"a":1,"a":2}}'), "error", r"(?i)duplicate")
     c["meta_list"] = (mb(b"[]"), "error", None)
     c["meta_string"] = (mb(b'"hello"'), "error", None)
     c["meta_number"] = (mb(b"1"), "error", None)
@@ -192,9 +201,15 @@ def _cases():
     c["meta_deep_list_closed_100000"] = (mb(b"[" * 100000 + b"]" * 100000), "error", None)
     c["meta_deep_object_100000"] = (mb(b'{"a":' * 100000 + b"1" + b"}" * 100000), "error", None)
     deep_extra = js[:-1] + b',"zz_extra":' + b"[" * 100000 + b"]" * 100000 + b"}"
-    c["meta_deep_nesting_in_extra"] = (mb(deep_extra), "ok_or_error", None)
+    c["meta_deep_nesting_in_extra"] = (mb(deep_extra), "error", None)
+    # format.md §4: nesting deeper than 64 is refused (the top-level object counts as 1)
+    c["meta_nesting_62_ok"] = (mb(js[:-1] + b',"zz_extra":' + b"[" * 61 + b"]" * 61 + b"}"), "ok", None)
+    c["meta_nesting_66_refused"] = (mb(js[:-1] + b',"zz_extra":' + b"[" * 65 + b"]" * 65 + b"}"),
+                                    "error", None)
     c["meta_huge_number"] = (mb(js[:-1] + b',"zz_extra":1' + b"0" * 5000 + b"}"), "ok_or_error", None)
-    c["meta_nul_inside"] = (mb(js[:-1] + b',"zz_extra":"a\x00b"}'), "ok_or_error", None)
+    c["meta_nul_inside"] = (mb(js[:-1] + b',"zz_extra":"a\x00b"}'), "error", None)
+    c["meta_nan_token"] = (mb(js[:-1] + b',"zz_extra":NaN}'), "error", None)
+    c["meta_utf8_bom"] = (mb(b"\xef\xbb\xbf" + js), "ok_or_error", None)
     c["meta_bad_escape"] = (mb(js[:-1] + b',"zz_extra":"\\uZZZZ"}'), "error", None)
     c["meta_lone_surrogate"] = (mb(js[:-1] + b',"zz_extra":"\\ud800"}'), "ok_or_error", None)
 
@@ -319,6 +334,24 @@ def _cases():
     def out_huge(mt, t): _node(mt, "head")["attrs"]["out"] = 1 << 62
     def attrs_not_object(mt, t): _node(mt, "layers.0")["attrs"] = [1, 2]
     def params_not_object(mt, t): _node(mt, "layers.0")["params"] = ["l0.g1.weight"]
+    # format.md §4.2 / §5: optional attributes take their defaults; inapplicable and unknown ones are ignored
+    def full_without_heads(mt, t): del _node(mt, "layers.0")["attrs"]["heads"]
+    def act_defaults_identity(mt, t): del _node(mt, "head")["attrs"]["act"]
+    def unknown_attribute_ignored(mt, t): _node(mt, "layers.0")["attrs"]["zz_future_attr"] = [1, {"x": 2}]
+    def rank_on_full_ignored(mt, t): _node(mt, "layers.0")["attrs"].update(rank=99, w0=True)
+    def name_optional(mt, t): del _node(mt, "layers.0")["name"]
+    for fn in (full_without_heads, act_defaults_identity, unknown_attribute_ignored, rank_on_full_ignored,
+               name_optional):
+        m(fn, expect="ok")
+
+    def decomp_with_heads_2(mt, t): _node(mt, "layers.1")["attrs"]["heads"] = 2
+    def decomp_without_rank(mt, t): del _node(mt, "layers.1")["attrs"]["rank"]
+    def mlp_without_sigma(mt, t): del _node(mt, "layers.0")["attrs"]["sigma"]
+    def w0_false_but_W0_given(mt, t): _node(mt, "layers.1")["attrs"]["w0"] = False
+    for fn in (decomp_with_heads_2, decomp_without_rank, mlp_without_sigma):
+        m(fn)
+    m(w0_false_but_W0_given, expect="ok_or_error")
+
     for fn in (attr_wrong_type, attr_float_for_int, attr_missing_out, attr_missing_field, unknown_sigma,
                unknown_act, unknown_form, unknown_generator, heads_not_dividing, heads_zero, rank_zero,
                rank_mismatch, w0_not_bool, linear_generator_hidden_ne_context, hidden_mismatch,
@@ -392,6 +425,22 @@ def test_tiny_model_matches_spec_interpreter(tmp_path):
         got = model.predict(batch, logits=True)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(model.predict(batch), 1 / (1 + np.exp(-want)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["full_without_heads", "act_defaults_identity", "unknown_attribute_ignored",
+                                  "rank_on_full_ignored", "name_optional", "valid_unknown_top_level_keys",
+                                  "meta_nesting_62_ok"])
+def test_defaults_and_ignored_keys_give_same_numbers(case, crafted_results, tmp_path):
+    """A file relying on attribute defaults or carrying ignorable keys computes what the full file does."""
+    from dpn_infer.engine import load
+
+    assert crafted_results[case]["load"] == "ok", crafted_results[case]
+    p = tmp_path / "m.bin"
+    p.write_bytes(bytes(_CASES[case][0]))
+    q = tmp_path / "ref.bin"
+    q.write_bytes(bytes(_CASES["valid"][0]))
+    b = HF.tiny_batch(40, 4)
+    np.testing.assert_array_equal(load(str(p)).predict(b, logits=True), load(str(q)).predict(b, logits=True))
 
 
 def _run_bulk(tmpdir, bufs, batch=True):
