@@ -11,7 +11,7 @@ Training and conversion need the ``torch`` extra (``pip install "dpn_infer[torch
 """
 __version__ = "0.1.0"
 
-_ENGINE_NAMES = ("InputError", "Model", "ModelFormatError", "load")
+_ENGINE_NAMES = ("InputError", "Model", "ModelFormatError", "load", "cpu_info")
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ import numpy as np
 from . import _engine
 from ._engine import InputError, ModelFormatError
 
-__all__ = ["load", "Model", "ModelFormatError", "InputError"]
+__all__ = ["load", "Model", "ModelFormatError", "InputError", "cpu_info"]
 
 
 class Model:
@@ -66,3 +66,14 @@ def load(path: str | os.PathLike) -> Model:
     if isinstance(p, bytes):
         p = os.fsdecode(p)
     return Model(_engine.Model.load(p), p)
+
+
+def cpu_info() -> dict:
+    """CPU features and the kernel ISA this process uses.
+
+    Keys: vendor, brand, avx2, fma, avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16,
+    avx512_vnni, available (ISAs this machine can run, best first), selected ("avx512" | "avx2" |
+    "ref"), override (the DPN_ISA value, or None), note (why an override was not honoured, or "").
+    The ISA is chosen once per process, at first use; set DPN_ISA before importing the engine.
+    """
+    return _engine.cpu_info()

@@ -6,11 +6,14 @@
 #include <pybind11/stl.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <unordered_set>
 
+#include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
+#include "kernels/gemm.h"
 
 namespace py = pybind11;
 
@@ -123,6 +126,70 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
   return out;
 }
 
+py::dict cpu_info() {
+  const dpn::cpu::Features& f = dpn::cpu::features();
+  const dpn::cpu::Selection& s = dpn::cpu::selection();
+  py::dict d;
+  d["vendor"] = f.vendor;
+  d["brand"] = f.brand;
+  d["avx2"] = f.avx2;
+  d["fma"] = f.fma;
+  d["avx512f"] = f.avx512f;
+  d["avx512bw"] = f.avx512bw;
+  d["avx512vl"] = f.avx512vl;
+  d["avx512dq"] = f.avx512dq;
+  d["avx512_bf16"] = f.avx512_bf16;
+  d["avx512_vnni"] = f.avx512_vnni;
+  py::list avail;
+  for (auto isa : {dpn::cpu::Isa::Avx512, dpn::cpu::Isa::Avx2, dpn::cpu::Isa::Ref})
+    if (dpn::cpu::available(isa)) avail.append(dpn::cpu::isa_name(isa));
+  d["available"] = avail;
+  d["selected"] = dpn::cpu::isa_name(s.isa);
+  d["override"] = s.overridden ? py::object(py::str(s.override_value)) : py::object(py::none());
+  d["note"] = s.note;
+  return d;
+}
+
+dpn::kernels::Act parse_act(const std::string& a) {
+  if (a == "identity" || a == "none") return dpn::kernels::Act::Identity;
+  if (a == "relu") return dpn::kernels::Act::Relu;
+  if (a == "sigmoid") return dpn::kernels::Act::Sigmoid;
+  if (a == "tanh") return dpn::kernels::Act::Tanh;
+  throw py::value_error("unknown act '" + a + "'");
+}
+
+// Test-only: C = act(A · Wᵀ + bias) with one ISA's kernel (W in torch layout [N, K]); `repeat`
+// runs the GEMM that many times (for timing scripts). The weight is packed for that ISA.
+py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::forcecast> A,
+                             py::array_t<float, py::array::c_style | py::array::forcecast> W,
+                             py::object bias, const std::string& act, const std::string& isa,
+                             int repeat) {
+  if (A.ndim() != 2 || W.ndim() != 2 || A.shape(1) != W.shape(1))
+    throw py::value_error("expected A [M, K] and W [N, K]");
+  dpn::cpu::Isa which;
+  if (!dpn::cpu::parse_isa(isa, &which)) throw py::value_error("unknown isa '" + isa + "'");
+  if (!dpn::cpu::available(which)) throw py::value_error("isa '" + isa + "' not available here");
+  const int64_t M = A.shape(0), K = A.shape(1), N = W.shape(0);
+  py::array_t<float, py::array::c_style | py::array::forcecast> b;
+  if (!bias.is_none()) {
+    b = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(bias);
+    if (!b || b.ndim() != 1 || b.shape(0) != N) throw py::value_error("bias must be [N]");
+  }
+  const dpn::kernels::Act a = parse_act(act);
+  dpn::kernels::PackedMatrix pm;
+  pm.pack(W.data(), K, N, 1, K, which);
+  py::array_t<float> C({M, N});
+  float* pc = C.mutable_data();
+  const float* pa = A.data();
+  const float* pb = bias.is_none() ? nullptr : b.data();
+  {
+    py::gil_scoped_release nogil;
+    for (int r = 0; r < std::max(1, repeat); ++r)
+      dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
+  }
+  return C;
+}
+
 PyModel load(const std::string& path) { return PyModel{dpn::Model::load(path)}; }
 
 // Messages may quote bytes from a file; decode with "replace" so raising never fails.
@@ -161,6 +228,12 @@ PYBIND11_MODULE(_engine, m) {
       set(PyExc_ValueError, e.what());
     }
   });
+
+  m.def("cpu_info", &cpu_info,
+        "CPU features, the kernel ISA selected for this process (DPN_ISA override) and why.");
+  m.def("_test_gemm", &test_gemm, py::arg("A"), py::arg("W"), py::arg("bias") = py::none(),
+        py::arg("act") = "identity", py::arg("isa") = "ref", py::arg("repeat") = 1,
+        "Test-only: act(A @ W.T + bias) with one ISA's GEMM kernel.");
 
   py::class_<PyModel>(m, "Model")
       .def(py::init(&load), py::arg("path"), "Load and validate a model.bin file.")

@@ -1,38 +1,59 @@
-// Portable GEMM with a statically packed right operand and a fused bias + activation epilogue.
-// C[M×N] = act(A[M×K] · B[K×N] + bias). B is packed once at load into column panels of kNR.
-// Pure functions over pointers and sizes, so per-ISA versions can be dropped in later.
+// GEMM with a statically packed right operand and a fused bias + activation epilogue.
+// C[M×N] = act(A[M×K] · B[K×N] + bias). B is packed once at load into column panels of NR floats;
+// NR depends on the kernel ISA (ref 8, avx2 16, avx512 32), so a PackedMatrix records the ISA it
+// was packed for and every GEMM on it runs that ISA's kernel (a loaded model keeps its ISA).
+// ISA kernels live in gemm_ref.cpp / gemm_avx2.cpp / gemm_avx512.cpp; only gemm.cpp dispatches.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "cpu/cpu_features.h"
 #include "kernels/act.h"
 
 namespace dpn::kernels {
 
-constexpr int64_t kNR = 8;  // panel width: two SSE registers per row of the micro-tile
+using cpu::Isa;
 
-// Floats needed by a packed K×N matrix: ceil(N/kNR) panels of K×kNR, zero padded.
-inline int64_t packed_size(int64_t K, int64_t N) { return ((N + kNR - 1) / kNR) * K * kNR; }
+// Panel width of the packed layout for an ISA's micro-kernel.
+int64_t panel_width(Isa isa);
 
-// Pack B(k, n) = src[k*rs + n*cs] into dst (packed_size floats).
+// Floats needed by a packed K×N matrix: ceil(N/nr) panels of K×nr, zero padded.
+inline int64_t packed_size(int64_t K, int64_t N, int64_t nr) { return ((N + nr - 1) / nr) * K * nr; }
+
+// Pack B(k, n) = src[k*rs + n*cs] into dst (packed_size floats) with panel width nr.
 // torch Linear weight [out=N, in=K]: rs = 1, cs = K.  A plain row-major K×N matrix: rs = N, cs = 1.
-void pack_b(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, float* dst);
+void pack_b(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, int64_t nr, float* dst);
 
-// C = act(A · Bp + bias); A row-major with leading dimension lda, C with ldc; bias may be null.
-void gemm_packed(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+// C = act(A · Bp + bias) with the kernel of `isa` (Bp packed with panel_width(isa));
+// A row-major with leading dimension lda, C with ldc; bias may be null. `isa` must be available.
+void gemm_packed(Isa isa, const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp,
+                 int64_t N, const float* bias, Act act, float* C, int64_t ldc);
+
+// Per-ISA entry points (same contract; Bp packed with that ISA's panel width).
+void gemm_ref(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+              const float* bias, Act act, float* C, int64_t ldc);
+void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+               const float* bias, Act act, float* C, int64_t ldc);
+void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
                  const float* bias, Act act, float* C, int64_t ldc);
 
-// Owned packed matrix, for ops that pack at load.
+// Owned packed matrix, for ops that pack at load. Packed for the process's selected ISA unless
+// told otherwise; remembers it.
 struct PackedMatrix {
-  int64_t K = 0, N = 0;
+  int64_t K = 0, N = 0, nr = 8;
+  Isa isa = Isa::Ref;
   std::vector<float> data;
   void pack(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs) {
-    K = k;
-    N = n;
-    data.assign(static_cast<size_t>(packed_size(k, n)), 0.0f);
-    pack_b(src, k, n, rs, cs, data.data());
+    pack(src, k, n, rs, cs, cpu::selected_isa());
   }
+  void pack(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs, Isa which);
 };
+
+// C = act(A · B + bias) for a PackedMatrix, on the ISA it was packed for.
+inline void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias,
+                 Act act, float* C, int64_t ldc) {
+  gemm_packed(B.isa, A, lda, M, B.K, B.data.data(), B.N, bias, act, C, ldc);
+}
 
 }  // namespace dpn::kernels

@@ -109,7 +109,7 @@ class DyLinear : public Op {
       kernels::Act a = c_.sigma == Sigma::Sigmoid ? kernels::Act::Sigmoid
                        : c_.sigma == Sigma::Relu  ? kernels::Act::Relu
                                                   : kernels::Act::Identity;
-      kernels::gemm_packed(in[1], c_.n, R, c_.n, g1_.data.data(), l, g1b_.data(), a, hb, l);
+      kernels::gemm(in[1], c_.n, R, g1_, g1b_.data(), a, hb, l);
       if (c_.sigma == Sigma::Softmax) kernels::softmax_rows(hb, R, l, l);
       h = hb;
     }
@@ -122,8 +122,8 @@ class DyLinear : public Op {
         const int64_t rows = std::min(cr, R - r0);
         for (int64_t g = 0; g < c_.H; ++g) {
           kernels::kron_panel(x + r0 * m + g * mh, m, mh, h + r0 * l, l, l, rows, true, panel, Kp);
-          kernels::gemm_packed(panel, Kp, rows, Kp, heads_[size_t(g)].data.data(), ch,
-                               bias_.data() + g * ch, c_.act, out + r0 * c + g * ch, c);
+          kernels::gemm(panel, Kp, rows, heads_[size_t(g)], bias_.data() + g * ch, c_.act,
+                        out + r0 * c + g * ch, c);
         }
       }
       return;
@@ -132,13 +132,12 @@ class DyLinear : public Op {
     float* u = s;
     s += R * r;
     float* panel2 = s;
-    kernels::gemm_packed(x, m, R, m, proj_.data.data(), r, nullptr, kernels::Act::Identity, u, r);
+    kernels::gemm(x, m, R, proj_, nullptr, kernels::Act::Identity, u, r);
     for (int64_t r0 = 0; r0 < R; r0 += cr) {
       const int64_t rows = std::min(cr, R - r0);
       kernels::kron_panel(u + r0 * r, r, r, h + r0 * l, l, l, rows, false, panel, Kp);
       // v = phiᵀ u lands in the first r columns of the second panel; then h and x follow it.
-      kernels::gemm_packed(panel, Kp, rows, Kp, phi_.data.data(), r, nullptr,
-                           kernels::Act::Identity, panel2, K2);
+      kernels::gemm(panel, Kp, rows, phi_, nullptr, kernels::Act::Identity, panel2, K2);
       for (int64_t b = 0; b < rows; ++b) {
         float* p = panel2 + b * K2 + r;
         const float* hb = h + (r0 + b) * l;
@@ -148,8 +147,7 @@ class DyLinear : public Op {
           for (int64_t i = 0; i < m; ++i) p[l + i] = xb[i];
         }
       }
-      kernels::gemm_packed(panel2, K2, rows, K2, out_.data.data(), c, bias_.data(), c_.act,
-                           out + r0 * c, c);
+      kernels::gemm(panel2, K2, rows, out_, bias_.data(), c_.act, out + r0 * c, c);
     }
   }
 

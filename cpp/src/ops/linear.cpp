@@ -14,8 +14,8 @@ class Linear : public Op {
     w_.pack(w, in, out, 1, in);  // torch layout [out, in]: B(k, n) = w[n*in + k]
   }
   void run(const Block& blk, const float* const* in, float* out, float*) const override {
-    kernels::gemm_packed(in[0], in_, blk.rows, in_, w_.data.data(), width,
-                         bias_.empty() ? nullptr : bias_.data(), act_, out, width);
+    kernels::gemm(in[0], in_, blk.rows, w_, bias_.empty() ? nullptr : bias_.data(), act_, out,
+                  width);
   }
 
  private:

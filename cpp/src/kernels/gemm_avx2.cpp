@@ -1,0 +1,130 @@
+// AVX2+FMA GEMM: 6×16 register tile (12 ymm accumulators), B packed in 16-wide panels, A packed
+// per (MC×KC) block into 6-row micro-panels. Compiled with -mavx2 -mfma; only called after the
+// runtime check (cpu::available(Isa::Avx2)). See gemm_isa.h for what this file must not use.
+#include <immintrin.h>
+
+#include "kernels/gemm_isa.h"
+
+namespace dpn::kernels {
+
+namespace {
+
+constexpr int64_t kNR = 16;
+constexpr int64_t kMR = 6;
+#ifndef DPN_AVX2_KC
+#define DPN_AVX2_KC 256
+#endif
+#ifndef DPN_AVX2_MC
+#define DPN_AVX2_MC 72
+#endif
+constexpr int64_t kKC = DPN_AVX2_KC;
+constexpr int64_t kMC = DPN_AVX2_MC;  // multiple of kMR
+
+inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+alignas(32) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+// Lane mask for the first n (clamped to 0..8) of 8 floats.
+inline __m256i mask8(int64_t n) {
+  n = n < 0 ? 0 : n > 8 ? 8 : n;
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - n));
+}
+
+void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
+  for (int64_t i0 = 0; i0 < mc; i0 += kMR) {
+    const int64_t mr = lmin(kMR, mc - i0);
+    float* d = ap + i0 * kc;
+    for (int64_t i = 0; i < mr; ++i) {
+      const float* s = A + (i0 + i) * lda;
+      for (int64_t k = 0; k < kc; ++k) d[k * kMR + i] = s[k];
+    }
+  }
+}
+
+template <int MR>
+void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
+          const float* bias, bool first, bool last, Act act) {
+  const __m256i m0 = mask8(nr), m1 = mask8(nr - 8);
+  __m256 c0[MR], c1[MR];
+  if (first) {
+    const __m256 b0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
+    const __m256 b1 = bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      c0[i] = b0;
+      c1[i] = b1;
+    }
+  } else {
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      c0[i] = _mm256_maskload_ps(C + i * ldc, m0);
+      c1[i] = _mm256_maskload_ps(C + i * ldc + 8, m1);
+    }
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+    bp += kNR;
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      const __m256 a = _mm256_broadcast_ss(ap + i);
+      c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+    }
+    ap += kMR;
+  }
+  if (last && act == Act::Relu) {
+    const __m256 z = _mm256_setzero_ps();
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; ++i) {
+      c0[i] = _mm256_max_ps(c0[i], z);
+      c1[i] = _mm256_max_ps(c1[i], z);
+    }
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; ++i) {
+    _mm256_maskstore_ps(C + i * ldc, m0, c0[i]);
+    _mm256_maskstore_ps(C + i * ldc + 8, m1, c1[i]);
+  }
+  if (last && (act == Act::Sigmoid || act == Act::Tanh))
+    for (int i = 0; i < MR; ++i) act_inplace(C + i * ldc, nr, act);
+}
+
+void run_tile(int64_t mr, const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc,
+              int64_t nr, const float* bias, bool first, bool last, Act act) {
+  switch (mr) {
+    case 6: return tile<6>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 5: return tile<5>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 4: return tile<4>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 3: return tile<3>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 2: return tile<2>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    default: return tile<1>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+  }
+}
+
+}  // namespace
+
+void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+               const float* bias, Act act, float* C, int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  const int64_t panels = (N + kNR - 1) / kNR;
+  float* ap = thread_scratch(size_t(kMC * kKC));
+  // K == 0 still runs one pass so C = act(bias).
+  for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
+    const int64_t kc = lmin(kKC, K - k0);
+    const bool first = k0 == 0, last = k0 + kKC >= K;
+    for (int64_t m0 = 0; m0 < M; m0 += kMC) {
+      const int64_t mc = lmin(kMC, M - m0);
+      pack_a(A + m0 * lda + k0, lda, mc, kc, ap);
+      for (int64_t p = 0; p < panels; ++p) {
+        const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
+        const float* bp = Bp + p * K * kNR + k0 * kNR;
+        const float* bb = bias ? bias + n0 : nullptr;
+        for (int64_t i = 0; i < mc; i += kMR)
+          run_tile(lmin(kMR, mc - i), ap + i * kc, bp, kc, C + (m0 + i) * ldc + n0, ldc, nr, bb,
+                   first, last, act);
+      }
+    }
+    if (K == 0) break;
+  }
+}
+
+}  // namespace dpn::kernels
