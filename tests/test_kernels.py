@@ -1,0 +1,236 @@
+"""GEMM kernels per ISA against float64 numpy, and whole models under each ISA (DPN_ISA).
+
+Every ISA the machine can run is tested: `_engine._test_gemm` runs one ISA's GEMM (weight packed for
+that ISA's panel width) regardless of the process's selected ISA. The whole-model check runs in
+subprocesses because DPN_ISA is read once per process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from dpn_infer import _engine
+
+ISAS = list(_engine.cpu_info()["available"])
+ACTS = ["identity", "relu", "sigmoid", "tanh"]
+EDGES = [1, 3, 7, 15, 16, 17, 31, 33, 47, 48, 49, 64, 65, 100, 257]
+
+
+def _act(name, x):
+    if name == "relu":
+        return np.maximum(x, 0.0)
+    if name == "sigmoid":
+        with np.errstate(over="ignore"):
+            return 1.0 / (1.0 + np.exp(-x))
+    if name == "tanh":
+        return np.tanh(x)
+    return x
+
+
+def _check(A, W, b, act, isa):
+    C = _engine._test_gemm(A, W, b, act, isa)
+    ref = A.astype(np.float64) @ W.astype(np.float64).T
+    if b is not None:
+        ref = ref + b.astype(np.float64)
+    ref = _act(act, ref)
+    K = A.shape[1]
+    assert C.shape == ref.shape and C.dtype == np.float32
+    np.testing.assert_allclose(C, ref, rtol=1e-4, atol=1e-5 * np.sqrt(max(K, 1)),
+                               err_msg=f"isa={isa} M,K,N={A.shape[0]},{K},{W.shape[0]} act={act}")
+
+
+def test_cpu_info_shape():
+    info = _engine.cpu_info()
+    for k in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni"):
+        assert isinstance(info[k], bool)
+    assert info["selected"] in ("avx512", "avx2", "ref")
+    assert info["selected"] in info["available"] and "ref" in info["available"]
+    import dpn_infer
+
+    assert dpn_infer.cpu_info() == info
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemm_sweep_m(isa):
+    rng = np.random.default_rng(1)
+    for M in range(1, 66):
+        for K, N in ((17, 33), (65, 49)):
+            A = rng.standard_normal((M, K)).astype(np.float32)
+            W = rng.standard_normal((N, K)).astype(np.float32)
+            b = rng.standard_normal(N).astype(np.float32) if M % 2 else None
+            _check(A, W, b, ACTS[M % 4], isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("act", ACTS)
+def test_gemm_sweep_kn(isa, act):
+    rng = np.random.default_rng(2)
+    for K in EDGES:
+        for N in EDGES:
+            M = int(rng.integers(1, 30))
+            A = rng.standard_normal((M, K)).astype(np.float32)
+            W = rng.standard_normal((N, K)).astype(np.float32)
+            for b in (None, rng.standard_normal(N).astype(np.float32)):
+                _check(A, W, b, act, isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemm_large_k_blocks(isa):
+    # K spans several K blocks and M several M blocks; N spans several panels with a ragged edge.
+    rng = np.random.default_rng(3)
+    for M, K, N in ((200, 1100, 70), (13, 513, 257), (97, 257, 31)):
+        A = rng.standard_normal((M, K)).astype(np.float32)
+        W = rng.standard_normal((N, K)).astype(np.float32)
+        _check(A, W, rng.standard_normal(N).astype(np.float32), "relu", isa)
+        _check(A, W, None, "sigmoid", isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemm_k_zero_and_extremes(isa):
+    # K == 0: C = act(bias); large magnitudes through sigmoid/tanh stay finite.
+    b = np.array([-3.0, 0.0, 2.5], np.float32)
+    C = _engine._test_gemm(np.zeros((4, 0), np.float32), np.zeros((3, 0), np.float32), b,
+                           "sigmoid", isa)
+    np.testing.assert_allclose(C, np.broadcast_to(1 / (1 + np.exp(-b.astype(np.float64))), (4, 3)),
+                               rtol=1e-6)
+    A = np.full((3, 5), 1e4, np.float32)
+    W = np.ones((37, 5), np.float32)
+    W[::2] *= -1
+    for act in ("sigmoid", "tanh"):
+        C = _engine._test_gemm(A, W, None, act, isa)
+        assert np.all(np.isfinite(C))
+        _check(A, W, None, act, isa)
+
+
+def test_gemm_rejects_bad_args():
+    A = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError):
+        _engine._test_gemm(A, np.ones((4, 5), np.float32), None, "identity", "ref")
+    with pytest.raises(ValueError):
+        _engine._test_gemm(A, np.ones((4, 3), np.float32), None, "gelu", "ref")
+    with pytest.raises(ValueError):
+        _engine._test_gemm(A, np.ones((4, 3), np.float32), None, "identity", "sse9")
+
+
+# --- whole models under each ISA, one subprocess per ISA ------------------------------------
+
+FIELDS = [
+    {"name": "user", "kind": "sparse", "dim": 8, "vocab": 50, "policy": "hash"},
+    {"name": "item", "kind": "sparse", "dim": 16, "vocab": 40, "policy": "oov_bucket"},
+    {"name": "tags", "kind": "multi_hot", "dim": 8, "vocab": 30, "policy": "hash", "pooling": "mean",
+     "T": 5, "max_len": 0},
+    {"name": "feat", "kind": "dense", "dim": 9},
+]  # x0 width 41
+
+
+def _dyn(**kw):
+    d = {"out": 40, "dynamic": True, "context": "x0", "generator": "mlp", "hidden": 6,
+         "sigma": "relu", "form": "full", "heads": 1}
+    d.update(kw)
+    if d["form"] == "decomp":
+        d.pop("heads", None)
+        d.setdefault("rank", 5)
+        d.setdefault("w0", False)
+    return d
+
+
+MODEL_CASES = [
+    [_dyn(), {"out": 33}, _dyn(out=17, context="prev", sigma="softmax")],
+    [{"out": 48}, _dyn(out=64, heads=4, generator="linear", hidden=41),
+     _dyn(out=7, form="decomp", rank=4, w0=True, context="prev")],
+    [{"out": 65}, _dyn(out=31, sigma="sigmoid", hidden=8, context=["user", "feat"])],
+]
+
+_WORKER = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    sys.path.insert(0, sys.argv[1])
+    import copy, os, tempfile
+    import torch
+    import dpn_infer
+    from dpn_infer.converters import torch_export
+    from helpers import models as HM
+    cases = json.loads(sys.argv[2])
+    out = {"info": dpn_infer.cpu_info(), "cases": []}
+    with tempfile.TemporaryDirectory() as d:
+        for i, layers in enumerate(cases):
+            spec = {"kind": "feature_dpn", "fields": json.loads(sys.argv[3]), "layers": layers,
+                    "activation": "relu", "norm": None, "seed": 100 + i, "B": 257}
+            model = HM.build(spec)
+            batch = HM.make_batch(spec["fields"], spec["B"], spec["seed"] + 1)
+            HM.calibrate_(model, batch, seed=spec["seed"])
+            with torch.no_grad():
+                ref32 = model(batch).numpy()
+                ref64 = copy.deepcopy(model).double()(batch).numpy()
+            path = os.path.join(d, f"m{i}.bin")
+            torch_export.save(model, path)
+            m = dpn_infer.load(path)
+            z = m.predict(batch, logits=True)
+            z2 = m.predict(batch, logits=True, threads=2)
+            out["cases"].append({"z": z.tolist(), "z2": z2.tolist(), "ref32": ref32.tolist(),
+                                 "ref64": ref64.tolist()})
+    print(json.dumps(out))
+    """
+)
+
+
+def _run_under(isa_env):
+    env = dict(os.environ)
+    if isa_env is None:
+        env.pop("DPN_ISA", None)
+    else:
+        env["DPN_ISA"] = isa_env
+    tests = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([sys.executable, "-c", _WORKER, tests, json.dumps(MODEL_CASES),
+                        json.dumps(FIELDS)], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"worker under DPN_ISA={isa_env} failed:\n{r.stderr[-4000:]}"
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def per_isa_results():
+    pytest.importorskip("torch")
+    pytest.importorskip("hypothesis")
+    return {isa: _run_under(isa) for isa in ISAS}
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_models_under_isa(per_isa_results, isa):
+    res = per_isa_results[isa]
+    info = res["info"]
+    assert info["selected"] == isa and info["override"] == isa and info["note"] == ""
+    for i, c in enumerate(res["cases"]):
+        z, ref32, ref64 = (np.asarray(c[k]) for k in ("z", "ref32", "ref64"))
+        np.testing.assert_allclose(c["z2"], z, rtol=1e-5, atol=1e-6)
+        # engine within tolerance of torch, or (ill-conditioned rows) no worse than torch's own
+        # float32 error against float64 plus the tolerance.
+        if not np.allclose(z, ref32, rtol=1e-4, atol=1e-5):
+            tol = 1e-4 * np.abs(ref64) + 1e-5 + 3 * np.abs(ref32 - ref64).max()
+            assert np.all(np.abs(z - ref64) <= tol), f"isa={isa} case {i}"
+
+
+def test_models_agree_across_isas(per_isa_results):
+    base = per_isa_results["ref"]["cases"]
+    for isa in ISAS:
+        for i, (a, b) in enumerate(zip(per_isa_results[isa]["cases"], base)):
+            np.testing.assert_allclose(a["z"], b["z"], rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{isa} vs ref, case {i}")
+
+
+def test_isa_override_fallbacks():
+    info = _run_under("sse9")["info"]
+    assert info["override"] == "sse9" and "ignored" in info["note"]
+    assert info["selected"] == ISAS[0]
+    info = _run_under("REF")["info"]
+    assert info["selected"] == "ref"
+    for want in ("avx512", "avx2"):
+        if want not in ISAS:
+            info = _run_under(want)["info"]
+            assert info["selected"] == ISAS[0] and "does not support" in info["note"]
