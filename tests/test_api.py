@@ -371,3 +371,45 @@ def test_intra_op_threads_same_result(tiny_model, threads):
         one = tiny_model.predict(b, logits=True)
         many = tiny_model.predict(b, logits=True, threads=threads)
         np.testing.assert_allclose(many, one, rtol=1e-6, atol=1e-7)
+
+
+def test_multi_hot_with_zero_columns(tiny_model, tiny_file):
+    """T = 0 ([B, 0]): no valid id in any row, so the field pools to zeros (docs/format.md §4.1)."""
+    b = batch()
+    b["tags"] = np.zeros((9, 0), np.int64)
+    np.testing.assert_allclose(tiny_model.predict(b, logits=True),
+                               specref.run(tiny_file.meta, tiny_file.tensors, b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_batch(tiny_model, tiny_file, threads):
+    b = batch(70_001, seed=8)
+    np.testing.assert_allclose(tiny_model.predict(b, logits=True, threads=threads),
+                               specref.run(tiny_file.meta, tiny_file.tensors, b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [0, -1])
+def test_bad_thread_count(tiny_model, threads):
+    with pytest.raises(ValueError):
+        tiny_model.predict(batch(), threads=threads)
+
+
+def test_python_threads_with_intra_op_threads(tiny_model):
+    """Concurrent callers that each ask for several intra-op threads."""
+    bs = [batch(n, seed=n) for n in (5, 300, 1000, 2049)]
+    want = [tiny_model.predict(b) for b in bs]
+    errors = []
+
+    def worker(t):
+        for rep in range(5):
+            j = (t + rep) % len(bs)
+            got = tiny_model.predict(bs[j], threads=1 + (t + rep) % 3)
+            if not np.allclose(got, want[j], rtol=1e-6, atol=1e-7):
+                errors.append((t, rep, j))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(120)
+    assert not errors, errors[:5]

@@ -71,6 +71,13 @@ def _cases():
                                           "extra": {"note": "free-form", "x": [1.5, -2e300]}})),
         "ok", None)
 
+    c["valid_tensors_in_reverse_order"] = (HF.build(meta, tensors, order=list(tensors)[::-1]), "ok", None)
+
+    def reorder_nodes(mt, t):
+        nodes = mt["graph"]["nodes"]
+        mt["graph"]["nodes"] = nodes[3:5] + nodes[:3] + nodes[5:]      # dense inputs first
+    c["valid_nodes_reordered"] = (_with_meta(reorder_nodes), "ok", None)
+
     # ---- §2 header, in the order the reader checks
     c["empty_file"] = (b"", "error", None)
     c["short_1_byte"] = (good[:1], "error", None)
@@ -429,7 +436,8 @@ def test_tiny_model_matches_spec_interpreter(tmp_path):
 
 @pytest.mark.parametrize("case", ["full_without_heads", "act_defaults_identity", "unknown_attribute_ignored",
                                   "rank_on_full_ignored", "name_optional", "valid_unknown_top_level_keys",
-                                  "meta_nesting_62_ok"])
+                                  "meta_nesting_62_ok", "valid_tensors_in_reverse_order",
+                                  "valid_nodes_reordered"])
 def test_defaults_and_ignored_keys_give_same_numbers(case, crafted_results, tmp_path):
     """A file relying on attribute defaults or carrying ignorable keys computes what the full file does."""
     from dpn_infer.engine import load
