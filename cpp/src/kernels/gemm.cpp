@@ -5,6 +5,7 @@
 #include <new>
 
 #include "kernels/gemm_isa.h"
+#include "kernels/kron.h"
 
 namespace dpn::kernels {
 
@@ -71,6 +72,19 @@ void gemm_packed(Isa isa, const float* A, int64_t lda, int64_t M, int64_t K, con
 #endif
     default: return gemm_ref(A, lda, M, K, Bp, N, bias, act, C, ldc);
   }
+}
+
+void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+               bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
+               float* C, int64_t ldc, float* panel) {
+#if defined(DPN_HAVE_X86_KERNELS)
+  if (B.isa == Isa::Avx512 && m > 0) {
+    gemm_kron_avx512(x, ldx, m, h, ldh, l, with_h, rows, B.data.data(), B.N, bias, act, C, ldc);
+    return;
+  }
+#endif
+  kron_panel(x, ldx, m, h, ldh, l, rows, with_h, panel, B.K);
+  gemm(panel, B.K, rows, B, bias, act, C, ldc);
 }
 
 }  // namespace dpn::kernels

@@ -40,34 +40,37 @@ void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
   }
 }
 
-template <int MR>
+// NC: vector columns computed (2 = full panel; 1 when the panel edge has at most half a panel).
+template <int MR, int NC>
 void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
           const float* bias, bool first, bool last, Act act) {
   const __m256i m0 = mask8(nr), m1 = mask8(nr - 8);
-  __m256 c0[MR], c1[MR];
+  __m256 c0[MR], c1[NC == 2 ? MR : 1];
   if (first) {
     const __m256 b0 = bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps();
-    const __m256 b1 = bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
+    __m256 b1 = bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps();
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
       c0[i] = b0;
-      c1[i] = b1;
+      if constexpr (NC == 2) c1[i] = b1;
     }
   } else {
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
       c0[i] = _mm256_maskload_ps(C + i * ldc, m0);
-      c1[i] = _mm256_maskload_ps(C + i * ldc + 8, m1);
+      if constexpr (NC == 2) c1[i] = _mm256_maskload_ps(C + i * ldc + 8, m1);
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8);
+    const __m256 b0 = _mm256_loadu_ps(bp);
+    __m256 b1 = b0;
+    if constexpr (NC == 2) b1 = _mm256_loadu_ps(bp + 8);
     bp += kNR;
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
       const __m256 a = _mm256_broadcast_ss(ap + i);
       c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+      if constexpr (NC == 2) c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
     }
     ap += kMR;
   }
@@ -76,27 +79,28 @@ void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, i
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
       c0[i] = _mm256_max_ps(c0[i], z);
-      c1[i] = _mm256_max_ps(c1[i], z);
+      if constexpr (NC == 2) c1[i] = _mm256_max_ps(c1[i], z);
     }
   }
 #pragma GCC unroll 6
   for (int i = 0; i < MR; ++i) {
     _mm256_maskstore_ps(C + i * ldc, m0, c0[i]);
-    _mm256_maskstore_ps(C + i * ldc + 8, m1, c1[i]);
+    if constexpr (NC == 2) _mm256_maskstore_ps(C + i * ldc + 8, m1, c1[i]);
   }
   if (last && (act == Act::Sigmoid || act == Act::Tanh))
     for (int i = 0; i < MR; ++i) act_inplace(C + i * ldc, nr, act);
 }
 
+template <int NC>
 void run_tile(int64_t mr, const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc,
               int64_t nr, const float* bias, bool first, bool last, Act act) {
   switch (mr) {
-    case 6: return tile<6>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 5: return tile<5>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 4: return tile<4>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 3: return tile<3>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 2: return tile<2>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    default: return tile<1>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 6: return tile<6, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 5: return tile<5, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 4: return tile<4, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 3: return tile<3, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 2: return tile<2, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    default: return tile<1, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
   }
 }
 
@@ -119,8 +123,9 @@ void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* B
         const float* bp = Bp + p * K * kNR + k0 * kNR;
         const float* bb = bias ? bias + n0 : nullptr;
         for (int64_t i = 0; i < mc; i += kMR)
-          run_tile(lmin(kMR, mc - i), ap + i * kc, bp, kc, C + (m0 + i) * ldc + n0, ldc, nr, bb,
-                   first, last, act);
+          (nr > 8 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), ap + i * kc, bp, kc,
+                                                   C + (m0 + i) * ldc + n0, ldc, nr, bb, first,
+                                                   last, act);
       }
     }
     if (K == 0) break;

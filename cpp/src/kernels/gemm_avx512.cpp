@@ -39,34 +39,37 @@ void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
   }
 }
 
-template <int MR>
+// NC: vector columns computed (2 = full panel; 1 when the panel edge has at most half a panel).
+template <int MR, int NC>
 void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
           const float* bias, bool first, bool last, Act act) {
   const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
-  __m512 c0[MR], c1[MR];
+  __m512 c0[MR], c1[NC == 2 ? MR : 1];
   if (first) {
     const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-    const __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+    __m512 b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       c0[i] = b0;
-      c1[i] = b1;
+      if constexpr (NC == 2) c1[i] = b1;
     }
   } else {
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       c0[i] = _mm512_maskz_loadu_ps(m0, C + i * ldc);
-      c1[i] = _mm512_maskz_loadu_ps(m1, C + i * ldc + 16);
+      if constexpr (NC == 2) c1[i] = _mm512_maskz_loadu_ps(m1, C + i * ldc + 16);
     }
   }
   for (int64_t k = 0; k < kc; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(bp), b1 = _mm512_loadu_ps(bp + 16);
+    const __m512 b0 = _mm512_loadu_ps(bp);
+    __m512 b1 = b0;
+    if constexpr (NC == 2) b1 = _mm512_loadu_ps(bp + 16);
     bp += kNR;
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512 a = _mm512_set1_ps(ap[i]);
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+      if constexpr (NC == 2) c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
     ap += kMR;
   }
@@ -75,40 +78,42 @@ void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, i
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       c0[i] = _mm512_maskz_max_ps(__mmask16(0xFFFF), c0[i], z);
-      c1[i] = _mm512_maskz_max_ps(__mmask16(0xFFFF), c1[i], z);
+      if constexpr (NC == 2) c1[i] = _mm512_maskz_max_ps(__mmask16(0xFFFF), c1[i], z);
     }
   }
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i) {
     _mm512_mask_storeu_ps(C + i * ldc, m0, c0[i]);
-    _mm512_mask_storeu_ps(C + i * ldc + 16, m1, c1[i]);
+    if constexpr (NC == 2) _mm512_mask_storeu_ps(C + i * ldc + 16, m1, c1[i]);
   }
   if (last && (act == Act::Sigmoid || act == Act::Tanh))
     for (int i = 0; i < MR; ++i) act_inplace(C + i * ldc, nr, act);
 }
 
+template <int NC>
 void run_tile(int64_t mr, const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc,
               int64_t nr, const float* bias, bool first, bool last, Act act) {
   switch (mr) {
-    case 12: return tile<12>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 11: return tile<11>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 10: return tile<10>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 9: return tile<9>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 8: return tile<8>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 7: return tile<7>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 6: return tile<6>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 5: return tile<5>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 4: return tile<4>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 3: return tile<3>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 2: return tile<2>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    default: return tile<1>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 12: return tile<12, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 11: return tile<11, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 10: return tile<10, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 9: return tile<9, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 8: return tile<8, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 7: return tile<7, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 6: return tile<6, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 5: return tile<5, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 4: return tile<4, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 3: return tile<3, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 2: return tile<2, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    default: return tile<1, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
   }
 }
 
-}  // namespace
-
-void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
-                 const float* bias, Act act, float* C, int64_t ldc) {
+// The blocked driver; pack(m0, mc, k0, kc, ap) fills the packed A block for rows [m0, m0+mc) and
+// columns [k0, k0+kc) in kMR-row micro-panels.
+template <class PackA>
+void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, Act act, float* C,
+           int64_t ldc, const PackA& pack) {
   if (M <= 0 || N <= 0) return;
   const int64_t panels = (N + kNR - 1) / kNR;
   float* ap = thread_scratch(size_t(kMC * kKC));
@@ -118,18 +123,62 @@ void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float*
     const bool first = k0 == 0, last = k0 + kKC >= K;
     for (int64_t m0 = 0; m0 < M; m0 += kMC) {
       const int64_t mc = lmin(kMC, M - m0);
-      pack_a(A + m0 * lda + k0, lda, mc, kc, ap);
+      pack(m0, mc, k0, kc, ap);
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
         const float* bp = Bp + p * K * kNR + k0 * kNR;
         const float* bb = bias ? bias + n0 : nullptr;
         for (int64_t i = 0; i < mc; i += kMR)
-          run_tile(lmin(kMR, mc - i), ap + i * kc, bp, kc, C + (m0 + i) * ldc + n0, ldc, nr, bb,
-                   first, last, act);
+          (nr > 16 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), ap + i * kc, bp, kc,
+                                                   C + (m0 + i) * ldc + n0, ldc, nr, bb, first,
+                                                   last, act);
       }
     }
     if (K == 0) break;
   }
+}
+
+}  // namespace
+
+void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+                 const float* bias, Act act, float* C, int64_t ldc) {
+  drive(M, K, Bp, N, bias, act, C, ldc,
+        [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* ap) {
+          pack_a(A + m0 * lda + k0, lda, mc, kc, ap);
+        });
+}
+
+// The Kronecker GEMM with the left panel [x, h1·x, …, hl·x, (h)] built straight into the packed A
+// block (the same products s·x[i] as kron_panel, so results match the unfused path bit for bit).
+void gemm_kron_avx512(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
+                      int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
+                      const float* bias, Act act, float* C, int64_t ldc) {
+  const int64_t Kx = (l + 1) * m, K = Kx + (with_h ? l : 0);
+  drive(M, K, Bp, N, bias, act, C, ldc,
+        [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* ap) {
+          for (int64_t i0 = 0; i0 < mc; i0 += kMR) {
+            const int64_t mr = lmin(kMR, mc - i0);
+            float* d = ap + i0 * kc;
+            for (int64_t i = 0; i < mr; ++i) {
+              const float* xb = x + (m0 + i0 + i) * ldx;
+              const float* hb = h + (m0 + i0 + i) * ldh;
+              int64_t kk = k0;
+              const int64_t end = k0 + kc;
+              while (kk < end && kk < Kx) {
+                const int64_t seg = kk / m, off = kk - seg * m, n = lmin(m - off, end - kk);
+                float* dd = d + (kk - k0) * kMR + i;
+                if (seg == 0) {
+                  for (int64_t t = 0; t < n; ++t) dd[t * kMR] = xb[off + t];
+                } else {
+                  const float sc = hb[seg - 1];
+                  for (int64_t t = 0; t < n; ++t) dd[t * kMR] = sc * xb[off + t];
+                }
+                kk += n;
+              }
+              for (; kk < end; ++kk) d[(kk - k0) * kMR + i] = hb[kk - Kx];
+            }
+          }
+        });
 }
 
 }  // namespace dpn::kernels

@@ -19,7 +19,8 @@ void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* B
                const float* bias, Act act, float* C, int64_t ldc);
 void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
                  const float* bias, Act act, float* C, int64_t ldc);
-void kron_panel_avx512(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
-                       int64_t l, int64_t rows, bool with_h, float* P, int64_t ldp);
+void gemm_kron_avx512(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
+                      int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
+                      const float* bias, Act act, float* C, int64_t ldc);
 
 }  // namespace dpn::kernels

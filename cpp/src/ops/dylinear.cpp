@@ -121,9 +121,9 @@ class DyLinear : public Op {
       for (int64_t r0 = 0; r0 < R; r0 += cr) {
         const int64_t rows = std::min(cr, R - r0);
         for (int64_t g = 0; g < c_.H; ++g) {
-          kernels::kron_panel(x + r0 * m + g * mh, m, mh, h + r0 * l, l, l, rows, true, panel, Kp);
-          kernels::gemm(panel, Kp, rows, heads_[size_t(g)], bias_.data() + g * ch, c_.act,
-                        out + r0 * c + g * ch, c);
+          kernels::gemm_kron(x + r0 * m + g * mh, m, mh, h + r0 * l, l, l, true, rows,
+                             heads_[size_t(g)], bias_.data() + g * ch, c_.act,
+                             out + r0 * c + g * ch, c, panel);
         }
       }
       return;
@@ -135,9 +135,9 @@ class DyLinear : public Op {
     kernels::gemm(x, m, R, proj_, nullptr, kernels::Act::Identity, u, r);
     for (int64_t r0 = 0; r0 < R; r0 += cr) {
       const int64_t rows = std::min(cr, R - r0);
-      kernels::kron_panel(u + r0 * r, r, r, h + r0 * l, l, l, rows, false, panel, Kp);
       // v = phiᵀ u lands in the first r columns of the second panel; then h and x follow it.
-      kernels::gemm(panel, Kp, rows, phi_, nullptr, kernels::Act::Identity, panel2, K2);
+      kernels::gemm_kron(u + r0 * r, r, r, h + r0 * l, l, l, false, rows, phi_, nullptr,
+                         kernels::Act::Identity, panel2, K2, panel);
       for (int64_t b = 0; b < rows; ++b) {
         float* p = panel2 + b * K2 + r;
         const float* hb = h + (r0 + b) * l;
