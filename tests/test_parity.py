@@ -381,10 +381,27 @@ def test_parity_every_isa_fixed_variants():
                "norm": "layernorm", "seed": 7, "B": 513} for h in ([], [8, 5])]
     specs += [{"kind": "dnn", "fields": FIELDS, "hidden": [16, 8], "activation": "tanh", "norm": None,
                "seed": 11, "B": b} for b in (1, 257)]
+    specs += [dict(WIDE, B=b) for b in (1, 13, 300)]
     _check_every_isa(specs)
 
 
-@settings(max_examples=4, derandomize=True, database=None, phases=[Phase.generate], **SETTINGS)
+WIDE = {"kind": "feature_dpn", "activation": "relu", "norm": "layernorm", "seed": 31,
+        "fields": [{"name": "big", "kind": "dense", "dim": 150},
+                   {"name": "u", "kind": "sparse", "dim": 33, "vocab": 100, "policy": "hash"},
+                   {"name": "m", "kind": "multi_hot", "dim": 17, "vocab": 60, "policy": "oov_bucket",
+                    "pooling": "mean", "T": 9, "max_len": 0}],          # x0 width 200
+        "layers": [_dyn(out=97, hidden=8), _dyn(out=130, form="decomp", rank=5, w0=True, hidden=7),
+                   {"out": 64}, _dyn(out=32, context="prev", heads=32, hidden=3),
+                   _dyn(out=33, context=["m", "u"], generator="linear")]}
+
+
+@pytest.mark.parametrize("B", [1, 12, 13, 300])
+def test_parity_wide_model(B):
+    """Widths that cross every GEMM tile edge (K up to 9 x 200, N 97 / 130)."""
+    run_spec(dict(WIDE, B=B))
+
+
+@settings(max_examples=10, derandomize=True, database=None, phases=[Phase.generate], **SETTINGS)
 @given(specs=st.lists(HM.model_specs(), min_size=10, max_size=10))
 def test_parity_every_isa_random(specs):
     """A fixed (derandomized) sample of random models under every ISA; no shrinking (child processes)."""
