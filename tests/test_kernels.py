@@ -108,6 +108,26 @@ def test_gemm_k_zero_and_extremes(isa):
         _check(A, W, None, act, isa)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_gemm_kron(isa):
+    # [x, h_1 x, ..., h_l x, (h)] @ B, with K blocks cutting through the segments.
+    rng = np.random.default_rng(4)
+    for R, m, l, N, with_h in ((1, 1, 1, 1, True), (13, 7, 3, 33, True), (30, 41, 8, 17, False),
+                               (65, 100, 5, 40, True), (24, 3, 90, 65, True), (7, 64, 6, 31, False)):
+        x = rng.standard_normal((R, m)).astype(np.float32)
+        h = rng.standard_normal((R, l)).astype(np.float32)
+        K = (l + 1) * m + (l if with_h else 0)
+        B = rng.standard_normal((K, N)).astype(np.float32)
+        b = rng.standard_normal(N).astype(np.float32)
+        P = np.concatenate([x] + [h[:, k:k + 1] * x for k in range(l)] + ([h] if with_h else []),
+                           axis=1).astype(np.float64)
+        for act in ("identity", "relu", "tanh"):
+            C = _engine._test_gemm_kron(x, h, B, b, act, with_h, isa)
+            ref = _act(act, P @ B.astype(np.float64) + b)
+            np.testing.assert_allclose(C, ref, rtol=1e-4, atol=1e-5 * np.sqrt(K),
+                                       err_msg=f"isa={isa} R,m,l,N={R},{m},{l},{N} act={act}")
+
+
 def test_gemm_rejects_bad_args():
     A = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError):

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 #include <unordered_set>
+#include <vector>
 
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
@@ -190,6 +191,35 @@ py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::
   return C;
 }
 
+// Test-only: the Kronecker GEMM of a dynamic layer with one ISA's path (AVX-512 fuses the panel
+// build into its A packing): act([x, h_1·x, …, h_l·x, (h)] · B + bias), B row-major [K, N].
+py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                                  py::array_t<float, py::array::c_style | py::array::forcecast> h,
+                                  py::array_t<float, py::array::c_style | py::array::forcecast> B,
+                                  py::object bias, const std::string& act, bool with_h,
+                                  const std::string& isa) {
+  if (x.ndim() != 2 || h.ndim() != 2 || B.ndim() != 2 || x.shape(0) != h.shape(0))
+    throw py::value_error("expected x [R, m], h [R, l], B [K, N]");
+  const int64_t R = x.shape(0), m = x.shape(1), l = h.shape(1), K = B.shape(0), N = B.shape(1);
+  if (K != (l + 1) * m + (with_h ? l : 0)) throw py::value_error("B must have (l+1)*m (+l) rows");
+  dpn::cpu::Isa which;
+  if (!dpn::cpu::parse_isa(isa, &which)) throw py::value_error("unknown isa '" + isa + "'");
+  if (!dpn::cpu::available(which)) throw py::value_error("isa '" + isa + "' not available here");
+  py::array_t<float, py::array::c_style | py::array::forcecast> b;
+  if (!bias.is_none()) {
+    b = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(bias);
+    if (!b || b.ndim() != 1 || b.shape(0) != N) throw py::value_error("bias must be [N]");
+  }
+  dpn::kernels::PackedMatrix pm;
+  pm.pack(B.data(), K, N, N, 1, which);
+  std::vector<float> panel(size_t(std::max<int64_t>(1, R * K)));
+  py::array_t<float> C({R, N});
+  dpn::kernels::gemm_kron(x.data(), m, m, h.data(), l, l, with_h, R, pm,
+                          bias.is_none() ? nullptr : b.data(), parse_act(act), C.mutable_data(), N,
+                          panel.data());
+  return C;
+}
+
 PyModel load(const std::string& path) { return PyModel{dpn::Model::load(path)}; }
 
 // Messages may quote bytes from a file; decode with "replace" so raising never fails.
@@ -234,6 +264,10 @@ PYBIND11_MODULE(_engine, m) {
   m.def("_test_gemm", &test_gemm, py::arg("A"), py::arg("W"), py::arg("bias") = py::none(),
         py::arg("act") = "identity", py::arg("isa") = "ref", py::arg("repeat") = 1,
         "Test-only: act(A @ W.T + bias) with one ISA's GEMM kernel.");
+
+  m.def("_test_gemm_kron", &test_gemm_kron, py::arg("x"), py::arg("h"), py::arg("B"),
+        py::arg("bias") = py::none(), py::arg("act") = "identity", py::arg("with_h") = true,
+        py::arg("isa") = "ref", "Test-only: the Kronecker GEMM of a dynamic layer with one ISA.");
 
   py::class_<PyModel>(m, "Model")
       .def(py::init(&load), py::arg("path"), "Load and validate a model.bin file.")
