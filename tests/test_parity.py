@@ -35,9 +35,17 @@ def _sigmoid(z):
 
 def _reference64(model, batch):
     """The same torch model evaluated in float64: the ground truth both float32 results are judged by."""
-    m64 = copy.deepcopy(model).double()
+    m64 = _double(model)
     with torch.no_grad():
         return m64(batch).numpy()
+
+
+def _double(model):
+    """A float64 copy of ``model``. The input layer hands dense fields on as float32 whatever the model's
+    dtype, so its outputs are cast too (a hook) — else an all-dense schema mixes dtypes."""
+    m64 = copy.deepcopy(model).double()
+    m64.inputs.register_forward_hook(lambda mod, args, out: {k: v.double() for k, v in out.items()})
+    return m64
 
 
 def _rounding_spread(model, batch, truth, trials=3, rel=2.0 ** -20):
@@ -48,7 +56,7 @@ def _rounding_spread(model, batch, truth, trials=3, rel=2.0 ** -20):
     g = torch.Generator().manual_seed(12345)
     spread = np.zeros_like(truth)
     for _ in range(trials):
-        m = copy.deepcopy(model).double()
+        m = _double(model)
         with torch.no_grad():
             for t in list(m.parameters()) + [b for b in m.buffers() if b.is_floating_point()]:
                 t.mul_(1 + rel * (2 * torch.rand(t.shape, generator=g, dtype=t.dtype) - 1))
@@ -406,3 +414,19 @@ def test_parity_wide_model(B):
 def test_parity_every_isa_random(specs):
     """A fixed (derandomized) sample of random models under every ISA; no shrinking (child processes)."""
     _check_every_isa(specs)
+
+
+@pytest.mark.parametrize("kind", ["feature_dpn", "dnn", "crossnet"])
+def test_float64_reference_runs(kind):
+    """The fallback oracle itself (float64 torch + rounding spread) works for every model kind, all-dense
+    schemas included."""
+    fields = [{"name": "d", "kind": "dense", "dim": 3}, {"name": "e", "kind": "dense", "dim": 1}]
+    spec = {"kind": kind, "fields": fields, "activation": "relu", "norm": "layernorm", "seed": 2, "B": 9,
+            "layers": [_dyn(out=2)], "hidden": [4], "num_cross": 2}
+    model = HM.build(spec)
+    batch = HM.make_batch(fields, 9, 3)
+    truth, spread = _truth(model, batch)
+    with torch.no_grad():
+        ref = model(batch).numpy()
+    assert truth.dtype == np.float64 and spread.shape == (9,)
+    np.testing.assert_allclose(truth, ref, rtol=1e-3, atol=1e-4)
