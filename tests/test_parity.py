@@ -430,3 +430,17 @@ def test_float64_reference_runs(kind):
         ref = model(batch).numpy()
     assert truth.dtype == np.float64 and spread.shape == (9,)
     np.testing.assert_allclose(truth, ref, rtol=1e-3, atol=1e-4)
+
+
+def test_parity_with_dropout_in_eval_mode():
+    """Dropout is identity in eval mode and absent from model.bin."""
+    from dpn_infer import nn as dnn
+
+    torch.manual_seed(0)
+    schema = HM.make_schema(FIELDS)
+    model = dnn.FeatureDPN(schema, [HM._layer_spec(l) for l in VARIANTS["stack_4_mixed"]],
+                           activation="relu", norm="batchnorm", dropout=0.5)
+    HM.randomize_(model, 0)
+    model.eval()
+    batch = HM.make_batch(FIELDS, 257, 1)
+    check_parity(model, batch, what="dropout=0.5, eval mode")
