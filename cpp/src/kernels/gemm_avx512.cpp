@@ -1,5 +1,9 @@
-// AVX-512 GEMM: 12×32 register tile (24 zmm accumulators), B packed in 32-wide panels, A packed
-// per (MC×KC) block into 12-row micro-panels so the inner loop broadcasts from one stream.
+// AVX-512 GEMM: 12×32 register tile (24 zmm accumulators), B packed in 32-wide panels; A read in
+// place (row-major, broadcast straight from memory — measured faster here than packing A, which
+// costs about as much as the FMAs it feeds when N has few panels). K blocked by kKC so a B panel
+// slice (kKC×32 floats) stays in L1/L2 across the M tiles, M by kMC.
+// The Kronecker GEMM of a dynamic layer builds its left operand [x, h1·x, …, hl·x, h] block by block
+// (kMC×kKC, row-major, L2 resident) instead of materializing the whole panel.
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; only called after the runtime
 // check (cpu::available(Isa::Avx512)). See gemm_isa.h for what this file must not use.
 #include <immintrin.h>
@@ -10,14 +14,14 @@ namespace dpn::kernels {
 
 namespace {
 
-constexpr int64_t kNR = 32;
-constexpr int64_t kMR = 12;
 #ifndef DPN_AVX512_KC
 #define DPN_AVX512_KC 256
 #endif
 #ifndef DPN_AVX512_MC
 #define DPN_AVX512_MC 96
 #endif
+constexpr int64_t kNR = 32;
+constexpr int64_t kMR = 12;
 constexpr int64_t kKC = DPN_AVX512_KC;
 constexpr int64_t kMC = DPN_AVX512_MC;  // multiple of kMR
 
@@ -27,22 +31,11 @@ inline __mmask16 mask16(int64_t n) {
   return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1u);
 }
 
-// Pack rows [0, mc) × cols [0, kc) of A into micro-panels of kMR rows: ap[p][k][i].
-void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
-  for (int64_t i0 = 0; i0 < mc; i0 += kMR) {
-    const int64_t mr = lmin(kMR, mc - i0);
-    float* d = ap + i0 * kc;
-    for (int64_t i = 0; i < mr; ++i) {
-      const float* s = A + (i0 + i) * lda;
-      for (int64_t k = 0; k < kc; ++k) d[k * kMR + i] = s[k];
-    }
-  }
-}
-
 // NC: vector columns computed (2 = full panel; 1 when the panel edge has at most half a panel).
+// A is read in place, row-major: row i of the tile at a + i*lda.
 template <int MR, int NC>
-void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
-          const float* bias, bool first, bool last, Act act) {
+void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc,
+          int64_t nr, const float* bias, bool first, bool last, Act act) {
   const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
   __m512 c0[MR], c1[NC == 2 ? MR : 1];
   if (first) {
@@ -67,11 +60,11 @@ void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, i
     bp += kNR;
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(ap[i]);
+      const __m512 a = _mm512_set1_ps(ap[i * lda]);
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
       if constexpr (NC == 2) c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
-    ap += kMR;
+    ++ap;
   }
   if (last && act == Act::Relu) {
     const __m512 z = _mm512_setzero_ps();
@@ -91,45 +84,45 @@ void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, i
 }
 
 template <int NC>
-void run_tile(int64_t mr, const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc,
-              int64_t nr, const float* bias, bool first, bool last, Act act) {
+void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t kc, float* C,
+              int64_t ldc,              int64_t nr, const float* bias, bool first, bool last, Act act) {
   switch (mr) {
-    case 12: return tile<12, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 11: return tile<11, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 10: return tile<10, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 9: return tile<9, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 8: return tile<8, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 7: return tile<7, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 6: return tile<6, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 5: return tile<5, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 4: return tile<4, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 3: return tile<3, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 2: return tile<2, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    default: return tile<1, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 12: return tile<12, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 11: return tile<11, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 10: return tile<10, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 9: return tile<9, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 8: return tile<8, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 7: return tile<7, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 6: return tile<6, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 5: return tile<5, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 4: return tile<4, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 3: return tile<3, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 2: return tile<2, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    default: return tile<1, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
   }
 }
 
-// The blocked driver; pack(m0, mc, k0, kc, ap) fills the packed A block for rows [m0, m0+mc) and
-// columns [k0, k0+kc) in kMR-row micro-panels.
-template <class PackA>
+// The blocked driver. block(m0, mc, k0, kc, &lda_out) returns rows [m0, m0+mc) × columns
+// [k0, k0+kc) of A (row-major, leading dimension *lda_out).
+template <class BlockA>
 void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, Act act, float* C,
-           int64_t ldc, const PackA& pack) {
+           int64_t ldc, const BlockA& block) {
   if (M <= 0 || N <= 0) return;
   const int64_t panels = (N + kNR - 1) / kNR;
-  float* ap = thread_scratch(size_t(kMC * kKC));
   // K == 0 still runs one pass so C = act(bias).
   for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
     const int64_t kc = lmin(kKC, K - k0);
     const bool first = k0 == 0, last = k0 + kKC >= K;
     for (int64_t m0 = 0; m0 < M; m0 += kMC) {
       const int64_t mc = lmin(kMC, M - m0);
-      pack(m0, mc, k0, kc, ap);
+      int64_t la = 0;
+      const float* a = block(m0, mc, k0, kc, &la);
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
         const float* bp = Bp + p * K * kNR + k0 * kNR;
         const float* bb = bias ? bias + n0 : nullptr;
         for (int64_t i = 0; i < mc; i += kMR)
-          (nr > 16 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), ap + i * kc, bp, kc,
+          (nr > 16 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), a + i * la, la, bp, kc,
                                                    C + (m0 + i) * ldc + n0, ldc, nr, bb, first,
                                                    last, act);
       }
@@ -143,41 +136,42 @@ void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, 
 void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
                  const float* bias, Act act, float* C, int64_t ldc) {
   drive(M, K, Bp, N, bias, act, C, ldc,
-        [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* ap) {
-          pack_a(A + m0 * lda + k0, lda, mc, kc, ap);
+        [&](int64_t m0, int64_t, int64_t k0, int64_t, int64_t* la) {
+          *la = lda;
+          return A + m0 * lda + k0;
         });
 }
 
-// The Kronecker GEMM with the left panel [x, h1·x, …, hl·x, (h)] built straight into the packed A
-// block (the same products s·x[i] as kron_panel, so results match the unfused path bit for bit).
+// The same products s·x[i] as kron_panel, so results match the unfused path bit for bit.
 void gemm_kron_avx512(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
                       int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
                       const float* bias, Act act, float* C, int64_t ldc) {
   const int64_t Kx = (l + 1) * m, K = Kx + (with_h ? l : 0);
+  float* buf = thread_scratch(size_t(kMC * kKC));
   drive(M, K, Bp, N, bias, act, C, ldc,
-        [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* ap) {
-          for (int64_t i0 = 0; i0 < mc; i0 += kMR) {
-            const int64_t mr = lmin(kMR, mc - i0);
-            float* d = ap + i0 * kc;
-            for (int64_t i = 0; i < mr; ++i) {
-              const float* xb = x + (m0 + i0 + i) * ldx;
-              const float* hb = h + (m0 + i0 + i) * ldh;
-              int64_t kk = k0;
-              const int64_t end = k0 + kc;
-              while (kk < end && kk < Kx) {
-                const int64_t seg = kk / m, off = kk - seg * m, n = lmin(m - off, end - kk);
-                float* dd = d + (kk - k0) * kMR + i;
-                if (seg == 0) {
-                  for (int64_t t = 0; t < n; ++t) dd[t * kMR] = xb[off + t];
-                } else {
-                  const float sc = hb[seg - 1];
-                  for (int64_t t = 0; t < n; ++t) dd[t * kMR] = sc * xb[off + t];
-                }
-                kk += n;
+        [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
+          *la = kc;
+          const int64_t end = k0 + kc;
+          for (int64_t i = 0; i < mc; ++i) {
+            const float* xb = x + (m0 + i) * ldx;
+            const float* hb = h + (m0 + i) * ldh;
+            float* d = buf + i * kc - k0;  // d[kk] for kk in [k0, end)
+            int64_t kk = k0;
+            while (kk < end && kk < Kx) {
+              const int64_t seg = kk / m, off = kk - seg * m, n = lmin(m - off, end - kk);
+              float* dd = d + kk;
+              const float* xs = xb + off;
+              if (seg == 0) {
+                for (int64_t t = 0; t < n; ++t) dd[t] = xs[t];
+              } else {
+                const float sc = hb[seg - 1];
+                for (int64_t t = 0; t < n; ++t) dd[t] = sc * xs[t];
               }
-              for (; kk < end; ++kk) d[(kk - k0) * kMR + i] = hb[kk - Kx];
+              kk += n;
             }
+            for (; kk < end; ++kk) d[kk] = hb[kk - Kx];
           }
+          return static_cast<const float*>(buf);
         });
 }
 
