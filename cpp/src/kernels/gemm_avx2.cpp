@@ -1,6 +1,7 @@
-// AVX2+FMA GEMM: 6×16 register tile (12 ymm accumulators), B packed in 16-wide panels, A packed
-// per (MC×KC) block into 6-row micro-panels. Compiled with -mavx2 -mfma; only called after the
-// runtime check (cpu::available(Isa::Avx2)). See gemm_isa.h for what this file must not use.
+// AVX2+FMA GEMM: 6×16 register tile (12 ymm accumulators), B packed in 16-wide panels, A read in
+// place (row-major, broadcast from memory; measured faster here than packing it). Compiled with
+// -mavx2 -mfma; only called after the runtime check (cpu::available(Isa::Avx2)). See gemm_isa.h
+// for what this file must not use.
 #include <immintrin.h>
 
 #include "kernels/gemm_isa.h"
@@ -29,20 +30,9 @@ inline __m256i mask8(int64_t n) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - n));
 }
 
-void pack_a(const float* A, int64_t lda, int64_t mc, int64_t kc, float* ap) {
-  for (int64_t i0 = 0; i0 < mc; i0 += kMR) {
-    const int64_t mr = lmin(kMR, mc - i0);
-    float* d = ap + i0 * kc;
-    for (int64_t i = 0; i < mr; ++i) {
-      const float* s = A + (i0 + i) * lda;
-      for (int64_t k = 0; k < kc; ++k) d[k * kMR + i] = s[k];
-    }
-  }
-}
-
 // NC: vector columns computed (2 = full panel; 1 when the panel edge has at most half a panel).
 template <int MR, int NC>
-void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
+void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
           const float* bias, bool first, bool last, Act act) {
   const __m256i m0 = mask8(nr), m1 = mask8(nr - 8);
   __m256 c0[MR], c1[NC == 2 ? MR : 1];
@@ -68,11 +58,11 @@ void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, i
     bp += kNR;
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      const __m256 a = _mm256_broadcast_ss(ap + i);
+      const __m256 a = _mm256_broadcast_ss(ap + i * lda);
       c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
       if constexpr (NC == 2) c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
     }
-    ap += kMR;
+    ++ap;
   }
   if (last && act == Act::Relu) {
     const __m256 z = _mm256_setzero_ps();
@@ -92,15 +82,15 @@ void tile(const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc, i
 }
 
 template <int NC>
-void run_tile(int64_t mr, const float* ap, const float* bp, int64_t kc, float* C, int64_t ldc,
+void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc,
               int64_t nr, const float* bias, bool first, bool last, Act act) {
   switch (mr) {
-    case 6: return tile<6, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 5: return tile<5, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 4: return tile<4, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 3: return tile<3, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    case 2: return tile<2, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
-    default: return tile<1, NC>(ap, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 6: return tile<6, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 5: return tile<5, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 4: return tile<4, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 3: return tile<3, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    case 2: return tile<2, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
+    default: return tile<1, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
   }
 }
 
@@ -110,22 +100,20 @@ void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* B
                const float* bias, Act act, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   const int64_t panels = (N + kNR - 1) / kNR;
-  float* ap = thread_scratch(size_t(kMC * kKC));
   // K == 0 still runs one pass so C = act(bias).
   for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
     const int64_t kc = lmin(kKC, K - k0);
     const bool first = k0 == 0, last = k0 + kKC >= K;
     for (int64_t m0 = 0; m0 < M; m0 += kMC) {
       const int64_t mc = lmin(kMC, M - m0);
-      pack_a(A + m0 * lda + k0, lda, mc, kc, ap);
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
         const float* bp = Bp + p * K * kNR + k0 * kNR;
         const float* bb = bias ? bias + n0 : nullptr;
         for (int64_t i = 0; i < mc; i += kMR)
-          (nr > 8 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), ap + i * kc, bp, kc,
-                                                   C + (m0 + i) * ldc + n0, ldc, nr, bb, first,
-                                                   last, act);
+          (nr > 8 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), A + (m0 + i) * lda + k0, lda,
+                                                 bp, kc, C + (m0 + i) * ldc + n0, ldc, nr, bb,
+                                                 first, last, act);
       }
     }
     if (K == 0) break;
