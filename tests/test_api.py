@@ -451,3 +451,14 @@ def test_predict_releases_the_gil(tiny_model):
     ratio = n / elapsed / base_rate
     assert ratio > 0.25, (f"main thread ran at {ratio:.0%} of its normal rate during a {elapsed:.2f}s "
                           f"predict: the GIL seems to be held")
+
+
+@pytest.mark.parametrize("empty_field", FIELDS)
+def test_one_field_empty_others_not(tiny_model, empty_field):
+    b = batch(9)
+    b[empty_field] = batch(0)[empty_field]
+    with pytest.raises(InputError) as ei:
+        tiny_model.predict(b)
+    # the field at fault is the empty one, or (when the first field is the empty one) the next field
+    named = [f for f in FIELDS if f"'{f}'" in str(ei.value)]
+    assert empty_field in named or (empty_field == FIELDS[0] and FIELDS[1] in named), str(ei.value)
