@@ -108,7 +108,7 @@ Selection decide() {
   }
   if (!available(want)) {
     s.note = std::string("DPN_ISA=") + isa_name(want) +
-             " requested but this CPU/OS does not support it; using " + isa_name(s.isa);
+             " requested but this CPU/OS (or this build) does not support it; using " + isa_name(s.isa);
     return s;
   }
   s.isa = want;
