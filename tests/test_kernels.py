@@ -128,6 +128,30 @@ def test_gemm_kron(isa):
                                        err_msg=f"isa={isa} R,m,l,N={R},{m},{l},{N} act={act}")
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_vector_activations_accuracy(isa):
+    # The fused sigmoid/tanh epilogues (vector exp on AVX2/AVX-512) against float64, elementwise.
+    x = np.concatenate([np.linspace(-120, 120, 20001), np.linspace(-1, 1, 20001),
+                        np.linspace(-1e-3, 1e-3, 1001), [0.0, -0.0, 0.625, -0.625, 1e-30, -1e-30,
+                                                         np.inf, -np.inf, np.nan]]).astype(np.float32)
+    A, W = x.reshape(-1, 1), np.ones((1, 1), np.float32)
+    with np.errstate(all="ignore"):
+        x64 = x.astype(np.float64)
+        refs = {"sigmoid": 1.0 / (1.0 + np.exp(-x64)), "tanh": np.tanh(x64)}
+    for act, ref in refs.items():
+        C = _engine._test_gemm(A, W, None, act, isa)[:, 0].astype(np.float64)
+        assert np.isnan(C[-1]) and C[-3] == 1.0, (act, isa, C[-3:])
+        if act == "sigmoid":
+            assert 0.0 <= C[-2] < 1e-37, (act, isa, C[-2])
+        else:
+            assert C[-2] == -1.0, (act, isa, C[-2])
+        ok = np.isfinite(x64)
+        err = np.abs(C[ok] - ref[ok])
+        assert err.max() < 1e-6, (act, isa, err.max())
+        big = np.abs(ref[ok]) > 1e-37
+        assert (err[big] / np.abs(ref[ok][big])).max() < 2e-6, (act, isa)
+
+
 def test_gemm_rejects_bad_args():
     A = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError):
