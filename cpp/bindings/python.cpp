@@ -191,8 +191,8 @@ py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::
   return C;
 }
 
-// Test-only: the Kronecker GEMM of a dynamic layer with one ISA's path (AVX-512 fuses the panel
-// build into its A packing): act([x, h_1·x, …, h_l·x, (h)] · B + bias), B row-major [K, N].
+// Test-only: the Kronecker GEMM of a dynamic layer with one ISA's path (AVX-512 builds the panel
+// block by block inside its GEMM): act([x, h_1·x, …, h_l·x, (h)] · B + bias), B row-major [K, N].
 py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::array::forcecast> x,
                                   py::array_t<float, py::array::c_style | py::array::forcecast> h,
                                   py::array_t<float, py::array::c_style | py::array::forcecast> B,

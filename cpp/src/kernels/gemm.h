@@ -58,8 +58,8 @@ inline void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, 
 
 // The Kronecker GEMM of a dynamic layer (DESIGN.md §3, kron.h): C = act(P · B + bias) with
 // P = [x, h_1·x, …, h_l·x, (h if with_h)] for `rows` rows, B.K == (l+1)·m + (with_h ? l : 0).
-// The AVX-512 path builds P straight into its packed A block; other ISAs build it in `panel`
-// (scratch of rows × B.K floats) and run the plain GEMM.
+// The AVX-512 path builds P block by block (kMC×kKC, L2 resident) inside its GEMM; other ISAs build
+// it whole in `panel` (scratch of rows × B.K floats) and run the plain GEMM.
 void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
                float* C, int64_t ldc, float* panel);

@@ -1,7 +1,7 @@
 // Declarations shared by the per-ISA GEMM files. Deliberately minimal: a file compiled with ISA
 // flags must not instantiate inline functions or templates with external linkage (the linker could
 // keep its AVX copy for the whole program), so ISA files use only intrinsics, their own
-// internal-linkage helpers, and the out-of-line act_inplace().
+// internal-linkage helpers, and out-of-line functions defined in baseline files.
 #pragma once
 
 #include <cstddef>
