@@ -15,6 +15,7 @@
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
 #include "kernels/gemm.h"
+#include "kernels/probe.h"
 
 namespace py = pybind11;
 
@@ -261,6 +262,22 @@ PYBIND11_MODULE(_engine, m) {
 
   m.def("cpu_info", &cpu_info,
         "CPU features, the kernel ISA selected for this process (DPN_ISA override) and why.");
+  m.def(
+      "probe_fma_gflops",
+      [](int threads) {
+        py::gil_scoped_release nogil;
+        return dpn::kernels::probe_fma_gflops(dpn::cpu::selected_isa(), threads);
+      },
+      py::arg("threads") = 1,
+      "Measured fp32 FMA peak (GFLOP/s) of `threads` threads with the selected ISA's vectors.");
+  m.def(
+      "probe_read_gbps",
+      [](int threads, int64_t mbytes) {
+        py::gil_scoped_release nogil;
+        return dpn::kernels::probe_read_gbps(dpn::cpu::selected_isa(), threads, mbytes);
+      },
+      py::arg("threads") = 1, py::arg("mbytes") = 512,
+      "Measured read bandwidth (GB/s) summing a `mbytes` MiB buffer on `threads` threads.");
   m.def("_test_gemm", &test_gemm, py::arg("A"), py::arg("W"), py::arg("bias") = py::none(),
         py::arg("act") = "identity", py::arg("isa") = "ref", py::arg("repeat") = 1,
         "Test-only: act(A @ W.T + bias) with one ISA's GEMM kernel.");

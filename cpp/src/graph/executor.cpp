@@ -4,8 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <exception>
-#include <mutex>
-#include <thread>
+#include <memory>
 
 #include "kernels/act.h"
 #include "ops/id_policy.h"
@@ -83,8 +82,8 @@ struct Worker {
   }
 
   void run_block(const std::vector<FieldInput>& inputs, int64_t row0, int64_t rows, float* out,
-                 bool logits) {
-    ops::Block blk{inputs, row0, rows};
+                 bool logits, int col_threads) {
+    ops::Block blk{inputs, row0, rows, col_threads};
     std::vector<const float*> in;
     for (const Node& n : g.nodes) {
       in.clear();
@@ -98,35 +97,67 @@ struct Worker {
 
 }  // namespace
 
+// How a call is split between `threads`: by rows when every thread gets at least kMinRowsPerThread
+// rows (blocks of at most kBlockRows, a multiple of the thread count so no thread idles at the end);
+// otherwise one block on the calling thread whose GEMMs split their output columns (small batches,
+// where the weights, not the rows, are the work).
+struct Plan {
+  int64_t block_rows, blocks;
+  int row_threads, col_threads;
+};
+
+Plan plan(int64_t batch, int threads) {
+  constexpr int64_t kMinRowsPerThread = 32;
+  if (threads <= 1 || batch < kMinRowsPerThread * threads) {
+    const int64_t br = std::min(kBlockRows, batch);
+    return {br, (batch + br - 1) / br, 1, std::max(1, threads)};
+  }
+  int64_t blocks = (batch + kBlockRows - 1) / kBlockRows;
+  blocks = (blocks + threads - 1) / threads * threads;
+  const int64_t br = (batch + blocks - 1) / blocks;
+  return {br, (batch + br - 1) / br, threads, 1};
+}
+
 void execute(const Graph& g, const std::vector<FieldInput>& inputs, int64_t batch, float* out,
              bool logits, int threads) {
   if (batch <= 0) return;
-  // Small batches get a block of their own size, so a 1-row call allocates little.
-  const int64_t block_rows = std::min(kBlockRows, batch);
-  const int64_t blocks = (batch + block_rows - 1) / block_rows;
-  const int64_t nthreads = std::max<int64_t>(1, std::min<int64_t>(threads, blocks));
-  std::atomic<int64_t> next{0};
-  std::exception_ptr error;
-  std::mutex error_mu;
-  auto work = [&]() {
-    try {
-      Worker w(g, block_rows);
-      for (;;) {
-        const int64_t blk = next.fetch_add(1);
-        if (blk >= blocks) break;
-        const int64_t row0 = blk * block_rows;
-        w.run_block(inputs, row0, std::min(block_rows, batch - row0), out, logits);
-      }
-    } catch (...) {
-      std::lock_guard<std::mutex> lock(error_mu);
-      if (!error) error = std::current_exception();
-      next.store(blocks);  // stop the others early
+  const Plan p = plan(batch, threads);
+  if (p.row_threads <= 1) {
+    // The calling thread runs every block; only GEMM column splits (if any) use other threads.
+    Worker w(g, p.block_rows);
+    for (int64_t blk = 0; blk < p.blocks; ++blk) {
+      const int64_t row0 = blk * p.block_rows;
+      w.run_block(inputs, row0, std::min(p.block_rows, batch - row0), out, logits, p.col_threads);
     }
-  };
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < nthreads; ++t) pool.emplace_back(work);
-  work();
-  for (auto& t : pool) t.join();
+    return;
+  }
+  std::exception_ptr error;
+  std::atomic<bool> failed{false};
+#pragma omp parallel num_threads(p.row_threads)
+  {
+    // Exceptions must not leave an OpenMP construct: each one is caught where it is thrown, the
+    // first is kept and rethrown on the calling thread, and the remaining blocks are skipped.
+    std::unique_ptr<Worker> w;
+    try {
+      w = std::make_unique<Worker>(g, p.block_rows);
+    } catch (...) {
+#pragma omp critical(dpn_execute_error)
+      if (!error) error = std::current_exception();
+      failed.store(true);
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t blk = 0; blk < p.blocks; ++blk) {
+      if (failed.load(std::memory_order_relaxed) || !w) continue;
+      const int64_t row0 = blk * p.block_rows;
+      try {
+        w->run_block(inputs, row0, std::min(p.block_rows, batch - row0), out, logits, 1);
+      } catch (...) {
+#pragma omp critical(dpn_execute_error)
+        if (!error) error = std::current_exception();
+        failed.store(true);
+      }
+    }
+  }
   if (error) std::rethrow_exception(error);
 }
 

@@ -1,7 +1,9 @@
 // GEMM dispatch and B packing (layout shared by every ISA, only the panel width differs).
 #include "kernels/gemm.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <exception>
 #include <new>
 
 #include "kernels/gemm_isa.h"
@@ -74,17 +76,58 @@ void gemm_packed(Isa isa, const float* A, int64_t lda, int64_t M, int64_t K, con
   }
 }
 
+namespace {
+
+// Below this many multiply-adds a GEMM runs on one thread: waking a team costs more than it saves.
+constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
+
+// Runs fn(n0, n1) over `parts` ranges of whole column panels of B (the calling thread takes part 0).
+// Packed panels are independent, so a range is just an offset into Bp, C and bias.
+template <class F>
+void for_column_ranges(const PackedMatrix& B, int64_t M, int threads, F&& fn) {
+  const int64_t panels = (B.N + B.nr - 1) / B.nr;
+  int64_t parts = std::min<int64_t>(threads, panels);
+  if (M * B.K * B.N < kMinParallelMacs) parts = 1;
+  if (parts <= 1) return fn(int64_t(0), B.N);
+  std::exception_ptr error;
+#pragma omp parallel for num_threads(int(parts)) schedule(static)
+  for (int64_t t = 0; t < parts; ++t) {
+    const int64_t n0 = panels * t / parts * B.nr, n1 = std::min(B.N, panels * (t + 1) / parts * B.nr);
+    try {
+      fn(n0, n1);
+    } catch (...) {
+#pragma omp critical(dpn_gemm_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+}  // namespace
+
+void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias, Act act,
+          float* C, int64_t ldc, int threads) {
+  for_column_ranges(B, M, threads, [&](int64_t n0, int64_t n1) {
+    gemm_packed(B.isa, A, lda, M, B.K, B.data.data() + n0 * B.K, n1 - n0, bias ? bias + n0 : nullptr,
+                act, C + n0, ldc);
+  });
+}
+
 void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
-               float* C, int64_t ldc, float* panel) {
+               float* C, int64_t ldc, float* panel, int threads) {
 #if defined(DPN_HAVE_X86_KERNELS)
   if (B.isa == Isa::Avx512 && m > 0) {
-    gemm_kron_avx512(x, ldx, m, h, ldh, l, with_h, rows, B.data.data(), B.N, bias, act, C, ldc);
+    // Each thread builds its own [x, h·x] blocks for its column range (per-thread scratch).
+    for_column_ranges(B, rows, threads, [&](int64_t n0, int64_t n1) {
+      gemm_kron_avx512(x, ldx, m, h, ldh, l, with_h, rows, B.data.data() + n0 * B.K, n1 - n0,
+                       bias ? bias + n0 : nullptr, act, C + n0, ldc);
+    });
     return;
   }
 #endif
   kron_panel(x, ldx, m, h, ldh, l, rows, with_h, panel, B.K);
-  gemm(panel, B.K, rows, B, bias, act, C, ldc);
+  gemm(panel, B.K, rows, B, bias, act, C, ldc, threads);
 }
 
 }  // namespace dpn::kernels

@@ -50,11 +50,11 @@ struct PackedMatrix {
   void pack(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs, Isa which);
 };
 
-// C = act(A · B + bias) for a PackedMatrix, on the ISA it was packed for.
-inline void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias,
-                 Act act, float* C, int64_t ldc) {
-  gemm_packed(B.isa, A, lda, M, B.K, B.data.data(), B.N, bias, act, C, ldc);
-}
+// C = act(A · B + bias) for a PackedMatrix, on the ISA it was packed for. With threads > 1 and
+// enough work, the column panels are split between that many OpenMP threads (the calling thread is
+// one of them); used when a batch is too small to split by rows.
+void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias, Act act,
+          float* C, int64_t ldc, int threads = 1);
 
 // The Kronecker GEMM of a dynamic layer (DESIGN.md §3, kron.h): C = act(P · B + bias) with
 // P = [x, h_1·x, …, h_l·x, (h if with_h)] for `rows` rows, B.K == (l+1)·m + (with_h ? l : 0).
@@ -62,6 +62,6 @@ inline void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, 
 // it whole in `panel` (scratch of rows × B.K floats) and run the plain GEMM.
 void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
-               float* C, int64_t ldc, float* panel);
+               float* C, int64_t ldc, float* panel, int threads = 1);
 
 }  // namespace dpn::kernels

@@ -109,7 +109,7 @@ class DyLinear : public Op {
       kernels::Act a = c_.sigma == Sigma::Sigmoid ? kernels::Act::Sigmoid
                        : c_.sigma == Sigma::Relu  ? kernels::Act::Relu
                                                   : kernels::Act::Identity;
-      kernels::gemm(in[1], c_.n, R, g1_, g1b_.data(), a, hb, l);
+      kernels::gemm(in[1], c_.n, R, g1_, g1b_.data(), a, hb, l, blk.threads);
       if (c_.sigma == Sigma::Softmax) kernels::softmax_rows(hb, R, l, l);
       h = hb;
     }
@@ -123,7 +123,7 @@ class DyLinear : public Op {
         for (int64_t g = 0; g < c_.H; ++g) {
           kernels::gemm_kron(x + r0 * m + g * mh, m, mh, h + r0 * l, l, l, true, rows,
                              heads_[size_t(g)], bias_.data() + g * ch, c_.act,
-                             out + r0 * c + g * ch, c, panel);
+                             out + r0 * c + g * ch, c, panel, blk.threads);
         }
       }
       return;
@@ -132,12 +132,12 @@ class DyLinear : public Op {
     float* u = s;
     s += R * r;
     float* panel2 = s;
-    kernels::gemm(x, m, R, proj_, nullptr, kernels::Act::Identity, u, r);
+    kernels::gemm(x, m, R, proj_, nullptr, kernels::Act::Identity, u, r, blk.threads);
     for (int64_t r0 = 0; r0 < R; r0 += cr) {
       const int64_t rows = std::min(cr, R - r0);
       // v = phiᵀ u lands in the first r columns of the second panel; then h and x follow it.
       kernels::gemm_kron(u + r0 * r, r, r, h + r0 * l, l, l, false, rows, phi_, nullptr,
-                         kernels::Act::Identity, panel2, K2, panel);
+                         kernels::Act::Identity, panel2, K2, panel, blk.threads);
       for (int64_t b = 0; b < rows; ++b) {
         float* p = panel2 + b * K2 + r;
         const float* hb = h + (r0 + b) * l;
@@ -147,7 +147,7 @@ class DyLinear : public Op {
           for (int64_t i = 0; i < m; ++i) p[l + i] = xb[i];
         }
       }
-      kernels::gemm(panel2, K2, rows, out_, bias_.data(), c_.act, out + r0 * c, c);
+      kernels::gemm(panel2, K2, rows, out_, bias_.data(), c_.act, out + r0 * c, c, blk.threads);
     }
   }
 

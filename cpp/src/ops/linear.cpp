@@ -15,7 +15,7 @@ class Linear : public Op {
   }
   void run(const Block& blk, const float* const* in, float* out, float*) const override {
     kernels::gemm(in[0], in_, blk.rows, w_, bias_.empty() ? nullptr : bias_.data(), act_, out,
-                  width);
+                  width, blk.threads);
   }
 
  private:

@@ -22,6 +22,7 @@ struct Block {
   const std::vector<FieldInput>& inputs;
   int64_t row0;
   int64_t rows;
+  int threads = 1;  // intra-op threads for this block's GEMMs (column split); 1 = calling thread
 };
 
 class Op {

@@ -1,0 +1,92 @@
+// Probe drivers: run the per-ISA loops on `threads` OpenMP threads at once, best of 5.
+#include "kernels/probe.h"
+
+#include <algorithm>
+#include <chrono>
+#include <vector>
+
+namespace dpn::kernels {
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Portable fallback: 8 scalar chains the compiler may vectorize with SSE2.
+double fma_loop_ref(int64_t iters) {
+  float a[32];
+  for (int i = 0; i < 32; ++i) a[i] = 1.0f + 1e-7f * float(i);
+  for (int64_t it = 0; it < iters; ++it)
+    for (int i = 0; i < 32; ++i) a[i] = a[i] * 0.999999f + 1e-6f;
+  volatile float sink = a[0] + a[31];
+  (void)sink;
+  return double(iters) * 32 * 2;
+}
+
+float sum_ref(const float* p, int64_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) s[j] += p[i + j];
+  float t = 0;
+  for (float v : s) t += v;
+  for (; i < n; ++i) t += p[i];
+  return t;
+}
+
+double fma_loop(cpu::Isa isa, int64_t iters) {
+#if defined(DPN_HAVE_X86_KERNELS)
+  if (isa == cpu::Isa::Avx512) return fma_loop_avx512(iters);
+  if (isa == cpu::Isa::Avx2) return fma_loop_avx2(iters);
+#endif
+  (void)isa;
+  return fma_loop_ref(iters);
+}
+
+float sum(cpu::Isa isa, const float* p, int64_t n) {
+#if defined(DPN_HAVE_X86_KERNELS)
+  if (isa == cpu::Isa::Avx512) return sum_avx512(p, n);
+  if (isa == cpu::Isa::Avx2) return sum_avx2(p, n);
+#endif
+  (void)isa;
+  return sum_ref(p, n);
+}
+
+}  // namespace
+
+double probe_fma_gflops(cpu::Isa isa, int threads) {
+  threads = std::max(1, threads);
+  const int64_t iters = 20'000'000;  // ~0.1 s per thread at ~100 GFLOP/s
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    double flops = 0;
+    const double t0 = now();
+#pragma omp parallel for num_threads(threads) reduction(+ : flops)
+    for (int t = 0; t < threads; ++t) flops += fma_loop(isa, iters);
+    best = std::max(best, flops / (now() - t0) / 1e9);
+  }
+  return best;
+}
+
+double probe_read_gbps(cpu::Isa isa, int threads, int64_t mbytes) {
+  threads = std::max(1, threads);
+  const int64_t n = std::max<int64_t>(1, mbytes) * (int64_t(1) << 20) / int64_t(sizeof(float));
+  std::vector<float> buf(size_t(n), 1.0f);
+  double best = 0;
+  volatile float sink = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    float total = 0;
+    const double t0 = now();
+#pragma omp parallel for num_threads(threads) reduction(+ : total)
+    for (int t = 0; t < threads; ++t) {
+      const int64_t a = n * t / threads, b = n * (t + 1) / threads;
+      total += sum(isa, buf.data() + a, b - a);
+    }
+    best = std::max(best, double(n) * sizeof(float) / (now() - t0) / 1e9);
+    sink = sink + total;
+  }
+  return best;
+}
+
+}  // namespace dpn::kernels
