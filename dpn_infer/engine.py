@@ -55,7 +55,7 @@ class Model:
         """float32 [B] click probabilities (or logits) for a mapping field name -> array.
 
         sparse: int64 [B]; multi_hot: int64 [B, T] padded with -1; dense: float32 [B] or [B, dim].
-        Values that are not numpy arrays go through ``np.asarray`` first (dtypes are not cast).
+        Values that are not numpy arrays are converted as ``np.asarray`` would (dtypes are not cast).
         ``threads``: intra-op threads for this call (default: the model's); 1 runs on the calling
         thread only. Large batches are split by rows, small ones by the GEMMs' output columns.
         Raises InputError (a ValueError) naming the field at fault.
@@ -63,8 +63,9 @@ class Model:
         threads = self._threads if threads is None else _check_threads(threads)
         if not isinstance(batch, Mapping):
             raise TypeError(f"batch must be a mapping field name -> array, got {type(batch).__name__}")
-        arrays = {k: v if isinstance(v, np.ndarray) else np.asarray(v) for k, v in batch.items()}
-        return self._native.predict(arrays, threads=int(threads), logits=bool(logits))
+        if type(batch) is not dict:
+            batch = dict(batch)
+        return self._native.predict(batch, threads, bool(logits))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.get('name')}:{f.get('kind')}" for f in self._metadata["schema"]["fields"])

@@ -23,6 +23,7 @@ namespace {
 
 struct PyModel {
   std::shared_ptr<const dpn::Model> model;
+  std::vector<py::str> keys;  // field names as Python strings, built once for the per-call lookups
 };
 
 std::string shape_str(const py::array& a) {
@@ -45,24 +46,31 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
   std::vector<dpn::FieldInput> inputs(fields.size());
   int64_t B = -1;
   std::string b_field;
-  std::unordered_set<std::string> names;
+  // This runs on every call: no per-call string building unless something is wrong.
   for (size_t i = 0; i < fields.size(); ++i) {
     const dpn::FieldInfo& f = fields[i];
-    names.insert(f.name);
-    py::str key(f.name);
-    if (!batch.contains(key))
+    PyObject* found = PyDict_GetItemWithError(batch.ptr(), self.keys[i].ptr());  // borrowed
+    if (!found && PyErr_Occurred()) throw py::error_already_set();
+    if (!found)
       throw dpn::InputError(f.name, "missing from the batch (the model's fields are " + field_list(m) + ")");
-    py::object obj = batch[key];
-    if (!py::isinstance<py::array>(obj))
-      throw dpn::InputError(f.name, std::string("expected a numpy array, got ") +
-                                        std::string(py::str(py::type::of(obj).attr("__name__"))));
-    py::array arr = py::reinterpret_borrow<py::array>(obj);
-    const std::string got = py::str(arr.dtype());
+    py::object obj = py::reinterpret_borrow<py::object>(found);
+    py::array arr;
+    if (py::isinstance<py::array>(obj)) {
+      arr = py::reinterpret_borrow<py::array>(obj);
+    } else {  // lists, scalars, array-likes: as np.asarray would, never casting the dtype
+      arr = py::array::ensure(obj);
+      if (!arr) {
+        PyErr_Clear();
+        throw dpn::InputError(f.name, std::string("expected a numpy array, got ") +
+                                          std::string(py::str(py::type::of(obj).attr("__name__"))));
+      }
+      keep.push_back(arr);
+    }
     const bool ids = f.kind != dpn::FieldKind::Dense;
     if (ids && !py::isinstance<py::array_t<int64_t>>(arr))
-      throw dpn::InputError(f.name, "expected int64 ids, got " + got);
+      throw dpn::InputError(f.name, "expected int64 ids, got " + std::string(py::str(arr.dtype())));
     if (!ids && !py::isinstance<py::array_t<float>>(arr))
-      throw dpn::InputError(f.name, "expected float32 values, got " + got);
+      throw dpn::InputError(f.name, "expected float32 values, got " + std::string(py::str(arr.dtype())));
     int64_t rows = 0, cols = 0;
     switch (f.kind) {
       case dpn::FieldKind::Sparse:
@@ -113,10 +121,15 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
       keep.push_back(std::move(c));
     }
   }
-  for (auto item : batch) {
-    const std::string key = py::str(item.first);
-    if (!names.count(key))
-      throw dpn::InputError(key, "is not a field of this model (its fields are " + field_list(m) + ")");
+  // Every field was found, so the batch has extra keys exactly when it is larger.
+  if (batch.size() != fields.size()) {
+    std::unordered_set<std::string> names;
+    for (const auto& f : fields) names.insert(f.name);
+    for (auto item : batch) {
+      const std::string key = py::str(item.first);
+      if (!names.count(key))
+        throw dpn::InputError(key, "is not a field of this model (its fields are " + field_list(m) + ")");
+    }
   }
   if (B < 0) B = 0;
   py::array_t<float> out(static_cast<py::ssize_t>(B));
@@ -221,7 +234,11 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
   return C;
 }
 
-PyModel load(const std::string& path) { return PyModel{dpn::Model::load(path)}; }
+PyModel load(const std::string& path) {
+  PyModel pm{dpn::Model::load(path), {}};
+  for (const auto& f : pm.model->fields()) pm.keys.emplace_back(f.name);
+  return pm;
+}
 
 // Messages may quote bytes from a file; decode with "replace" so raising never fails.
 void set(PyObject* type, const char* msg) {
