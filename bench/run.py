@@ -1,12 +1,12 @@
 """Throughput and latency of dpn_infer against its peers, measured in one run.
 
-    python bench/run.py [--quick] [--json PATH] [--configs ml1m,criteo,prod] [--batches 1,16,256,2048]
+    python bench/run.py [--quick] [--json PATH] [--markdown PATH] [--configs ml1m,criteo,prod] [--batches 1,16,256,2048]
                         [--threads 1,2] [--runners engine,torch,ort-paper,ort-kron] [--seconds 1.0]
 
 For every (config x batch x threads x runner): samples/s, p50 and p99 latency of one predict call,
 and achieved GFLOP/s (the dynamic layers' 2*m*c*(l+1) FLOP per row plus generators and static
 layers). It also probes the machine: the FMA peak (dpn_infer's probe when the engine has one, else a
-large numpy sgemm) and the read bandwidth (numpy sum over 512 MiB). Ratios between runners in the
+large numpy sgemm) and the read bandwidth over each config's weight working set. Ratios between runners in the
 same run are the numbers to quote; absolute times move between runs on shared machines.
 
 Peers: PyTorch eager on the dpn_infer.nn module (paper form), ONNX Runtime on its ONNX export
@@ -61,6 +61,17 @@ def flops_per_row(config):
     return total + 2 * m                                          # classifier
 
 
+def weight_bytes(config):
+    """Bytes of packed weights the engine reads per call (every one of them, even at batch 1)."""
+    n_fields, dim, widths, l = CONFIGS[config]
+    x0 = n_fields * dim
+    m, total = x0, 0
+    for c in widths:
+        total += ((l + 1) * m + l) * c + x0 * l + l + c   # A' (+ dyn-bias rows), g1, static bias
+        m = c
+    return 4 * (total + m + 1)
+
+
 def paper_bytes(config, batch):
     """Bytes the paper form materializes for its largest per-row weight tensor."""
     n_fields, dim, widths, _ = CONFIGS[config]
@@ -95,8 +106,16 @@ def probe_fma_peak(threads):
     return best, "numpy sgemm 2048^3 (all BLAS threads)"
 
 
-def probe_read_bandwidth():
-    a = np.ones(512 * 1024 * 1024 // 4, dtype=np.float32)
+def probe_read_bandwidth(threads, mbytes):
+    """GB/s reading a buffer of `mbytes` MiB: the engine's vector-load probe if it has one."""
+    try:
+        from dpn_infer import _engine
+
+        if hasattr(_engine, "probe_read_gbps"):
+            return _engine.probe_read_gbps(threads, mbytes)
+    except ImportError:
+        pass
+    a = np.ones(mbytes * 1024 * 1024 // 4, dtype=np.float32)
     a.sum()
     best = 0.0
     for _ in range(5):
@@ -167,6 +186,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short run: fewer calls per point")
     ap.add_argument("--json", help="write the records to this JSON file")
+    ap.add_argument("--markdown", help="write the summary table (markdown) to this file")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--batches", default="1,16,256,2048")
     ap.add_argument("--threads", default="1,2")
@@ -200,8 +220,15 @@ def main(argv=None):
     for t in threads_list:
         peaks[t], how = probe_fma_peak(t)
         print(f"FMA peak probe ({how}), {t} thread(s): {peaks[t]:.1f} GFLOP/s")
-    bw = probe_read_bandwidth()
-    print(f"read bandwidth probe (numpy sum, 512 MiB): {bw:.1f} GB/s")
+    # Batch 1 must read every weight once per call: the read-bandwidth limit for a config is
+    # bandwidth(working set = its weights) / weight bytes calls per second.
+    bw = {}
+    for config in configs:
+        mb = max(1, int(np.ceil(weight_bytes(config) / 2**20)))
+        for t in threads_list:
+            bw[(config, t)] = probe_read_bandwidth(t, mb)
+        print(f"read bandwidth probe, {config} working set {mb} MiB: " +
+              ", ".join(f"{bw[(config, t)]:.1f} GB/s ({t} thr)" for t in threads_list))
 
     records = []
     rng = np.random.default_rng(0)
@@ -226,15 +253,47 @@ def main(argv=None):
                             rec.update(measure(fns[r], b, seconds, min_calls, max_calls))
                             rec["gflops"] = rec["samples_per_s"] * fpr / 1e9
                             rec["pct_fma_peak"] = 100 * rec["gflops"] / peaks[threads]
+                            # calls/s if every call had to stream all weights at the probed bandwidth
+                            read_limit = bw[(config, threads)] * 1e9 / weight_bytes(config) * batch
+                            rec["pct_read_limit"] = 100 * rec["samples_per_s"] / read_limit
                             print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{rec['samples_per_s']:>12,.0f}"
                                   f"{rec['p50_ms']:>10.3f}{rec['p99_ms']:>10.3f}{rec['gflops']:>9.1f}"
                                   f"{rec['pct_fma_peak']:>6.1f}%")
                         records.append(rec)
                         sys.stdout.flush()
+    summary = summarize(records)
+    print()
+    print(summary)
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine, "fma_peak_gflops": peaks,
-                                               "read_gb_per_s": bw, "records": records}, indent=1))
+        Path(args.json).write_text(json.dumps(
+            {"machine": machine, "fma_peak_gflops": peaks,
+             "read_gb_per_s": {f"{c}/{t}": v for (c, t), v in bw.items()},
+             "weight_bytes": {c: weight_bytes(c) for c in configs}, "records": records}, indent=1))
         print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(summary + "\n")
+        print(f"wrote {args.markdown}")
+
+
+def summarize(records):
+    """Markdown table: engine samples/s, its ratio to each peer, % of FMA peak and of read limit."""
+    by = {(r["config"], r["batch"], r["threads"], r["runner"]): r for r in records}
+    peers = [p for p in ("ort-kron", "ort-paper", "torch") if any(k[3] == p for k in by)]
+    head = ("| config | batch | threads | engine samples/s | p50 ms | p99 ms | " +
+            " | ".join(f"× {p}" for p in peers) + " | % FMA peak | % read limit |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for (config, batch, threads, runner), r in by.items():
+        if runner != "engine" or "samples_per_s" not in r:
+            continue
+        ratios = []
+        for p in peers:
+            q = by.get((config, batch, threads, p))
+            ratios.append(f"{r['samples_per_s'] / q['samples_per_s']:.2f}" if q and "samples_per_s" in q
+                          else "skipped")
+        lines.append(f"| {config} | {batch} | {threads} | {r['samples_per_s']:,.0f} | {r['p50_ms']:.3f} | "
+                     f"{r['p99_ms']:.3f} | " + " | ".join(ratios) +
+                     f" | {r['pct_fma_peak']:.0f}% | {r['pct_read_limit']:.0f}% |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
