@@ -2,12 +2,20 @@
 
     dpn-infer demo [--data PATH] ...   train a small FeatureDPN, convert, serve, compare (needs torch)
     dpn-infer info model.bin           print a model file's schema and operator graph
+    dpn-infer train --dataset NAME --model feature-dpn|dnn|crossnet [--data PATH] [--config NAME|FILE]
+                    [--epochs N] [--batch-size N] [--lr X] [--seed N] [--out DIR]   (needs torch)
+    dpn-infer eval OUT/model.bin [--dataset NAME] [--data PATH] [--seed N]
+                                       score the test split with the engine (numpy only)
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+DATASET_NAMES = ("movielens-100k", "movielens-1m", "criteo", "frappe", "ml-tag", "synthetic")
+LOADER_FLAGS = ("sequences", "max_seq_len", "min_count", "hash_buckets", "rows", "download")
 
 
 def _info(args) -> int:
@@ -37,6 +45,126 @@ def _info(args) -> int:
     return 0
 
 
+def _add_loader_flags(p):
+    g = p.add_argument_group("loader options (defaults: the loader's, or the config's 'loader' section)")
+    g.add_argument("--sequences", action="store_true", default=None,
+                   help="MovieLens: add behaviour sequences hist_movie / hist_genre")
+    g.add_argument("--max-seq-len", type=int, help="MovieLens: sequence length (default 20)")
+    g.add_argument("--min-count", type=int, help="Criteo: categories seen fewer times -> OOV (default 10)")
+    g.add_argument("--hash-buckets", type=int, help="Criteo: hash categories into N buckets instead")
+    g.add_argument("--rows", type=int, help="synthetic: number of generated rows")
+    g.add_argument("--download", action="store_true", default=None,
+                   help="MovieLens-100K: download from GroupLens when not found (needs network)")
+
+
+def _loader_options(args, base=None) -> dict:
+    opts = dict(base or {})
+    for k in LOADER_FLAGS:
+        v = getattr(args, k, None)
+        if v is not None:
+            opts[k] = v
+    return opts
+
+
+def _load(name, path, seed, opts):
+    from .datasets import load_dataset
+
+    return load_dataset(name, path, seed=seed, **opts)
+
+
+def _train(args) -> int:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print('dpn-infer train needs PyTorch: pip install "dpn_infer[torch]"', file=sys.stderr)
+        return 2
+    from . import train as T
+
+    if args.model == "field-dpn":
+        print("dpn-infer: model 'field-dpn' (the field-based DPN) is not implemented yet; "
+              "use feature-dpn, dnn or crossnet", file=sys.stderr)
+        return 2
+    try:
+        cfg = T.load_config(args.config or T.DEFAULT_CONFIG[args.dataset])
+    except (FileNotFoundError, ValueError) as e:
+        print(f"dpn-infer: {e}", file=sys.stderr)
+        return 2
+    hp = dict(cfg.get("train", {}))
+    for k in ("epochs", "batch_size", "lr", "patience", "weight_decay"):
+        if getattr(args, k) is not None:
+            hp[k] = getattr(args, k)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    opts = _loader_options(args, cfg.get("loader"))
+    data = os.path.abspath(args.data) if args.data else None
+    try:
+        ds = _load(args.dataset, data, args.seed, opts)
+    except (FileNotFoundError, TypeError, ValueError) as e:
+        print(f"dpn-infer: {e}", file=sys.stderr)
+        return 2
+    model = T.build_model(args.model, ds.schema, cfg, seed=args.seed)
+    out = args.out or os.path.join("runs", f"{args.dataset}-{args.model}-seed{args.seed}")
+    print(f"data: {ds.name} from {ds.info.get('path', '(generated)')}: {len(ds.train)} train / "
+          f"{len(ds.valid)} valid / {len(ds.test)} test rows, {ds.info['positive_rate']:.1%} positive")
+    print(f"model: {args.model} ({type(model).__name__}), "
+          f"{sum(p.numel() for p in model.parameters()):,} parameters; {hp}")
+    meta = {"dataset": args.dataset, "data": data, "seed": args.seed, "loader_options": opts,
+            "model_kind": args.model, "config": cfg}
+    res = T.train(model, ds, epochs=int(hp.get("epochs", 10)), batch_size=int(hp.get("batch_size", 1024)),
+                  lr=float(hp.get("lr", 1e-3)), seed=args.seed, patience=int(hp.get("patience", 2)),
+                  weight_decay=float(hp.get("weight_decay", 0.0)), out=out,
+                  progress=False if args.no_progress else None, meta=meta)
+    print(f"valid: AUC {res['valid']['auc']:.6f} logloss {res['valid']['logloss']:.6f}")
+    print(f"test:  AUC {res['test']['auc']:.6f} logloss {res['test']['logloss']:.6f} (PyTorch)")
+    if "engine_test" in res:
+        print(f"test:  AUC {res['engine_test']['auc']:.6f} logloss {res['engine_test']['logloss']:.6f} "
+              f"(engine, {res['model_bin']})")
+    return 0
+
+
+def _eval(args) -> int:
+    from . import engine
+    from .train import engine_predict, evaluate, read_train_info
+
+    info = read_train_info(args.model) or {}
+    name = args.dataset or info.get("dataset")
+    if not name:
+        print(f"dpn-infer: no --dataset given and no train_info.json beside {args.model}",
+              file=sys.stderr)
+        return 2
+    if info and args.dataset and args.dataset != info.get("dataset"):
+        print(f"dpn-infer: warning: the model was trained on {info.get('dataset')!r}, "
+              f"scoring {args.dataset!r}", file=sys.stderr)
+    same = info.get("dataset") == name
+    seed = args.seed if args.seed is not None else (info.get("seed", 2022) if same else 2022)
+    data = args.data or (info.get("data") if same else None)
+    opts = _loader_options(args, info.get("loader_options") if same else None)
+    if same and seed != info.get("seed"):
+        print(f"dpn-infer: warning: seed {seed} differs from the training seed {info.get('seed')}: "
+              f"the test split is not the one training held out", file=sys.stderr)
+    try:
+        m = engine.load(args.model)
+        ds = _load(name, data, seed, opts)
+    except (engine.ModelFormatError, OSError, TypeError, ValueError) as e:
+        print(f"dpn-infer: {e}", file=sys.stderr)
+        return 2
+    probs = engine_predict(m, ds.test, batch_size=args.batch_size, threads=args.threads)
+    res = evaluate(ds.test.labels, probs)
+    res.update(dataset=name, seed=seed, rows=len(ds.test), loader_options=opts)
+    ref = info.get("test") if same and seed == info.get("seed") else None
+    if args.json:
+        if ref:
+            res["torch_test"] = ref
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"{args.model}: {name} test split (seed {seed}, {len(ds.test)} rows): "
+          f"AUC {res['auc']:.6f} logloss {res['logloss']:.6f} (engine)")
+    if ref:
+        print(f"PyTorch at training time: AUC {ref['auc']:.6f} logloss {ref['logloss']:.6f} "
+              f"(|AUC diff| {abs(ref['auc'] - res['auc']):.1e})")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="dpn-infer", description="dpn_infer command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -46,12 +174,44 @@ def main(argv=None) -> int:
     i = sub.add_parser("info", help="show a model.bin's schema and graph")
     i.add_argument("model")
     i.add_argument("--json", action="store_true", help="print the metadata as JSON")
+
+    t = sub.add_parser("train", help="train a model on a dataset, save model.bin (needs torch)")
+    t.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    t.add_argument("--data", help="dataset file or folder (default: $DPN_DATA or ../shared/data)")
+    t.add_argument("--model", default="feature-dpn", choices=("feature-dpn", "field-dpn", "dnn", "crossnet"))
+    t.add_argument("--config", help="a shipped config name (movielens, criteo, frappe, ml-tag, "
+                                    "synthetic) or a JSON file; default: the dataset's")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--patience", type=int, help="early stopping: epochs without valid AUC gain (0 = off)")
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--seed", type=int, default=2022, help="seeds torch, numpy and the data split")
+    t.add_argument("--out", help="output folder (default runs/DATASET-MODEL-seedN)")
+    t.add_argument("--threads", type=int, help="torch threads")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_loader_flags(t)
+
+    e = sub.add_parser("eval", help="score a dataset's test split with the engine")
+    e.add_argument("model", help="model.bin (train_info.json beside it gives the defaults)")
+    e.add_argument("--dataset", choices=DATASET_NAMES)
+    e.add_argument("--data")
+    e.add_argument("--seed", type=int, help="split seed (default: the training seed)")
+    e.add_argument("--batch-size", type=int, default=8192)
+    e.add_argument("--threads", type=int, default=1)
+    e.add_argument("--json", action="store_true")
+    _add_loader_flags(e)
+
     args = ap.parse_args(argv)
     if args.cmd == "demo":
         from .demo import main as demo_main
 
         demo_main(args.rest)
         return 0
+    if args.cmd == "train":
+        return _train(args)
+    if args.cmd == "eval":
+        return _eval(args)
     return _info(args)
 
 
