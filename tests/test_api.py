@@ -462,3 +462,45 @@ def test_one_field_empty_others_not(tiny_model, empty_field):
     # the field at fault is the empty one, or (when the first field is the empty one) the next field
     named = [f for f in FIELDS if f"'{f}'" in str(ei.value)]
     assert empty_field in named or (empty_field == FIELDS[0] and FIELDS[1] in named), str(ei.value)
+
+
+def test_load_with_default_threads(tiny_file):
+    m1 = load(tiny_file.path)
+    m4 = load(tiny_file.path, threads=4)
+    assert m1.threads == 1 and m4.threads == 4
+    b = batch(3001, seed=4)
+    np.testing.assert_allclose(m4.predict(b), m1.predict(b), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(m4.predict(b, threads=1), m1.predict(b), rtol=1e-6, atol=1e-7)
+    for bad in (0, -3, 1025, True, 2.0, "2"):
+        with pytest.raises(ValueError):
+            load(tiny_file.path, threads=bad)
+
+
+def test_python_threads_on_a_multithreaded_model(tiny_file):
+    """8 Python threads share a model whose predict itself runs on 3 threads (OpenMP inside): no
+    deadlock, and every answer equals the single-threaded one."""
+    m = load(tiny_file.path, threads=3)
+    ref = load(tiny_file.path)
+    bs = [batch(n, seed=n) for n in (1, 7, 300, 4000, 20000)]
+    want = [ref.predict(b, logits=True) for b in bs]
+    errors = []
+    barrier = threading.Barrier(8)
+
+    def worker(t):
+        try:
+            barrier.wait()
+            for rep in range(4):
+                j = (t + rep) % len(bs)
+                got = m.predict(bs[j], logits=True)
+                if not np.allclose(got, want[j], rtol=1e-6, atol=1e-7):
+                    errors.append((t, rep, j, float(np.max(np.abs(got - want[j])))))
+        except BaseException as e:  # noqa: BLE001
+            errors.append((t, repr(e)))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(180)
+    assert not any(th.is_alive() for th in threads), "predict threads hung"
+    assert not errors, errors[:5]
