@@ -504,3 +504,42 @@ def test_python_threads_on_a_multithreaded_model(tiny_file):
         th.join(180)
     assert not any(th.is_alive() for th in threads), "predict threads hung"
     assert not errors, errors[:5]
+
+
+_FORK_SCRIPT = r"""
+import os, sys, time
+import numpy as np
+from dpn_infer.engine import load
+m = load(sys.argv[1])
+with np.load(sys.argv[2]) as z:
+    b = {k: np.concatenate([z[k]] * 1000) for k in z.files}        # 20000 rows: the pool is used
+want = m.predict(b, threads=2)
+pid = os.fork()
+if pid == 0:
+    ok = np.allclose(m.predict(b, threads=2), want) and np.allclose(load(sys.argv[1]).predict(b, threads=2), want)
+    os._exit(0 if ok else 3)
+deadline = time.time() + 20
+while time.time() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        sys.exit(0 if os.WEXITSTATUS(status) == 0 else 3)
+    time.sleep(0.05)
+os.kill(pid, 9)
+sys.exit(4)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_multithreaded_predict_in_a_forked_child(tmp_path):
+    """Pre-fork servers (gunicorn, multiprocessing 'fork'): after the parent ran a multi-threaded
+    predict, a forked child's multi-threaded predict must finish (and agree), not hang. Runs in a child
+    process so a hang fails this test instead of the session."""
+    import subprocess
+    import sys
+
+    golden = os.path.join(os.path.dirname(__file__), "golden", "v1")
+    p = subprocess.run([sys.executable, "-c", _FORK_SCRIPT, os.path.join(golden, "model.bin"),
+                        os.path.join(golden, "batch.npz")], capture_output=True, text=True, timeout=120)
+    assert p.returncode != 4, ("a forked child hung in predict(threads=2) after the parent had run "
+                               "predict(threads=2) (OpenMP thread pool is not fork-safe)")
+    assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
