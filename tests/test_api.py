@@ -543,3 +543,35 @@ def test_multithreaded_predict_in_a_forked_child(tmp_path):
     assert p.returncode != 4, ("a forked child hung in predict(threads=2) after the parent had run "
                                "predict(threads=2) (OpenMP thread pool is not fork-safe)")
     assert p.returncode == 0, (p.returncode, p.stderr[-2000:])
+
+
+_IDLE_SCRIPT = r"""
+import resource, sys, time
+import numpy as np
+from dpn_infer.engine import load
+m = load(sys.argv[1])
+with np.load(sys.argv[2]) as z:
+    b = {k: np.concatenate([z[k]] * 2000) for k in z.files}
+for _ in range(3):
+    m.predict(b, threads=2)
+r0 = resource.getrusage(resource.RUSAGE_SELF)
+time.sleep(1.0)
+r1 = resource.getrusage(resource.RUSAGE_SELF)
+print(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
+"""
+
+
+def test_no_idle_spinning_after_multithreaded_predict():
+    """DESIGN.md §4: no idle spinning. After multi-threaded predicts, a process that just sleeps for 1 s
+    uses (almost) no CPU (fresh child process, OMP_WAIT_POLICY left to dpn_infer's default)."""
+    import subprocess
+    import sys
+
+    golden = os.path.join(os.path.dirname(__file__), "golden", "v1")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    p = subprocess.run([sys.executable, "-c", _IDLE_SCRIPT, os.path.join(golden, "model.bin"),
+                        os.path.join(golden, "batch.npz")], capture_output=True, text=True, timeout=120,
+                       env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    cpu = float(p.stdout.strip().splitlines()[-1])
+    assert cpu < 0.15, f"{cpu:.2f} s of CPU used while idle for 1 s: worker threads are spinning"
