@@ -11,7 +11,6 @@ import json
 import os
 import random
 import re
-import struct
 import tempfile
 
 import numpy as np

@@ -6,7 +6,7 @@ the spec a plain dict makes a failing example printable and easy to turn into a 
 from __future__ import annotations
 
 import math
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 from hypothesis import strategies as st
