@@ -12,12 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-# Idle OpenMP threads sleep instead of spinning (libgomp reads this when the extension loads it):
-# a serving process should not burn cores between requests. Set OMP_WAIT_POLICY=active yourself
-# before importing dpn_infer to trade idle CPU for a few microseconds of wake-up latency.
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-
-from . import _engine  # noqa: E402
+from . import _engine
 from ._engine import InputError, ModelFormatError
 
 __all__ = ["load", "Model", "ModelFormatError", "InputError", "cpu_info"]

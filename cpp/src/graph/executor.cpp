@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "kernels/act.h"
+#include "runtime/thread_pool.h"
 #include "ops/id_policy.h"
 
 namespace dpn::graph {
@@ -131,34 +132,15 @@ void execute(const Graph& g, const std::vector<FieldInput>& inputs, int64_t batc
     }
     return;
   }
-  std::exception_ptr error;
-  std::atomic<bool> failed{false};
-#pragma omp parallel num_threads(p.row_threads)
-  {
-    // Exceptions must not leave an OpenMP construct: each one is caught where it is thrown, the
-    // first is kept and rethrown on the calling thread, and the remaining blocks are skipped.
-    std::unique_ptr<Worker> w;
-    try {
-      w = std::make_unique<Worker>(g, p.block_rows);
-    } catch (...) {
-#pragma omp critical(dpn_execute_error)
-      if (!error) error = std::current_exception();
-      failed.store(true);
-    }
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t blk = 0; blk < p.blocks; ++blk) {
-      if (failed.load(std::memory_order_relaxed) || !w) continue;
+  // One lane per thread, each with its own Worker (scratch), taking blocks from a shared counter.
+  std::atomic<int64_t> next{0};
+  runtime::parallel_for(p.row_threads, p.row_threads, [&](int64_t) {
+    Worker w(g, p.block_rows);
+    for (int64_t blk; (blk = next.fetch_add(1)) < p.blocks;) {
       const int64_t row0 = blk * p.block_rows;
-      try {
-        w->run_block(inputs, row0, std::min(p.block_rows, batch - row0), out, logits, 1);
-      } catch (...) {
-#pragma omp critical(dpn_execute_error)
-        if (!error) error = std::current_exception();
-        failed.store(true);
-      }
+      w.run_block(inputs, row0, std::min(p.block_rows, batch - row0), out, logits, 1);
     }
-  }
-  if (error) std::rethrow_exception(error);
+  });
 }
 
 }  // namespace dpn::graph

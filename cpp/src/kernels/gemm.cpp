@@ -8,6 +8,7 @@
 
 #include "kernels/gemm_isa.h"
 #include "kernels/kron.h"
+#include "runtime/thread_pool.h"
 
 namespace dpn::kernels {
 
@@ -89,18 +90,10 @@ void for_column_ranges(const PackedMatrix& B, int64_t M, int threads, F&& fn) {
   int64_t parts = std::min<int64_t>(threads, panels);
   if (M * B.K * B.N < kMinParallelMacs) parts = 1;
   if (parts <= 1) return fn(int64_t(0), B.N);
-  std::exception_ptr error;
-#pragma omp parallel for num_threads(int(parts)) schedule(static)
-  for (int64_t t = 0; t < parts; ++t) {
+  runtime::parallel_for(parts, int(parts), [&](int64_t t) {
     const int64_t n0 = panels * t / parts * B.nr, n1 = std::min(B.N, panels * (t + 1) / parts * B.nr);
-    try {
-      fn(n0, n1);
-    } catch (...) {
-#pragma omp critical(dpn_gemm_error)
-      if (!error) error = std::current_exception();
-    }
-  }
-  if (error) std::rethrow_exception(error);
+    fn(n0, n1);
+  });
 }
 
 }  // namespace

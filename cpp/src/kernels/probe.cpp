@@ -1,7 +1,10 @@
-// Probe drivers: run the per-ISA loops on `threads` OpenMP threads at once, best of 5.
+// Probe drivers: run the per-ISA loops on `threads` threads at once, best of 5.
 #include "kernels/probe.h"
 
+#include "runtime/thread_pool.h"
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <vector>
 
@@ -60,11 +63,15 @@ double probe_fma_gflops(cpu::Isa isa, int threads) {
   const int64_t iters = 20'000'000;  // ~0.1 s per thread at ~100 GFLOP/s
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
-    double flops = 0;
+    std::atomic<double> flops{0};
     const double t0 = now();
-#pragma omp parallel for num_threads(threads) reduction(+ : flops)
-    for (int t = 0; t < threads; ++t) flops += fma_loop(isa, iters);
-    best = std::max(best, flops / (now() - t0) / 1e9);
+    runtime::parallel_for(threads, threads, [&](int64_t) {
+      const double f = fma_loop(isa, iters);
+      double cur = flops.load();
+      while (!flops.compare_exchange_weak(cur, cur + f)) {
+      }
+    });
+    best = std::max(best, flops.load() / (now() - t0) / 1e9);
   }
   return best;
 }
@@ -76,15 +83,14 @@ double probe_read_gbps(cpu::Isa isa, int threads, int64_t mbytes) {
   double best = 0;
   volatile float sink = 0;
   for (int rep = 0; rep < 5; ++rep) {
-    float total = 0;
+    std::vector<float> part(size_t(threads), 0.0f);
     const double t0 = now();
-#pragma omp parallel for num_threads(threads) reduction(+ : total)
-    for (int t = 0; t < threads; ++t) {
+    runtime::parallel_for(threads, threads, [&](int64_t t) {
       const int64_t a = n * t / threads, b = n * (t + 1) / threads;
-      total += sum(isa, buf.data() + a, b - a);
-    }
+      part[size_t(t)] = sum(isa, buf.data() + a, b - a);
+    });
     best = std::max(best, double(n) * sizeof(float) / (now() - t0) / 1e9);
-    sink = sink + total;
+    for (float v : part) sink = sink + v;
   }
   return best;
 }

@@ -1,0 +1,145 @@
+#include "runtime/thread_pool.h"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace dpn::runtime {
+
+namespace {
+
+// One parallel loop. Shared by the caller and the workers that joined it.
+struct Loop {
+  const std::function<void(int64_t)>* fn;
+  int64_t n;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr error;
+  std::mutex mu;  // guards error, and done == n for the waiting caller
+  std::condition_variable finished;
+
+  // Claims indices until none are left; returns after finishing its claims.
+  void work() {
+    int64_t i;
+    int64_t mine = 0;
+    while ((i = next.fetch_add(1, std::memory_order_relaxed)) < n) {
+      if (!failed.load(std::memory_order_relaxed)) {
+        try {
+          (*fn)(i);
+        } catch (...) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (!error) error = std::current_exception();
+          failed.store(true);
+        }
+      }
+      ++mine;
+    }
+    if (mine && done.fetch_add(mine) + mine == n) {
+      std::lock_guard<std::mutex> lock(mu);
+      finished.notify_all();
+    }
+  }
+};
+
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  void run(const std::shared_ptr<Loop>& loop, int helpers) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      while (int(workers_.size()) < helpers && int(workers_.size()) < kMaxWorkers)
+        workers_.emplace_back([this] { serve(); });
+      // One queue entry per helper wanted; a worker that finds the loop exhausted just drops it.
+      for (int k = 0; k < helpers; ++k) queue_.push_back(loop);
+    }
+    if (helpers == 1) wake_.notify_one();
+    else wake_.notify_all();
+  }
+
+ private:
+  static constexpr int kMaxWorkers = 256;
+
+  void serve() {
+    for (;;) {
+      std::shared_ptr<Loop> loop;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        wake_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+        if (stop_) return;
+        loop = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      loop->work();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<Loop>> queue_;
+  std::vector<std::thread> workers_;
+  bool stop_ = false;
+};
+
+// The pool of this process. After fork() the child has none of the parent's threads (and maybe a
+// mutex held by one of them), so the child abandons the old pool object (never touched again, never
+// destroyed) and starts a fresh one on first use.
+std::atomic<Pool*> g_pool{nullptr};
+std::mutex g_pool_mu;
+std::once_flag g_atfork_once;
+
+void forget_pool_in_child() {
+  g_pool.store(nullptr);
+  new (&g_pool_mu) std::mutex();  // the parent's lock state means nothing here
+}
+
+Pool& pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p) return *p;
+  std::call_once(g_atfork_once, [] { pthread_atfork(nullptr, nullptr, forget_pool_in_child); });
+  std::lock_guard<std::mutex> lock(g_pool_mu);
+  p = g_pool.load();
+  if (!p) {
+    p = new Pool();  // lives for the process (workers may outlive static destruction order otherwise)
+    g_pool.store(p, std::memory_order_release);
+  }
+  return *p;
+}
+
+}  // namespace
+
+void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& fn) {
+  if (n <= 0) return;
+  if (threads <= 1 || n == 1) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  auto loop = std::make_shared<Loop>();
+  loop->fn = &fn;
+  loop->n = n;
+  const int helpers = int(std::min<int64_t>(threads - 1, n - 1));
+  pool().run(loop, helpers);
+  loop->work();
+  {
+    std::unique_lock<std::mutex> lock(loop->mu);
+    loop->finished.wait(lock, [&] { return loop->done.load() == loop->n; });
+  }
+  if (loop->error) std::rethrow_exception(loop->error);
+}
+
+}  // namespace dpn::runtime
