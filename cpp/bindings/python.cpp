@@ -14,8 +14,11 @@
 
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
+#include "kernels/act.h"
 #include "kernels/gemm.h"
+#include "kernels/kron.h"
 #include "kernels/probe.h"
+#include "kernels/rows.h"
 
 namespace py = pybind11;
 
@@ -234,6 +237,101 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
   return C;
 }
 
+using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
+  if (!kw.contains(name)) throw py::value_error(std::string("missing array '") + name + "'");
+  F32 a = F32::ensure(kw[name]);
+  if (!a || a.ndim() != ndim)
+    throw py::value_error(std::string("'") + name + "' must be a " + std::to_string(ndim) +
+                          "-d float array");
+  return a;
+}
+
+// Test-only: one row/elementwise kernel with one ISA's version (the `repeat` keyword runs it that
+// many times, for timing scripts). Keywords per kernel (returns a new array):
+//   pool:      table [V, dim], rows int64 [R, n], scale=1.0   -> [R, dim] (one pool_rows per row)
+//   layernorm: x [R, d], w [d], b [d], eps=1e-5               -> [R, d]
+//   cross:     x0 [R, d], xl [R, d], w [d], b [d]             -> [R, d]
+//   act:       x [n], act="relu"                              -> [n]
+//   softmax:   x [R, C]                                       -> [R, C]
+//   kron:      x [R, m], h [R, l], with_h=True                -> [R, (l+1)·m (+ l)]
+py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
+                             const py::kwargs& kw) {
+  namespace k = dpn::kernels;
+  dpn::cpu::Isa which;
+  if (!dpn::cpu::parse_isa(isa, &which)) throw py::value_error("unknown isa '" + isa + "'");
+  if (!dpn::cpu::available(which)) throw py::value_error("isa '" + isa + "' not available here");
+  const int repeat = std::max(1, kw.contains("repeat") ? kw["repeat"].cast<int>() : 1);
+  auto run = [&](auto&& fn) {
+    py::gil_scoped_release nogil;
+    for (int r = 0; r < repeat; ++r) fn();
+  };
+  if (kernel == "pool") {
+    F32 t = kw_f32(kw, "table", 2);
+    auto rows = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(kw["rows"]);
+    if (!rows || rows.ndim() != 2) throw py::value_error("'rows' must be a 2-d int64 array");
+    const int64_t V = t.shape(0), dim = t.shape(1), R = rows.shape(0), n = rows.shape(1);
+    for (int64_t i = 0; i < R * n; ++i)
+      if (rows.data()[i] < 0 || rows.data()[i] >= V) throw py::value_error("row index out of range");
+    const float scale = kw.contains("scale") ? kw["scale"].cast<float>() : 1.0f;
+    py::array_t<float> out({R, dim});
+    float* po = out.mutable_data();
+    const float* pt = t.data();
+    const int64_t* pr = rows.data();
+    run([&] {
+      for (int64_t i = 0; i < R; ++i) k::pool_rows(which, pt, dim, pr + i * n, n, scale, po + i * dim);
+    });
+    return out;
+  }
+  if (kernel == "layernorm" || kernel == "cross") {
+    const bool ln = kernel == "layernorm";
+    F32 x = kw_f32(kw, ln ? "x" : "x0", 2), w = kw_f32(kw, "w", 1), b = kw_f32(kw, "b", 1);
+    const int64_t R = x.shape(0), d = x.shape(1);
+    F32 xl = ln ? x : kw_f32(kw, "xl", 2);
+    if (w.shape(0) != d || b.shape(0) != d || xl.shape(0) != R || xl.shape(1) != d)
+      throw py::value_error("shape mismatch");
+    const float eps = kw.contains("eps") ? kw["eps"].cast<float>() : 1e-5f;
+    py::array_t<float> y({R, d});
+    float* py_ = y.mutable_data();
+    run([&] {
+      if (ln)
+        k::layernorm_rows(which, x.data(), R, d, w.data(), b.data(), eps, py_);
+      else
+        k::cross_rows(which, x.data(), xl.data(), R, d, w.data(), b.data(), py_);
+    });
+    return y;
+  }
+  if (kernel == "act" || kernel == "softmax") {
+    const bool act = kernel == "act";
+    F32 x = kw_f32(kw, "x", act ? 1 : 2);
+    const k::Act a = act ? parse_act(kw.contains("act") ? kw["act"].cast<std::string>() : "relu")
+                         : k::Act::Identity;
+    py::array_t<float> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    float* py_ = y.mutable_data();
+    const int64_t n = x.size();
+    run([&] {
+      std::copy(x.data(), x.data() + n, py_);
+      if (act)
+        k::act_inplace(which, py_, n, a);
+      else
+        k::softmax_rows(which, py_, x.shape(0), x.shape(1), x.shape(1));
+    });
+    return y;
+  }
+  if (kernel == "kron") {
+    F32 x = kw_f32(kw, "x", 2), h = kw_f32(kw, "h", 2);
+    if (x.shape(0) != h.shape(0)) throw py::value_error("x and h need the same rows");
+    const bool with_h = kw.contains("with_h") ? kw["with_h"].cast<bool>() : true;
+    const int64_t R = x.shape(0), m = x.shape(1), l = h.shape(1), K = (l + 1) * m + (with_h ? l : 0);
+    py::array_t<float> P({R, K});
+    float* pp = P.mutable_data();
+    run([&] { k::kron_panel(which, x.data(), m, m, h.data(), l, l, R, with_h, pp, K); });
+    return P;
+  }
+  throw py::value_error("unknown kernel '" + kernel + "' (pool, layernorm, cross, act, softmax, kron)");
+}
+
 PyModel load(const std::string& path) {
   PyModel pm{dpn::Model::load(path), {}};
   for (const auto& f : pm.model->fields()) pm.keys.emplace_back(f.name);
@@ -302,6 +400,10 @@ PYBIND11_MODULE(_engine, m) {
   m.def("_test_gemm_kron", &test_gemm_kron, py::arg("x"), py::arg("h"), py::arg("B"),
         py::arg("bias") = py::none(), py::arg("act") = "identity", py::arg("with_h") = true,
         py::arg("isa") = "ref", "Test-only: the Kronecker GEMM of a dynamic layer with one ISA.");
+
+  m.def("_test_rows", &test_rows, py::arg("kernel"), py::arg("isa") = "ref",
+        "Test-only: one row/elementwise kernel (pool, layernorm, cross, act, softmax, kron) with "
+        "one ISA's version; arrays and options as keywords.");
 
   py::class_<PyModel>(m, "Model")
       .def(py::init(&load), py::arg("path"), "Load and validate a model.bin file.")

@@ -1,24 +1,26 @@
+// Dispatch of kron_panel (kron.h) to the selected ISA's version (rows_ref.cpp, rows_avx2.cpp,
+// rows_avx512.cpp).
 #include "kernels/kron.h"
+
+#include "cpu/cpu_features.h"
+#include "kernels/gemm_isa.h"
 
 namespace dpn::kernels {
 
+void kron_panel(cpu::Isa isa, const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
+                int64_t l, int64_t rows, bool with_h, float* P, int64_t ldp) {
+  switch (isa) {
+#if defined(DPN_HAVE_X86_KERNELS)
+    case cpu::Isa::Avx512: return kron_panel_avx512(x, ldx, m, h, ldh, l, rows, with_h, P, ldp);
+    case cpu::Isa::Avx2: return kron_panel_avx2(x, ldx, m, h, ldh, l, rows, with_h, P, ldp);
+#endif
+    default: return kron_panel_ref(x, ldx, m, h, ldh, l, rows, with_h, P, ldp);
+  }
+}
+
 void kron_panel(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                 int64_t rows, bool with_h, float* P, int64_t ldp) {
-  for (int64_t b = 0; b < rows; ++b) {
-    const float* xb = x + b * ldx;
-    const float* hb = h + b * ldh;
-    float* pb = P + b * ldp;
-    for (int64_t i = 0; i < m; ++i) pb[i] = xb[i];
-    for (int64_t k = 0; k < l; ++k) {
-      const float s = hb[k];
-      float* d = pb + (k + 1) * m;
-      for (int64_t i = 0; i < m; ++i) d[i] = s * xb[i];
-    }
-    if (with_h) {
-      float* d = pb + (l + 1) * m;
-      for (int64_t k = 0; k < l; ++k) d[k] = hb[k];
-    }
-  }
+  kron_panel(cpu::selected_isa(), x, ldx, m, h, ldh, l, rows, with_h, P, ldp);
 }
 
 }  // namespace dpn::kernels

@@ -5,10 +5,18 @@
 
 #include <cstdint>
 
+namespace dpn::cpu {
+enum class Isa;  // cpu/cpu_features.h
+}
+
 namespace dpn::kernels {
 
+// Runs with the process's kernel ISA (cpu::selected_isa()); the overload taking an Isa runs that
+// ISA's version (it must be cpu::available()). Every version gives the same bits.
 // x: [rows, m] (ld ldx); h: [rows, l] (ld ldh); P: [rows, (l+1)·m + (with_h ? l : 0)] (ld ldp).
 void kron_panel(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                 int64_t rows, bool with_h, float* P, int64_t ldp);
+void kron_panel(cpu::Isa isa, const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
+                int64_t l, int64_t rows, bool with_h, float* P, int64_t ldp);
 
 }  // namespace dpn::kernels

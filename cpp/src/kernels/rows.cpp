@@ -1,49 +1,53 @@
+// Dispatch of the row kernels (rows.h) to the selected ISA's version (rows_ref.cpp,
+// rows_avx2.cpp, rows_avx512.cpp).
 #include "kernels/rows.h"
 
-#include <cmath>
+#include "cpu/cpu_features.h"
+#include "kernels/gemm_isa.h"
 
 namespace dpn::kernels {
 
+#if defined(DPN_HAVE_X86_KERNELS)
+#define DPN_DISPATCH(isa, fn, ...)                              \
+  switch (isa) {                                                \
+    case cpu::Isa::Avx512: return fn##_avx512(__VA_ARGS__);     \
+    case cpu::Isa::Avx2: return fn##_avx2(__VA_ARGS__);         \
+    default: return fn##_ref(__VA_ARGS__);                      \
+  }
+#else
+#define DPN_DISPATCH(isa, fn, ...) return fn##_ref(__VA_ARGS__);
+#endif
+
+void pool_rows(cpu::Isa isa, const float* table, int64_t dim, const int64_t* rows, int64_t n,
+               float scale, float* out) {
+  DPN_DISPATCH(isa, pool_rows, table, dim, rows, n, scale, out)
+}
+
+void layernorm_rows(cpu::Isa isa, const float* x, int64_t rows, int64_t d, const float* w,
+                    const float* b, float eps, float* y) {
+  DPN_DISPATCH(isa, layernorm_rows, x, rows, d, w, b, eps, y)
+}
+
+void cross_rows(cpu::Isa isa, const float* x0, const float* xl, int64_t rows, int64_t d,
+                const float* w, const float* b, float* y) {
+  DPN_DISPATCH(isa, cross_rows, x0, xl, rows, d, w, b, y)
+}
+
+#undef DPN_DISPATCH
+
 void pool_rows(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
                float* out) {
-  for (int64_t j = 0; j < dim; ++j) out[j] = 0.0f;
-  for (int64_t k = 0; k < n; ++k) {
-    const float* t = table + rows[k] * dim;
-    for (int64_t j = 0; j < dim; ++j) out[j] += t[j];
-  }
-  if (scale != 1.0f)
-    for (int64_t j = 0; j < dim; ++j) out[j] *= scale;
+  pool_rows(cpu::selected_isa(), table, dim, rows, n, scale, out);
 }
 
 void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b,
                     float eps, float* y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * d;
-    float* yr = y + r * d;
-    // Two passes (mean, then centred squares): stable for rows with a large mean.
-    float s = 0.0f;
-    for (int64_t j = 0; j < d; ++j) s += xr[j];
-    const float mean = s / static_cast<float>(d);
-    float v = 0.0f;
-    for (int64_t j = 0; j < d; ++j) {
-      const float c = xr[j] - mean;
-      v += c * c;
-    }
-    const float rstd = 1.0f / std::sqrt(v / static_cast<float>(d) + eps);
-    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
-  }
+  layernorm_rows(cpu::selected_isa(), x, rows, d, w, b, eps, y);
 }
 
 void cross_rows(const float* x0, const float* xl, int64_t rows, int64_t d, const float* w,
                 const float* b, float* y) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* a = x0 + r * d;
-    const float* l = xl + r * d;
-    float* o = y + r * d;
-    float s = 0.0f;
-    for (int64_t j = 0; j < d; ++j) s += l[j] * w[j];
-    for (int64_t j = 0; j < d; ++j) o[j] = a[j] * s + b[j] + l[j];
-  }
+  cross_rows(cpu::selected_isa(), x0, xl, rows, d, w, b, y);
 }
 
 }  // namespace dpn::kernels
