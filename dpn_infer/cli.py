@@ -124,7 +124,7 @@ def _train(args) -> int:
 
 def _eval(args) -> int:
     from . import engine
-    from .train import engine_predict, evaluate, read_train_info
+    from .train import engine_predict, evaluate_logits, read_train_info
 
     info = read_train_info(args.model) or {}
     name = args.dataset or info.get("dataset")
@@ -148,8 +148,8 @@ def _eval(args) -> int:
     except (engine.ModelFormatError, OSError, TypeError, ValueError) as e:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
-    probs = engine_predict(m, ds.test, batch_size=args.batch_size, threads=args.threads)
-    res = evaluate(ds.test.labels, probs)
+    logits = engine_predict(m, ds.test, batch_size=args.batch_size, threads=args.threads, logits=True)
+    res = evaluate_logits(ds.test.labels, logits)
     res.update(dataset=name, seed=seed, rows=len(ds.test), loader_options=opts)
     ref = info.get("test") if same and seed == info.get("seed") else None
     if args.json:

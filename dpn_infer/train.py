@@ -114,8 +114,8 @@ def _progress(iterable, total, desc, enabled):
     return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr)
 
 
-def predict(model, split, batch_size: int = 8192) -> np.ndarray:
-    """PyTorch click probabilities (float32 [N]) of ``split``, in eval mode."""
+def predict(model, split, batch_size: int = 8192, logits: bool = False) -> np.ndarray:
+    """PyTorch click probabilities (or logits) float32 [N] of ``split``, in eval mode."""
     import torch
 
     feats, _ = _torch_split(split)
@@ -125,7 +125,8 @@ def predict(model, split, batch_size: int = 8192) -> np.ndarray:
     with torch.no_grad():
         for s in range(0, n, batch_size):
             b = {k: v[s:s + batch_size] for k, v in feats.items()}
-            out.append(torch.sigmoid(model(b)).numpy())
+            z = model(b)
+            out.append((z if logits else torch.sigmoid(z)).numpy())
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
@@ -133,10 +134,24 @@ def evaluate(labels, probs) -> dict:
     return {"auc": auc(labels, probs), "logloss": logloss(labels, probs)}
 
 
-def engine_predict(engine_model, split, batch_size: int = 8192, threads: int = 1) -> np.ndarray:
+def sigmoid64(logits) -> np.ndarray:
+    z = np.asarray(logits, dtype=np.float64)
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def evaluate_logits(labels, logits) -> dict:
+    """AUC ranked by the logits and logloss of sigmoid(logits) in float64. Ranking logits rather
+    than float32 probabilities matters: float32 sigmoid saturates (many rows become exactly 1.0),
+    which makes ties that two correct implementations break differently."""
+    return {"auc": auc(labels, logits), "logloss": logloss(labels, sigmoid64(logits))}
+
+
+def engine_predict(engine_model, split, batch_size: int = 8192, threads: int = 1,
+                   logits: bool = False) -> np.ndarray:
+    """The engine's probabilities (or logits) float32 [N] of ``split``."""
     n = len(split)
     out = [engine_model.predict({k: v[s:s + batch_size] for k, v in split.features.items()},
-                                threads=threads) for s in range(0, n, batch_size)]
+                                threads=threads, logits=logits) for s in range(0, n, batch_size)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
 
@@ -186,7 +201,7 @@ def train(model, dataset, epochs: int = 10, batch_size: int = 1024, lr: float = 
             opt.step()
             total += float(loss.detach()) * len(idx)
             seen += len(idx)
-        valid = evaluate(dataset.valid.labels, predict(model, dataset.valid))
+        valid = evaluate_logits(dataset.valid.labels, predict(model, dataset.valid, logits=True))
         rec = {"epoch": epoch, "train_loss": total / max(seen, 1), "valid_auc": valid["auc"],
                "valid_logloss": valid["logloss"], "seconds": time.perf_counter() - t0}
         history.append(rec)
@@ -205,11 +220,11 @@ def train(model, dataset, epochs: int = 10, batch_size: int = 1024, lr: float = 
                 break
     model.load_state_dict(best_state)
     model.eval()
-    p_valid = predict(model, dataset.valid)
-    p_test = predict(model, dataset.test)
+    z_valid = predict(model, dataset.valid, logits=True)
+    z_test = predict(model, dataset.test, logits=True)
     result = {"model": type(model).__name__, "best_epoch": best_epoch, "epochs_run": len(history),
-              "history": history, "valid": evaluate(dataset.valid.labels, p_valid),
-              "test": evaluate(dataset.test.labels, p_test),
+              "history": history, "valid": evaluate_logits(dataset.valid.labels, z_valid),
+              "test": evaluate_logits(dataset.test.labels, z_test),
               "params": int(sum(p.numel() for p in model.parameters())),
               "seconds": time.perf_counter() - t_start,
               "hyper": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
@@ -219,12 +234,13 @@ def train(model, dataset, epochs: int = 10, batch_size: int = 1024, lr: float = 
             f"{result['valid']['logloss']:.4f} | test AUC {result['test']['auc']:.4f} logloss "
             f"{result['test']['logloss']:.4f}")
     if out is not None:
-        result.update(save_run(model, dataset, out, result, meta, check_engine, p_test, log))
+        result.update(save_run(model, dataset, out, result, meta, check_engine, z_test, log))
     return result
 
 
-def save_run(model, dataset, out, result, meta=None, check_engine=True, p_test=None, log=print) -> dict:
-    """Write OUT/model.bin, OUT/checkpoint.pt, OUT/train_info.json; -> extra result keys."""
+def save_run(model, dataset, out, result, meta=None, check_engine=True, z_test=None, log=print) -> dict:
+    """Write OUT/model.bin, OUT/checkpoint.pt, OUT/train_info.json; -> extra result keys.
+    ``z_test``: PyTorch's test logits, to compare with the engine's."""
     import dpn_infer
     from .nn import save_checkpoint
 
@@ -236,10 +252,10 @@ def save_run(model, dataset, out, result, meta=None, check_engine=True, p_test=N
     extra = {"model_bin": str(bin_path), "checkpoint": str(ck_path)}
     if check_engine:
         eng = dpn_infer.load(bin_path)
-        p_eng = engine_predict(eng, dataset.test)
-        extra["engine_test"] = evaluate(dataset.test.labels, p_eng)
-        if p_test is not None:
-            extra["engine_max_abs_diff"] = float(np.max(np.abs(p_eng.astype(np.float64) - p_test)))
+        z_eng = engine_predict(eng, dataset.test, logits=True)
+        extra["engine_test"] = evaluate_logits(dataset.test.labels, z_eng)
+        if z_test is not None:   # largest probability difference
+            extra["engine_max_abs_diff"] = float(np.max(np.abs(sigmoid64(z_eng) - sigmoid64(z_test))))
         if log:
             log(f"engine (model.bin): test AUC {extra['engine_test']['auc']:.6f} logloss "
                 f"{extra['engine_test']['logloss']:.6f} (PyTorch {result['test']['auc']:.6f})")

@@ -43,7 +43,7 @@ def test_short_run_engine_auc_equals_torch(tiny, tmp_path, kind):
     a_eng, a_torch = auc(tiny.test.labels, p_eng), auc(tiny.test.labels, p_torch)
     assert abs(a_eng - a_torch) < 1e-6
     assert abs(res["engine_test"]["auc"] - res["test"]["auc"]) < 1e-6
-    assert abs(res["test"]["auc"] - a_torch) < 1e-12
+    assert abs(res["test"]["auc"] - auc(tiny.test.labels, T.predict(model, tiny.test, logits=True))) < 1e-12
     # the checkpoint rebuilds the same model
     from dpn_infer.nn import load_checkpoint
 
@@ -134,3 +134,15 @@ def test_cli_eval_needs_a_dataset(tmp_path, capsys):
     dpn_infer.save(model, tmp_path / "model.bin")
     assert cli.main(["eval", str(tmp_path / "model.bin")]) == 2
     assert "--dataset" in capsys.readouterr().err
+
+
+def test_metrics_rank_logits_not_saturated_probabilities():
+    y = np.array([1, 0, 1, 0], dtype=np.float32)
+    z = np.array([25.0, 20.0, -20.0, -25.0], dtype=np.float32)
+    p32 = torch.sigmoid(torch.from_numpy(z)).numpy()
+    assert p32[0] == p32[1] == 1.0                      # float32 saturation: a false tie
+    assert auc(y, p32) == 0.625
+    assert T.evaluate_logits(y, z)["auc"] == 0.75       # the true ranking
+    # logloss clips probabilities to [1e-7, 1 - 1e-7] (dpn_infer.metrics.logloss)
+    expected = np.mean([np.log1p(np.exp(-25.0)), -np.log(1e-7), -np.log(1e-7), np.log1p(np.exp(-25.0))])
+    assert abs(T.evaluate_logits(y, z)["logloss"] - expected) < 1e-6
