@@ -106,11 +106,20 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const f
   });
 }
 
+bool kron_needs_panel(const PackedMatrix& B) {
+#if defined(DPN_HAVE_X86_KERNELS)
+  return B.isa != Isa::Avx512;
+#else
+  (void)B;
+  return true;
+#endif
+}
+
 void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
                float* C, int64_t ldc, float* panel, int threads) {
 #if defined(DPN_HAVE_X86_KERNELS)
-  if (B.isa == Isa::Avx512 && m > 0) {
+  if (!kron_needs_panel(B)) {
     // Each thread builds its own [x, h·x] blocks for its column range (per-thread scratch).
     for_column_ranges(B, rows, threads, [&](int64_t n0, int64_t n1) {
       gemm_kron_avx512(x, ldx, m, h, ldh, l, with_h, rows, B.data.data() + n0 * B.K, n1 - n0,

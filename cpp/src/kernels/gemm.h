@@ -60,6 +60,10 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const f
 // P = [x, h_1·x, …, h_l·x, (h if with_h)] for `rows` rows, B.K == (l+1)·m + (with_h ? l : 0).
 // The AVX-512 path builds P block by block (kMC×kKC, L2 resident) inside its GEMM; other ISAs build
 // it whole in `panel` (scratch of rows × B.K floats) and run the plain GEMM.
+// Whether gemm_kron on B needs the caller's `panel` scratch (false where the GEMM builds the
+// left operand block by block itself).
+bool kron_needs_panel(const PackedMatrix& B);
+
 void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
                float* C, int64_t ldc, float* panel, int threads = 1);

@@ -14,8 +14,12 @@ namespace {
 
 enum class Sigma { Identity, Sigmoid, Softmax, Relu };
 
-// Panels are built for at most this many floats at a time, so scratch stays bounded for wide layers.
-constexpr int64_t kPanelFloats = 1 << 16;
+// Where a panel [x, h·x, …] is built before its GEMM, it is built for a chunk of rows at a time:
+// at most kPanelFloats floats (scratch stays bounded for wide layers), but at least kMinChunkRows
+// rows, because every chunk streams the whole packed weight once (8-row chunks made the prod config
+// memory-bound). The AVX-512 path builds its panel blocks inside the GEMM and needs no chunking.
+constexpr int64_t kPanelFloats = int64_t(1) << 20;
+constexpr int64_t kMinChunkRows = 64;
 
 struct Config {
   int64_t m = 0, c = 0, n = 0, l = 0, H = 1, r = 0;
@@ -86,13 +90,19 @@ class DyLinear : public Op {
     return c_.decomp ? (c_.l + 1) * c_.r : (c_.l + 1) * (c_.m / c_.H) + c_.l;
   }
   int64_t chunk_rows(int64_t rows) const {
+    if (!c_.decomp && !kernels::kron_needs_panel(heads_[0])) return rows;
     const int64_t w = std::max(panel_width(), out_.K);
-    return std::max<int64_t>(1, std::min(rows, kPanelFloats / std::max<int64_t>(1, w)));
+    return std::min(rows, std::max(kMinChunkRows, kPanelFloats / std::max<int64_t>(1, w)));
+  }
+  // Floats of the first panel per chunk row (0 when the GEMM builds it itself).
+  int64_t panel_floats_per_row() const {
+    const kernels::PackedMatrix& B = c_.decomp ? phi_ : heads_[0];
+    return kernels::kron_needs_panel(B) ? panel_width() : 0;
   }
 
   size_t scratch_floats(int64_t rows) const override {
     const int64_t cr = chunk_rows(rows);
-    size_t s = size_t(rows * c_.l) + size_t(cr * panel_width());  // h, panel
+    size_t s = size_t(rows * c_.l) + size_t(cr * panel_floats_per_row());  // h, panel
     if (c_.decomp) s += size_t(rows * c_.r) + size_t(cr * out_.K);  // u, second panel
     return s;
   }
@@ -113,9 +123,9 @@ class DyLinear : public Op {
       if (c_.sigma == Sigma::Softmax) kernels::softmax_rows(hb, R, l, l);
       h = hb;
     }
-    const int64_t cr = chunk_rows(R), Kp = panel_width();
+    const int64_t cr = chunk_rows(R);
     float* panel = s;
-    s += cr * Kp;
+    s += cr * panel_floats_per_row();
     if (!c_.decomp) {
       const int64_t mh = m / c_.H, ch = c / c_.H;
       for (int64_t r0 = 0; r0 < R; r0 += cr) {
