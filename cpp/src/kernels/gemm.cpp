@@ -79,16 +79,17 @@ void gemm_packed(Isa isa, const float* A, int64_t lda, int64_t M, int64_t K, con
 
 namespace {
 
-// Below this many multiply-adds a GEMM runs on one thread: waking a team costs more than it saves.
-constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
+// Each extra thread must get at least this many multiply-adds (~20 µs of FMAs): waking a sleeping
+// worker costs ~10-20 µs, so smaller splits make a call slower, not faster (ml1m at batch 16 did).
+constexpr int64_t kMinMacsPerPart = int64_t(1) << 20;
 
 // Runs fn(n0, n1) over `parts` ranges of whole column panels of B (the calling thread takes part 0).
 // Packed panels are independent, so a range is just an offset into Bp, C and bias.
 template <class F>
 void for_column_ranges(const PackedMatrix& B, int64_t M, int threads, F&& fn) {
   const int64_t panels = (B.N + B.nr - 1) / B.nr;
-  int64_t parts = std::min<int64_t>(threads, panels);
-  if (M * B.K * B.N < kMinParallelMacs) parts = 1;
+  const int64_t parts = std::max<int64_t>(
+      1, std::min({int64_t(threads), panels, M * B.K * B.N / kMinMacsPerPart}));
   if (parts <= 1) return fn(int64_t(0), B.N);
   runtime::parallel_for(parts, int(parts), [&](int64_t t) {
     const int64_t n0 = panels * t / parts * B.nr, n1 = std::min(B.N, panels * (t + 1) / parts * B.nr);
