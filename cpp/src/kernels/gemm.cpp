@@ -88,8 +88,10 @@ constexpr int64_t kMinMacsPerPart = int64_t(1) << 20;
 template <class F>
 void for_column_ranges(const PackedMatrix& B, int64_t M, int threads, F&& fn) {
   const int64_t panels = (B.N + B.nr - 1) / B.nr;
-  const int64_t parts = std::max<int64_t>(
-      1, std::min({int64_t(threads), panels, M * B.K * B.N / kMinMacsPerPart}));
+  // Below ~8 rows a GEMM streams its weights from cache or memory rather than computing: a row
+  // then costs about what 8 rows cost, so count at least 8 (criteo at batch 1 gains from 2 threads).
+  const int64_t work = std::max<int64_t>(M, 8) * B.K * B.N;
+  const int64_t parts = std::max<int64_t>(1, std::min({int64_t(threads), panels, work / kMinMacsPerPart}));
   if (parts <= 1) return fn(int64_t(0), B.N);
   runtime::parallel_for(parts, int(parts), [&](int64_t t) {
     const int64_t n0 = panels * t / parts * B.nr, n1 = std::min(B.N, panels * (t + 1) / parts * B.nr);
