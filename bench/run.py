@@ -250,6 +250,7 @@ def main(argv=None):
                                                f"{paper_bytes(config, batch) / 2**30:.1f} GiB per layer")
                             print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{'skipped (memory)':>12}")
                         else:
+                            time.sleep(0.05)   # let the previous runner's spinning threads go idle
                             rec.update(measure(fns[r], b, seconds, min_calls, max_calls))
                             rec["gflops"] = rec["samples_per_s"] * fpr / 1e9
                             rec["pct_fma_peak"] = 100 * rec["gflops"] / peaks[threads]
