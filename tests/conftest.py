@@ -2,7 +2,13 @@
 tests/helpers/ and are imported as ``helpers.*``."""
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Tests run from the checkout, whose dpn_infer/ has no compiled extension: child processes started
+# with `python -c` must import the installed package, not the source folder in their cwd.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 
 class TinyFile:
