@@ -166,6 +166,13 @@ def _eval(args) -> int:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:
+        # The demo parses its own options (argparse.REMAINDER would reject a leading --option).
+        from .demo import main as demo_main
+
+        demo_main(argv[1:])
+        return 0
     ap = argparse.ArgumentParser(prog="dpn-infer", description="dpn_infer command line")
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="train, convert and serve a small FeatureDPN (needs torch)",
@@ -203,11 +210,6 @@ def main(argv=None) -> int:
     _add_loader_flags(e)
 
     args = ap.parse_args(argv)
-    if args.cmd == "demo":
-        from .demo import main as demo_main
-
-        demo_main(args.rest)
-        return 0
     if args.cmd == "train":
         return _train(args)
     if args.cmd == "eval":

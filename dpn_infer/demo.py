@@ -1,6 +1,6 @@
 """End-to-end demo: train a small FeatureDPN, save model.bin, serve it with the C++ engine.
 
-    python -m dpn_infer.demo [--data PATH] [--epochs 2] [--out dpn_demo]
+    dpn-infer demo [--data PATH] [--epochs 3] [--out dpn_demo]     (or: python -m dpn_infer.demo)
 
 Uses MovieLens-100K when it is on disk (``--data``, $DPN_DATA, or ``../shared/data``); otherwise a
 generated click log, and says so. Prints test AUC from PyTorch and from the engine, their largest
@@ -109,7 +109,7 @@ def throughput(fn, batch, reps):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m dpn_infer.demo", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="dpn-infer demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="MovieLens-100K folder (default: $DPN_DATA or ../shared/data)")
     ap.add_argument("--out", default="dpn_demo", help="output folder for model.bin (default: dpn_demo)")
     ap.add_argument("--epochs", type=int, default=3)

@@ -51,3 +51,13 @@ def test_demo_runs_and_engine_agrees(tmp_path, capsys):
     assert "generated click log" in out and "agreement" in out
     assert res["max_abs_diff"] < 1e-5
     assert abs(res["auc_torch"] - res["auc_engine"]) < 1e-4
+
+
+def test_cli_demo_forwards_its_options(tmp_path, capsys):
+    """`dpn-infer demo --synthetic N ...` (the README's main command) reaches the demo's own parser."""
+    pytest.importorskip("torch")
+    from dpn_infer.cli import main
+
+    assert main(["demo", "--synthetic", "2000", "--epochs", "1", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "model.bin").exists()
+    assert "agreement" in capsys.readouterr().out
