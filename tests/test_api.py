@@ -575,3 +575,13 @@ def test_no_idle_spinning_after_multithreaded_predict():
     assert p.returncode == 0, p.stderr[-2000:]
     cpu = float(p.stdout.strip().splitlines()[-1])
     assert cpu < 0.15, f"{cpu:.2f} s of CPU used while idle for 1 s: worker threads are spinning"
+
+
+def test_uncopyable_view_raises_instead_of_crashing(tiny_model):
+    """A zero-stride view too large to copy contiguously (numpy's copy fails) is an InputError naming
+    the field — this used to dereference a null array and kill the process."""
+    b = batch(4)
+    huge = 1 << 40
+    bad = {k: np.broadcast_to(v[:1], (huge,) + v.shape[1:]) for k, v in b.items()}
+    with pytest.raises(InputError, match="contiguous copy"):
+        tiny_model.predict(bad)

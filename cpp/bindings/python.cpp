@@ -116,10 +116,12 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     in.cols = cols;
     if (ids) {
       auto c = py::array_t<int64_t, py::array::c_style>::ensure(arr);
+      if (!c) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
       in.ids = c.data();
       keep.push_back(std::move(c));
     } else {
       auto c = py::array_t<float, py::array::c_style>::ensure(arr);
+      if (!c) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
       in.values = c.data();
       keep.push_back(std::move(c));
     }

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -9,6 +10,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -64,12 +66,26 @@ class Pool {
   void run(const std::shared_ptr<Loop>& loop, int helpers) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      while (int(workers_.size()) < helpers && int(workers_.size()) < kMaxWorkers)
-        workers_.emplace_back([this] { serve(); });
+      try {
+        while (int(workers_.size()) < helpers && int(workers_.size()) < kMaxWorkers)
+          workers_.emplace_back([this] { serve(); });
+      } catch (const std::system_error&) {
+        // No more threads (pids limit, RLIMIT_NPROC): go on with the workers there are; the
+        // caller works its own loop, so even none is enough.
+      }
+      helpers = std::min(helpers, int(workers_.size()));
       // One queue entry per helper wanted; a worker that finds the loop exhausted just drops it.
-      for (int k = 0; k < helpers; ++k) queue_.push_back(loop);
+      // All or nothing: an entry left behind by a failed push would outlive the caller's fn.
+      size_t pushed = 0;
+      try {
+        for (; pushed < size_t(helpers); ++pushed) queue_.push_back(loop);
+      } catch (...) {
+        while (pushed--) queue_.pop_back();
+        throw;
+      }
       pending_.fetch_add(helpers, std::memory_order_release);
     }
+    if (helpers <= 0) return;
     if (helpers == 1) wake_.notify_one();
     else wake_.notify_all();
   }
