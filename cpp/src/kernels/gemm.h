@@ -51,7 +51,7 @@ struct PackedMatrix {
 };
 
 // C = act(A · B + bias) for a PackedMatrix, on the ISA it was packed for. With threads > 1 and
-// enough work, the column panels are split between that many OpenMP threads (the calling thread is
+// enough work, the column panels are split between that many pool threads (the calling thread is
 // one of them); used when a batch is too small to split by rows.
 void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias, Act act,
           float* C, int64_t ldc, int threads = 1);
