@@ -13,6 +13,7 @@ from dpn_infer.converters import torch_export
 from dpn_infer.converters.cli import main as convert_main
 from dpn_infer.nn import (DNN, CrossNet, DenseField, FeatureDPN, LayerSpec, MultiHotField, Schema,
                           SparseField, save_checkpoint)
+from helpers.batches import random_batch as _random_batch
 
 
 # -- a numpy interpreter of opset 1 (docs/format.md §5) ----------------------------------------------
@@ -139,22 +140,7 @@ SCHEMA = Schema([SparseField("user", 30, 4, "hash"),
 
 
 def random_batch(schema=SCHEMA, B=9, seed=0):
-    rng = np.random.default_rng(seed)
-    batch = {}
-    for f in schema.fields:
-        if f.kind == "sparse":
-            batch[f.name] = rng.integers(-3, f.vocab + 5 if f.policy != "error" else f.vocab, B)
-        elif f.kind == "multi_hot":
-            T = f.max_len or 4
-            hi = f.vocab + 3 if f.policy != "error" else f.vocab
-            ids = rng.integers(-2 if f.policy != "error" else 0, hi, (B, T))
-            ids[rng.random((B, T)) < 0.4] = -1
-            ids[0] = -1
-            batch[f.name] = ids.astype(np.int64)
-        else:
-            v = rng.normal(size=(B, f.dim)).astype(np.float32)
-            batch[f.name] = v[:, 0] if f.dim == 1 else v
-    return batch
+    return _random_batch(schema, B, seed, default_T=4, negative_ids=True)
 
 
 def randomize(model, seed=0):

@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DyLinear, FeatureDPN, InputLayer,
                           LayerSpec, MultiHotField, Schema, SparseField, load_checkpoint,
                           save_checkpoint, to_torch_batch)
+from helpers.batches import random_batch as _random_batch
 
 
 def f64(t):
@@ -315,22 +316,7 @@ SCHEMA = Schema([SparseField("user", 20, 4, "hash"),
 
 
 def random_batch(schema, B=6, seed=0):
-    rng = np.random.default_rng(seed)
-    batch = {}
-    for f in schema.fields:
-        if f.kind == "sparse":
-            batch[f.name] = rng.integers(-3, f.vocab + 5 if f.policy != "error" else f.vocab, B)
-        elif f.kind == "multi_hot":
-            T = f.max_len or 5
-            hi = f.vocab + 3 if f.policy != "error" else f.vocab
-            ids = rng.integers(0, hi, (B, T))
-            ids[rng.random((B, T)) < 0.4] = -1
-            ids[0] = -1
-            batch[f.name] = ids.astype(np.int64)
-        else:
-            v = rng.normal(size=(B, f.dim)).astype(np.float32)
-            batch[f.name] = v[:, 0] if f.dim == 1 else v
-    return batch
+    return _random_batch(schema, B, seed, default_T=5, negative_ids=False)
 
 
 def test_feature_dpn_forward_and_config_roundtrip(tmp_path):
