@@ -14,7 +14,12 @@ import numpy as np
 
 MAGIC = b"DPNINFER"
 FORMAT_VERSION = 1
-OPSET = 1
+OPSET = 1  # the newest opset this writer knows (docs/format.md §5)
+# The opset that introduced each operator and field kind: a file records the lowest opset that holds
+# it, so a model that uses only old operators stays loadable by older engines.
+OP_OPSET = {"embedding": 1, "dense_input": 1, "concat": 1, "linear": 1, "dylinear": 1,
+            "layernorm": 1, "cross": 1, "act": 1}
+FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1}
 BYTE_ORDER_MARK = 0x0A0B0C0D
 HEADER_SIZE = 128
 ALIGN = 64
@@ -26,6 +31,13 @@ _CODE = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int64"): 3, n
 # Header: magic, version, bom, file_size, meta_off, meta_size, table_off, count, data_off,
 # data_size, flags, checksum; then 48 reserved bytes.
 _HEADER = struct.Struct("<8sIIQQQQQQQII")
+
+
+def required_opset(metadata: Mapping) -> int:
+    """The lowest opset that holds ``metadata``'s graph and schema."""
+    need = [OP_OPSET[n["op"]] for n in metadata["graph"]["nodes"]]
+    need += [FIELD_KIND_OPSET[f["kind"]] for f in metadata["schema"]["fields"]]
+    return max(need + [1])
 
 
 class FormatError(ValueError):

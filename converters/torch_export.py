@@ -19,7 +19,7 @@ from torch import nn
 from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DyLinear, FeatureDPN, InputLayer,
                           Schema)
 
-from .format import OPSET, write
+from .format import required_opset, write
 
 PRODUCER = "dpn_infer 0.1.0"
 _ACTS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Identity: "identity"}
@@ -335,10 +335,11 @@ def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
     else:
         raise TypeError(f"cannot export {type(module).__name__}: expected FeatureDPN, DNN or CrossNet "
                         f"from dpn_infer.nn")
-    metadata = {"producer": PRODUCER, "opset": OPSET, "model_type": model_type,
+    metadata = {"producer": PRODUCER, "opset": 0, "model_type": model_type,
                 "schema": {"fields": module.schema.to_json()},
                 "graph": {"nodes": g.nodes, "output": out},
                 "extra": {"config": module.config()}}
+    metadata["opset"] = required_opset(metadata)
     return metadata, g.tensors
 
 

@@ -395,8 +395,8 @@ def test_bad_files(tmp_path):
     b = bytearray(good); struct.pack_into("<Q", b, 32, 10 ** 9); F.refresh_checksum(b); refused(b, "metadata")
     # opset too new, unknown op
     nodes = input_nodes() + [{"op": "fancy", "inputs": ["x0"], "output": "y"}]
-    p = save(tmp_path, nodes, tables(rng), "y", name="op.bin", opset=2)
-    with pytest.raises(ModelFormatError, match=r"opset 2.*'fancy'.*upgrade"):
+    p = save(tmp_path, nodes, tables(rng), "y", name="op.bin", opset=99)
+    with pytest.raises(ModelFormatError, match=r"opset 99.*'fancy'.*upgrade"):
         load(p)
     # param shape mismatch
     t2 = dict(t); t2["l1.w"] = f32(rng, 6, X0 + 1)

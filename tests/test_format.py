@@ -233,18 +233,18 @@ def _cases():
     def node_not_object(mt, t): mt["graph"]["nodes"].insert(0, 42)
     def node_missing_op(mt, t): del mt["graph"]["nodes"][0]["op"]
     def unknown_op(mt, t): _node(mt, "act")["op"] = "conv2d"
-    def opset_2(mt, t): mt["opset"] = 2
+    def opset_future(mt, t): mt["opset"] = 99
     def opset_huge(mt, t): mt["opset"] = 1 << 62
     def opset_string(mt, t): mt["opset"] = "1"
-    def unknown_field_kind(mt, t): _field(mt, "price")["kind"] = "sequence"
+    def unknown_field_kind(mt, t): _field(mt, "price")["kind"] = "hologram"
     for fn in (missing_schema, missing_graph, schema_is_list, schema_fields_missing, fields_not_list,
                graph_nodes_missing, graph_nodes_not_list, graph_output_missing, node_not_object,
                node_missing_op, opset_string):
         m(fn)
     m(unknown_op, rx=r"(?s)(?=.*conv2d)(?=.*(?i:upgrad))")
-    m(opset_2, rx=r"(?i)upgrad")
+    m(opset_future, rx=r"(?i)upgrad")
     m(opset_huge, rx=r"(?i)upgrad")
-    m(unknown_field_kind, rx=r"sequence")
+    m(unknown_field_kind, rx=r"hologram")
 
     # schema fields
     def vocab_zero(mt, t): _field(mt, "user")["vocab"] = 0
