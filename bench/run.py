@@ -182,7 +182,59 @@ class Runners:
         return lambda b: sess.run(None, b)
 
 
+def measure_config(config, runners, batches, threads_list, seconds, min_calls, max_calls,
+                   paper_mem_gb, peaks, bw):
+    """Records of every (threads x batch x runner) point of one config, measured in this process."""
+    records = []
+    fpr = flops_per_row(config)
+    with tempfile.TemporaryDirectory() as tmp:
+        rs = Runners(config, tmp, runners)
+        for threads in threads_list:
+            fns = {r: rs.get(r, threads) for r in runners}
+            for batch in batches:
+                # Same rows for every runner, also across child processes.
+                b = make_batch(config, batch, np.random.default_rng(batch))
+                for r in runners:
+                    rec = {"config": config, "batch": batch, "threads": threads, "runner": r,
+                           "flops_per_row": fpr}
+                    if r in ("torch", "ort-paper") and paper_bytes(config, batch) > paper_mem_gb * 2**30:
+                        rec.update(skipped=f"paper form would materialize "
+                                           f"{paper_bytes(config, batch) / 2**30:.1f} GiB per layer")
+                        print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{'skipped (memory)':>12}")
+                    else:
+                        time.sleep(0.05)   # let the previous runner's spinning threads go idle
+                        rec.update(measure(fns[r], b, seconds, min_calls, max_calls))
+                        rec["gflops"] = rec["samples_per_s"] * fpr / 1e9
+                        rec["pct_fma_peak"] = 100 * rec["gflops"] / peaks[threads]
+                        # calls/s if every call had to stream all weights at the probed bandwidth
+                        read_limit = bw[(config, threads)] * 1e9 / weight_bytes(config) * batch
+                        rec["pct_read_limit"] = 100 * rec["samples_per_s"] / read_limit
+                        print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{rec['samples_per_s']:>12,.0f}"
+                              f"{rec['p50_ms']:>10.3f}{rec['p99_ms']:>10.3f}{rec['gflops']:>9.1f}"
+                              f"{rec['pct_fma_peak']:>6.1f}%")
+                    records.append(rec)
+                    sys.stdout.flush()
+    return records
+
+
+def measure_in_child(config, runner, point):
+    """measure_config for one runner in a fresh Python process; the child prints its own rows."""
+    import pickle
+    import subprocess
+
+    with tempfile.TemporaryDirectory() as tmp:
+        job, out = Path(tmp) / "job.pkl", Path(tmp) / "out.pkl"
+        job.write_bytes(pickle.dumps((config, [runner], point)))
+        subprocess.run([sys.executable, __file__, "--child", str(job), str(out)], check=True)
+        return pickle.loads(out.read_bytes())
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        config, runners, point = __import__("pickle").loads(Path(argv[1]).read_bytes())
+        Path(argv[2]).write_bytes(__import__("pickle").dumps(measure_config(config, runners, **point)))
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="short run: fewer calls per point")
     ap.add_argument("--json", help="write the records to this JSON file")
@@ -194,6 +246,8 @@ def main(argv=None):
     ap.add_argument("--seconds", type=float, default=None, help="time budget per point")
     ap.add_argument("--paper-mem-gb", type=float, default=3.0,
                     help="skip paper-form runs that would materialize more than this per layer")
+    ap.add_argument("--in-process", action="store_true",
+                    help="measure every runner in this process (default: one child process per runner)")
     args = ap.parse_args(argv)
     configs = args.configs.split(",")
     batches = [int(b) for b in args.batches.split(",")]
@@ -230,38 +284,19 @@ def main(argv=None):
         print(f"read bandwidth probe, {config} working set {mb} MiB: " +
               ", ".join(f"{bw[(config, t)]:.1f} GB/s ({t} thr)" for t in threads_list))
 
-    records = []
-    rng = np.random.default_rng(0)
     header = f"{'config':<8}{'batch':>6}{'thr':>4}  {'runner':<10}{'samples/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'GFLOP/s':>9}{'%peak':>7}"
     print(header)
-    with tempfile.TemporaryDirectory() as tmp:
-        for config in configs:
-            rs = Runners(config, tmp, runners)
-            fpr = flops_per_row(config)
-            for threads in threads_list:
-                fns = {r: rs.get(r, threads) for r in runners}
-                for batch in batches:
-                    b = make_batch(config, batch, rng)
-                    for r in runners:
-                        rec = {"config": config, "batch": batch, "threads": threads, "runner": r,
-                               "flops_per_row": fpr}
-                        if r in ("torch", "ort-paper") and paper_bytes(config, batch) > args.paper_mem_gb * 2**30:
-                            rec.update(skipped=f"paper form would materialize "
-                                               f"{paper_bytes(config, batch) / 2**30:.1f} GiB per layer")
-                            print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{'skipped (memory)':>12}")
-                        else:
-                            time.sleep(0.05)   # let the previous runner's spinning threads go idle
-                            rec.update(measure(fns[r], b, seconds, min_calls, max_calls))
-                            rec["gflops"] = rec["samples_per_s"] * fpr / 1e9
-                            rec["pct_fma_peak"] = 100 * rec["gflops"] / peaks[threads]
-                            # calls/s if every call had to stream all weights at the probed bandwidth
-                            read_limit = bw[(config, threads)] * 1e9 / weight_bytes(config) * batch
-                            rec["pct_read_limit"] = 100 * rec["samples_per_s"] / read_limit
-                            print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{rec['samples_per_s']:>12,.0f}"
-                                  f"{rec['p50_ms']:>10.3f}{rec['p99_ms']:>10.3f}{rec['gflops']:>9.1f}"
-                                  f"{rec['pct_fma_peak']:>6.1f}%")
-                        records.append(rec)
-                        sys.stdout.flush()
+    point = dict(batches=batches, threads_list=threads_list, seconds=seconds, min_calls=min_calls,
+                 max_calls=max_calls, paper_mem_gb=args.paper_mem_gb, peaks=peaks, bw=bw)
+    records = []
+    for config in configs:
+        if args.in_process:
+            records += measure_config(config, runners, **point)
+        else:
+            # One child process per runner: another runtime's thread pool (torch's OpenMP, ONNX
+            # Runtime's spinning workers) then cannot take cores from the runner being measured.
+            for r in runners:
+                records += measure_in_child(config, r, point)
     summary = summarize(records)
     print()
     print(summary)
