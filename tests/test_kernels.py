@@ -68,6 +68,25 @@ def test_gemm_sweep_m(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_gemm_few_rows_many_panels(isa):
+    """M <= 3 runs several full panels side by side on AVX-512 (batch 1): widths of 1..5 full
+    panels plus a partial one, K across the K-block edge (256). Each row must also equal, bit for
+    bit, the same row computed inside a 13-row GEMM (the regular 12-row tile path)."""
+    rng = np.random.default_rng(5)
+    for K in (5, 256, 300, 600):
+        for N in (32, 64, 96, 128, 160, 161, 200, 257, 400):
+            big = rng.standard_normal((13, K)).astype(np.float32)
+            W = rng.standard_normal((N, K)).astype(np.float32)
+            b = rng.standard_normal(N).astype(np.float32)
+            act = ACTS[(K + N) % 4]
+            full = _engine._test_gemm(big, W, b, act, isa)
+            for M in (1, 2, 3):
+                _check(big[:M], W, b, act, isa)
+                np.testing.assert_array_equal(_engine._test_gemm(big[:M], W, b, act, isa), full[:M],
+                                              err_msg=f"isa={isa} M,K,N={M},{K},{N}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("act", ACTS)
 def test_gemm_sweep_kn(isa, act):
     rng = np.random.default_rng(2)

@@ -110,6 +110,67 @@ void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
   }
 }
 
+// Few rows (M <= 3, batch 1 above all): a 12×32 tile would keep only 2·M accumulator chains, and
+// at 4-cycle FMA latency that caps the weight stream at ~32 B/cycle, below what the caches deliver.
+// This tile runs P full panels side by side (2·M·P independent chains); each output still sums k
+// in the same order, so results equal tile()'s bit for bit.
+template <int MR, int P>
+void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc, float* C,
+               int64_t ldc, const float* bias, bool first, bool last, Act act) {
+  __m512 c[MR][2 * P];
+#pragma GCC unroll 8
+  for (int j = 0; j < 2 * P; ++j) {
+    const int64_t col = (j / 2) * kNR + (j % 2) * 16;
+    const __m512 b = first && bias ? _mm512_loadu_ps(bias + col) : _mm512_setzero_ps();
+#pragma GCC unroll 3
+    for (int i = 0; i < MR; ++i) c[i][j] = first ? b : _mm512_loadu_ps(C + i * ldc + col);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 b[2 * P];
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * P; ++j) b[j] = _mm512_loadu_ps(bp + (j / 2) * K * kNR + (j % 2) * 16);
+    bp += kNR;
+#pragma GCC unroll 3
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_set1_ps(ap[i * lda]);
+#pragma GCC unroll 8
+      for (int j = 0; j < 2 * P; ++j) c[i][j] = _mm512_fmadd_ps(a, b[j], c[i][j]);
+    }
+    ++ap;
+  }
+#pragma GCC unroll 3
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * P; ++j) {
+      __m512 v = c[i][j];
+      if (last && act == Act::Sigmoid) v = vsigmoid(v);
+      if (last && act == Act::Tanh) v = vtanh(v);
+      if (last && act == Act::Relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+      _mm512_storeu_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 16, v);
+    }
+}
+
+// Full panels [p, p+count) of a block of mr <= 3 rows, up to 4 (mr = 1) or 2 panels at a time.
+void run_wide(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
+              float* C, int64_t ldc, const float* bias, bool first, bool last, Act act,
+              int64_t count) {
+  const int64_t step = mr == 1 ? 4 : 2;
+  for (int64_t q = 0; q < count; q += step) {
+    const int64_t n = lmin(step, count - q);
+    const float* b = bp + q * K * kNR;
+    float* c = C + q * kNR;
+    const float* bb = bias ? bias + q * kNR : nullptr;
+    if (mr == 1 && n == 4) tile_wide<1, 4>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+    else if (mr == 1 && n == 3) tile_wide<1, 3>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+    else if (mr == 1 && n == 2) tile_wide<1, 2>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+    else if (mr == 1) tile_wide<1, 1>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+    else if (mr == 2 && n == 2) tile_wide<2, 2>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+    else if (mr == 2) tile_wide<2, 1>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+    else if (n == 2) tile_wide<3, 2>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+    else tile_wide<3, 1>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+  }
+}
+
 // The blocked driver. block(m0, mc, k0, kc, &lda_out) returns rows [m0, m0+mc) × columns
 // [k0, k0+kc) of A (row-major, leading dimension *lda_out).
 template <class BlockA>
@@ -125,7 +186,13 @@ void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, 
       const int64_t mc = lmin(kMC, M - m0);
       int64_t la = 0;
       const float* a = block(m0, mc, k0, kc, &la);
-      for (int64_t p = 0; p < panels; ++p) {
+      int64_t p = 0;
+      if (mc <= 3) {
+        const int64_t full = N / kNR;
+        run_wide(mc, a, la, Bp + k0 * kNR, K, kc, C + m0 * ldc, ldc, bias, first, last, act, full);
+        p = full;
+      }
+      for (; p < panels; ++p) {
         const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
         const float* bp = Bp + p * K * kNR + k0 * kNR;
         const float* bb = bias ? bias + n0 : nullptr;
