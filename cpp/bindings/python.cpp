@@ -41,6 +41,9 @@ std::string field_list(const dpn::Model& m) {
   return s;
 }
 
+constexpr int kInPlace =
+    py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+
 py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threads, bool logits) {
   const dpn::Model& m = *self.model;
   if (threads < 1) throw py::value_error("threads must be >= 1");
@@ -114,6 +117,14 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     dpn::FieldInput& in = inputs[i];
     in.rows = rows;
     in.cols = cols;
+    // Fast path, no new reference: the dtype matched above, so an aligned C-contiguous array is
+    // read in place (ensure() costs ~0.2 µs a field, which adds up at batch 1 with many fields).
+    const int flags = py::detail::array_proxy(arr.ptr())->flags;
+    if ((flags & kInPlace) == kInPlace) {
+      if (ids) in.ids = static_cast<const int64_t*>(arr.data());
+      else in.values = static_cast<const float*>(arr.data());
+      continue;
+    }
     if (ids) {
       auto c = py::array_t<int64_t, py::array::c_style>::ensure(arr);
       if (!c) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
