@@ -112,18 +112,21 @@ void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
 
 // Few rows (M <= 3, batch 1 above all): a 12×32 tile would keep only 2·M accumulator chains, and
 // at 4-cycle FMA latency that caps the weight stream at ~32 B/cycle, below what the caches deliver.
-// This tile runs P full panels side by side (2·M·P independent chains); each output still sums k
-// in the same order, so results equal tile()'s bit for bit.
+// This tile runs P panels side by side (2·M·P independent chains); the last one may be partial
+// (`nlast` columns: packed panels are zero-padded, so only C and bias need masks). Each output
+// still sums k in the same order, so results equal tile()'s bit for bit.
 template <int MR, int P>
 void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc, float* C,
-               int64_t ldc, const float* bias, bool first, bool last, Act act) {
+               int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
+  __mmask16 mk[2 * P];
   __m512 c[MR][2 * P];
 #pragma GCC unroll 8
   for (int j = 0; j < 2 * P; ++j) {
     const int64_t col = (j / 2) * kNR + (j % 2) * 16;
-    const __m512 b = first && bias ? _mm512_loadu_ps(bias + col) : _mm512_setzero_ps();
+    mk[j] = j / 2 == P - 1 ? mask16(nlast - (j % 2) * 16) : __mmask16(0xFFFF);
+    const __m512 b = first && bias ? _mm512_maskz_loadu_ps(mk[j], bias + col) : _mm512_setzero_ps();
 #pragma GCC unroll 3
-    for (int i = 0; i < MR; ++i) c[i][j] = first ? b : _mm512_loadu_ps(C + i * ldc + col);
+    for (int i = 0; i < MR; ++i) c[i][j] = first ? b : _mm512_maskz_loadu_ps(mk[j], C + i * ldc + col);
   }
   for (int64_t k = 0; k < kc; ++k) {
     __m512 b[2 * P];
@@ -146,28 +149,35 @@ void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t
       if (last && act == Act::Sigmoid) v = vsigmoid(v);
       if (last && act == Act::Tanh) v = vtanh(v);
       if (last && act == Act::Relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-      _mm512_storeu_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 16, v);
+      _mm512_mask_storeu_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 16, mk[j], v);
     }
 }
 
-// Full panels [p, p+count) of a block of mr <= 3 rows, up to 4 (mr = 1) or 2 panels at a time.
+template <int MR>
+void run_wide_n(int64_t n, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
+                float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
+                Act act) {
+  switch (n) {
+    case 4: return tile_wide<MR, 4>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+    case 3: return tile_wide<MR, 3>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+    case 2: return tile_wide<MR, 2>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+    default: return tile_wide<MR, 1>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+  }
+}
+
+// Every panel of a block of mr <= 3 rows: 4 panels at a time for one row, 2 for two or three.
 void run_wide(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
-              float* C, int64_t ldc, const float* bias, bool first, bool last, Act act,
-              int64_t count) {
-  const int64_t step = mr == 1 ? 4 : 2;
-  for (int64_t q = 0; q < count; q += step) {
-    const int64_t n = lmin(step, count - q);
+              float* C, int64_t ldc, int64_t N, const float* bias, bool first, bool last, Act act) {
+  const int64_t panels = (N + kNR - 1) / kNR, step = mr == 1 ? 4 : 2;
+  for (int64_t q = 0; q < panels; q += step) {
+    const int64_t n = lmin(step, panels - q);
+    const int64_t nlast = lmin(kNR, N - (q + n - 1) * kNR);
     const float* b = bp + q * K * kNR;
     float* c = C + q * kNR;
     const float* bb = bias ? bias + q * kNR : nullptr;
-    if (mr == 1 && n == 4) tile_wide<1, 4>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
-    else if (mr == 1 && n == 3) tile_wide<1, 3>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
-    else if (mr == 1 && n == 2) tile_wide<1, 2>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
-    else if (mr == 1) tile_wide<1, 1>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
-    else if (mr == 2 && n == 2) tile_wide<2, 2>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
-    else if (mr == 2) tile_wide<2, 1>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
-    else if (n == 2) tile_wide<3, 2>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
-    else tile_wide<3, 1>(ap, lda, b, K, kc, c, ldc, bb, first, last, act);
+    if (mr == 1) run_wide_n<1>(n, ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    else if (mr == 2) run_wide_n<2>(n, ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    else run_wide_n<3>(n, ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
   }
 }
 
@@ -186,13 +196,11 @@ void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, 
       const int64_t mc = lmin(kMC, M - m0);
       int64_t la = 0;
       const float* a = block(m0, mc, k0, kc, &la);
-      int64_t p = 0;
       if (mc <= 3) {
-        const int64_t full = N / kNR;
-        run_wide(mc, a, la, Bp + k0 * kNR, K, kc, C + m0 * ldc, ldc, bias, first, last, act, full);
-        p = full;
+        run_wide(mc, a, la, Bp + k0 * kNR, K, kc, C + m0 * ldc, ldc, N, bias, first, last, act);
+        continue;
       }
-      for (; p < panels; ++p) {
+      for (int64_t p = 0; p < panels; ++p) {
         const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
         const float* bp = Bp + p * K * kNR + k0 * kNR;
         const float* bb = bias ? bias + n0 : nullptr;
