@@ -1,4 +1,4 @@
-// AVX2+FMA GEMM: 6×16 register tile (12 ymm accumulators), B packed in 16-wide panels, A read in
+// AVX2+FMA GEMM: 6×16 register tile (12 ymm accumulators; 1-2 rows: panels side by side), B packed in 16-wide panels, A read in
 // place (row-major, broadcast from memory; measured faster here than packing it). Compiled with
 // -mavx2 -mfma; only called after the runtime check (cpu::available(Isa::Avx2)). See gemm_isa.h
 // for what this file must not use.
@@ -99,6 +99,65 @@ void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
   }
 }
 
+// One or two rows (batch 1): the 6×16 tile would keep 2·M accumulator chains, latency-bound at
+// 4-cycle FMAs. This tile runs P panels side by side (2·M·P chains, at most 8); the last panel may
+// be partial (packed panels are zero-padded: only C and bias are masked). Same k order per output,
+// so results equal tile()'s bit for bit.
+template <int MR, int P>
+void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc, float* C,
+               int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
+  __m256i mk[2 * P];
+  __m256 c[MR][2 * P];
+#pragma GCC unroll 8
+  for (int j = 0; j < 2 * P; ++j) {
+    const int64_t col = (j / 2) * kNR + (j % 2) * 8;
+    mk[j] = j / 2 == P - 1 ? mask8(nlast - (j % 2) * 8) : mask8(8);
+    const __m256 b = first && bias ? _mm256_maskload_ps(bias + col, mk[j]) : _mm256_setzero_ps();
+#pragma GCC unroll 2
+    for (int i = 0; i < MR; ++i) c[i][j] = first ? b : _mm256_maskload_ps(C + i * ldc + col, mk[j]);
+  }
+  for (int64_t k = 0; k < kc; ++k) {
+#pragma GCC unroll 2
+    for (int i = 0; i < MR; ++i) {
+      const __m256 a = _mm256_broadcast_ss(ap + i * lda);
+#pragma GCC unroll 8
+      for (int j = 0; j < 2 * P; ++j)
+        c[i][j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(bp + (j / 2) * K * kNR + (j % 2) * 8), c[i][j]);
+    }
+    bp += kNR;
+    ++ap;
+  }
+#pragma GCC unroll 2
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+    for (int j = 0; j < 2 * P; ++j) {
+      __m256 v = c[i][j];
+      if (last && act == Act::Sigmoid) v = vsigmoid(v);
+      if (last && act == Act::Tanh) v = vtanh(v);
+      if (last && act == Act::Relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+      _mm256_maskstore_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 8, mk[j], v);
+    }
+}
+
+// Every panel of a block of mr <= 2 rows: 4 panels at a time for one row, 2 for two.
+void run_wide(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
+              float* C, int64_t ldc, int64_t N, const float* bias, bool first, bool last, Act act) {
+  const int64_t panels = (N + kNR - 1) / kNR, step = mr == 1 ? 4 : 2;
+  for (int64_t q = 0; q < panels; q += step) {
+    const int64_t n = lmin(step, panels - q);
+    const int64_t nlast = lmin(kNR, N - (q + n - 1) * kNR);
+    const float* b = bp + q * K * kNR;
+    float* c = C + q * kNR;
+    const float* bb = bias ? bias + q * kNR : nullptr;
+    if (mr == 2 && n == 2) tile_wide<2, 2>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    else if (mr == 2) tile_wide<2, 1>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 4) tile_wide<1, 4>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 3) tile_wide<1, 3>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 2) tile_wide<1, 2>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    else tile_wide<1, 1>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+  }
+}
+
 }  // namespace
 
 void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
@@ -111,6 +170,11 @@ void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* B
     const bool first = k0 == 0, last = k0 + kKC >= K;
     for (int64_t m0 = 0; m0 < M; m0 += kMC) {
       const int64_t mc = lmin(kMC, M - m0);
+      if (mc <= 2) {
+        run_wide(mc, A + m0 * lda + k0, lda, Bp + k0 * kNR, K, kc, C + m0 * ldc, ldc, N, bias,
+                 first, last, act);
+        continue;
+      }
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
         const float* bp = Bp + p * K * kNR + k0 * kNR;
