@@ -15,6 +15,7 @@
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
 #include "kernels/act.h"
+#include "kernels/field_attn.h"
 #include "kernels/gemm.h"
 #include "kernels/kron.h"
 #include "kernels/probe.h"
@@ -318,6 +319,19 @@ py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
         k::act_inplace(which, py_, n, a);
       else
         k::softmax_rows(which, py_, x.shape(0), x.shape(1), x.shape(1));
+    });
+    return y;
+  }
+  if (kernel == "field_attention") {
+    F32 sc = kw_f32(kw, "s", 3), z = kw_f32(kw, "z", 3);
+    const int64_t R = sc.shape(0), t2 = sc.shape(1), t1 = sc.shape(2), n = z.shape(2);
+    if (z.shape(0) != R || z.shape(1) != t2) throw py::value_error("s [R, t2, t1] and z [R, t2, n]");
+    py::array_t<float> y({R, t1, n});
+    std::vector<float> work(size_t(R * t2 * t1));
+    float* py_ = y.mutable_data();
+    run([&] {
+      std::copy(sc.data(), sc.data() + R * t2 * t1, work.data());
+      k::field_attention(which, work.data(), z.data(), R, t1, t2, n, py_);
     });
     return y;
   }

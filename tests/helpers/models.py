@@ -124,6 +124,9 @@ def build(spec):
     import torch
     from dpn_infer import nn as dnn
 
+    if spec["kind"] == "field_dpn":
+        from .field_models import build_field
+        return build_field(spec)
     torch.manual_seed(spec["seed"])
     schema = make_schema(spec["fields"])
     if spec["kind"] == "feature_dpn":
