@@ -199,3 +199,22 @@ def test_field_dpn_checkpoint_roundtrip(tmp_path):
     batch = HM.make_batch(FIELDS, 17, 2)
     with torch.no_grad():
         np.testing.assert_array_equal(back(batch).numpy(), model(batch).numpy())
+
+
+@pytest.mark.parametrize("combine", ["stacked", "parallel"])
+def test_spec_interpreter_matches_reference(combine):
+    """helpers/specref.py (numpy, float64, written from docs/format.md §5 `field_dylinear`) evaluates the
+    converted files as the PyTorch reference does: the converter writes what the spec says."""
+    from dpn_infer.converters import torch_export
+    from helpers import models as HM
+    from helpers import specref
+
+    for name, layers in VARIANTS.items():
+        spec = _spec(layers, FEATURE, combine=combine, norm="layernorm", residual=True, B=33)
+        model = HM.build(spec)
+        batch = HM.make_batch(FIELDS, 33, 4)
+        meta, tensors = torch_export.export(model)
+        z = specref.run(meta, {k: np.asarray(v) for k, v in tensors.items()}, batch)
+        with torch.no_grad():
+            ref = model(batch).numpy()
+        np.testing.assert_allclose(z, ref, rtol=1e-4, atol=1e-5, err_msg=name)
