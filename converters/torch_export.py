@@ -375,10 +375,25 @@ def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
     values = _emit_inputs(g, module.inputs, schema, "inputs")
     x0 = g.node("concat", "x0", [values[name] for name in schema.names], "x0")
     x0_width = schema.width()
-    x, m = x0, module.field_dim
+    d = module.field_dim
+    rows = []
+    for i, fd in enumerate(schema.fields):
+        key = f"f{i}"
+        if key in module.projections:
+            ppath = f"projections.{key}"
+            proj = module.projections[key]
+            if proj.bias is not None or (proj.in_features, proj.out_features) != (fd.dim, d):
+                raise ValueError(f"cannot export '{ppath}': expected a bias-free Linear({fd.dim}, {d})")
+            rows.append(_emit_linear(g, proj, ppath, values[fd.name], f"proj/{fd.name}", "identity"))
+        elif fd.dim != d:
+            raise ValueError(f"cannot export field {fd.name!r}: dim {fd.dim}, the field rows have {d}")
+        else:
+            rows.append(values[fd.name])
+    X0 = x0 if len(module.projections) == 0 else g.node("concat", "field_rows", rows, "X0")
+    x, m = X0, d
     for i, spec in enumerate(module.field_specs):
         fl = module.field_layers[i]
-        z = x0 if spec.context == "x0" else x
+        z = X0 if spec.context == "x0" else x
         residual = module.residual and fl.in_features == fl.out_features
         x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
                                  f"field_norms.{i}", _act_name(module.field_acts[i], f"field_acts.{i}"),

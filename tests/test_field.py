@@ -25,6 +25,7 @@ FIELDS = [
      "pooling": "mean", "T": 6, "max_len": 6},
     {"name": "item", "kind": "sparse", "dim": 4, "vocab": 12, "policy": "error"},
     {"name": "feat", "kind": "dense", "dim": 4},
+    {"name": "price", "kind": "dense", "dim": 1},          # projected to a row of 4
     {"name": "tags", "kind": "multi_hot", "dim": 4, "vocab": 7, "policy": "hash", "pooling": "sum",
      "T": 4, "max_len": 0},
 ]
@@ -186,9 +187,11 @@ def test_field_dylinear_refuses_bad_options(kw, msg):
 
 
 def test_field_dpn_needs_one_dim():
-    schema = dnn.Schema([dnn.SparseField("a", 5, 3), dnn.DenseField("b", 2)])
+    schema = dnn.Schema([dnn.SparseField("a", 5, 3), dnn.SparseField("b", 5, 2)])
     with pytest.raises(ValueError, match="same dim"):
         dnn.FieldDPN(schema, [4])
+    schema = dnn.Schema([dnn.SparseField("a", 5, 3), dnn.DenseField("b", 2)])
+    assert list(dnn.FieldDPN(schema, [4]).projections) == ["f1"]
 
 
 def test_field_dpn_checkpoint_roundtrip(tmp_path):

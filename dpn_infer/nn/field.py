@@ -244,7 +244,9 @@ def _as_field_spec(layer) -> FieldLayerSpec:
 
 
 class FieldDPN(nn.Module):
-    """Stacked field-based DPOs over the field embeddings X0 [B, t, d] (every field the same dim d),
+    """Stacked field-based DPOs over the field embeddings X0 [B, t, d] (every embedded field has dim
+    d = ``field_dim``, by default their common dim; a dense field of another width is projected by
+    ``projections["f<index>"]``, a bias-free ``nn.Linear(dim, d)``),
     each layer FieldDyLinear -> norm (per field) -> activation (-> + input when ``residual`` and the
     layer keeps the width) -> dropout; then the flattened fields [B, t*c] and, optionally, feature
     layers (Table 14b):
@@ -261,7 +263,8 @@ class FieldDPN(nn.Module):
     def __init__(self, schema: Schema, field_layers: Sequence[Union[FieldLayerSpec, int]] = (64,),
                  layers: Sequence[Union[LayerSpec, int]] = (), combine: str = "stacked",
                  activation: str = "relu", norm: Optional[str] = None, residual: bool = False,
-                 feature_norm: Optional[str] = None, dropout: float = 0.0):
+                 feature_norm: Optional[str] = None, dropout: float = 0.0,
+                 field_dim: Optional[int] = None):
         super().__init__()
         if not isinstance(schema, Schema):
             raise TypeError(f"FieldDPN: schema must be a Schema, got {type(schema).__name__}")
@@ -270,10 +273,25 @@ class FieldDPN(nn.Module):
             raise ValueError(f"FieldDPN: norm must be None or 'layernorm', got {norm!r}")
         if combine not in COMBINES:
             raise ValueError(f"FieldDPN: combine must be one of {COMBINES}, got {combine!r}")
-        dims = {f.dim for f in schema.fields}
-        if len(dims) != 1:
-            raise ValueError(f"FieldDPN: every field needs the same dim (one row of X per field), got "
-                             f"{[(f.name, f.dim) for f in schema.fields]}")
+        if field_dim is None:
+            emb_dims = {f.dim for f in schema.fields if f.kind != "dense"}
+            dims = emb_dims or {f.dim for f in schema.fields}
+            if len(dims) != 1:
+                raise ValueError(f"FieldDPN: every field needs the same dim (one row of X per field); "
+                                 f"got {[(f.name, f.dim) for f in schema.fields]}")
+            field_dim = next(iter(dims))
+        if isinstance(field_dim, bool) or not isinstance(field_dim, int) or field_dim < 1:
+            raise ValueError(f"FieldDPN: field_dim must be an integer >= 1, got {field_dim!r}")
+        # Dense fields of another width get a row of X through a bias-free Linear(dim, d) (a numeric
+        # field's embedding, as in AutoInt: x * e for dim 1). Embedded fields must already be d wide.
+        self.projections = nn.ModuleDict()
+        for i, f in enumerate(schema.fields):
+            if f.dim != field_dim:
+                if f.kind != "dense":
+                    raise ValueError(f"FieldDPN: field {f.name!r} has dim {f.dim}, the field rows have "
+                                     f"{field_dim} (only dense fields are projected)")
+                self.projections[f"f{i}"] = nn.Linear(f.dim, field_dim, bias=False)
+        dims = {field_dim}
         self.schema = schema
         self.field_specs: List[FieldLayerSpec] = [_as_field_spec(l) for l in field_layers]
         self.specs: List[LayerSpec] = [_as_spec(l) for l in layers]
@@ -295,7 +313,7 @@ class FieldDPN(nn.Module):
             self.field_acts.append(ACTIVATIONS[activation]())
             m = s.out
         self.field_out = m
-        x0_width = t * d
+        x0_width = schema.width()          # the feature part reads the raw values, as FeatureDPN
         width = t * m if combine == "stacked" else x0_width
         self.layers, self.norms, self.acts = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for i, s in enumerate(self.specs):
@@ -327,13 +345,23 @@ class FieldDPN(nn.Module):
                 "field_layers": [s.to_dict() for s in self.field_specs],
                 "layers": [s.to_dict() for s in self.specs], "combine": self.combine,
                 "activation": self.activation, "norm": self.norm, "residual": self.residual,
-                "feature_norm": self.feature_norm, "dropout": self.dropout_p}
+                "feature_norm": self.feature_norm, "dropout": self.dropout_p,
+                "field_dim": self.field_dim}
 
     @classmethod
     def from_config(cls, config: Mapping) -> "FieldDPN":
         c = dict(config)
         return cls(Schema.from_json(c.pop("schema")), [_as_field_spec(l) for l in c.pop("field_layers")],
                    [_as_spec(l) for l in c.pop("layers")], **c)
+
+    def field_rows(self, values) -> torch.Tensor:
+        """X0 [B, t, d]: one row per field (dense fields of another width projected)."""
+        rows = []
+        for i, f in enumerate(self.schema.fields):
+            v = values[f.name]
+            key = f"f{i}"
+            rows.append(self.projections[key](v) if key in self.projections else v)
+        return torch.stack(rows, dim=1)
 
     def field_forward(self, X0: torch.Tensor) -> torch.Tensor:
         x = X0
@@ -349,7 +377,7 @@ class FieldDPN(nn.Module):
     def forward(self, batch: Mapping) -> torch.Tensor:
         values = self.inputs(batch)
         x0 = torch.cat([values[n] for n in self.schema.names], dim=1)
-        f = self.field_forward(x0.view(x0.shape[0], self.num_fields, self.field_dim))
+        f = self.field_forward(self.field_rows(values))
         x = f if self.combine == "stacked" else x0
         for spec, layer, norm, act in zip(self.specs, self.layers, self.norms, self.acts):
             if spec.dynamic:

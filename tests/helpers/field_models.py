@@ -22,6 +22,8 @@ def field_schema(draw, t_min=1, t_max=6):
     for name in names:
         kind = draw(st.sampled_from(["sparse", "multi_hot", "dense"]))
         f = {"name": name, "kind": kind, "dim": d}
+        if kind == "dense":
+            f["dim"] = draw(st.sampled_from([d, d, 1, 3]))     # another width: projected to d
         if kind != "dense":
             f["vocab"] = draw(st.integers(1, 40))
             f["policy"] = draw(st.sampled_from(["hash", "oov_bucket", "error"]))
@@ -51,7 +53,12 @@ def field_layer(draw, t, m, agg=None):
 @st.composite
 def field_dpn_specs(draw, agg=None, combine=None):
     fields = draw(field_schema())
-    t, m = len(fields), fields[0]["dim"]
+    t = len(fields)
+    emb = [f["dim"] for f in fields if f["kind"] != "dense"]
+    m = emb[0] if emb else fields[0]["dim"]
+    if not emb:
+        for f in fields:
+            f["dim"] = m
     layers = []
     for _ in range(draw(st.integers(1, 3))):
         layers.append(draw(field_layer(t, m, agg)))

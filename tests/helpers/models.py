@@ -183,7 +183,8 @@ def randomize_(model, seed):
                 if id(mod) in generators:
                     continue
                 mod.weight.copy_(normal(mod.weight.shape, 1.3 / math.sqrt(mod.in_features)))
-                mod.bias.copy_(normal(mod.bias.shape, 0.3))
+                if mod.bias is not None:
+                    mod.bias.copy_(normal(mod.bias.shape, 0.3))
             elif isinstance(mod, nn.LayerNorm):
                 mod.weight.copy_(uniform(mod.weight.shape, 0.5, 1.5))
                 mod.bias.copy_(normal(mod.bias.shape, 0.3))
