@@ -221,3 +221,35 @@ def test_spec_interpreter_matches_reference(combine):
         with torch.no_grad():
             ref = model(batch).numpy()
         np.testing.assert_allclose(z, ref, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("combine", ["stacked", "parallel"])
+def test_onnx_kron_form_matches_reference(combine):
+    """converters/onnx_export.kron_form rewrites FieldDyLinear as one batched static GEMM over
+    (field, head) pairs: same outputs as the paper form (the benchmark's ONNX peer computes the same
+    function)."""
+    from dpn_infer.converters.onnx_export import kron_form
+    from helpers import models as HM
+
+    for name, layers in VARIANTS.items():
+        model = HM.build(_spec(layers, FEATURE, combine=combine, norm="layernorm", residual=True))
+        batch = HM.make_batch(FIELDS, 29, 5)
+        with torch.no_grad():
+            np.testing.assert_allclose(kron_form(model)(batch).numpy(), model(batch).numpy(),
+                                       rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_onnx_export_runs_in_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from dpn_infer.converters.onnx_export import export_onnx
+    from helpers import models as HM
+
+    model = HM.build(_spec(VARIANTS["stack_prev_residual"] + [_fl(out=3, implicit=True)], FEATURE,
+                           combine="parallel", norm="layernorm", residual=True))
+    batch = HM.make_batch(FIELDS, 31, 6)
+    with torch.no_grad():
+        ref = model(batch).numpy()
+    for form in ("paper", "kron"):
+        export_onnx(model, tmp_path / f"{form}.onnx", batch, form=form)
+        sess = ort.InferenceSession(str(tmp_path / f"{form}.onnx"), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(sess.run(None, batch)[0], ref, rtol=1e-4, atol=1e-5, err_msg=form)
