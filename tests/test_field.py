@@ -253,3 +253,16 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path):
         export_onnx(model, tmp_path / f"{form}.onnx", batch, form=form)
         sess = ort.InferenceSession(str(tmp_path / f"{form}.onnx"), providers=["CPUExecutionProvider"])
         np.testing.assert_allclose(sess.run(None, batch)[0], ref, rtol=1e-4, atol=1e-5, err_msg=form)
+
+
+def test_readme_field_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's field-based example runs as written and prints engine == PyTorch."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = text.split("## Field-based DPN", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.replace("[", " ").replace("]", " ").split()
+    vals = np.array([float(v) for v in out])
+    np.testing.assert_allclose(vals[:2], vals[2:], rtol=1e-4, atol=1e-5)
