@@ -1,4 +1,4 @@
-"""field_attention (kernels/field_attn.h) per ISA: softmax over context fields, then the weighted sum
+"""field_attention (kernels/field_attn.h) and field_mix (kernels/field_mix.h) per ISA: softmax over context fields, then the weighted sum
 of context rows. Swept over t1, t2 in 1..9, n in 1..40 plus 127, 128, 129, rows 1..3, with scores at
 mixed magnitudes. Every ISA gives the reference's bits (scalar exp and in-order sums everywhere, no
 FMA); the reference matches a float64 numpy computation to rtol 1e-5 / atol 1e-6 (of the sums of
@@ -55,3 +55,33 @@ def test_field_attention_bad_shapes():
     with pytest.raises(ValueError):
         _engine._test_rows("field_attention", "ref", s=np.zeros((2, 3, 1), np.float32),
                            z=np.zeros((2, 4, 5), np.float32))
+
+
+def _mix_numpy(W, T, y, bias, accumulate):
+    base = y.astype(np.float64) if accumulate else (np.zeros_like(y, np.float64) if bias is None
+                                                    else np.broadcast_to(bias.astype(np.float64), y.shape))
+    out = base + np.einsum("ik,rkc->ric", W.astype(np.float64), T.astype(np.float64))
+    mag = np.abs(base) + np.einsum("ik,rkc->ric", np.abs(W.astype(np.float64)), np.abs(T.astype(np.float64)))
+    return out, mag
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_field_mix(isa):
+    """field_mix (kernels/field_mix.h): y_i (+)= sum_k W[i,k] T_k per row; t in 1..9, c 1..40, 127..129,
+    accumulate or bias or neither. Same bits as the reference; reference vs float64 within rtol 1e-5."""
+    rng = np.random.default_rng(11)
+    for c in list(range(1, 41)) + [127, 128, 129]:
+        for t in (1, 2, int(rng.integers(3, 10))):
+            R = int(rng.integers(1, 4))
+            W = rng.standard_normal((t, t)).astype(np.float32)
+            T = (rng.standard_normal((R, t, c)) * 10.0 ** rng.uniform(-2, 2, (R, t, c))).astype(np.float32)
+            y = rng.standard_normal((R, t, c)).astype(np.float32)
+            bias = rng.standard_normal(c).astype(np.float32)
+            for kw, acc, b in ((dict(accumulate=True), True, None),
+                               (dict(accumulate=False, bias=bias), False, bias),
+                               (dict(accumulate=False), False, None)):
+                ref = _engine._test_rows("field_mix", "ref", W=W, T=T, y=y, **kw)
+                got = _engine._test_rows("field_mix", isa, W=W, T=T, y=y, **kw)
+                np.testing.assert_array_equal(got, ref, err_msg=f"{isa} t={t} c={c} {list(kw)}")
+                want, mag = _mix_numpy(W, T, y, b, acc)
+                assert np.all(np.abs(got - want) <= 1e-6 + 1e-5 * mag), f"{isa} t={t} c={c} {list(kw)}"

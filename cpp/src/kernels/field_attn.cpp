@@ -1,9 +1,10 @@
-// Dispatch of field_attention (field_attn.h) to the selected ISA's version, and the softmax step
-// every version shares.
+// Dispatch of field_attention (field_attn.h) and field_mix (field_mix.h) to the selected ISA's
+// version, and the softmax step every field_attention version shares.
 #include <cmath>
 
 #include "cpu/cpu_features.h"
 #include "kernels/field_attn.h"
+#include "kernels/field_mix.h"
 
 namespace dpn::kernels {
 
@@ -39,6 +40,25 @@ void field_attention(cpu::Isa isa, float* s, const float* z, int64_t rows, int64
 void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
                      float* out) {
   field_attention(cpu::selected_isa(), s, z, rows, t1, t2, n, out);
+}
+
+void field_mix(cpu::Isa isa, const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
+               const float* bias, bool accumulate, float* y) {
+#if defined(DPN_HAVE_X86_KERNELS)
+  switch (isa) {
+    case cpu::Isa::Avx512: return field_mix_avx512(W, T, rows, t, c, bias, accumulate, y);
+    case cpu::Isa::Avx2: return field_mix_avx2(W, T, rows, t, c, bias, accumulate, y);
+    default: break;
+  }
+#else
+  (void)isa;
+#endif
+  field_mix_ref(W, T, rows, t, c, bias, accumulate, y);
+}
+
+void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
+               const float* bias, bool accumulate, float* y) {
+  field_mix(cpu::selected_isa(), W, T, rows, t, c, bias, accumulate, y);
 }
 
 }  // namespace dpn::kernels

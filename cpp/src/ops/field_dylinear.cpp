@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/field_attn.h"
+#include "kernels/field_mix.h"
 #include "kernels/gemm.h"
 #include "kernels/rows.h"
 #include "ops/op.h"
@@ -247,20 +248,7 @@ class FieldDyLinear : public Op {
       float* T = s;
       s += rows * imp_floats_per_row();
       kernels::gemm(x, m, rows * t1, wl_, nullptr, kernels::Act::Identity, T, c, blk.threads);
-      for (int64_t b = 0; b < rows; ++b) {
-        const float* Tb = T + b * yw;
-        float* yb = out + b * yw;
-        for (int64_t i = 0; i < t1; ++i) {
-          float* yi = yb + i * c;
-          if (!c_.dynamic)
-            for (int64_t j = 0; j < c; ++j) yi[j] = imp_bias_[j];
-          for (int64_t k = 0; k < t1; ++k) {
-            const float w = fw_[i * t1 + k];
-            const float* tk = Tb + k * c;
-            for (int64_t j = 0; j < c; ++j) yi[j] += w * tk[j];
-          }
-        }
-      }
+      kernels::field_mix(fw_, T, rows, t1, c, imp_bias_, c_.dynamic, out);
     }
     if (c_.layernorm) kernels::layernorm_rows(out, rows * t1, c, ln_w_, ln_b_, c_.eps, out);
     if (post) kernels::act_inplace(out, rows * yw, c_.act);
