@@ -1,8 +1,7 @@
 """field_attention (kernels/field_attn.h) and field_mix (kernels/field_mix.h) per ISA: softmax over context fields, then the weighted sum
 of context rows. Swept over t1, t2 in 1..9, n in 1..40 plus 127, 128, 129, rows 1..3, with scores at
-mixed magnitudes. Every ISA gives the reference's bits (scalar exp and in-order sums everywhere, no
-FMA); the reference matches a float64 numpy computation to rtol 1e-5 / atol 1e-6 (of the sums of
-magnitudes)."""
+mixed magnitudes. The vector versions use a vector exp, so they match the reference (and the
+reference a float64 numpy computation) to rtol 1e-5 / atol 1e-6 of the sums of magnitudes."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,8 +35,9 @@ def test_field_attention(isa):
     for s, z in _cases():
         ref = _engine._test_rows("field_attention", "ref", s=s, z=z)
         y = _engine._test_rows("field_attention", isa, s=s, z=z)
-        np.testing.assert_array_equal(y, ref, err_msg=f"{isa} vs ref, s {s.shape}, z {z.shape}")
         want, mag = _numpy(s, z)
+        # vector exp (Cephes) vs std::exp: the weights differ by a few ulp
+        assert np.all(np.abs(y - ref) <= 1e-6 + 1e-5 * mag), f"{isa} vs ref, s {s.shape}, z {z.shape}"
         assert y.shape == want.shape
         assert np.all(np.abs(y - want) <= 1e-6 + 1e-5 * mag), f"{isa} vs float64, s {s.shape}"
 

@@ -14,7 +14,9 @@ namespace dpn::kernels {
 
 // For each of `rows` rows: s [t2, t1] (score of context field j for target field i, row-major),
 // z [t2, n], out [t1, n] with out_i = Σ_j softmax_j(s[·, i])_j · z_j. s is overwritten with the
-// softmax weights. Every ISA gives the same bits (scalar exp, in-order sums, no fused multiply-add).
+// softmax weights. The vector versions compute the softmax with a vector exp (Cephes, a few ulp
+// from the reference's std::exp), so they match the reference to rtol 1e-5; the weighted sum is in
+// the same order everywhere (no fused multiply-add).
 void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
                      float* out);
 void field_attention(cpu::Isa isa, float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
@@ -28,8 +30,8 @@ void field_attention_avx2(float* s, const float* z, int64_t rows, int64_t t1, in
 void field_attention_avx512(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
                             int64_t n, float* out);
 
-// The softmax step alone (shared by every version so the weights are the same bits): for one row,
-// column i of s [t2, t1] becomes softmax over its t2 entries.
+// The reference's softmax step: for one row, column i of s [t2, t1] becomes softmax over its t2
+// entries.
 void field_attention_weights(float* s, int64_t t1, int64_t t2);
 
 }  // namespace dpn::kernels
