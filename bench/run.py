@@ -1,6 +1,7 @@
 """Throughput and latency of dpn_infer against its peers, measured in one run.
 
-    python bench/run.py [--quick] [--json PATH] [--markdown PATH] [--configs ml1m,criteo,prod] [--batches 1,16,256,2048]
+    python bench/run.py [--quick] [--json PATH] [--markdown PATH] [--configs ml1m,criteo,prod,field,feature+field]
+                        [--batches 1,16,256,2048]
                         [--threads 1,2] [--runners engine,torch,ort-paper,ort-kron] [--seconds 1.0]
 
 For every (config x batch x threads x runner): samples/s, p50 and p99 latency of one predict call,
@@ -34,9 +35,81 @@ CONFIGS = {
     "ml1m": (6, 16, [64, 64], 4),
     "criteo": (39, 16, [400, 400, 400], 4),
     "prod": (96, 16, [1024, 512, 256], 4),
+    # Field-based DPO (a dict: see FIELD_* below). MovieLens-1M shape of Table 11: 7 fields x 16,
+    # field layers 64-64 (attention aggregation, per-field generators, hidden 4, residual), classifier
+    # on the 7 x 64 field outputs; and the parallel combination with the ml1m feature-based layers.
+    "field": {"fields": 7, "dim": 16, "field_widths": [64, 64], "l": 4, "att": 16, "feature": []},
+    "feature+field": {"fields": 7, "dim": 16, "field_widths": [64, 64], "l": 4, "att": 16,
+                      "feature": [64, 64]},
 }
 RUNNERS = ["engine", "torch", "ort-paper", "ort-kron"]
 VOCAB = 10000
+
+
+def build_field(config, seed=0):
+    import torch
+
+    from dpn_infer.nn import FieldDPN, FieldLayerSpec, LayerSpec, Schema, SparseField
+
+    c = CONFIGS[config]
+    torch.manual_seed(seed)
+    schema = Schema([SparseField(f"f{i}", vocab=VOCAB, dim=c["dim"], policy="hash")
+                     for i in range(c["fields"])])
+    fl = [FieldLayerSpec(w, aggregation="attention", hidden=c["l"], sigma="relu",
+                         attention_hidden=c["att"]) for w in c["field_widths"]]
+    feat = [LayerSpec(w, dynamic=True, context="x0", hidden=c["l"], sigma="relu") for w in c["feature"]]
+    return FieldDPN(schema, fl, feat, combine="parallel" if feat else "stacked", activation="relu",
+                    residual=True).eval()
+
+
+def _field_layers(config):
+    """(t, m, c, l, attention hidden) of each field layer."""
+    c = CONFIGS[config]
+    m, out = c["dim"], []
+    for w in c["field_widths"]:
+        out.append((c["fields"], m, w, c["l"], c["att"]))
+        m = w
+    return out
+
+
+def field_flops_per_row(config):
+    c = CONFIGS[config]
+    total = 0
+    for t, m, w, l, da in _field_layers(config):
+        n = c["dim"]                                             # context: the field embeddings
+        total += t * (2 * m * w * (l + 1) + 2 * n * l + 2 * l * w)   # per field: Kron GEMM, g1, dyn bias
+        total += 2 * t * n * da + 2 * t * da * t + 2 * t * t * n     # attention: u, scores, weighted sum
+    x0 = m = c["fields"] * c["dim"]
+    for w in c["feature"]:
+        total += 2 * m * w * (c["l"] + 1) + 2 * x0 * c["l"] + 2 * c["l"] * w
+        m = w
+    width = c["fields"] * c["field_widths"][-1] + (m if c["feature"] else 0)
+    return total + 2 * width
+
+
+def field_weight_bytes(config):
+    c = CONFIGS[config]
+    total = 0
+    for t, m, w, l, da in _field_layers(config):
+        n = c["dim"]
+        total += t * (((l + 1) * m + l) * w + n * l + l + w) + n * da + da + t * da
+    x0 = m = c["fields"] * c["dim"]
+    for w in c["feature"]:
+        total += ((c["l"] + 1) * m + c["l"]) * w + x0 * c["l"] + c["l"] + w
+        m = w
+    return 4 * (total + c["fields"] * c["field_widths"][-1] + (m if c["feature"] else 0) + 1)
+
+
+def field_paper_bytes(config, batch):
+    worst = 0
+    for t, m, w, l, da in _field_layers(config):
+        worst = max(worst, batch * t * m * w * 4)
+    c = CONFIGS[config]
+    m = c["fields"] * c["dim"]
+    for w in c["feature"]:
+        worst = max(worst, batch * m * w * 4)
+        m = w
+    return worst
 
 
 def build(config, seed=0):
@@ -44,6 +117,8 @@ def build(config, seed=0):
 
     from dpn_infer.nn import FeatureDPN, LayerSpec, Schema, SparseField
 
+    if isinstance(CONFIGS[config], dict):
+        return build_field(config, seed)
     n_fields, dim, widths, l = CONFIGS[config]
     torch.manual_seed(seed)
     schema = Schema([SparseField(f"f{i}", vocab=VOCAB, dim=dim, policy="hash") for i in range(n_fields)])
@@ -52,6 +127,8 @@ def build(config, seed=0):
 
 
 def flops_per_row(config):
+    if isinstance(CONFIGS[config], dict):
+        return field_flops_per_row(config)
     n_fields, dim, widths, l = CONFIGS[config]
     x0 = n_fields * dim
     m, total = x0, 0
@@ -63,6 +140,8 @@ def flops_per_row(config):
 
 def weight_bytes(config):
     """Bytes of packed weights the engine reads per call (every one of them, even at batch 1)."""
+    if isinstance(CONFIGS[config], dict):
+        return field_weight_bytes(config)
     n_fields, dim, widths, l = CONFIGS[config]
     x0 = n_fields * dim
     m, total = x0, 0
@@ -74,6 +153,8 @@ def weight_bytes(config):
 
 def paper_bytes(config, batch):
     """Bytes the paper form materializes for its largest per-row weight tensor."""
+    if isinstance(CONFIGS[config], dict):
+        return field_paper_bytes(config, batch)
     n_fields, dim, widths, _ = CONFIGS[config]
     m, worst = n_fields * dim, 0
     for c in widths:
@@ -83,7 +164,7 @@ def paper_bytes(config, batch):
 
 
 def make_batch(config, batch, rng):
-    n_fields = CONFIGS[config][0]
+    n_fields = CONFIGS[config]["fields"] if isinstance(CONFIGS[config], dict) else CONFIGS[config][0]
     return {f"f{i}": rng.integers(0, VOCAB, batch, dtype=np.int64) for i in range(n_fields)}
 
 
@@ -200,7 +281,7 @@ def measure_config(config, runners, batches, threads_list, seconds, min_calls, m
                     if r in ("torch", "ort-paper") and paper_bytes(config, batch) > paper_mem_gb * 2**30:
                         rec.update(skipped=f"paper form would materialize "
                                            f"{paper_bytes(config, batch) / 2**30:.1f} GiB per layer")
-                        print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{'skipped (memory)':>12}")
+                        print(f"{config:<14}{batch:>6}{threads:>4}  {r:<10}{'skipped (memory)':>12}")
                     else:
                         time.sleep(0.05)   # let the previous runner's spinning threads go idle
                         rec.update(measure(fns[r], b, seconds, min_calls, max_calls))
@@ -209,7 +290,7 @@ def measure_config(config, runners, batches, threads_list, seconds, min_calls, m
                         # calls/s if every call had to stream all weights at the probed bandwidth
                         read_limit = bw[(config, threads)] * 1e9 / weight_bytes(config) * batch
                         rec["pct_read_limit"] = 100 * rec["samples_per_s"] / read_limit
-                        print(f"{config:<8}{batch:>6}{threads:>4}  {r:<10}{rec['samples_per_s']:>12,.0f}"
+                        print(f"{config:<14}{batch:>6}{threads:>4}  {r:<10}{rec['samples_per_s']:>12,.0f}"
                               f"{rec['p50_ms']:>10.3f}{rec['p99_ms']:>10.3f}{rec['gflops']:>9.1f}"
                               f"{rec['pct_fma_peak']:>6.1f}%")
                     records.append(rec)
@@ -284,7 +365,7 @@ def main(argv=None):
         print(f"read bandwidth probe, {config} working set {mb} MiB: " +
               ", ".join(f"{bw[(config, t)]:.1f} GB/s ({t} thr)" for t in threads_list))
 
-    header = f"{'config':<8}{'batch':>6}{'thr':>4}  {'runner':<10}{'samples/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'GFLOP/s':>9}{'%peak':>7}"
+    header = f"{'config':<14}{'batch':>6}{'thr':>4}  {'runner':<10}{'samples/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'GFLOP/s':>9}{'%peak':>7}"
     print(header)
     point = dict(batches=batches, threads_list=threads_list, seconds=seconds, min_calls=min_calls,
                  max_calls=max_calls, paper_mem_gb=args.paper_mem_gb, peaks=peaks, bw=bw)

@@ -2,7 +2,8 @@
 
 - ``form="paper"``: the module as written (DyLinear materializes W(z) per row, then a batched matmul).
 - ``form="kron"``: every DyLinear rewritten with the Kronecker identity (DESIGN.md §3): one GEMM with a
-  static matrix A' over the left operand [1; h] ⊗ x. The strongest ONNX peer.
+  static matrix A' over the left operand [1; h] ⊗ x. The strongest ONNX peer. A FieldDyLinear becomes
+  one batched GEMM over (field, head) pairs with static A'_i per field.
 
 The ONNX graph takes the fields in schema order as inputs named after them and returns logits [B].
 """
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 
 from dpn_infer.nn.dylinear import DyLinear, apply_sigma
+from dpn_infer.nn.field import FieldDyLinear
 
 
 class KronDyLinear(nn.Module):
@@ -59,13 +61,57 @@ class KronDyLinear(nn.Module):
         return y + h @ self.Wb + self.bb
 
 
+class KronFieldDyLinear(nn.Module):
+    """What a FieldDyLinear computes, as one batched GEMM over (field, head) pairs with static
+    A'_i = [A_0; A_1; ...; A_l] per field (DESIGN.md §3): no per-row, per-field weight."""
+
+    def __init__(self, fl: FieldDyLinear):
+        super().__init__()
+        self.src = copy.deepcopy(fl)           # aggregation, g1, implicit part: as in the module
+        self.t1, self.m, self.c, self.H = fl.in_fields, fl.in_features, fl.out_features, fl.heads
+        if not fl.dynamic:
+            return
+        W2, b2 = fl.g2_weight.detach(), fl.g2_bias.detach()              # [G, P, l], [G, P]
+        if fl.shared:
+            W2, b2 = W2.expand(self.t1, -1, -1), b2.expand(self.t1, -1)
+        t1, ws, l, H = self.t1, fl.weight_size, W2.shape[2], fl.heads
+        mh, ch = self.m // H, self.c // H
+        cols = torch.cat([b2[:, :ws, None], W2[:, :ws]], dim=2).transpose(1, 2)   # [t1, l+1, ws]
+        A = cols.reshape(t1, l + 1, H, mh, ch).permute(0, 2, 1, 3, 4).reshape(t1 * H, (l + 1) * mh, ch)
+        self.A = nn.Parameter(A.contiguous())
+        self.Wb = nn.Parameter(W2[:, ws:].transpose(1, 2).contiguous())         # [t1, l, c]
+        self.bb = nn.Parameter(b2[:, ws:].clone())                              # [t1, c]
+
+    def forward(self, x, z):
+        fl, B, t1, H = self.src, x.shape[0], self.t1, self.H
+        y = None
+        if fl.dynamic:
+            ctx = fl.aggregate(z)
+            if fl.generator == "mlp":
+                h = apply_sigma(fl.sigma, torch.einsum("bin,iln->bil", ctx, fl._group(fl.g1_weight)) +
+                                fl._group(fl.g1_bias))
+            else:
+                h = ctx
+            one_h = torch.cat([torch.ones_like(h[..., :1]), h], dim=2)           # [B, t1, l+1]
+            xh = x.reshape(B, t1, H, 1, self.m // H) * one_h[:, :, None, :, None]
+            left = xh.reshape(B, t1 * H, -1).transpose(0, 1)                       # [t1*H, B, K]
+            y = torch.bmm(left, self.A).transpose(0, 1).reshape(B, t1, self.c)
+            y = y + torch.bmm(h.transpose(0, 1), self.Wb).transpose(0, 1) + self.bb
+        if fl.implicit:
+            imp = torch.einsum("ik,bkm,mc->bic", fl.field_weight, x, fl.feature_weight)
+            y = imp + fl.bias if y is None else y + imp
+        return y
+
+
 def kron_form(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose DyLinear layers run by the Kronecker identity."""
+    """A copy of `model` whose DyLinear and FieldDyLinear layers run by the Kronecker identity."""
     out = copy.deepcopy(model).eval()
     for name, mod in list(out.named_modules()):
         for child_name, child in list(mod.named_children()):
             if isinstance(child, DyLinear):
                 setattr(mod, child_name, KronDyLinear(child))
+            elif isinstance(child, FieldDyLinear):
+                setattr(mod, child_name, KronFieldDyLinear(child))
     return out
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DyLinear, FeatureDPN, InputLayer,
                           Schema)
+from dpn_infer.nn.field import FieldDPN, FieldDyLinear
 
 from .format import required_opset, write
 
@@ -317,6 +318,116 @@ def _export_crossnet(module: CrossNet, g: _Graph) -> str:
     return _emit_linear_out(g, module.classifier, xl, width)
 
 
+def _emit_field_dylinear(g, fl, path, x, z, out, norm, npath, act, residual) -> str:
+    """One field layer (FieldDyLinear -> per-field LayerNorm -> act -> + x) as one node."""
+    _check_type(fl, (FieldDyLinear,), path)
+    attrs = {"fields": fl.in_fields, "in": fl.in_features, "out": fl.out_features,
+             "context_fields": fl.context_fields, "context": fl.context_features,
+             "aggregation": fl.aggregation, "dynamic": fl.dynamic, "implicit": fl.implicit}
+    params = {}
+    G, l, P = fl.groups, fl.hidden, fl.generated_size
+    if fl.dynamic:
+        attrs.update({"generator": fl.generator, "hidden": l,
+                      "sigma": fl.sigma if fl.generator == "mlp" else "identity",
+                      "heads": fl.heads, "shared": fl.shared, "exclude_self": fl.exclude_self})
+        if fl.generator == "mlp":
+            params["g1_weight"] = g.tensor(f"{path}.g1_weight", fl.g1_weight)
+            params["g1_bias"] = g.tensor(f"{path}.g1_bias", fl.g1_bias)
+        if tuple(fl.g2_weight.shape) != (G, P, l) or tuple(fl.g2_bias.shape) != (G, P):
+            raise ValueError(f"cannot export '{path}' (FieldDyLinear): generator shapes do not match")
+        params["g2_weight"] = g.tensor(f"{path}.g2_weight", fl.g2_weight)
+        params["g2_bias"] = g.tensor(f"{path}.g2_bias", fl.g2_bias)
+        if fl.aggregation == "attention":
+            _check_type(fl.att, (nn.Linear,), f"{path}.att")
+            attrs["attention_hidden"] = fl.attention_hidden
+            params["att_weight"] = g.tensor(f"{path}.att.weight", fl.att.weight)
+            params["att_bias"] = g.tensor(f"{path}.att.bias", fl.att.bias if fl.att.bias is not None
+                                          else np.zeros(fl.attention_hidden))
+            params["att_query"] = g.tensor(f"{path}.att_query", fl.att_query)
+    if fl.implicit:
+        params["field_weight"] = g.tensor(f"{path}.field_weight", fl.field_weight)
+        params["feature_weight"] = g.tensor(f"{path}.feature_weight", fl.feature_weight)
+        if not fl.dynamic:
+            params["bias"] = g.tensor(f"{path}.bias", fl.bias)
+    _check_type(norm, (nn.Identity, nn.LayerNorm), npath)
+    if type(norm) is nn.LayerNorm:
+        c = fl.out_features
+        if tuple(norm.normalized_shape) != (c,):
+            raise ValueError(f"cannot export '{npath}' (LayerNorm): normalized_shape "
+                             f"{tuple(norm.normalized_shape)}, the field layer has {c} features")
+        attrs["norm"] = "layernorm"
+        attrs["eps"] = float(norm.eps)
+        params["ln_weight"] = g.tensor(f"{npath}.weight", norm.weight if norm.weight is not None
+                                       else np.ones(c))
+        params["ln_bias"] = g.tensor(f"{npath}.bias", norm.bias if norm.bias is not None
+                                     else np.zeros(c))
+    attrs["residual"] = bool(residual)
+    attrs["act"] = act
+    return g.node("field_dylinear", path, [x, z], out, attrs, params)
+
+
+def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
+    _check_forward(module, FieldDPN)
+    schema = module.schema
+    _check_lists(module, ("field_layers", "field_norms", "field_acts"), len(module.field_specs))
+    _check_lists(module, ("layers", "norms", "acts"), len(module.specs))
+    _check_dropout(module.dropout, "dropout")
+    values = _emit_inputs(g, module.inputs, schema, "inputs")
+    x0 = g.node("concat", "x0", [values[name] for name in schema.names], "x0")
+    x0_width = schema.width()
+    d = module.field_dim
+    rows = []
+    for i, fd in enumerate(schema.fields):
+        key = f"f{i}"
+        if key in module.projections:
+            ppath = f"projections.{key}"
+            proj = module.projections[key]
+            if proj.bias is not None or (proj.in_features, proj.out_features) != (fd.dim, d):
+                raise ValueError(f"cannot export '{ppath}': expected a bias-free Linear({fd.dim}, {d})")
+            rows.append(_emit_linear(g, proj, ppath, values[fd.name], f"proj/{fd.name}", "identity"))
+        elif fd.dim != d:
+            raise ValueError(f"cannot export field {fd.name!r}: dim {fd.dim}, the field rows have {d}")
+        else:
+            rows.append(values[fd.name])
+    X0 = x0 if len(module.projections) == 0 else g.node("concat", "field_rows", rows, "X0")
+    x, m = X0, d
+    for i, spec in enumerate(module.field_specs):
+        fl = module.field_layers[i]
+        z = X0 if spec.context == "x0" else x
+        residual = module.residual and fl.in_features == fl.out_features
+        x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
+                                 f"field_norms.{i}", _act_name(module.field_acts[i], f"field_acts.{i}"),
+                                 residual)
+        m = fl.out_features
+    f, fw = x, module.num_fields * m
+    if module.combine == "stacked":
+        x, width = f, fw
+    else:
+        x, width = x0, x0_width
+    contexts = {}
+    for i, spec in enumerate(module.specs):
+        layer = module.layers[i]
+        z = zw = None
+        if spec.dynamic:
+            if spec.context == "x0":
+                z, zw = x0, x0_width
+            elif spec.context == "prev":
+                z, zw = x, width
+            else:
+                key = tuple(spec.context)
+                if key not in contexts:
+                    contexts[key] = values[key[0]] if len(key) == 1 else g.node(
+                        "concat", f"context[{','.join(key)}]", [values[k] for k in key],
+                        f"ctx{len(contexts)}")
+                z, zw = contexts[key], schema.width(list(key))
+        x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
+                               module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
+    if module.combine == "parallel":
+        x = g.node("concat", "concat[field,feature]", [f, x], "cat")
+        width += fw
+    return _emit_linear_out(g, module.classifier, x, width)
+
+
 def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
     """(metadata, tensors) of ``module`` (FeatureDPN, DNN or CrossNet), ready for format.write."""
     if not isinstance(module, nn.Module):
@@ -327,14 +438,17 @@ def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
     if isinstance(module, CrossNet):
         model_type = "CrossNet"
         out = _export_crossnet(module, g)
+    elif isinstance(module, FieldDPN):
+        model_type = "FieldDPN"
+        out = _export_field_dpn(module, g)
     elif isinstance(module, FeatureDPN):
         model_type = "DNN" if isinstance(module, DNN) else "FeatureDPN"
         if isinstance(module, DNN):
             _check_forward(module, DNN)
         out = _export_feature_dpn(module, g)
     else:
-        raise TypeError(f"cannot export {type(module).__name__}: expected FeatureDPN, DNN or CrossNet "
-                        f"from dpn_infer.nn")
+        raise TypeError(f"cannot export {type(module).__name__}: expected FeatureDPN, DNN, CrossNet "
+                        f"or FieldDPN from dpn_infer.nn")
     metadata = {"producer": PRODUCER, "opset": 0, "model_type": model_type,
                 "schema": {"fields": module.schema.to_json()},
                 "graph": {"nodes": g.nodes, "output": out},

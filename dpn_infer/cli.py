@@ -2,7 +2,7 @@
 
     dpn-infer demo [--data PATH] ...   train a small FeatureDPN, convert, serve, compare (needs torch)
     dpn-infer info model.bin           print a model file's schema and operator graph
-    dpn-infer train --dataset NAME --model feature-dpn|dnn|crossnet [--data PATH] [--config NAME|FILE]
+    dpn-infer train --dataset NAME --model feature-dpn|field-dpn|dnn|crossnet [--data PATH] [--config NAME|FILE]
                     [--epochs N] [--batch-size N] [--lr X] [--seed N] [--out DIR]   (needs torch)
     dpn-infer eval OUT/model.bin [--dataset NAME] [--data PATH] [--seed N]
                                        score the test split with the engine (numpy only)
@@ -80,10 +80,6 @@ def _train(args) -> int:
         return 2
     from . import train as T
 
-    if args.model == "field-dpn":
-        print("dpn-infer: model 'field-dpn' (the field-based DPN) is not implemented yet; "
-              "use feature-dpn, dnn or crossnet", file=sys.stderr)
-        return 2
     try:
         cfg = T.load_config(args.config or T.DEFAULT_CONFIG[args.dataset])
     except (FileNotFoundError, ValueError) as e:

@@ -73,13 +73,10 @@ def _with_dim(schema, embed_dim):
 
 
 def build_model(kind: str, schema, config: dict, seed: int | None = None):
-    """A model of ``kind`` (feature-dpn | dnn | crossnet) for ``schema`` (list of field dicts),
+    """A model of ``kind`` (feature-dpn | field-dpn | dnn | crossnet) for ``schema`` (list of field dicts),
     shaped by ``config["models"][kind]`` and ``config["embed_dim"]``. Seeds first when ``seed``."""
-    from .nn import DNN, CrossNet, FeatureDPN, Schema
+    from .nn import DNN, CrossNet, FeatureDPN, FieldDPN, Schema
 
-    if kind == "field-dpn":
-        raise NotImplementedError("model 'field-dpn' (the field-based DPN) is not implemented yet; "
-                                  "use feature-dpn, dnn or crossnet")
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r} (expected one of {MODELS})")
     if seed is not None:
@@ -93,6 +90,8 @@ def build_model(kind: str, schema, config: dict, seed: int | None = None):
         return DNN(sch, **kw)
     if kind == "crossnet":
         return CrossNet(sch, **kw)
+    if kind == "field-dpn":
+        return FieldDPN(sch, kw.pop("field_layers"), kw.pop("layers", []), **kw)
     layers = kw.pop("layers")
     return FeatureDPN(sch, layers, **kw)
 

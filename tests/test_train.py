@@ -22,7 +22,7 @@ def tiny():
     return load_dataset("synthetic", rows=3000, seed=5)
 
 
-@pytest.mark.parametrize("kind", ["feature-dpn", "feature-dpn-full", "dnn", "crossnet"])
+@pytest.mark.parametrize("kind", ["feature-dpn", "feature-dpn-full", "dnn", "crossnet", "field-dpn"])
 def test_short_run_engine_auc_equals_torch(tiny, tmp_path, kind):
     cfg = T.load_config("synthetic")
     if kind == "feature-dpn-full":          # the full (materialized W(z)) form, context: one field
@@ -102,16 +102,18 @@ def test_configs_ship_and_load(tmp_path):
         T.load_config("no-such-config")
 
 
-def test_field_dpn_is_a_clear_error(tiny, capsys):
-    with pytest.raises(NotImplementedError, match="not implemented yet"):
-        T.build_model("field-dpn", tiny.schema, T.load_config("synthetic"))
-    assert cli.main(["train", "--dataset", "synthetic", "--model", "field-dpn"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+@pytest.mark.parametrize("config", ["synthetic", "movielens", "criteo", "frappe", "ml-tag"])
+def test_field_dpn_from_every_shipped_config(tiny, config):
+    """Every shipped config has a field-dpn section that builds (the synthetic schema has a dense
+    field of dim 1: it is projected to a field row)."""
+    model = T.build_model("field-dpn", tiny.schema, T.load_config(config), seed=1)
+    assert type(model).__name__ == "FieldDPN" and len(model.field_layers) >= 1
 
 
-def test_cli_train_then_eval(tmp_path, capsys):
+@pytest.mark.parametrize("model", ["feature-dpn", "field-dpn"])
+def test_cli_train_then_eval(tmp_path, capsys, model):
     out = tmp_path / "run"
-    rc = cli.main(["train", "--dataset", "synthetic", "--rows", "2000", "--model", "feature-dpn",
+    rc = cli.main(["train", "--dataset", "synthetic", "--rows", "2000", "--model", model,
                    "--epochs", "1", "--batch-size", "256", "--seed", "3", "--out", str(out),
                    "--no-progress"])
     assert rc == 0

@@ -15,6 +15,8 @@
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
 #include "kernels/act.h"
+#include "kernels/field_attn.h"
+#include "kernels/field_mix.h"
 #include "kernels/gemm.h"
 #include "kernels/kron.h"
 #include "kernels/probe.h"
@@ -329,6 +331,37 @@ py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
         k::act_inplace(which, py_, n, a);
       else
         k::softmax_rows(which, py_, x.shape(0), x.shape(1), x.shape(1));
+    });
+    return y;
+  }
+  if (kernel == "field_mix") {
+    F32 W = kw_f32(kw, "W", 2), T = kw_f32(kw, "T", 3), y0 = kw_f32(kw, "y", 3);
+    const int64_t R = T.shape(0), t = T.shape(1), c = T.shape(2);
+    if (W.shape(0) != t || W.shape(1) != t || y0.shape(0) != R || y0.shape(1) != t || y0.shape(2) != c)
+      throw py::value_error("W [t, t], T and y [R, t, c]");
+    const bool acc = kw.contains("accumulate") ? kw["accumulate"].cast<bool>() : true;
+    const bool has_bias = kw.contains("bias");
+    F32 b = has_bias ? kw_f32(kw, "bias", 1) : F32();
+    if (has_bias && b.shape(0) != c) throw py::value_error("bias [c]");
+    py::array_t<float> y({R, t, c});
+    float* py_ = y.mutable_data();
+    const float* pb = has_bias ? b.data() : nullptr;
+    run([&] {
+      std::copy(y0.data(), y0.data() + R * t * c, py_);
+      k::field_mix(which, W.data(), T.data(), R, t, c, pb, acc, py_);
+    });
+    return y;
+  }
+  if (kernel == "field_attention") {
+    F32 sc = kw_f32(kw, "s", 3), z = kw_f32(kw, "z", 3);
+    const int64_t R = sc.shape(0), t2 = sc.shape(1), t1 = sc.shape(2), n = z.shape(2);
+    if (z.shape(0) != R || z.shape(1) != t2) throw py::value_error("s [R, t2, t1] and z [R, t2, n]");
+    py::array_t<float> y({R, t1, n});
+    std::vector<float> work(size_t(R * t2 * t1));
+    float* py_ = y.mutable_data();
+    run([&] {
+      std::copy(sc.data(), sc.data() + R * t2 * t1, work.data());
+      k::field_attention(which, work.data(), z.data(), R, t1, t2, n, py_);
     });
     return y;
   }

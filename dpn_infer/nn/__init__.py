@@ -9,7 +9,11 @@ from .inputs import InputLayer, to_torch_batch
 from .models import (DNN, MODEL_CLASSES, CrossNet, FeatureDPN, LayerSpec, load_checkpoint,
                      save_checkpoint)
 from .schema import DenseField, MultiHotField, Schema, SparseField
+from .field import FieldDPN, FieldDyLinear, FieldLayerSpec, fm_operator
+
+MODEL_CLASSES["FieldDPN"] = FieldDPN
 
 __all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer", "to_torch_batch",
            "DyLinear", "CrossLayer", "LayerSpec", "FeatureDPN", "DNN", "CrossNet",
-           "save_checkpoint", "load_checkpoint", "MODEL_CLASSES"]
+           "save_checkpoint", "load_checkpoint", "MODEL_CLASSES",
+           "FieldDyLinear", "FieldLayerSpec", "FieldDPN", "fm_operator"]

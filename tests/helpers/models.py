@@ -124,6 +124,9 @@ def build(spec):
     import torch
     from dpn_infer import nn as dnn
 
+    if spec["kind"] == "field_dpn":
+        from .field_models import build_field
+        return build_field(spec)
     torch.manual_seed(spec["seed"])
     schema = make_schema(spec["fields"])
     if spec["kind"] == "feature_dpn":
@@ -180,7 +183,8 @@ def randomize_(model, seed):
                 if id(mod) in generators:
                     continue
                 mod.weight.copy_(normal(mod.weight.shape, 1.3 / math.sqrt(mod.in_features)))
-                mod.bias.copy_(normal(mod.bias.shape, 0.3))
+                if mod.bias is not None:
+                    mod.bias.copy_(normal(mod.bias.shape, 0.3))
             elif isinstance(mod, nn.LayerNorm):
                 mod.weight.copy_(uniform(mod.weight.shape, 0.5, 1.5))
                 mod.bias.copy_(normal(mod.bias.shape, 0.3))

@@ -90,6 +90,58 @@ def _dylinear(a, p, x, z):
     return _act(a.get("act"), y + bias)
 
 
+def _sigma(name, x):
+    if name == "softmax":
+        e = np.exp(x - x.max(-1, keepdims=True))
+        return e / e.sum(-1, keepdims=True)
+    return _act(name, x)
+
+
+def _field_dylinear(a, p, x, z):
+    """docs/format.md §5 `field_dylinear`, materializing W_i per (row, field)."""
+    t1, m, c, t2, n = (int(a[k]) for k in ("fields", "in", "out", "context_fields", "context"))
+    B = x.shape[0]
+    X, Z = x.reshape(B, t1, m), z.reshape(B, t2, n)
+    y = np.zeros((B, t1, c))
+    if a.get("dynamic", True):
+        agg = a["aggregation"]
+        if agg == "summation" and a.get("exclude_self", False):
+            C = (Z.sum(1, keepdims=True) - Z) / (t2 - 1)
+        elif agg == "summation":
+            C = np.repeat(Z.mean(1, keepdims=True), t1, 1)
+        elif agg == "self":
+            C = Z
+        elif agg == "concat":
+            C = np.repeat(Z.reshape(B, 1, t2 * n), t1, 1)
+        else:
+            u = np.tanh(Z @ p["att_weight"].T + p["att_bias"])          # [B, t2, da]
+            w = _sigma("softmax", np.einsum("bjd,id->bij", u, p["att_query"]))
+            C = np.einsum("bij,bjn->bin", w, Z)
+        G = p["g2_weight"].shape[0]
+        grp = (lambda q: np.repeat(q, t1, 0)) if G == 1 else (lambda q: q)
+        if a.get("generator", "mlp") == "mlp":
+            h = _sigma(a["sigma"], np.einsum("bin,iln->bil", C, grp(p["g1_weight"])) + grp(p["g1_bias"]))
+        else:
+            h = C
+        t = np.einsum("bil,ipl->bip", h, grp(p["g2_weight"])) + grp(p["g2_bias"])
+        H = int(a.get("heads", 1))
+        ws = H * (m // H) * (c // H)
+        W = t[..., :ws].reshape(B, t1, H, m // H, c // H)
+        y = np.einsum("bihk,bihkc->bihc", X.reshape(B, t1, H, m // H), W).reshape(B, t1, c) + t[..., ws:]
+    if a.get("implicit", False):
+        y = y + np.einsum("ik,bkm,mc->bic", p["field_weight"], X, p["feature_weight"])
+        if not a.get("dynamic", True):
+            y = y + p["bias"]
+    if a.get("norm", "none") == "layernorm":
+        mu = y.mean(-1, keepdims=True)
+        var = ((y - mu) ** 2).mean(-1, keepdims=True)
+        y = (y - mu) / np.sqrt(var + float(a["eps"])) * p["ln_weight"] + p["ln_bias"]
+    y = _act(a.get("act"), y)
+    if a.get("residual", False):
+        y = y + X
+    return y.reshape(B, t1 * c)
+
+
 def run(meta: Mapping, tensors: Mapping[str, np.ndarray], batch: Mapping, logits=True) -> np.ndarray:
     """Evaluate the graph of ``meta`` on ``batch``; returns float64 ``[B]`` logits (or probabilities)."""
     fields = {f["name"]: f for f in meta["schema"]["fields"]}
@@ -124,6 +176,8 @@ def run(meta: Mapping, tensors: Mapping[str, np.ndarray], batch: Mapping, logits
             y = x0 * (xl @ p["weight"])[:, None] + p["bias"] + xl
         elif op == "act":
             y = _act(a.get("act"), ins[0])
+        elif op == "field_dylinear":
+            y = _field_dylinear(a, p, ins[0], ins[1])
         else:
             raise ValueError(f"specref: unknown op {op!r}")
         vals[node["output"]] = y

@@ -19,7 +19,7 @@ struct Field {
 };
 
 // The engine's opset; files with a higher one are refused (docs/format.md §6).
-constexpr int64_t kOpset = 1;
+constexpr int64_t kOpset = 2;
 
 // The advice every "too new" error ends with.
 std::string upgrade_advice();

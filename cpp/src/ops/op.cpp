@@ -135,6 +135,7 @@ Factory find_factory(const std::string& op) {
       {"embedding", make_embedding}, {"dense_input", make_dense_input}, {"concat", make_concat},
       {"linear", make_linear},       {"dylinear", make_dylinear},       {"layernorm", make_layernorm},
       {"cross", make_cross},         {"act", make_act},
+      {"field_dylinear", make_field_dylinear},  // opset 2
   };
   for (const Entry& e : table)
     if (op == e.name) return e.f;

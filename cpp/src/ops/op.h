@@ -91,5 +91,6 @@ std::unique_ptr<Op> make_dylinear(const NodeBuilder&);
 std::unique_ptr<Op> make_layernorm(const NodeBuilder&);
 std::unique_ptr<Op> make_cross(const NodeBuilder&);
 std::unique_ptr<Op> make_act(const NodeBuilder&);
+std::unique_ptr<Op> make_field_dylinear(const NodeBuilder&);  // opset 2
 
 }  // namespace dpn::ops

@@ -1,0 +1,268 @@
+"""Field-based DPO (FieldDyLinear / FieldDPN, op `field_dylinear`): engine vs the PyTorch reference.
+
+Same criterion as test_parity.py (rtol 1e-4 / atol 1e-5, with its float64 fallback for
+ill-conditioned rows): random models over every aggregation (summation, self-excluded summation,
+self, attention, concat), shared / per-field generators, mlp / linear generators, every sigma,
+heads, the implicit W_f X W_l part alone and combined, per-field LayerNorm and residual, and the
+stacked / parallel combinations with feature layers; random batch sizes. Every ISA runs a fixed
+sample in child processes. FM written as a field operator is checked against a hand-written FM."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+from dpn_infer import nn as dnn  # noqa: E402
+from helpers import field_models as FM  # noqa: E402
+from test_parity import SETTINGS, _check_every_isa, run_spec  # noqa: E402
+
+FIELDS = [
+    {"name": "user", "kind": "sparse", "dim": 4, "vocab": 30, "policy": "hash"},
+    {"name": "genre", "kind": "multi_hot", "dim": 4, "vocab": 19, "policy": "oov_bucket",
+     "pooling": "mean", "T": 6, "max_len": 6},
+    {"name": "item", "kind": "sparse", "dim": 4, "vocab": 12, "policy": "error"},
+    {"name": "feat", "kind": "dense", "dim": 4},
+    {"name": "price", "kind": "dense", "dim": 1},          # projected to a row of 4
+    {"name": "tags", "kind": "multi_hot", "dim": 4, "vocab": 7, "policy": "hash", "pooling": "sum",
+     "T": 4, "max_len": 0},
+]
+
+
+def _fl(**kw):
+    d = {"out": 6, "aggregation": "attention", "context": "x0", "generator": "mlp", "hidden": 3,
+         "sigma": "relu", "heads": 1, "shared": False, "exclude_self": False, "attention_hidden": 5,
+         "dynamic": True, "implicit": False}
+    d.update(kw)
+    return d
+
+
+def _spec(field_layers, layers=(), combine="stacked", norm=None, residual=False, B=257, seed=1234,
+          activation="relu", fields=FIELDS):
+    return {"kind": "field_dpn", "fields": fields, "field_layers": list(field_layers),
+            "layers": list(layers), "combine": combine, "activation": activation, "norm": norm,
+            "feature_norm": None, "residual": residual, "seed": seed, "B": B}
+
+
+VARIANTS = {
+    "summation": [_fl(aggregation="summation")],
+    "summation_exclude_self": [_fl(aggregation="summation", exclude_self=True)],
+    "summation_shared": [_fl(aggregation="summation", shared=True)],
+    "self": [_fl(aggregation="self")],
+    "self_shared_h2": [_fl(aggregation="self", shared=True, heads=2)],
+    "attention": [_fl()],
+    "attention_shared_softmax": [_fl(shared=True, sigma="softmax")],
+    "concat": [_fl(aggregation="concat")],
+    "concat_shared_linear": [_fl(aggregation="concat", shared=True, generator="linear")],
+    "linear_generator_self": [_fl(aggregation="self", generator="linear", out=4, heads=4)],
+    "sigma_sigmoid": [_fl(sigma="sigmoid")],
+    "sigma_identity": [_fl(sigma="identity", aggregation="summation")],
+    "implicit_only": [_fl(dynamic=False, implicit=True)],
+    "dynamic_plus_implicit": [_fl(implicit=True, aggregation="concat")],
+    "stack_prev_residual": [_fl(out=4), _fl(out=4, context="prev", aggregation="self"),
+                            _fl(out=4, context="prev", aggregation="summation", shared=True)],
+    "out1": [_fl(out=1, aggregation="summation")],
+}
+FEATURE = [{"out": 7, "dynamic": True, "context": "x0", "generator": "mlp", "hidden": 3,
+            "sigma": "relu", "form": "full", "heads": 1},
+           {"out": 5, "dynamic": False}]
+
+
+@pytest.mark.parametrize("norm,residual", [(None, False), ("layernorm", True)])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_field_fixed_variant(variant, norm, residual):
+    run_spec(_spec(VARIANTS[variant], norm=norm, residual=residual))
+
+
+@pytest.mark.parametrize("combine", ["stacked", "parallel"])
+@pytest.mark.parametrize("agg", FM.AGGS)
+def test_field_feature_combination(combine, agg):
+    """Table 14b: the field part feeds the feature layers (stacked) or runs beside them (parallel)."""
+    run_spec(_spec([_fl(aggregation=agg, out=4)], FEATURE, combine=combine, norm="layernorm",
+                   residual=True))
+
+
+@pytest.mark.parametrize("B", [1, 2, 3, 255, 513])
+def test_field_batch_sizes(B):
+    run_spec(_spec(VARIANTS["stack_prev_residual"], FEATURE, combine="parallel", B=B))
+
+
+def test_field_movielens_shape():
+    """The bench `field` shape (Table 11): 7 fields x 16, field layers 64-64, attention, residual."""
+    fields = [{"name": f"f{i}", "kind": "sparse", "dim": 16, "vocab": 50, "policy": "hash"}
+              for i in range(7)]
+    run_spec(_spec([_fl(out=64, hidden=4, attention_hidden=16), _fl(out=64, hidden=4,
+                                                                    attention_hidden=16)],
+                   [{"out": 32, "dynamic": False}], norm="layernorm", residual=True, fields=fields,
+                   B=300))
+
+
+@settings(max_examples=100, **SETTINGS)
+@given(spec=FM.field_dpn_specs())
+def test_parity_field_dpn(spec):
+    run_spec(spec)
+
+
+@pytest.mark.parametrize("agg", FM.AGGS)
+@settings(max_examples=25, **SETTINGS)
+@given(data=st.data())
+def test_parity_field_per_aggregation(agg, data):
+    run_spec(data.draw(FM.field_dpn_specs(agg=agg)))
+
+
+def test_parity_field_every_isa_fixed():
+    specs = [_spec(layers, norm="layernorm", residual=True, B=B)
+             for layers in VARIANTS.values() for B in (1, 131)]
+    specs += [_spec([_fl(aggregation=a, out=4)], FEATURE, combine=c)
+              for a in FM.AGGS for c in ("stacked", "parallel")]
+    _check_every_isa(specs)
+
+
+@settings(max_examples=6, derandomize=True, database=None, phases=[Phase.generate], **SETTINGS)
+@given(specs=st.lists(FM.field_dpn_specs(), min_size=6, max_size=6))
+def test_parity_field_every_isa_random(specs):
+    _check_every_isa(specs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the formulation
+
+def _fm(v):
+    """Hand-written FM: sum_{i<j} <v_i, v_j> over the field rows of v [B, t, d]."""
+    t = v.shape[1]
+    return sum((v[:, i] * v[:, j]).sum(-1) for i in range(t) for j in range(i + 1, t))
+
+
+@pytest.mark.parametrize("t,d", [(2, 1), (3, 4), (7, 16)])
+def test_fm_is_self_excluded_summation_with_identity_generator(t, d):
+    """App. C: FM = (t - 1) / 2 * sum_i y_i with y_i = <v_i, mean_{j != i} v_j>."""
+    torch.manual_seed(t * 100 + d)
+    v = torch.randn(33, t, d, dtype=torch.float64)
+    op = dnn.fm_operator(t, d).double()
+    y = op(v, v)
+    assert y.shape == (33, t, 1)
+    torch.testing.assert_close(y.sum((1, 2)) * (t - 1) / 2, _fm(v), rtol=1e-10, atol=1e-10)
+
+
+def test_fm_operator_in_engine():
+    """The same FM operator, exported inside a FieldDPN, scores like the reference."""
+    fields = [{"name": f"f{i}", "kind": "sparse", "dim": 3, "vocab": 20, "policy": "hash"}
+              for i in range(4)]
+    spec = _spec([{**_fl(out=1, aggregation="summation", generator="linear", shared=True,
+                         exclude_self=True)}], fields=fields, activation="identity", B=64)
+    from helpers import models as HM
+    model = HM.build(spec)
+    with torch.no_grad():
+        fm = dnn.fm_operator(4, 3)
+        model.field_layers[0].load_state_dict(fm.state_dict())
+        model.classifier.weight.fill_(1.5)        # (t - 1) / 2
+        model.classifier.bias.zero_()
+    batch = HM.make_batch(fields, 64, 3)
+    with torch.no_grad():
+        x0 = torch.stack([model.inputs(batch)[f["name"]] for f in fields], 1)
+        torch.testing.assert_close(model(batch), _fm(x0), rtol=1e-5, atol=1e-5)
+    from test_parity import check_parity
+    check_parity(model, batch, what="FM operator")
+
+
+def test_attention_weights_sum_to_one():
+    op = dnn.FieldDyLinear(3, 4, 2, 5, 6, aggregation="attention")
+    a = op.attention(torch.randn(9, 5, 6))
+    assert a.shape == (9, 3, 5)
+    torch.testing.assert_close(a.sum(-1), torch.ones(9, 3))
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(aggregation="self"), "in_fields == context_fields"),
+    (dict(aggregation="attention", exclude_self=True), "exclude_self"),
+    (dict(dynamic=False, implicit=False), "at least one"),
+    (dict(heads=3), "heads"),
+    (dict(aggregation="nope"), "aggregation"),
+])
+def test_field_dylinear_refuses_bad_options(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        dnn.FieldDyLinear(3, 4, 2, 5, 6, **kw)
+
+
+def test_field_dpn_needs_one_dim():
+    schema = dnn.Schema([dnn.SparseField("a", 5, 3), dnn.SparseField("b", 5, 2)])
+    with pytest.raises(ValueError, match="same dim"):
+        dnn.FieldDPN(schema, [4])
+    schema = dnn.Schema([dnn.SparseField("a", 5, 3), dnn.DenseField("b", 2)])
+    assert list(dnn.FieldDPN(schema, [4]).projections) == ["f1"]
+
+
+def test_field_dpn_checkpoint_roundtrip(tmp_path):
+    from helpers import models as HM
+    model = HM.build(_spec(VARIANTS["stack_prev_residual"], FEATURE, combine="parallel"))
+    dnn.save_checkpoint(model, tmp_path / "m.pt")
+    back = dnn.load_checkpoint(tmp_path / "m.pt")
+    batch = HM.make_batch(FIELDS, 17, 2)
+    with torch.no_grad():
+        np.testing.assert_array_equal(back(batch).numpy(), model(batch).numpy())
+
+
+@pytest.mark.parametrize("combine", ["stacked", "parallel"])
+def test_spec_interpreter_matches_reference(combine):
+    """helpers/specref.py (numpy, float64, written from docs/format.md §5 `field_dylinear`) evaluates the
+    converted files as the PyTorch reference does: the converter writes what the spec says."""
+    from dpn_infer.converters import torch_export
+    from helpers import models as HM
+    from helpers import specref
+
+    for name, layers in VARIANTS.items():
+        spec = _spec(layers, FEATURE, combine=combine, norm="layernorm", residual=True, B=33)
+        model = HM.build(spec)
+        batch = HM.make_batch(FIELDS, 33, 4)
+        meta, tensors = torch_export.export(model)
+        z = specref.run(meta, {k: np.asarray(v) for k, v in tensors.items()}, batch)
+        with torch.no_grad():
+            ref = model(batch).numpy()
+        np.testing.assert_allclose(z, ref, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("combine", ["stacked", "parallel"])
+def test_onnx_kron_form_matches_reference(combine):
+    """converters/onnx_export.kron_form rewrites FieldDyLinear as one batched static GEMM over
+    (field, head) pairs: same outputs as the paper form (the benchmark's ONNX peer computes the same
+    function)."""
+    from dpn_infer.converters.onnx_export import kron_form
+    from helpers import models as HM
+
+    for name, layers in VARIANTS.items():
+        model = HM.build(_spec(layers, FEATURE, combine=combine, norm="layernorm", residual=True))
+        batch = HM.make_batch(FIELDS, 29, 5)
+        with torch.no_grad():
+            np.testing.assert_allclose(kron_form(model)(batch).numpy(), model(batch).numpy(),
+                                       rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+def test_onnx_export_runs_in_onnxruntime(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from dpn_infer.converters.onnx_export import export_onnx
+    from helpers import models as HM
+
+    model = HM.build(_spec(VARIANTS["stack_prev_residual"] + [_fl(out=3, implicit=True)], FEATURE,
+                           combine="parallel", norm="layernorm", residual=True))
+    batch = HM.make_batch(FIELDS, 31, 6)
+    with torch.no_grad():
+        ref = model(batch).numpy()
+    for form in ("paper", "kron"):
+        export_onnx(model, tmp_path / f"{form}.onnx", batch, form=form)
+        sess = ort.InferenceSession(str(tmp_path / f"{form}.onnx"), providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(sess.run(None, batch)[0], ref, rtol=1e-4, atol=1e-5, err_msg=form)
+
+
+def test_readme_field_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's field-based example runs as written and prints engine == PyTorch."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = text.split("## Field-based DPN", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out.replace("[", " ").replace("]", " ").split()
+    vals = np.array([float(v) for v in out])
+    np.testing.assert_allclose(vals[:2], vals[2:], rtol=1e-4, atol=1e-5)
