@@ -15,6 +15,7 @@
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
 #include "kernels/act.h"
+#include "kernels/dwconv.h"
 #include "kernels/gemm.h"
 #include "kernels/kron.h"
 #include "kernels/probe.h"
@@ -90,6 +91,12 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
         if (f.max_len > 0 && cols > f.max_len)
           throw dpn::InputError(f.name, "got " + std::to_string(cols) +
                                             " ids per row, more than max_len " + std::to_string(f.max_len));
+        break;
+      case dpn::FieldKind::Sequence:  // T > max_len: the engine refuses or truncates, as the schema says
+        if (arr.ndim() != 2)
+          throw dpn::InputError(f.name, "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
+        rows = arr.shape(0);
+        cols = arr.shape(1);
         break;
       case dpn::FieldKind::Dense:
         if (arr.ndim() == 1 && f.dim == 1) {
@@ -258,6 +265,7 @@ F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
 //   act:       x [n], act="relu"                              -> [n]
 //   softmax:   x [R, C]                                       -> [R, C]
 //   kron:      x [R, m], h [R, l], with_h=True                -> [R, (l+1)·m (+ l)]
+//   dwconv:    x [T, n], K [k, n], length=T                   -> [T, n] (rows >= length left 0)
 py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
                              const py::kwargs& kw) {
   namespace k = dpn::kernels;
@@ -331,7 +339,20 @@ py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
     run([&] { k::kron_panel(which, x.data(), m, m, h.data(), l, l, R, with_h, pp, K); });
     return P;
   }
-  throw py::value_error("unknown kernel '" + kernel + "' (pool, layernorm, cross, act, softmax, kron)");
+  if (kernel == "dwconv") {
+    F32 x = kw_f32(kw, "x", 2), K = kw_f32(kw, "K", 2);
+    const int64_t T = x.shape(0), n = x.shape(1), k = K.shape(0);
+    if (K.shape(1) != n || k % 2 == 0) throw py::value_error("K must be [k odd, n]");
+    const int64_t L = kw.contains("length") ? kw["length"].cast<int64_t>() : T;
+    if (L < 0 || L > T) throw py::value_error("length must be in [0, T]");
+    py::array_t<float> y({T, n});
+    float* py_ = y.mutable_data();
+    std::fill(py_, py_ + T * n, 0.0f);
+    run([&] { k::dwconv_rows(which, x.data(), L, n, K.data(), k, py_); });
+    return y;
+  }
+  throw py::value_error("unknown kernel '" + kernel +
+                        "' (pool, layernorm, cross, act, softmax, kron, dwconv)");
 }
 
 PyModel load(const std::string& path) {

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .schema import DenseField, MultiHotField, Schema, SparseField
+from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField
 
 
 def to_torch_batch(batch: Mapping) -> Dict[str, torch.Tensor]:
@@ -45,9 +45,47 @@ def apply_policy(field, ids: torch.Tensor) -> torch.Tensor:
     return ids
 
 
+def sequence_rows(field, ids: torch.Tensor):
+    """(table rows [B, max_len], lengths [B]) of a sequence field's ids [B, T] (docs/format.md §4.1):
+    the valid (non -1) ids of a row in order, the last ``max_len`` of them when ``truncate``; rows
+    past a row's length are 0 (masked by the caller). Every valid id goes through the policy, the
+    truncated ones included (an out-of-range id under "error" is refused wherever it stands)."""
+    if ids.dim() != 2:
+        raise ValueError(f"field '{field.name}': expected ids of shape [B, T] (padded with -1), "
+                         f"got {list(ids.shape)}")
+    B, T = ids.shape
+    if T > field.max_len and not field.truncate:
+        raise ValueError(f"field '{field.name}': {T} ids per row, more than max_len {field.max_len} "
+                         f"(the schema does not truncate)")
+    L_max = field.max_len
+    valid = ids != -1
+    rows = apply_policy(field, torch.where(valid, ids, torch.zeros_like(ids)))
+    n = valid.sum(1)
+    lengths = n.clamp(max=L_max)
+    if T == 0:
+        return torch.zeros(B, L_max, dtype=torch.int64), lengths
+    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)   # valid first, order kept
+    rows = torch.gather(rows, 1, order)
+    pos = torch.arange(L_max).unsqueeze(0)
+    src = (n - lengths).unsqueeze(1) + pos                 # skip the oldest ids past max_len
+    keep = pos < lengths.unsqueeze(1)
+    src = torch.where(keep, src, torch.zeros_like(src)).clamp(max=T - 1)
+    rows = torch.where(keep, torch.gather(rows, 1, src), torch.zeros_like(src))
+    return rows, lengths
+
+
+def sequence_value(field, ids: torch.Tensor, emb: nn.Embedding):
+    """(embeddings [B, max_len, dim], zeros past each row's length; lengths [B] int64)."""
+    rows, lengths = sequence_rows(field, ids)
+    keep = torch.arange(field.max_len).unsqueeze(0) < lengths.unsqueeze(1)
+    return emb(rows) * keep.unsqueeze(-1).to(emb.weight.dtype), lengths
+
+
 class InputLayer(nn.Module):
-    """One ``nn.Embedding`` per sparse / multi-hot field (``vocab`` rows, ``vocab + 1`` for
-    ``oov_bucket``); dense fields pass through. ``forward(batch)`` -> dict name -> float32 ``[B, dim]``.
+    """One ``nn.Embedding`` per sparse / multi-hot / sequence field (``vocab`` rows, ``vocab + 1``
+    for ``oov_bucket``; a sequence field with ``table`` uses that field's); dense fields pass through.
+    ``forward(batch)`` -> dict name -> float32 ``[B, dim]``; a sequence field gives a pair
+    (float32 ``[B, max_len, dim]`` zero past each row's length, lengths int64 ``[B]``).
 
     Fields missing from the batch raise ``ValueError``; keys that are not fields are ignored
     (so a batch may carry its label)."""
@@ -61,12 +99,17 @@ class InputLayer(nn.Module):
         self.keys: Dict[str, str] = {}          # field name -> key in self.embeddings
         taken: set = set()
         for i, f in enumerate(schema.fields):
-            if isinstance(f, (SparseField, MultiHotField)):
+            if isinstance(f, SequenceField) and f.table is not None:
+                continue        # shares the table of a sparse field: keyed below, stored once
+            if isinstance(f, (SparseField, MultiHotField, SequenceField)):
                 key = _module_key(f.name, i, taken)
                 self.keys[f.name] = key
                 emb = nn.Embedding(f.rows, f.dim)
                 nn.init.normal_(emb.weight, std=0.05)
                 self.embeddings[key] = emb
+        for f in schema.fields:
+            if isinstance(f, SequenceField) and f.table is not None:
+                self.keys[f.name] = self.keys[f.table]
 
     def embedding(self, name: str) -> nn.Embedding:
         return self.embeddings[self.keys[name]]
@@ -93,6 +136,8 @@ class InputLayer(nn.Module):
             if ids.dim() != 1:
                 raise ValueError(f"field '{f.name}': expected ids of shape [B], got {list(ids.shape)}")
             return emb(apply_policy(f, ids))
+        if isinstance(f, SequenceField):
+            return sequence_value(f, ids, emb)
         # multi_hot
         if ids.dim() != 2:
             raise ValueError(f"field '{f.name}': expected ids of shape [B, T], got {list(ids.shape)}")
@@ -117,9 +162,10 @@ class InputLayer(nn.Module):
             if f.name not in batch:
                 raise ValueError(f"field '{f.name}': missing from the batch")
             v = self._field_value(f, batch[f.name])
+            r = v[0].shape[0] if isinstance(v, tuple) else v.shape[0]
             if rows is None:
-                rows = v.shape[0]
-            elif v.shape[0] != rows:
-                raise ValueError(f"field '{f.name}': {v.shape[0]} rows, but earlier fields have {rows}")
+                rows = r
+            elif r != rows:
+                raise ValueError(f"field '{f.name}': {r} rows, but earlier fields have {rows}")
             out[f.name] = v
         return out

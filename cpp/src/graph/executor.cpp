@@ -27,16 +27,20 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
     if (in.cols < 0) throw InputError(name, "negative column count");
     switch (f.info.kind) {
       case FieldKind::Sparse:
-      case FieldKind::MultiHot: {
+      case FieldKind::MultiHot:
+      case FieldKind::Sequence: {
         if (f.info.kind == FieldKind::Sparse && in.cols != 1)
           throw InputError(name, "expected one id per row");
         if (f.info.kind == FieldKind::MultiHot && f.info.max_len > 0 && in.cols > f.info.max_len)
           throw InputError(name, "got " + std::to_string(in.cols) + " ids per row, more than max_len " +
                                      std::to_string(f.info.max_len));
+        if (f.info.kind == FieldKind::Sequence && !f.truncate && in.cols > f.info.max_len)
+          throw InputError(name, "got " + std::to_string(in.cols) + " ids per row, more than max_len " +
+                                     std::to_string(f.info.max_len) + " (the schema does not truncate)");
         const int64_t n = batch * in.cols;
         if (n > 0 && !in.ids) throw InputError(name, "no ids given");
         if (f.policy == Policy::Error) {
-          const bool multi = f.info.kind == FieldKind::MultiHot;
+          const bool multi = f.info.kind != FieldKind::Sparse;
           for (int64_t k = 0; k < n; ++k) {
             const int64_t id = in.ids[k];
             if ((id < 0 || id >= f.info.vocab) && !(multi && id == -1)) ops::resolve_id(f, id);  // throws

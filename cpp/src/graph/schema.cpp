@@ -50,6 +50,7 @@ std::vector<Field> parse_schema(const Json& meta) {
     if (kind == "sparse") fd.info.kind = FieldKind::Sparse;
     else if (kind == "multi_hot") fd.info.kind = FieldKind::MultiHot;
     else if (kind == "dense") fd.info.kind = FieldKind::Dense;
+    else if (kind == "sequence") fd.info.kind = FieldKind::Sequence;
     else
       throw FormatError("model.bin uses field kind '" + kind + "' (" + who +
                         "), unknown to this dpn_infer (opset " + std::to_string(kOpset) + "); " +
@@ -70,6 +71,20 @@ std::vector<Field> parse_schema(const Json& meta) {
       else bad(who + ": unknown pooling '" + pool + "' (expected sum or mean)");
       // max_len: 0 = no limit; absent is read as 0.
       fd.info.max_len = f.find("max_len") ? req_int(f, who, "max_len", 0) : 0;
+    }
+    if (fd.info.kind == FieldKind::Sequence) {
+      fd.info.max_len = req_int(f, who, "max_len", 1);
+      fd.truncate = f.find("truncate") ? req(f, who, "truncate", Json::Type::Bool).as_bool() : false;
+      if (const Json* t = f.find("table")) {
+        if (!t->is_string()) bad(who + ": 'table' must be a field name (a string)");
+        for (size_t k = 0; k < out.size(); ++k)
+          if (out[k].info.name == t->as_string()) fd.table = static_cast<int>(k);
+        if (fd.table < 0) bad(who + ": 'table' names '" + t->as_string() + "', not an earlier field");
+        const Field& o = out[size_t(fd.table)];
+        if (o.info.kind != FieldKind::Sparse) bad(who + ": 'table' must name a sparse field");
+        if (o.info.vocab != fd.info.vocab || o.info.dim != fd.info.dim || o.policy != fd.policy)
+          bad(who + ": shares the table of '" + o.info.name + "' but its vocab, dim or policy differ");
+      }
     }
     out.push_back(std::move(fd));
   }
