@@ -1,0 +1,308 @@
+"""Sequence fields: schema, validation and truncation on both sides (dpn_infer.nn and the engine),
+shared embedding tables, the modules' own semantics, and files the engine must refuse."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from dpn_infer import nn as dnn  # noqa: E402
+from dpn_infer.converters import format as F  # noqa: E402
+from dpn_infer.converters import torch_export  # noqa: E402
+from dpn_infer.engine import InputError, ModelFormatError, load  # noqa: E402
+from helpers import models as HM  # noqa: E402
+
+T = 6
+
+
+def _schema(truncate=False, policy="hash", table=True):
+    return dnn.Schema([
+        dnn.SparseField("item", 30, 4, policy=policy),
+        dnn.SparseField("user", 9, 3),
+        dnn.SequenceField("hist", 30, 4, T, policy=policy, truncate=truncate,
+                          table="item" if table else None),
+    ])
+
+
+def _model(truncate=False, policy="hash", table=True, **kw):
+    torch.manual_seed(0)
+    kw = {"encoder": ["self_attention", "homo_dpo"], "decoder": ["target_attention", "hetero_dpo"],
+          "heads": 2, "layers": [8], **kw}
+    m = dnn.SeqDPN(_schema(truncate, policy, table), ["hist"], ["item"], **kw)
+    HM.randomize_(m, 3)
+    return m.eval()
+
+
+def _batch(Tin, B=4, seed=0):
+    rng = np.random.default_rng(seed)
+    h = rng.integers(0, 30, (B, Tin))
+    h[rng.random((B, Tin)) < 0.3] = -1
+    return {"item": rng.integers(0, 30, B), "user": rng.integers(0, 9, B), "hist": h}
+
+
+@pytest.fixture()
+def saved(tmp_path):
+    def save(model):
+        p = tmp_path / "m.bin"
+        torch_export.save(model, p)
+        return str(p)
+    return save
+
+
+def _both(model, path, batch):
+    with torch.no_grad():
+        ref = model(batch).numpy()
+    z = load(path).predict(batch, logits=True)
+    np.testing.assert_allclose(z, ref, rtol=1e-4, atol=1e-5)
+    return z
+
+
+# -- schema ------------------------------------------------------------------------------------
+
+def test_sequence_field_json_roundtrip_and_opset(saved):
+    s = _schema(truncate=True)
+    assert dnn.Schema.from_json(s.to_json()) == s
+    meta, tensors = F.read(saved(_model(truncate=True)))
+    assert meta["opset"] == 2
+    f = meta["schema"]["fields"][2]
+    assert f == {"name": "hist", "kind": "sequence", "dim": 4, "vocab": 30, "policy": "hash",
+                 "max_len": T, "truncate": True, "table": "item"}
+    tables = [n for n in tensors if n.startswith("inputs.embeddings")]
+    assert tables == ["inputs.embeddings.item.weight", "inputs.embeddings.user.weight"]  # shared once
+    tab = {n["op"]: n["params"].get("table") for n in meta["graph"]["nodes"]
+           if n["op"] in ("embedding", "seq_embedding") and n["attrs"]["field"] in ("item", "hist")}
+    assert tab == {"embedding": "inputs.embeddings.item.weight",
+                   "seq_embedding": "inputs.embeddings.item.weight"}
+
+
+def test_unshared_table_is_its_own(saved):
+    m = _model(table=False)
+    _, tensors = F.read(saved(m))
+    assert "inputs.embeddings.hist.weight" in tensors
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(max_len=0), "max_len"), (dict(truncate=1), "truncate"), (dict(table=""), "table"),
+])
+def test_sequence_field_rejects_bad_attributes(bad, match):
+    kw = dict(name="h", vocab=5, dim=2, max_len=3)
+    kw.update(bad)
+    with pytest.raises(ValueError, match=match):
+        dnn.SequenceField(**kw)
+
+
+@pytest.mark.parametrize("other,match", [
+    (dnn.SparseField("item", 31, 4), "vocab, dim and policy"),
+    (dnn.SparseField("item", 30, 5), "vocab, dim and policy"),
+    (dnn.SparseField("item", 30, 4, policy="error"), "vocab, dim and policy"),
+    (dnn.DenseField("item", 4), "sparse field"),
+])
+def test_shared_table_must_match(other, match):
+    with pytest.raises(ValueError, match=match):
+        dnn.Schema([other, dnn.SequenceField("hist", 30, 4, 5, table="item")])
+    with pytest.raises(ValueError, match="sparse field"):
+        dnn.Schema([dnn.SequenceField("hist", 30, 4, 5, table="nope")])
+
+
+def test_feature_models_refuse_sequence_fields():
+    for cls in (dnn.FeatureDPN, dnn.DNN, dnn.CrossNet):
+        with pytest.raises(ValueError, match="sequence field"):
+            cls(_schema())
+
+
+def test_seqdpn_config_roundtrip(tmp_path):
+    m = _model()
+    path = tmp_path / "ck.pt"
+    dnn.save_checkpoint(m, path)
+    m2 = dnn.load_checkpoint(path)
+    b = _batch(T)
+    with torch.no_grad():
+        np.testing.assert_array_equal(m(b).numpy(), m2(b).numpy())
+    d = dnn.DINHeter(_schema(), ["hist"], ["item"], layers=[4])
+    dnn.save_checkpoint(d, tmp_path / "d.pt")
+    assert type(dnn.load_checkpoint(tmp_path / "d.pt")) is dnn.DINHeter
+
+
+# -- lengths, truncation, validation -----------------------------------------------------------
+
+def test_too_long_is_refused_naming_the_field(saved):
+    m = _model()
+    e = load(saved(m))
+    b = _batch(T + 1)
+    with pytest.raises(InputError, match="field 'hist'.*max_len 6"):
+        e.predict(b)
+    with pytest.raises(ValueError, match="field 'hist'.*max_len 6"):
+        m(b)
+
+
+def test_truncation_keeps_the_most_recent(saved):
+    m = _model(truncate=True)
+    e = load(saved(m))
+    rng = np.random.default_rng(1)
+    b = _batch(T + 5, B=7, seed=2)
+    b["hist"][0] = -1                              # empty
+    b["hist"][1, :] = np.arange(T + 5)            # full: the last T ids are kept
+    z = _both(m, e._path, b)
+    kept = b["hist"].copy()
+    same = {k: v.copy() for k, v in b.items()}
+    rows = []
+    for r in kept:                                # the last T valid ids, oldest first
+        v = r[r != -1][-T:]
+        rows.append(np.concatenate([v, -np.ones(T - len(v), np.int64)]))
+    same["hist"] = np.stack(rows)
+    np.testing.assert_allclose(e.predict(same, logits=True), z, rtol=1e-5, atol=1e-6)
+    # padding may stand anywhere: the kept ids scattered among -1s over 2T columns
+    scattered = {k: v.copy() for k, v in same.items()}
+    h = -np.ones((len(z), 2 * T), np.int64)
+    for i, r in enumerate(same["hist"]):
+        v = r[r != -1]
+        pos = np.sort(rng.choice(2 * T, size=len(v), replace=False))
+        h[i, pos] = v
+    scattered["hist"] = h
+    np.testing.assert_allclose(e.predict(scattered, logits=True), z, rtol=1e-5, atol=1e-6)
+
+
+def test_empty_histories_and_zero_columns(saved):
+    m = _model()
+    e = load(saved(m))
+    for b in (_batch(T), _batch(0)):
+        b["hist"][:] = -1
+        z = _both(m, e._path, b)
+        assert np.all(np.isfinite(z))
+
+
+def test_error_policy_checks_truncated_ids_too(saved):
+    m = _model(truncate=True, policy="error")
+    e = load(saved(m))
+    b = _batch(T + 2)
+    b["hist"] = np.where(b["hist"] < 0, 0, b["hist"])
+    b["hist"][0, 0] = 30                           # oldest id: truncated away, still refused
+    with pytest.raises(InputError, match="field 'hist'.*id 30"):
+        e.predict(b)
+    with pytest.raises(ValueError, match="field 'hist'.*id 30"):
+        m(b)
+
+
+@pytest.mark.parametrize("value,match", [
+    (np.zeros((4, 3), np.float32), "int64"), (np.zeros(4, np.int64), r"\[B, T\]"),
+    (np.zeros((3, 3), np.int64), "rows"),
+])
+def test_bad_sequence_arrays(saved, value, match):
+    e = load(saved(_model()))
+    b = _batch(T)
+    b["hist"] = value
+    with pytest.raises(InputError, match=f"field 'hist'.*{match}"):
+        e.predict(b)
+
+
+# -- module semantics (torch side) -------------------------------------------------------------
+
+def test_homo_dpo_is_the_paper_convolution():
+    torch.manual_seed(1)
+    mod = dnn.HomoDPO(3, kernel_size=5, hidden=2)
+    x = torch.randn(2, 7, 3)
+    lengths = torch.tensor([7, 4])
+    y = mod(x, lengths)
+    for b in range(2):
+        L = int(lengths[b])
+        K = mod.kernels(x[b:b + 1] * (torch.arange(7) < L)[None, :, None], lengths[b:b + 1])[0]
+        for i in range(7):
+            want = torch.zeros(3)
+            if i < L:
+                for t in range(5):
+                    p = i + t - 2
+                    if 0 <= p < L:
+                        want = want + K[t] * x[b, p]
+            torch.testing.assert_close(y[b, i], want, rtol=1e-5, atol=1e-6)
+
+
+def test_padding_never_changes_a_module():
+    torch.manual_seed(2)
+    x = torch.randn(3, 6, 4)
+    q = torch.randn(3, 4)
+    lengths = torch.tensor([0, 2, 6])
+    junk = x.clone()
+    junk[0] = 99.0
+    junk[1, 2:] = -50.0
+    mods = [dnn.HomoDPO(4), dnn.HomoDPO(4, generator="se", ratio=2), dnn.SelfAttention(4, 2)]
+    for mod in mods:
+        a, b = mod(x * (torch.arange(6) < lengths[:, None])[..., None], lengths), mod(junk, lengths)
+        torch.testing.assert_close(a, b)
+        assert torch.all(a[0] == 0) and torch.all(a[1, 2:] == 0)
+    ta, het = dnn.TargetAttention(4, 5), dnn.HeteroDPO(4, 4, 3)
+    xm = x * (torch.arange(6) < lengths[:, None])[..., None]
+    junk_m = junk.clone()
+    junk_m[0] = 0
+    junk_m[1, 2:] = 0
+    torch.testing.assert_close(ta(q, xm, lengths), ta(q, junk_m, lengths))
+    torch.testing.assert_close(het(q, x, lengths), het(q, xm, lengths))
+
+
+def test_seq_models_train_without_nan():
+    """Backward through every module, empty histories included."""
+    m = _model()
+    m.train()
+    b = _batch(T, B=8)
+    b["hist"][:3] = -1
+    loss = m(b).square().mean()
+    loss.backward()
+    for n, p in m.named_parameters():
+        assert p.grad is not None and torch.all(torch.isfinite(p.grad)), n
+
+
+# -- files the engine refuses ------------------------------------------------------------------
+
+def _rewrite(path, fn):
+    meta, tensors = F.read(path)
+    meta = copy.deepcopy(meta)
+    tensors = {k: np.array(v) for k, v in tensors.items()}
+    fn(meta, tensors)
+    F.write(path, meta, tensors)
+    return path
+
+
+def _field(meta, name):
+    return next(f for f in meta["schema"]["fields"] if f["name"] == name)
+
+
+def _node(meta, op):
+    return next(n for n in meta["graph"]["nodes"] if n["op"] == op)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m, t: _field(m, "hist").update(max_len=0), "max_len"),
+    (lambda m, t: _field(m, "hist").update(truncate="yes"), "truncate"),
+    (lambda m, t: _field(m, "hist").update(table="user"), "vocab, dim or policy"),
+    (lambda m, t: _field(m, "hist").update(table="nope"), "table"),
+    (lambda m, t: _field(m, "hist").update(table=3), "table"),
+    (lambda m, t: _node(m, "homo_dpo")["attrs"].update(kernel=2), "odd"),
+    (lambda m, t: _node(m, "homo_dpo")["attrs"].update(dim=3), "width"),
+    (lambda m, t: _node(m, "homo_dpo")["attrs"].update(gate="softmax"), "gate"),
+    (lambda m, t: _node(m, "self_attention")["attrs"].update(heads=3), "heads"),
+    (lambda m, t: _node(m, "self_attention")["attrs"].update(max_len=5), "width"),
+    (lambda m, t: _node(m, "target_attention")["attrs"].update(hidden=1000), "fc1_weight"),
+    (lambda m, t: _node(m, "seq_embedding")["attrs"].update(field="user"), "not a sequence"),
+    (lambda m, t: _node(m, "seq_length")["attrs"].update(field="item"), "not a sequence"),
+    (lambda m, t: _node(m, "seq_pool")["attrs"].update(max_len=5), "multiple"),
+    (lambda m, t: _node(m, "seq_add")["inputs"].__setitem__(-1, "emb/item"),
+     "lengths"),
+    (lambda m, t: next(n for n in m["graph"]["nodes"] if n["op"] == "embedding").update(
+        attrs={"field": "hist"}), "sequence"),
+])
+def test_bad_sequence_files_are_refused(saved, mutate, match):
+    path = _rewrite(saved(_model()), mutate)
+    with pytest.raises(ModelFormatError, match=match):
+        load(path)
+
+
+def test_opset_1_engine_message_names_sequence_kind(saved):
+    """A file claiming a future opset names the first unknown kind or op, and 'sequence' is known."""
+    path = _rewrite(saved(_model()), lambda m, t: m.update(opset=99))
+    with pytest.raises(ModelFormatError, match="opset 99") as e:
+        load(path)
+    assert "unknown field kind 'sequence'" not in str(e.value)
