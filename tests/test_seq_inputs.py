@@ -306,3 +306,59 @@ def test_opset_1_engine_message_names_sequence_kind(saved):
     with pytest.raises(ModelFormatError, match="opset 99") as e:
         load(path)
     assert "unknown field kind 'sequence'" not in str(e.value)
+
+
+# -- ragged (values, offsets) input -------------------------------------------------------------
+
+def _ragged(h):
+    rows = [r[r != -1] for r in h]
+    offs = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    vals = np.concatenate(rows + [np.zeros(0, np.int64)]).astype(np.int64)
+    return vals, offs
+
+
+@pytest.mark.parametrize("truncate", [False, True])
+def test_ragged_equals_padded(saved, truncate):
+    m = _model(truncate=truncate)
+    e = load(saved(m))
+    b = _batch(T + 4 if truncate else T, B=9, seed=4)
+    b["hist"][0] = -1
+    z = _both(m, e._path, b)
+    r = dict(b, hist=_ragged(b["hist"]))
+    np.testing.assert_allclose(e.predict(r, logits=True), z, rtol=1e-6, atol=1e-6)
+    with torch.no_grad():
+        np.testing.assert_allclose(m(r).numpy(), z, rtol=1e-4, atol=1e-5)
+    vals, offs = r["hist"]                         # -1 inside a ragged row is padding too
+    vals2 = np.insert(vals, offs[3], -1)
+    offs2 = offs.copy()
+    offs2[4:] += 1
+    np.testing.assert_allclose(e.predict(dict(b, hist=(vals2, offs2)), logits=True), z, rtol=1e-6,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("value,match", [
+    ((np.arange(3), np.array([0, 1, 2, 2, 2])), "offsets"),                 # last != len(values)
+    ((np.arange(3), np.array([1, 1, 2, 3, 3])), "start at 0|rise from 0"),
+    ((np.arange(3), np.array([0, 2, 1, 3, 3])), "non-decreasing|rise from 0"),
+    ((np.arange(3), np.array([0, 1, 2, 3])), "rows"),                        # B = 3, not 4
+    ((np.arange(3.0), np.array([0, 1, 2, 3, 3])), "int64"),
+    ((np.arange(3),), "tuple"),
+])
+def test_bad_ragged_inputs(saved, value, match):
+    m = _model()
+    e = load(saved(m))
+    b = _batch(T)
+    b["hist"] = value
+    with pytest.raises(InputError, match=f"field 'hist'.*({match})"):
+        e.predict(b)
+
+
+def test_ragged_row_longer_than_max_len(saved):
+    m = _model()
+    e = load(saved(m))
+    b = _batch(T)
+    b["hist"] = (np.arange(T + 1, dtype=np.int64), np.array([0, T + 1, T + 1, T + 1, T + 1]))
+    with pytest.raises(InputError, match="field 'hist'.*max_len"):
+        e.predict(b)
+    with pytest.raises(ValueError, match="field 'hist'.*max_len"):
+        m(b)

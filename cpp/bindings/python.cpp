@@ -58,6 +58,46 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     if (!found)
       throw dpn::InputError(f.name, "missing from the batch (the model's fields are " + field_list(m) + ")");
     py::object obj = py::reinterpret_borrow<py::object>(found);
+    if (f.kind == dpn::FieldKind::Sequence && PyTuple_Check(obj.ptr())) {
+      // Ragged (values, offsets): row b's ids are values[offsets[b]:offsets[b+1]].
+      py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
+      if (t.size() != 2)
+        throw dpn::InputError(f.name, "a ragged sequence is a tuple (values, offsets), got a tuple of " +
+                                          std::to_string(t.size()));
+      py::array parts[2];
+      const char* what[2] = {"values", "offsets"};
+      for (int k = 0; k < 2; ++k) {
+        parts[k] = py::array::ensure(t[size_t(k)]);
+        if (!parts[k]) {
+          PyErr_Clear();
+          throw dpn::InputError(f.name, std::string("ragged ") + what[k] + " must be an array");
+        }
+        if (!py::isinstance<py::array_t<int64_t>>(parts[k]) || parts[k].ndim() != 1)
+          throw dpn::InputError(f.name, std::string("ragged ") + what[k] + " must be a 1-d int64 array, got " +
+                                            std::string(py::str(parts[k].dtype())) + " " + shape_str(parts[k]));
+      }
+      if (parts[1].shape(0) < 1)
+        throw dpn::InputError(f.name, "ragged offsets need B + 1 entries (at least 1)");
+      auto v = py::array_t<int64_t, py::array::c_style>::ensure(parts[0]);
+      auto o = py::array_t<int64_t, py::array::c_style>::ensure(parts[1]);
+      if (!v || !o) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
+      const int64_t rows = o.shape(0) - 1;
+      if (B < 0) {
+        B = rows;
+        b_field = f.name;
+      } else if (rows != B) {
+        throw dpn::InputError(f.name, "has " + std::to_string(rows) + " rows, but field '" + b_field +
+                                          "' has " + std::to_string(B) + " (every field needs the same batch size)");
+      }
+      dpn::FieldInput& in = inputs[i];
+      in.rows = rows;
+      in.cols = v.shape(0);
+      in.ids = v.data();
+      in.offsets = o.data();
+      keep.push_back(std::move(v));
+      keep.push_back(std::move(o));
+      continue;
+    }
     py::array arr;
     if (py::isinstance<py::array>(obj)) {
       arr = py::reinterpret_borrow<py::array>(obj);

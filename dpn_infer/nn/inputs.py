@@ -45,6 +45,30 @@ def apply_policy(field, ids: torch.Tensor) -> torch.Tensor:
     return ids
 
 
+def ragged_to_padded(field, value) -> torch.Tensor:
+    """A ragged sequence (values [N], offsets [B + 1]) as int64 [B, T] padded with -1, T the longest
+    row (docs/format.md §4.1: row b is values[offsets[b]:offsets[b + 1]])."""
+    if len(value) != 2:
+        raise ValueError(f"field '{field.name}': a ragged sequence is a tuple (values, offsets), "
+                         f"got a tuple of {len(value)}")
+    vals, offs = (torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for v in value)
+    for what, a in (("values", vals), ("offsets", offs)):
+        if a.dtype != torch.int64 or a.dim() != 1:
+            raise ValueError(f"field '{field.name}': ragged {what} must be a 1-d int64 array, "
+                             f"got {a.dtype} {list(a.shape)}")
+    if offs.numel() < 1 or int(offs[0]) != 0 or int(offs[-1]) != vals.numel() or \
+            bool((offs[1:] < offs[:-1]).any()):
+        raise ValueError(f"field '{field.name}': ragged offsets must rise from 0 to the number of "
+                         f"values ({vals.numel()})")
+    counts = offs[1:] - offs[:-1]
+    B, T = counts.numel(), int(counts.max()) if counts.numel() else 0
+    out = torch.full((B, T), -1, dtype=torch.int64)
+    pos = torch.arange(T).unsqueeze(0)
+    mask = pos < counts.unsqueeze(1)
+    out[mask] = vals
+    return out
+
+
 def sequence_rows(field, ids: torch.Tensor):
     """(table rows [B, max_len], lengths [B]) of a sequence field's ids [B, T] (docs/format.md §4.1):
     the valid (non -1) ids of a row in order, the last ``max_len`` of them when ``truncate``; rows
@@ -115,6 +139,8 @@ class InputLayer(nn.Module):
         return self.embeddings[self.keys[name]]
 
     def _field_value(self, f, value) -> torch.Tensor:
+        if isinstance(f, SequenceField) and isinstance(value, tuple):
+            value = ragged_to_padded(f, value)
         t = value if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
         if isinstance(f, DenseField):
             if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64)):

@@ -65,6 +65,9 @@ struct FieldInput {
   const float* values = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  // sequence only, optional: ragged rows. ids holds cols values in all; row b's ids are
+  // ids[offsets[b], offsets[b+1]) (rows + 1 non-decreasing offsets from 0 to cols).
+  const int64_t* offsets = nullptr;
 };
 
 // A loaded model: immutable, shareable between threads; predict() keeps all scratch per call.

@@ -35,6 +35,16 @@ int64_t for_each_kept_id(const int64_t* ids, int64_t cols, int64_t max_len, Fn&&
   return pos;
 }
 
+// Row `row` of a sequence input, padded ([rows, cols]) or ragged (offsets): its ids and count.
+inline const int64_t* seq_row(const FieldInput& in, int64_t row, int64_t* count) {
+  if (in.offsets) {
+    *count = in.offsets[row + 1] - in.offsets[row];
+    return in.ids + in.offsets[row];
+  }
+  *count = in.cols;
+  return in.ids + row * in.cols;
+}
+
 // The schema field named by attr "field", which must be a sequence field.
 inline size_t seq_field(const NodeBuilder& nb) {
   const size_t fi = nb.attr_field();

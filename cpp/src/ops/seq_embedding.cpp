@@ -19,10 +19,11 @@ class SeqEmbedding : public Op {
 
   void run(const Block& blk, const float* const*, float* out, float*) const override {
     const FieldInput& in = blk.inputs[field_];
-    const int64_t dim = f_.info.dim, T = f_.info.max_len, cols = in.cols;
+    const int64_t dim = f_.info.dim, T = f_.info.max_len;
     for (int64_t b = 0; b < blk.rows; ++b) {
       float* o = out + b * width;
-      const int64_t* ids = in.ids + (blk.row0 + b) * cols;
+      int64_t cols = 0;
+      const int64_t* ids = seq_row(in, blk.row0 + b, &cols);
       const int64_t L = for_each_kept_id(ids, cols, T, [&](int64_t pos, int64_t id) {
         std::memcpy(o + pos * dim, table_ + resolve_id(f_, id) * dim, sizeof(float) * size_t(dim));
       });

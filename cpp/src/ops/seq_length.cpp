@@ -12,9 +12,10 @@ class SeqLength : public Op {
   void run(const Block& blk, const float* const*, float* out, float*) const override {
     const FieldInput& in = blk.inputs[field_];
     for (int64_t b = 0; b < blk.rows; ++b) {
-      const int64_t* ids = in.ids + (blk.row0 + b) * in.cols;
+      int64_t cols = 0;
+      const int64_t* ids = seq_row(in, blk.row0 + b, &cols);
       int64_t n = 0;
-      for (int64_t t = 0; t < in.cols; ++t) n += ids[t] != -1;
+      for (int64_t t = 0; t < cols; ++t) n += ids[t] != -1;
       out[b] = static_cast<float>(n < T_ ? n : T_);
     }
   }
