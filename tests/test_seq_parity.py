@@ -82,7 +82,7 @@ def run_spec(spec):
 # property tests
 
 
-@settings(max_examples=150, **SETTINGS)
+@settings(max_examples=60, **SETTINGS)
 @given(spec=SM.seq_model_specs())
 def test_parity_seq_models(spec):
     run_spec(spec)
@@ -163,7 +163,7 @@ def test_parity_seq_every_isa():
                 np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6, err_msg=f"threads=3 {what}")
 
 
-@settings(max_examples=30, **SETTINGS)
+@settings(max_examples=15, **SETTINGS)
 @given(spec=SM.seq_model_specs(), rows=st.lists(st.integers(0, 299), min_size=1, max_size=5))
 def test_seq_rows_are_independent(spec, rows):
     """A row's output depends on its own history only (not on other rows' lengths or blocks)."""

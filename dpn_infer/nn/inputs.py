@@ -84,17 +84,17 @@ def sequence_rows(field, ids: torch.Tensor):
     L_max = field.max_len
     valid = ids != -1
     rows = apply_policy(field, torch.where(valid, ids, torch.zeros_like(ids)))
-    n = valid.sum(1)
+    vi = valid.to(torch.int64)          # (ONNX has no CumSum / ReduceSum over bool)
+    n = vi.sum(1, keepdim=True)
     lengths = n.clamp(max=L_max)
-    if T == 0:
-        return torch.zeros(B, L_max, dtype=torch.int64), lengths
-    order = torch.argsort((~valid).to(torch.int8), dim=1, stable=True)   # valid first, order kept
-    rows = torch.gather(rows, 1, order)
-    pos = torch.arange(L_max).unsqueeze(0)
-    src = (n - lengths).unsqueeze(1) + pos                 # skip the oldest ids past max_len
-    keep = pos < lengths.unsqueeze(1)
-    src = torch.where(keep, src, torch.zeros_like(src)).clamp(max=T - 1)
-    rows = torch.where(keep, torch.gather(rows, 1, src), torch.zeros_like(src))
+    # position among the row's kept ids (the oldest n - L are dropped); scatter, not sort, so the
+    # ONNX export holds no Sort: everything not kept lands in a spare column that is cut off
+    target = vi.cumsum(1) - 1 - (n - lengths)
+    keep = valid & (target >= 0)
+    target = torch.where(keep, target, torch.full_like(target, L_max))
+    out = torch.zeros(B, L_max + 1, dtype=torch.int64, device=ids.device)
+    rows = out.scatter(1, target, torch.where(keep, rows, torch.zeros_like(rows)))[:, :L_max]
+    lengths = lengths.squeeze(1)
     return rows, lengths
 
 
