@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cerrno>
+#include <cmath>
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -15,6 +16,7 @@
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
 #include "kernels/act.h"
+#include "kernels/attention.h"
 #include "kernels/dwconv.h"
 #include "kernels/gemm.h"
 #include "kernels/kron.h"
@@ -306,6 +308,7 @@ F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
 //   softmax:   x [R, C]                                       -> [R, C]
 //   kron:      x [R, m], h [R, l], with_h=True                -> [R, (l+1)·m (+ l)]
 //   dwconv:    x [T, n], K [k, n], length=T                   -> [T, n] (rows >= length left 0)
+//   attention: qkv [L, 3d], heads=1, scale=1/sqrt(d/heads)    -> [L, d]
 py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
                              const py::kwargs& kw) {
   namespace k = dpn::kernels;
@@ -391,8 +394,22 @@ py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
     run([&] { k::dwconv_rows(which, x.data(), L, n, K.data(), k, py_); });
     return y;
   }
+  if (kernel == "attention") {
+    F32 qkv = kw_f32(kw, "qkv", 2);
+    const int64_t L = qkv.shape(0), d = qkv.shape(1) / 3;
+    const int64_t H = kw.contains("heads") ? kw["heads"].cast<int64_t>() : 1;
+    if (d < 1 || qkv.shape(1) != 3 * d || H < 1 || d % H != 0)
+      throw py::value_error("qkv must be [L, 3d] with heads dividing d");
+    const float scale = kw.contains("scale") ? kw["scale"].cast<float>()
+                                             : 1.0f / std::sqrt(static_cast<float>(d / H));
+    py::array_t<float> A({L, d});
+    float* pa = A.mutable_data();
+    std::vector<float> scratch(size_t(k::attention_scratch_floats(L, d)));
+    run([&] { k::attention_rows(which, qkv.data(), 3 * d, L, d, H, scale, pa, d, scratch.data()); });
+    return A;
+  }
   throw py::value_error("unknown kernel '" + kernel +
-                        "' (pool, layernorm, cross, act, softmax, kron, dwconv)");
+                        "' (pool, layernorm, cross, act, softmax, kron, dwconv, attention)");
 }
 
 PyModel load(const std::string& path) {

@@ -1,11 +1,12 @@
 // `self_attention`: masked multi-head self-attention over a sequence (docs/format.md §5). The valid
 // positions of a block are gathered into one matrix, so the Q/K/V and output projections are two
-// GEMMs over Σ lengths rows (no work on padding); scores and softmax run per row and head over
-// keys < length.
+// GEMMs over Σ lengths rows (no work on padding); scores, softmax and the weighted sum of values run
+// per row over keys < length in kernels::attention_rows.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
+#include "kernels/attention.h"
 #include "kernels/gemm.h"
 #include "ops/op.h"
 #include "ops/seq.h"
@@ -30,7 +31,7 @@ class SelfAttention : public Op {
   }
 
   size_t scratch_floats(int64_t rows) const override {
-    return size_t(rows * T_ * 6 * d_ + T_);
+    return size_t(rows * T_ * 6 * d_ + kernels::attention_scratch_floats(T_, d_));
   }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
@@ -47,39 +48,14 @@ class SelfAttention : public Op {
     float* QKV = X + N * d_;  // [N, 3d]
     float* A = QKV + N * 3 * d_;  // [N, d] attention outputs
     float* O = A + N * d_;        // [N, d] after the output projection
-    float* s = O + N * d_;        // [T] one query's scores
+    float* s = O + N * d_;        // the attention kernel's scratch
     if (N > 0)
       kernels::gemm(X, d_, N, qkv_, qkv_b_.data(), kernels::Act::Identity, QKV, 3 * d_, blk.threads);
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
     int64_t r0 = 0;
     for (int64_t b = 0; b < R; ++b) {
       const int64_t L = seq_len(len[b], T_);
-      for (int64_t hd = 0; hd < H_; ++hd) {
-        for (int64_t i = 0; i < L; ++i) {
-          const float* q = QKV + (r0 + i) * 3 * d_ + hd * dh;
-          float mx = -INFINITY;
-          for (int64_t j = 0; j < L; ++j) {
-            const float* k = QKV + (r0 + j) * 3 * d_ + d_ + hd * dh;
-            float acc = 0.0f;
-            for (int64_t e = 0; e < dh; ++e) acc += q[e] * k[e];
-            s[j] = acc * scale;
-            mx = std::max(mx, s[j]);
-          }
-          float sum = 0.0f;
-          for (int64_t j = 0; j < L; ++j) {
-            s[j] = std::exp(s[j] - mx);
-            sum += s[j];
-          }
-          const float inv = 1.0f / sum;
-          float* a = A + (r0 + i) * d_ + hd * dh;
-          for (int64_t e = 0; e < dh; ++e) a[e] = 0.0f;
-          for (int64_t j = 0; j < L; ++j) {
-            const float* v = QKV + (r0 + j) * 3 * d_ + 2 * d_ + hd * dh;
-            const float p = s[j] * inv;
-            for (int64_t e = 0; e < dh; ++e) a[e] += p * v[e];
-          }
-        }
-      }
+      kernels::attention_rows(QKV + r0 * 3 * d_, 3 * d_, L, d_, H_, scale, A + r0 * d_, d_, s);
       r0 += L;
     }
     if (N > 0) kernels::gemm(A, d_, N, o_, o_b_.data(), kernels::Act::Identity, O, d_, blk.threads);

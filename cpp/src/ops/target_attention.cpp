@@ -3,6 +3,7 @@
 // so the positions of a block are one GEMM of K = 2d over Σ lengths rows (no work on padding).
 #include <cstring>
 
+#include "kernels/act.h"
 #include "kernels/gemm.h"
 #include "ops/op.h"
 #include "ops/seq.h"
@@ -59,15 +60,24 @@ class TargetAttention : public Op {
     kernels::gemm(q, d_, R, aq_, b1_.data(), kernels::Act::Identity, cq, h_, blk.threads);
     if (N > 0) kernels::gemm(P, 2 * d_, N, akp_, nullptr, kernels::Act::Identity, G, h_, blk.threads);
     int64_t n = 0;
+    for (int64_t b = 0; b < R; ++b) {  // G += the row's part, position by position
+      const int64_t L = seq_len(len[b], T_);
+      const float* c = cq + b * h_;
+      for (int64_t i = 0; i < L; ++i, ++n) {
+        float* g = G + n * h_;
+        for (int64_t u = 0; u < h_; ++u) g[u] += c[u];
+      }
+    }
+    kernels::act_inplace(G, N * h_, act_);  // the vector activation kernel over every position
+    n = 0;
     for (int64_t b = 0; b < R; ++b) {
       const int64_t L = seq_len(len[b], T_);
       float* o = out + b * d_;
       for (int64_t j = 0; j < d_; ++j) o[j] = 0.0f;
-      const float* c = cq + b * h_;
       for (int64_t i = 0; i < L; ++i, ++n) {
         const float* g = G + n * h_;
         float a = b2_;
-        for (int64_t u = 0; u < h_; ++u) a += w2_[size_t(u)] * kernels::apply(act_, g[u] + c[u]);
+        for (int64_t u = 0; u < h_; ++u) a += w2_[size_t(u)] * g[u];
         const float* k = x + b * rw + i * d_;
         for (int64_t j = 0; j < d_; ++j) o[j] += a * k[j];
       }
