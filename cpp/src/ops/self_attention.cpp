@@ -31,7 +31,7 @@ class SelfAttention : public Op {
   }
 
   size_t scratch_floats(int64_t rows) const override {
-    return size_t(rows * T_ * 6 * d_ + kernels::attention_scratch_floats(T_, d_));
+    return size_t(rows * T_ * 5 * d_ + kernels::attention_scratch_floats(T_, d_));
   }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
@@ -47,8 +47,8 @@ class SelfAttention : public Op {
     }
     float* QKV = X + N * d_;  // [N, 3d]
     float* A = QKV + N * 3 * d_;  // [N, d] attention outputs
-    float* O = A + N * d_;        // [N, d] after the output projection
-    float* s = O + N * d_;        // the attention kernel's scratch
+    float* O = X;                 // [N, d] after the output projection (X is spent by then)
+    float* s = A + N * d_;        // the attention kernel's scratch
     if (N > 0)
       kernels::gemm(X, d_, N, qkv_, qkv_b_.data(), kernels::Act::Identity, QKV, 3 * d_, blk.threads);
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
