@@ -376,3 +376,20 @@ def test_readme_sequence_example_runs(tmp_path, monkeypatch, capsys):
     nums = [float(x) for x in re.findall(r"[-+]?\d*\.\d+(?:e[-+]?\d+)?", capsys.readouterr().out)]
     assert len(nums) == 4
     np.testing.assert_allclose(nums[:2], nums[2:], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("form", ["paper", "kron"])
+def test_onnx_export_of_seq_models(tmp_path, form):
+    """converters.onnx_export handles SeqDPN (the bench's ONNX Runtime peers): same logits as torch,
+    empty histories included."""
+    ort = pytest.importorskip("onnxruntime")
+    from dpn_infer.converters.onnx_export import export_onnx
+
+    m = _model(truncate=True)
+    p = tmp_path / "m.onnx"
+    export_onnx(m, p, _batch(T + 2, B=2), form=form)
+    b = _batch(T + 2, B=7, seed=5)
+    b["hist"][0] = -1
+    out = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, b)[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(out, m(b).numpy(), rtol=1e-4, atol=1e-5)
