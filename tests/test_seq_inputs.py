@@ -393,3 +393,14 @@ def test_onnx_export_of_seq_models(tmp_path, form):
     out = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, b)[0]
     with torch.no_grad():
         np.testing.assert_allclose(out, m(b).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_shared_table_owner_may_follow_the_sequence(tmp_path):
+    schema = dnn.Schema([dnn.SequenceField("hist", 30, 4, T, table="item"), dnn.SparseField("item", 30, 4)])
+    m = dnn.SeqDPN(schema, ["hist"], ["item"], layers=[4]).eval()
+    HM.randomize_(m, 1)
+    p = tmp_path / "m.bin"
+    torch_export.save(m, p)
+    b = _batch(T)
+    b.pop("user")
+    _both(m, str(p), b)

@@ -75,18 +75,24 @@ std::vector<Field> parse_schema(const Json& meta) {
     if (fd.info.kind == FieldKind::Sequence) {
       fd.info.max_len = req_int(f, who, "max_len", 1);
       fd.truncate = f.find("truncate") ? req(f, who, "truncate", Json::Type::Bool).as_bool() : false;
-      if (const Json* t = f.find("table")) {
-        if (!t->is_string()) bad(who + ": 'table' must be a field name (a string)");
-        for (size_t k = 0; k < out.size(); ++k)
-          if (out[k].info.name == t->as_string()) fd.table = static_cast<int>(k);
-        if (fd.table < 0) bad(who + ": 'table' names '" + t->as_string() + "', not an earlier field");
-        const Field& o = out[size_t(fd.table)];
-        if (o.info.kind != FieldKind::Sparse) bad(who + ": 'table' must name a sparse field");
-        if (o.info.vocab != fd.info.vocab || o.info.dim != fd.info.dim || o.policy != fd.policy)
-          bad(who + ": shares the table of '" + o.info.name + "' but its vocab, dim or policy differ");
-      }
+      if (const Json* t = f.find("table"); t && !t->is_string())
+        bad(who + ": 'table' must be a field name (a string)");
     }
     out.push_back(std::move(fd));
+  }
+  // Shared tables, once every field is known (the owner may come before or after the sequence).
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i].info.kind != FieldKind::Sequence) continue;
+    const Json* t = fields->items()[i].find("table");
+    if (!t) continue;
+    const std::string who = "field '" + out[i].info.name + "'";
+    for (size_t k = 0; k < out.size(); ++k)
+      if (out[k].info.name == t->as_string()) out[i].table = static_cast<int>(k);
+    if (out[i].table < 0) bad(who + ": 'table' names '" + t->as_string() + "', which is not a field");
+    const Field& o = out[size_t(out[i].table)];
+    if (o.info.kind != FieldKind::Sparse) bad(who + ": 'table' must name a sparse field");
+    if (o.info.vocab != out[i].info.vocab || o.info.dim != out[i].info.dim || o.policy != out[i].policy)
+      bad(who + ": shares the table of '" + o.info.name + "' but its vocab, dim or policy differ");
   }
   return out;
 }
