@@ -1,7 +1,7 @@
 """Throughput and latency of dpn_infer against its peers, measured in one run.
 
-    python bench/run.py [--quick] [--json PATH] [--markdown PATH] [--configs ml1m,criteo,prod,field,feature+field]
-                        [--batches 1,16,256,2048]
+    python bench/run.py [--quick] [--json PATH] [--markdown PATH]
+                        [--configs ml1m,criteo,prod,field,feature+field,seq] [--batches 1,16,256,2048]
                         [--threads 1,2] [--runners engine,torch,ort-paper,ort-kron] [--seconds 1.0]
 
 For every (config x batch x threads x runner): samples/s, p50 and p99 latency of one predict call,
@@ -44,6 +44,60 @@ CONFIGS = {
 }
 RUNNERS = ["engine", "torch", "ort-paper", "ort-kron"]
 VOCAB = 10000
+# Sequence configs (SeqDPN): candidate item + category, profile fields, a history of T items and
+# their categories (tables shared with the candidate's), dim each; encoder HomoDPO (kernel k) +
+# self-attention, decoder HeteroDPO + target attention, MLP head. History lengths are uniform in
+# [0, T] per row, so FLOP counts use the mean length T/2.
+SEQ_CONFIGS = {
+    "seq": {"T": 50, "dim": 16, "cat_vocab": 100, "profile": 4, "kernel": 3, "heads": 2,
+            "att_hidden": 36, "hidden": 4, "mlp": [200, 80]},
+}
+
+
+def build_seq(config, seed=0):
+    import torch
+
+    from dpn_infer.nn import Schema, SeqDPN, SequenceField, SparseField
+
+    c = SEQ_CONFIGS[config]
+    d, T = c["dim"], c["T"]
+    torch.manual_seed(seed)
+    fields = [SparseField("item", VOCAB, d), SparseField("cat", c["cat_vocab"], d)]
+    fields += [SparseField(f"p{i}", VOCAB, d) for i in range(c["profile"])]
+    fields += [SequenceField("hist_item", VOCAB, d, T, table="item", truncate=True),
+               SequenceField("hist_cat", c["cat_vocab"], d, T, table="cat", truncate=True)]
+    return SeqDPN(Schema(fields), ["hist_item", "hist_cat"], ["item", "cat"],
+                  encoder=["self_attention", "homo_dpo"], decoder=["target_attention", "hetero_dpo"],
+                  heads=c["heads"], kernel_size=c["kernel"], homo_hidden=c["hidden"],
+                  att_hidden=c["att_hidden"], hetero_hidden=c["hidden"], layers=c["mlp"]).eval()
+
+
+def seq_flops_per_row(config):
+    c = SEQ_CONFIGS[config]
+    d, k, l, h = 2 * c["dim"], c["kernel"], c["hidden"], c["att_hidden"]
+    L = c["T"] / 2
+    attn = 2 * L * d * 3 * d + 4 * L * L * d + 2 * L * d * d           # QKV, scores + AV, output
+    homo = 2 * d * l + 2 * l * k * d + 2 * L * k * d                    # generator, kernel, conv
+    target = 2 * d * h + 2 * L * 2 * d * h + L * (2 * h + 2 * d)        # folded activation unit
+    hetero = 2 * d * d * (l + 1) + 2 * d * l + 2 * l * d
+    x0 = 2 * d + d + c["profile"] * c["dim"]
+    mlp, w = 0, x0
+    for m in c["mlp"]:
+        mlp += 2 * w * m
+        w = m
+    return int(attn + homo + target + hetero + mlp + 2 * w)
+
+
+def seq_weight_bytes(config):
+    c = SEQ_CONFIGS[config]
+    d, k, l, h = 2 * c["dim"], c["kernel"], c["hidden"], c["att_hidden"]
+    n = 4 * d * d + 4 * d + d * l + l + l * k * d + k * d + 4 * d * h + 2 * h + 1
+    n += ((l + 1) * d + l) * d + d * l + l + d
+    w = 2 * d + d + c["profile"] * c["dim"]
+    for m in c["mlp"]:
+        n += w * m + m
+        w = m
+    return 4 * (n + w + 1)
 
 
 def build_field(config, seed=0):
@@ -115,6 +169,9 @@ def field_paper_bytes(config, batch):
 def build(config, seed=0):
     import torch
 
+    if config in SEQ_CONFIGS:
+        return build_seq(config, seed)
+
     from dpn_infer.nn import FeatureDPN, LayerSpec, Schema, SparseField
 
     if isinstance(CONFIGS[config], dict):
@@ -127,6 +184,8 @@ def build(config, seed=0):
 
 
 def flops_per_row(config):
+    if config in SEQ_CONFIGS:
+        return seq_flops_per_row(config)
     if isinstance(CONFIGS[config], dict):
         return field_flops_per_row(config)
     n_fields, dim, widths, l = CONFIGS[config]
@@ -140,6 +199,8 @@ def flops_per_row(config):
 
 def weight_bytes(config):
     """Bytes of packed weights the engine reads per call (every one of them, even at batch 1)."""
+    if config in SEQ_CONFIGS:
+        return seq_weight_bytes(config)
     if isinstance(CONFIGS[config], dict):
         return field_weight_bytes(config)
     n_fields, dim, widths, l = CONFIGS[config]
@@ -153,6 +214,8 @@ def weight_bytes(config):
 
 def paper_bytes(config, batch):
     """Bytes the paper form materializes for its largest per-row weight tensor."""
+    if config in SEQ_CONFIGS:                      # HeteroDPO's W_g: [B, 2·dim, 2·dim]
+        return batch * (2 * SEQ_CONFIGS[config]["dim"]) ** 2 * 4
     if isinstance(CONFIGS[config], dict):
         return field_paper_bytes(config, batch)
     n_fields, dim, widths, _ = CONFIGS[config]
@@ -164,6 +227,18 @@ def paper_bytes(config, batch):
 
 
 def make_batch(config, batch, rng):
+    if config in SEQ_CONFIGS:
+        c = SEQ_CONFIGS[config]
+        T, cv = c["T"], c["cat_vocab"]
+        out = {"item": rng.integers(0, VOCAB, batch, dtype=np.int64),
+               "cat": rng.integers(0, cv, batch, dtype=np.int64)}
+        out.update({f"p{i}": rng.integers(0, VOCAB, batch, dtype=np.int64) for i in range(c["profile"])})
+        hist = rng.integers(0, VOCAB, (batch, T), dtype=np.int64)
+        lengths = rng.integers(0, T + 1, batch)
+        pad = np.arange(T)[None, :] >= lengths[:, None]
+        out["hist_item"] = np.where(pad, -1, hist)
+        out["hist_cat"] = np.where(pad, -1, hist % cv)
+        return out
     n_fields = CONFIGS[config]["fields"] if isinstance(CONFIGS[config], dict) else CONFIGS[config][0]
     return {f"f{i}": rng.integers(0, VOCAB, batch, dtype=np.int64) for i in range(n_fields)}
 
@@ -320,7 +395,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="short run: fewer calls per point")
     ap.add_argument("--json", help="write the records to this JSON file")
     ap.add_argument("--markdown", help="write the summary table (markdown) to this file")
-    ap.add_argument("--configs", default=",".join(CONFIGS))
+    ap.add_argument("--configs", default=",".join(list(CONFIGS) + list(SEQ_CONFIGS)))
     ap.add_argument("--batches", default="1,16,256,2048")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--runners", default=",".join(RUNNERS))
@@ -335,8 +410,8 @@ def main(argv=None):
     threads_list = [int(t) for t in args.threads.split(",")]
     runners = args.runners.split(",")
     for c in configs:
-        if c not in CONFIGS:
-            sys.exit(f"unknown config {c!r}; known: {', '.join(CONFIGS)}")
+        if c not in CONFIGS and c not in SEQ_CONFIGS:
+            sys.exit(f"unknown config {c!r}; known: {', '.join(list(CONFIGS) + list(SEQ_CONFIGS))}")
     for r in runners:
         if r not in RUNNERS:
             sys.exit(f"unknown runner {r!r}; known: {', '.join(RUNNERS)}")

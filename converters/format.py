@@ -19,8 +19,11 @@ OPSET = 2  # the newest opset this writer knows (docs/format.md §5)
 # it, so a model that uses only old operators stays loadable by older engines.
 OP_OPSET = {"embedding": 1, "dense_input": 1, "concat": 1, "linear": 1, "dylinear": 1,
             "layernorm": 1, "cross": 1, "act": 1,
-            "field_dylinear": 2}
-FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1}
+            "field_dylinear": 2,
+            # sequence operators (docs/format.md §5, opset 2)
+            "seq_embedding": 2, "seq_length": 2, "seq_concat": 2, "seq_pool": 2, "seq_add": 2,
+            "homo_dpo": 2, "self_attention": 2, "target_attention": 2}
+FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1, "sequence": 2}
 BYTE_ORDER_MARK = 0x0A0B0C0D
 HEADER_SIZE = 128
 ALIGN = 64

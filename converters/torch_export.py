@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DyLinear, FeatureDPN, InputLayer,
-                          Schema)
+from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DINHeter, DyLinear, FeatureDPN,
+                          HeteroDPO, HomoDPO, InputLayer, Schema, SelfAttention, SeqDPN,
+                          SequenceField, TargetAttention)
 from dpn_infer.nn.field import FieldDPN, FieldDyLinear
 
 from .format import required_opset, write
@@ -78,6 +79,7 @@ def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]
     if inputs.schema.to_json() != schema.to_json():
         raise ValueError(f"cannot export '{_where(path)}': its schema differs from the model's")
     values = {}
+    tables = {}     # embeddings key -> tensor name: a table shared by several fields is stored once
     for f in schema.fields:
         if isinstance(f, DenseField):
             values[f.name] = g.node("dense_input", f"{_pre(path)}{f.name}", [], f"dense/{f.name}",
@@ -93,7 +95,13 @@ def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]
         if tuple(emb.weight.shape) != (f.rows, f.dim):
             raise ValueError(f"cannot export '{epath}' (Embedding): table is {list(emb.weight.shape)}, "
                              f"field {f.name!r} needs [{f.rows}, {f.dim}]")
-        table = g.tensor(f"{epath}.weight", emb.weight)
+        if key not in tables:
+            tables[key] = g.tensor(f"{epath}.weight", emb.weight)
+        table = tables[key]
+        if isinstance(f, SequenceField):
+            values[f.name] = g.node("seq_embedding", f"{_pre(path)}{f.name}", [], f"seq/{f.name}",
+                                    {"field": f.name}, {"table": table})
+            continue
         values[f.name] = g.node("embedding", epath, [], f"emb/{f.name}", {"field": f.name},
                                 {"table": table})
     return values
@@ -428,6 +436,88 @@ def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
     return _emit_linear_out(g, module.classifier, x, width)
 
 
+def _linear_params(g, lin, path, prefix, n_in, n_out):
+    _check_type(lin, (nn.Linear,), path)
+    if (lin.in_features, lin.out_features) != (n_in, n_out):
+        raise ValueError(f"cannot export '{path}' (Linear): shape [{lin.out_features}, {lin.in_features}], "
+                         f"expected [{n_out}, {n_in}]")
+    b = lin.bias if lin.bias is not None else np.zeros(n_out)
+    return {f"{prefix}weight": g.tensor(f"{path}.weight", lin.weight),
+            f"{prefix}bias": g.tensor(f"{path}.bias", b)}
+
+
+def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
+    _check_forward(module, SeqDPN)
+    schema = module.schema
+    T, d, dq = module.max_len, module.seq_dim, module.query_dim
+    _check_lists(module, ("layers", "norms", "acts"), len(module.specs))
+    _check_dropout(module.dropout, "dropout")
+    values = _emit_inputs(g, module.inputs, schema, "inputs")
+    seq0 = module.sequence[0]
+    lens = g.node("seq_length", f"lengths[{seq0}]", [], "len", {"field": seq0})
+    x = values[seq0]
+    if len(module.sequence) > 1:
+        x = g.node("seq_concat", "behaviours", [values[n] for n in module.sequence] + [lens], "X",
+                   {"max_len": T})
+    parts = [x] if module.residual or not module.encoder else []
+    if module.self_attention is not None:
+        sa = module.self_attention
+        _check_type(sa, (SelfAttention,), "self_attention")
+        if sa.dim != d:
+            raise ValueError(f"cannot export 'self_attention': dim {sa.dim}, behaviours have {d}")
+        params = {}
+        for r in ("q", "k", "v", "o"):
+            params.update(_linear_params(g, getattr(sa, r), f"self_attention.{r}", f"{r}_", d, d))
+        parts.append(g.node("self_attention", "self_attention", [x, lens], "sa",
+                            {"max_len": T, "dim": d, "heads": sa.heads}, params))
+    if module.homo_dpo is not None:
+        hd = module.homo_dpo
+        _check_type(hd, (HomoDPO,), "homo_dpo")
+        if hd.dim != d:
+            raise ValueError(f"cannot export 'homo_dpo': dim {hd.dim}, behaviours have {d}")
+        params = _linear_params(g, hd.g1, "homo_dpo.g1", "g1_", d, hd.hidden)
+        params.update(_linear_params(g, hd.g2, "homo_dpo.g2", "g2_", hd.hidden, hd.kernel_size * d))
+        parts.append(g.node("homo_dpo", "homo_dpo", [x, lens], "homo",
+                            {"max_len": T, "dim": d, "kernel": hd.kernel_size, "hidden": hd.hidden,
+                             "sigma": hd.sigma, "gate": hd.gate}, params))
+    e = parts[0] if len(parts) == 1 else g.node("seq_add", "encoder", parts + [lens], "E",
+                                                {"max_len": T})
+    cand = [values[n] for n in module.candidate]
+    q = cand[0] if len(cand) == 1 else g.node("concat", "candidate", cand, "q")
+    interest = []
+    if module.target_attention is not None:
+        ta = module.target_attention
+        _check_type(ta, (TargetAttention,), "target_attention")
+        params = _linear_params(g, ta.fc1, "target_attention.fc1", "fc1_", 4 * d, ta.hidden)
+        params.update(_linear_params(g, ta.fc2, "target_attention.fc2", "fc2_", ta.hidden, 1))
+        interest.append(g.node("target_attention", "target_attention", [q, e, lens], "ta",
+                               {"max_len": T, "dim": d, "hidden": ta.hidden, "act": ta.act}, params))
+    pooled = None
+    if module.hetero_dpo is not None or module.target_attention is None:
+        pooled = g.node("seq_pool", "mean_valid", [e, lens], "pooled", {"max_len": T})
+    if module.hetero_dpo is not None:
+        het = module.hetero_dpo
+        _check_type(het, (HeteroDPO,), "hetero_dpo")
+        interest.append(_emit_dylinear(g, het.dpo, "hetero_dpo.dpo", q, pooled, "het", "identity",
+                                       width_in=dq, width_z=d))
+    if not interest:
+        interest.append(pooled)
+    x0 = g.node("concat", "head_input", interest + [q] + [values[n] for n in module.profile], "x0")
+    width = module.head_in
+    x = x0
+    for i, spec in enumerate(module.specs):
+        layer = module.layers[i]
+        z = zw = None
+        if spec.dynamic:
+            z, zw = (x0, module.head_in) if spec.context == "x0" else (x, width)
+        elif type(layer) is DyLinear:
+            raise TypeError(f"cannot export module 'layers.{i}' of type DyLinear: its LayerSpec is "
+                            f"static (expected Linear here)")
+        x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
+                               module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
+    return _emit_linear_out(g, module.classifier, x, width)
+
+
 def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
     """(metadata, tensors) of ``module`` (FeatureDPN, DNN or CrossNet), ready for format.write."""
     if not isinstance(module, nn.Module):
@@ -438,6 +528,9 @@ def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
     if isinstance(module, CrossNet):
         model_type = "CrossNet"
         out = _export_crossnet(module, g)
+    elif isinstance(module, SeqDPN):
+        model_type = "DINHeter" if isinstance(module, DINHeter) else "SeqDPN"
+        out = _export_seqdpn(module, g)
     elif isinstance(module, FieldDPN):
         model_type = "FieldDPN"
         out = _export_field_dpn(module, g)
@@ -447,8 +540,8 @@ def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
             _check_forward(module, DNN)
         out = _export_feature_dpn(module, g)
     else:
-        raise TypeError(f"cannot export {type(module).__name__}: expected FeatureDPN, DNN, CrossNet "
-                        f"or FieldDPN from dpn_infer.nn")
+        raise TypeError(f"cannot export {type(module).__name__}: expected FeatureDPN, DNN, CrossNet, "
+                        f"FieldDPN, SeqDPN or DINHeter from dpn_infer.nn")
     metadata = {"producer": PRODUCER, "opset": 0, "model_type": model_type,
                 "schema": {"fields": module.schema.to_json()},
                 "graph": {"nodes": g.nodes, "output": out},

@@ -34,7 +34,8 @@ def _info(args) -> int:
           f"producer {meta.get('producer', '?')}")
     print("fields:")
     for f in m.schema:
-        extra = ", ".join(f"{k}={f[k]}" for k in ("vocab", "policy", "pooling", "max_len") if k in f)
+        keys = ("vocab", "policy", "pooling", "max_len", "truncate", "table")
+        extra = ", ".join(f"{k}={f[k]}" for k in keys if k in f)
         print(f"  {f['name']:<20} {f['kind']:<10} dim={f['dim']}" + (f", {extra}" if extra else ""))
     print("graph:")
     for n in meta["graph"]["nodes"]:

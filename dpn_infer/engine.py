@@ -49,7 +49,9 @@ class Model:
                 logits: bool = False) -> np.ndarray:
         """float32 [B] click probabilities (or logits) for a mapping field name -> array.
 
-        sparse: int64 [B]; multi_hot: int64 [B, T] padded with -1; dense: float32 [B] or [B, dim].
+        sparse: int64 [B]; multi_hot: int64 [B, T] padded with -1; dense: float32 [B] or [B, dim];
+        sequence: int64 [B, T] padded with -1, or a ragged tuple (values int64 [N], offsets int64
+        [B + 1]) where row b is values[offsets[b]:offsets[b + 1]].
         Values that are not numpy arrays are converted as ``np.asarray`` would (dtypes are not cast).
         ``threads``: intra-op threads for this call (default: the model's); 1 runs on the calling
         thread only. Large batches are split by rows, small ones by the GEMMs' output columns.

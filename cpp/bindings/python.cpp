@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cerrno>
+#include <cmath>
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -17,6 +18,8 @@
 #include "kernels/act.h"
 #include "kernels/field_attn.h"
 #include "kernels/field_mix.h"
+#include "kernels/attention.h"
+#include "kernels/dwconv.h"
 #include "kernels/gemm.h"
 #include "kernels/kron.h"
 #include "kernels/probe.h"
@@ -62,6 +65,46 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     if (!found)
       throw dpn::InputError(f.name, "missing from the batch (the model's fields are " + field_list(m) + ")");
     py::object obj = py::reinterpret_borrow<py::object>(found);
+    if (f.kind == dpn::FieldKind::Sequence && PyTuple_Check(obj.ptr())) {
+      // Ragged (values, offsets): row b's ids are values[offsets[b]:offsets[b+1]].
+      py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
+      if (t.size() != 2)
+        throw dpn::InputError(f.name, "a ragged sequence is a tuple (values, offsets), got a tuple of " +
+                                          std::to_string(t.size()));
+      py::array parts[2];
+      const char* what[2] = {"values", "offsets"};
+      for (int k = 0; k < 2; ++k) {
+        parts[k] = py::array::ensure(t[size_t(k)]);
+        if (!parts[k]) {
+          PyErr_Clear();
+          throw dpn::InputError(f.name, std::string("ragged ") + what[k] + " must be an array");
+        }
+        if (!py::isinstance<py::array_t<int64_t>>(parts[k]) || parts[k].ndim() != 1)
+          throw dpn::InputError(f.name, std::string("ragged ") + what[k] + " must be a 1-d int64 array, got " +
+                                            std::string(py::str(parts[k].dtype())) + " " + shape_str(parts[k]));
+      }
+      if (parts[1].shape(0) < 1)
+        throw dpn::InputError(f.name, "ragged offsets need B + 1 entries (at least 1)");
+      auto v = py::array_t<int64_t, py::array::c_style>::ensure(parts[0]);
+      auto o = py::array_t<int64_t, py::array::c_style>::ensure(parts[1]);
+      if (!v || !o) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
+      const int64_t rows = o.shape(0) - 1;
+      if (B < 0) {
+        B = rows;
+        b_field = f.name;
+      } else if (rows != B) {
+        throw dpn::InputError(f.name, "has " + std::to_string(rows) + " rows, but field '" + b_field +
+                                          "' has " + std::to_string(B) + " (every field needs the same batch size)");
+      }
+      dpn::FieldInput& in = inputs[i];
+      in.rows = rows;
+      in.cols = v.shape(0);
+      in.ids = v.data();
+      in.offsets = o.data();
+      keep.push_back(std::move(v));
+      keep.push_back(std::move(o));
+      continue;
+    }
     py::array arr;
     if (py::isinstance<py::array>(obj)) {
       arr = py::reinterpret_borrow<py::array>(obj);
@@ -95,6 +138,12 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
         if (f.max_len > 0 && cols > f.max_len)
           throw dpn::InputError(f.name, "got " + std::to_string(cols) +
                                             " ids per row, more than max_len " + std::to_string(f.max_len));
+        break;
+      case dpn::FieldKind::Sequence:  // T > max_len: the engine refuses or truncates, as the schema says
+        if (arr.ndim() != 2)
+          throw dpn::InputError(f.name, "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
+        rows = arr.shape(0);
+        cols = arr.shape(1);
         break;
       case dpn::FieldKind::Dense:
         if (arr.ndim() == 1 && f.dim == 1) {
@@ -271,6 +320,8 @@ F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
 //   act:       x [n], act="relu"                              -> [n]
 //   softmax:   x [R, C]                                       -> [R, C]
 //   kron:      x [R, m], h [R, l], with_h=True                -> [R, (l+1)·m (+ l)]
+//   dwconv:    x [T, n], K [k, n], length=T                   -> [T, n] (rows >= length left 0)
+//   attention: qkv [L, 3d], heads=1, scale=1/sqrt(d/heads)    -> [L, d]
 py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
                              const py::kwargs& kw) {
   namespace k = dpn::kernels;
@@ -375,7 +426,34 @@ py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
     run([&] { k::kron_panel(which, x.data(), m, m, h.data(), l, l, R, with_h, pp, K); });
     return P;
   }
-  throw py::value_error("unknown kernel '" + kernel + "' (pool, layernorm, cross, act, softmax, kron)");
+  if (kernel == "dwconv") {
+    F32 x = kw_f32(kw, "x", 2), K = kw_f32(kw, "K", 2);
+    const int64_t T = x.shape(0), n = x.shape(1), k = K.shape(0);
+    if (K.shape(1) != n || k % 2 == 0) throw py::value_error("K must be [k odd, n]");
+    const int64_t L = kw.contains("length") ? kw["length"].cast<int64_t>() : T;
+    if (L < 0 || L > T) throw py::value_error("length must be in [0, T]");
+    py::array_t<float> y({T, n});
+    float* py_ = y.mutable_data();
+    std::fill(py_, py_ + T * n, 0.0f);
+    run([&] { k::dwconv_rows(which, x.data(), L, n, K.data(), k, py_); });
+    return y;
+  }
+  if (kernel == "attention") {
+    F32 qkv = kw_f32(kw, "qkv", 2);
+    const int64_t L = qkv.shape(0), d = qkv.shape(1) / 3;
+    const int64_t H = kw.contains("heads") ? kw["heads"].cast<int64_t>() : 1;
+    if (d < 1 || qkv.shape(1) != 3 * d || H < 1 || d % H != 0)
+      throw py::value_error("qkv must be [L, 3d] with heads dividing d");
+    const float scale = kw.contains("scale") ? kw["scale"].cast<float>()
+                                             : 1.0f / std::sqrt(static_cast<float>(d / H));
+    py::array_t<float> A({L, d});
+    float* pa = A.mutable_data();
+    std::vector<float> scratch(size_t(k::attention_scratch_floats(L, d)));
+    run([&] { k::attention_rows(which, qkv.data(), 3 * d, L, d, H, scale, pa, d, scratch.data()); });
+    return A;
+  }
+  throw py::value_error("unknown kernel '" + kernel +
+                        "' (pool, layernorm, cross, act, softmax, kron, dwconv, attention)");
 }
 
 PyModel load(const std::string& path) {

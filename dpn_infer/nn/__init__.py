@@ -8,12 +8,15 @@ from .dylinear import DyLinear
 from .inputs import InputLayer, to_torch_batch
 from .models import (DNN, MODEL_CLASSES, CrossNet, FeatureDPN, LayerSpec, load_checkpoint,
                      save_checkpoint)
-from .schema import DenseField, MultiHotField, Schema, SparseField
+from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField
 from .field import FieldDPN, FieldDyLinear, FieldLayerSpec, fm_operator
+from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean
+from .seqdpn import DINHeter, SeqDPN
 
 MODEL_CLASSES["FieldDPN"] = FieldDPN
 
 __all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer", "to_torch_batch",
            "DyLinear", "CrossLayer", "LayerSpec", "FeatureDPN", "DNN", "CrossNet",
            "save_checkpoint", "load_checkpoint", "MODEL_CLASSES",
-           "FieldDyLinear", "FieldLayerSpec", "FieldDPN", "fm_operator"]
+           "FieldDyLinear", "FieldLayerSpec", "FieldDPN", "fm_operator", "SequenceField", "HomoDPO",
+           "HeteroDPO", "SelfAttention", "TargetAttention", "masked_mean", "SeqDPN", "DINHeter"]

@@ -15,7 +15,7 @@ from torch import nn
 from .crossnet import CrossLayer
 from .dylinear import FORMS, GENERATORS, SIGMAS, DyLinear
 from .inputs import InputLayer
-from .schema import Schema
+from .schema import Schema, SequenceField
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}
 NORMS = (None, "layernorm", "batchnorm")
@@ -97,6 +97,13 @@ def _check_common(activation, norm, dropout):
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
 
 
+def _no_sequences(who, schema):
+    for f in schema:
+        if isinstance(f, SequenceField):
+            raise ValueError(f"{who}: field {f.name!r} is a sequence field; sequence fields are read by "
+                             f"SeqDPN / DINHeter (dpn_infer.nn.seqdpn)")
+
+
 def _make_norm(norm, width) -> nn.Module:
     if norm == "layernorm":
         return nn.LayerNorm(width)
@@ -120,6 +127,7 @@ class FeatureDPN(nn.Module):
         if not isinstance(schema, Schema):
             raise TypeError(f"{type(self).__name__}: schema must be a Schema, got {type(schema).__name__}")
         _check_common(activation, norm, dropout)
+        _no_sequences(type(self).__name__, schema)
         self.schema = schema
         self.specs: List[LayerSpec] = [_as_spec(l) for l in layers]
         self.activation, self.norm, self.dropout_p = activation, norm, float(dropout)
@@ -224,6 +232,7 @@ class CrossNet(nn.Module):
         if isinstance(num_cross, bool) or not isinstance(num_cross, int) or num_cross < 0:
             raise ValueError(f"CrossNet: num_cross must be an integer >= 0, got {num_cross!r}")
         _check_common(activation, norm, dropout)
+        _no_sequences("CrossNet", schema)
         hidden = list(hidden)
         for h in hidden:
             if isinstance(h, bool) or not isinstance(h, int) or h < 1:

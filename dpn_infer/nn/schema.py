@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, List, Mapping, Sequence, Union
+from typing import Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
 POLICIES = ("hash", "oov_bucket", "error")
 POOLINGS = ("sum", "mean")
@@ -88,11 +88,53 @@ class DenseField:
         return {"name": self.name, "kind": "dense", "dim": self.dim}
 
 
-Field = Union[SparseField, MultiHotField, DenseField]
-_FIELD_TYPES = (SparseField, MultiHotField, DenseField)
+@dataclass
+class SequenceField:
+    """A behaviour sequence (int64 ``[B, T]`` padded with -1), kept as a sequence of ``max_len``
+    positions for the sequence operators (docs/format.md §4.1, opset 2).
+
+    A row's valid ids are its entries other than -1, in order (padding may stand anywhere); its
+    length is their count. ``T > max_len`` is refused, naming the field, unless ``truncate`` is
+    true: then each row keeps its last (most recent) ``max_len`` valid ids. ``table`` names a
+    ``sparse`` field whose embedding table this field shares (stored once; vocab, dim and policy
+    must be equal)."""
+    name: str
+    vocab: int
+    dim: int
+    max_len: int
+    policy: str = "hash"
+    truncate: bool = False
+    table: Optional[str] = None
+    kind = "sequence"
+
+    def __post_init__(self):
+        _check_common(self.name, self.dim, "SequenceField")
+        _check_vocab_policy(self.name, self.vocab, self.policy)
+        if isinstance(self.max_len, bool) or not isinstance(self.max_len, int) or self.max_len < 1:
+            raise ValueError(f"field {self.name!r}: max_len must be an integer >= 1, got {self.max_len!r}")
+        if not isinstance(self.truncate, bool):
+            raise ValueError(f"field {self.name!r}: truncate must be a bool, got {self.truncate!r}")
+        if self.table is not None and (not isinstance(self.table, str) or not self.table):
+            raise ValueError(f"field {self.name!r}: table must be a field name, got {self.table!r}")
+
+    @property
+    def rows(self) -> int:
+        return self.vocab + 1 if self.policy == "oov_bucket" else self.vocab
+
+    def to_json(self) -> dict:
+        d = {"name": self.name, "kind": "sequence", "dim": self.dim, "vocab": self.vocab,
+             "policy": self.policy, "max_len": self.max_len, "truncate": self.truncate}
+        if self.table is not None:
+            d["table"] = self.table
+        return d
+
+
+Field = Union[SparseField, MultiHotField, DenseField, SequenceField]
+_FIELD_TYPES = (SparseField, MultiHotField, DenseField, SequenceField)
 _KEYS = {"sparse": {"name", "kind", "dim", "vocab", "policy"},
          "multi_hot": {"name", "kind", "dim", "vocab", "policy", "pooling", "max_len"},
-         "dense": {"name", "kind", "dim"}}
+         "dense": {"name", "kind", "dim"},
+         "sequence": {"name", "kind", "dim", "vocab", "policy", "max_len", "truncate", "table"}}
 
 
 def field_from_json(d: Mapping) -> Field:
@@ -111,6 +153,9 @@ def field_from_json(d: Mapping) -> Field:
         if kind == "multi_hot":
             return MultiHotField(d["name"], d["vocab"], d["dim"], d.get("pooling", "mean"),
                                  d.get("max_len", 0), d.get("policy", "hash"))
+        if kind == "sequence":
+            return SequenceField(d["name"], d["vocab"], d["dim"], d["max_len"], d.get("policy", "hash"),
+                                 d.get("truncate", False), d.get("table"))
         return DenseField(d["name"], d.get("dim", 1))
     except KeyError as e:
         raise ValueError(f"field {d.get('name')!r}: missing key {e.args[0]!r}") from None
@@ -126,11 +171,22 @@ class Schema:
         seen = set()
         for f in fields:
             if not isinstance(f, _FIELD_TYPES):
-                raise TypeError(f"Schema fields must be SparseField, MultiHotField or DenseField, "
-                                f"got {type(f).__name__}")
+                raise TypeError(f"Schema fields must be SparseField, MultiHotField, DenseField or "
+                                f"SequenceField, got {type(f).__name__}")
             if f.name in seen:
                 raise ValueError(f"duplicate field name {f.name!r} in schema")
             seen.add(f.name)
+        by_name = {f.name: f for f in fields}
+        for f in fields:
+            if isinstance(f, SequenceField) and f.table is not None:
+                o = by_name.get(f.table)
+                if not isinstance(o, SparseField):
+                    raise ValueError(f"field {f.name!r}: table {f.table!r} must name a sparse field "
+                                     f"of the schema")
+                if (o.vocab, o.dim, o.policy) != (f.vocab, f.dim, f.policy):
+                    raise ValueError(f"field {f.name!r}: shares the table of {o.name!r}, so vocab, dim "
+                                     f"and policy must equal its ({o.vocab}, {o.dim}, {o.policy!r}), got "
+                                     f"({f.vocab}, {f.dim}, {f.policy!r})")
         self.fields: List[Field] = fields
         self._by_name = {f.name: f for f in fields}
 

@@ -46,7 +46,7 @@ class InputError : public Error {
   std::string field_;
 };
 
-enum class FieldKind { Sparse, MultiHot, Dense };
+enum class FieldKind { Sparse, MultiHot, Dense, Sequence };
 
 // One field of the schema, as the model file declares it (docs/format.md §4.1).
 struct FieldInfo {
@@ -54,16 +54,20 @@ struct FieldInfo {
   FieldKind kind = FieldKind::Dense;
   int64_t dim = 0;
   int64_t vocab = 0;    // sparse / multi_hot
-  int64_t max_len = 0;  // multi_hot; 0 = no limit
+  int64_t max_len = 0;  // multi_hot (0 = no limit); sequence (its positions, >= 1)
 };
 
 // One field's data for a predict call, row-major.
-// sparse: ids [rows] (cols = 1); multi_hot: ids [rows, cols] padded with -1; dense: values [rows, cols=dim].
+// sparse: ids [rows] (cols = 1); multi_hot and sequence: ids [rows, cols] padded with -1;
+// dense: values [rows, cols=dim].
 struct FieldInput {
   const int64_t* ids = nullptr;
   const float* values = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  // sequence only, optional: ragged rows. ids holds cols values in all; row b's ids are
+  // ids[offsets[b], offsets[b+1]) (rows + 1 non-decreasing offsets from 0 to cols).
+  const int64_t* offsets = nullptr;
 };
 
 // A loaded model: immutable, shareable between threads; predict() keeps all scratch per call.

@@ -27,16 +27,38 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
     if (in.cols < 0) throw InputError(name, "negative column count");
     switch (f.info.kind) {
       case FieldKind::Sparse:
-      case FieldKind::MultiHot: {
+      case FieldKind::MultiHot:
+      case FieldKind::Sequence: {
         if (f.info.kind == FieldKind::Sparse && in.cols != 1)
           throw InputError(name, "expected one id per row");
         if (f.info.kind == FieldKind::MultiHot && f.info.max_len > 0 && in.cols > f.info.max_len)
           throw InputError(name, "got " + std::to_string(in.cols) + " ids per row, more than max_len " +
                                      std::to_string(f.info.max_len));
-        const int64_t n = batch * in.cols;
+        if (in.offsets && f.info.kind != FieldKind::Sequence)
+          throw InputError(name, "ragged offsets are only read for sequence fields");
+        if (in.offsets) {
+          if (in.offsets[0] != 0) throw InputError(name, "ragged offsets must start at 0");
+          for (int64_t b = 0; b < batch; ++b) {
+            const int64_t n = in.offsets[b + 1] - in.offsets[b];
+            if (n < 0 || in.offsets[b + 1] > in.cols)
+              throw InputError(name, "ragged offsets must be non-decreasing and at most the number of "
+                                     "values (" + std::to_string(in.cols) + "); row " + std::to_string(b));
+            if (!f.truncate && n > f.info.max_len)
+              throw InputError(name, "row " + std::to_string(b) + " has " + std::to_string(n) +
+                                         " ids, more than max_len " + std::to_string(f.info.max_len) +
+                                         " (the schema does not truncate)");
+          }
+          if (in.offsets[batch] != in.cols)
+            throw InputError(name, "ragged offsets end at " + std::to_string(in.offsets[batch]) + ", but " +
+                                       std::to_string(in.cols) + " values were given");
+        }
+        if (f.info.kind == FieldKind::Sequence && !in.offsets && !f.truncate && in.cols > f.info.max_len)
+          throw InputError(name, "got " + std::to_string(in.cols) + " ids per row, more than max_len " +
+                                     std::to_string(f.info.max_len) + " (the schema does not truncate)");
+        const int64_t n = in.offsets ? in.cols : batch * in.cols;
         if (n > 0 && !in.ids) throw InputError(name, "no ids given");
         if (f.policy == Policy::Error) {
-          const bool multi = f.info.kind == FieldKind::MultiHot;
+          const bool multi = f.info.kind != FieldKind::Sparse;
           for (int64_t k = 0; k < n; ++k) {
             const int64_t id = in.ids[k];
             if ((id < 0 || id >= f.info.vocab) && !(multi && id == -1)) ops::resolve_id(f, id);  // throws

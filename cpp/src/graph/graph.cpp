@@ -23,7 +23,8 @@ void check_opset(const Json& meta) {
     if (const Json* fs = s->find("fields"); fs && fs->is_array())
       for (const Json& f : fs->items())
         if (const Json* k = f.find("kind"); k && k->is_string() && what.empty())
-          if (k->as_string() != "sparse" && k->as_string() != "multi_hot" && k->as_string() != "dense")
+          if (k->as_string() != "sparse" && k->as_string() != "multi_hot" && k->as_string() != "dense" &&
+              k->as_string() != "sequence")
             what = "field kind '" + k->as_string() + "'";
   if (what.empty())
     if (const Json* g = meta.find("graph"))

@@ -50,6 +50,7 @@ std::vector<Field> parse_schema(const Json& meta) {
     if (kind == "sparse") fd.info.kind = FieldKind::Sparse;
     else if (kind == "multi_hot") fd.info.kind = FieldKind::MultiHot;
     else if (kind == "dense") fd.info.kind = FieldKind::Dense;
+    else if (kind == "sequence") fd.info.kind = FieldKind::Sequence;
     else
       throw FormatError("model.bin uses field kind '" + kind + "' (" + who +
                         "), unknown to this dpn_infer (opset " + std::to_string(kOpset) + "); " +
@@ -71,7 +72,27 @@ std::vector<Field> parse_schema(const Json& meta) {
       // max_len: 0 = no limit; absent is read as 0.
       fd.info.max_len = f.find("max_len") ? req_int(f, who, "max_len", 0) : 0;
     }
+    if (fd.info.kind == FieldKind::Sequence) {
+      fd.info.max_len = req_int(f, who, "max_len", 1);
+      fd.truncate = f.find("truncate") ? req(f, who, "truncate", Json::Type::Bool).as_bool() : false;
+      if (const Json* t = f.find("table"); t && !t->is_string())
+        bad(who + ": 'table' must be a field name (a string)");
+    }
     out.push_back(std::move(fd));
+  }
+  // Shared tables, once every field is known (the owner may come before or after the sequence).
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i].info.kind != FieldKind::Sequence) continue;
+    const Json* t = fields->items()[i].find("table");
+    if (!t) continue;
+    const std::string who = "field '" + out[i].info.name + "'";
+    for (size_t k = 0; k < out.size(); ++k)
+      if (out[k].info.name == t->as_string()) out[i].table = static_cast<int>(k);
+    if (out[i].table < 0) bad(who + ": 'table' names '" + t->as_string() + "', which is not a field");
+    const Field& o = out[size_t(out[i].table)];
+    if (o.info.kind != FieldKind::Sparse) bad(who + ": 'table' must name a sparse field");
+    if (o.info.vocab != out[i].info.vocab || o.info.dim != out[i].info.dim || o.policy != out[i].policy)
+      bad(who + ": shares the table of '" + o.info.name + "' but its vocab, dim or policy differ");
   }
   return out;
 }

@@ -16,6 +16,8 @@ struct Field {
   FieldInfo info;
   Policy policy = Policy::Hash;    // sparse / multi_hot
   Pooling pooling = Pooling::Sum;  // multi_hot
+  bool truncate = false;           // sequence: keep the last max_len ids of a longer row
+  int table = -1;                  // sequence: index of the sparse field whose table it shares
 };
 
 // The engine's opset; files with a higher one are refused (docs/format.md §6).

@@ -74,8 +74,10 @@ std::unique_ptr<Op> make_embedding(const NodeBuilder& nb) {
   nb.expect_inputs(0, 0);
   const size_t fi = nb.attr_field();
   const graph::Field& f = nb.fields()[fi];
-  if (f.info.kind == FieldKind::Dense)
-    nb.fail("field '" + f.info.name + "' is dense; embedding needs a sparse or multi_hot field");
+  if (f.info.kind == FieldKind::Dense || f.info.kind == FieldKind::Sequence)
+    nb.fail("field '" + f.info.name + "' is " +
+            (f.info.kind == FieldKind::Dense ? "dense" : "a sequence (read by seq_embedding)") +
+            "; embedding needs a sparse or multi_hot field");
   const int64_t rows = f.info.vocab + (f.policy == graph::Policy::OovBucket ? 1 : 0);
   const float* table = nb.param("table", {rows, f.info.dim});
   return std::make_unique<Embedding>(fi, f, table);

@@ -136,6 +136,10 @@ Factory find_factory(const std::string& op) {
       {"linear", make_linear},       {"dylinear", make_dylinear},       {"layernorm", make_layernorm},
       {"cross", make_cross},         {"act", make_act},
       {"field_dylinear", make_field_dylinear},  // opset 2
+      {"seq_embedding", make_seq_embedding}, {"seq_length", make_seq_length},
+      {"seq_concat", make_seq_concat},       {"seq_pool", make_seq_pool},
+      {"seq_add", make_seq_add},             {"homo_dpo", make_homo_dpo},
+      {"self_attention", make_self_attention}, {"target_attention", make_target_attention},
   };
   for (const Entry& e : table)
     if (op == e.name) return e.f;

@@ -92,5 +92,14 @@ std::unique_ptr<Op> make_layernorm(const NodeBuilder&);
 std::unique_ptr<Op> make_cross(const NodeBuilder&);
 std::unique_ptr<Op> make_act(const NodeBuilder&);
 std::unique_ptr<Op> make_field_dylinear(const NodeBuilder&);  // opset 2
+// Sequence ops (opset 2; ops/seq.h describes the sequence layout).
+std::unique_ptr<Op> make_seq_embedding(const NodeBuilder&);
+std::unique_ptr<Op> make_seq_length(const NodeBuilder&);
+std::unique_ptr<Op> make_seq_concat(const NodeBuilder&);
+std::unique_ptr<Op> make_seq_pool(const NodeBuilder&);
+std::unique_ptr<Op> make_seq_add(const NodeBuilder&);
+std::unique_ptr<Op> make_homo_dpo(const NodeBuilder&);
+std::unique_ptr<Op> make_self_attention(const NodeBuilder&);
+std::unique_ptr<Op> make_target_attention(const NodeBuilder&);
 
 }  // namespace dpn::ops

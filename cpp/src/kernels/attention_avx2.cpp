@@ -1,0 +1,69 @@
+// AVX2 attention core (attention.h): as attention_avx512.cpp with 8 lanes (vecmath_avx2.h).
+// Compiled with -mavx2 -mfma; only called after the runtime check (cpu::available(Isa::Avx2)).
+#include <immintrin.h>
+
+#include "kernels/attention.h"
+#include "kernels/vecmath_avx2.h"
+
+namespace dpn::kernels {
+
+namespace {
+inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+inline float hsum8(__m256 v) {
+  __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+}  // namespace
+
+void attention_rows_avx2(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
+                         float scale, float* A, int64_t lda, float* scratch) {
+  const int64_t dh = d / H, Lp = (L + 15) / 16 * 16;
+  float* Kt = scratch;
+  float* s = scratch + dh * Lp;
+  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+  for (int64_t h = 0; h < H; ++h) {
+    for (int64_t j = 0; j < L; ++j)
+      for (int64_t e = 0; e < dh; ++e) Kt[e * Lp + j] = qkv[j * ldq + d + h * dh + e];
+    for (int64_t i = 0; i < L; ++i) {
+      const float* q = qkv + i * ldq + h * dh;
+      __m256 mx = ninf;
+      for (int64_t j = 0; j < L; j += 8) {
+        const __m256i m = mask8(L - j);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t e = 0; e < dh; ++e)
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(q[e]), _mm256_maskload_ps(Kt + e * Lp + j, m), acc);
+        acc = _mm256_mul_ps(acc, _mm256_set1_ps(scale));
+        _mm256_maskstore_ps(s + j, m, acc);
+        mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, acc, _mm256_castsi256_ps(m)));
+      }
+      const __m256 vmx = _mm256_set1_ps(hmax8(mx));
+      __m256 sum = _mm256_setzero_ps();
+      for (int64_t j = 0; j < L; j += 8) {
+        const __m256i m = mask8(L - j);
+        __m256 ex = exp_nonpos(_mm256_sub_ps(_mm256_maskload_ps(s + j, m), vmx));
+        ex = _mm256_and_ps(ex, _mm256_castsi256_ps(m));
+        _mm256_maskstore_ps(s + j, m, ex);
+        sum = _mm256_add_ps(sum, ex);
+      }
+      const __m256 inv = _mm256_set1_ps(1.0f / hsum8(sum));
+      float* a = A + i * lda + h * dh;
+      for (int64_t e = 0; e < dh; e += 8) {
+        const __m256i m = mask8(dh - e);
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t j = 0; j < L; ++j)
+          acc = _mm256_fmadd_ps(_mm256_set1_ps(s[j]),
+                                _mm256_maskload_ps(qkv + j * ldq + 2 * d + h * dh + e, m), acc);
+        _mm256_maskstore_ps(a + e, m, _mm256_mul_ps(acc, inv));
+      }
+    }
+  }
+}
+
+}  // namespace dpn::kernels

@@ -1,0 +1,103 @@
+// `homo_dpo`: homogeneous (behaviour-behaviour) sequence DPO, a dynamic depthwise convolution
+// (docs/format.md §5, DESIGN.md §3). Per row: z = mean of the valid positions, h = sigma(g1 z),
+// kernel = gate(g2 h) ∈ R^{k×n}, built for the whole block by two GEMMs (the kernel is reused at
+// every position, so materializing it is the cheap way), then applied by kernels::dwconv_rows at
+// the valid positions only.
+#include <cstring>
+
+#include "kernels/dwconv.h"
+#include "kernels/gemm.h"
+#include "ops/op.h"
+#include "ops/seq.h"
+
+namespace dpn::ops {
+
+namespace {
+
+enum class Sigma { Identity, Sigmoid, Softmax, Relu };
+
+class HomoDpo : public Op {
+ public:
+  HomoDpo(int64_t T, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate,
+          const float* g1w, const float* g1b, const float* g2w, const float* g2b)
+      : T_(T), n_(n), k_(k), l_(l), sigma_(sigma), gate_(gate), g1b_(g1b, g1b + l),
+        g2b_(g2b, g2b + k * n) {
+    width = T * n;
+    g1_.pack(g1w, n, l, 1, n);        // torch layout [l, n]
+    g2_.pack(g2w, l, k * n, 1, l);    // torch layout [k·n, l]
+  }
+
+  size_t scratch_floats(int64_t rows) const override {
+    return size_t(rows * (n_ + l_ + k_ * n_));
+  }
+
+  void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
+    const int64_t R = blk.rows, rw = T_ * n_;
+    const float* x = in[0];
+    const float* len = in[1];
+    float* z = scratch;
+    float* h = z + R * n_;
+    float* K = h + R * l_;
+    for (int64_t b = 0; b < R; ++b) {  // z = mean of the valid positions (0 for an empty row)
+      const int64_t L = seq_len(len[b], T_);
+      float* zb = z + b * n_;
+      const float* xb = x + b * rw;
+      for (int64_t j = 0; j < n_; ++j) zb[j] = 0.0f;
+      for (int64_t i = 0; i < L; ++i)
+        for (int64_t j = 0; j < n_; ++j) zb[j] += xb[i * n_ + j];
+      if (L > 1) {
+        const float inv = 1.0f / static_cast<float>(L);
+        for (int64_t j = 0; j < n_; ++j) zb[j] *= inv;
+      }
+    }
+    const kernels::Act a = sigma_ == Sigma::Sigmoid ? kernels::Act::Sigmoid
+                           : sigma_ == Sigma::Relu  ? kernels::Act::Relu
+                                                    : kernels::Act::Identity;
+    kernels::gemm(z, n_, R, g1_, g1b_.data(), a, h, l_, blk.threads);
+    if (sigma_ == Sigma::Softmax) kernels::softmax_rows(h, R, l_, l_);
+    kernels::gemm(h, l_, R, g2_, g2b_.data(), gate_, K, k_ * n_, blk.threads);
+    for (int64_t b = 0; b < R; ++b) {
+      const int64_t L = seq_len(len[b], T_);
+      float* o = out + b * rw;
+      kernels::dwconv_rows(x + b * rw, L, n_, K + b * k_ * n_, k_, o);
+      std::memset(o + L * n_, 0, sizeof(float) * size_t((T_ - L) * n_));
+    }
+  }
+
+ private:
+  int64_t T_, n_, k_, l_;
+  Sigma sigma_;
+  kernels::Act gate_;
+  std::vector<float> g1b_, g2b_;
+  kernels::PackedMatrix g1_, g2_;
+};
+
+}  // namespace
+
+std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
+  nb.expect_inputs(2, 2);
+  const int64_t T = nb.attr_int("max_len", 1), n = nb.attr_int("dim", 1);
+  const int64_t k = nb.attr_int("kernel", 1), l = nb.attr_int("hidden", 1);
+  const int64_t lim = int64_t(1) << 20;
+  if (T > lim || n > lim || k > 1023 || l > lim || k * n > lim) nb.fail("attribute too large");
+  if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
+  if (nb.in_widths()[0] != T * n)
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", expected max_len*dim=" +
+            std::to_string(T * n));
+  seq_len_input(nb, 1);
+  const std::string s = nb.attr_enum("sigma", {"identity", "sigmoid", "softmax", "relu"});
+  const Sigma sigma = s == "sigmoid" ? Sigma::Sigmoid
+                      : s == "softmax" ? Sigma::Softmax
+                      : s == "relu"    ? Sigma::Relu
+                                       : Sigma::Identity;
+  const kernels::Act gate = nb.attr_enum("gate", {"identity", "sigmoid"}, "identity") == "sigmoid"
+                                ? kernels::Act::Sigmoid
+                                : kernels::Act::Identity;
+  const float* g1w = nb.param("g1_weight", {l, n});
+  const float* g1b = nb.param("g1_bias", {l});
+  const float* g2w = nb.param("g2_weight", {k * n, l});
+  const float* g2b = nb.param("g2_bias", {k * n});
+  return std::make_unique<HomoDpo>(T, n, k, l, sigma, gate, g1w, g1b, g2w, g2b);
+}
+
+}  // namespace dpn::ops

@@ -1,0 +1,72 @@
+// Sequence values (docs/format.md §4.3): a value [rows, T·d] holds each row's positions one after
+// another (position i at columns [i·d, (i+1)·d)), zeros past the row's length; the lengths travel
+// as a separate [rows, 1] value (from `seq_length`). Sequence ops touch only positions < length.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "ops/op.h"
+
+namespace dpn::ops {
+
+// A row's length from its length value, clamped to [0, T] whatever the float holds (NaN -> 0), so a
+// graph that wires any other value there can never make an op read outside the row.
+inline int64_t seq_len(float v, int64_t T) {
+  if (!(v >= 1.0f)) return 0;
+  return v >= static_cast<float>(T) ? T : static_cast<int64_t>(v);
+}
+
+// The ids a sequence row keeps (docs/format.md §4.1): its valid (non −1) ids in order, the last
+// max_len of them when there are more. Calls fn(position, id) for each; returns the length.
+template <class Fn>
+int64_t for_each_kept_id(const int64_t* ids, int64_t cols, int64_t max_len, Fn&& fn) {
+  int64_t n = 0;
+  for (int64_t t = 0; t < cols; ++t) n += ids[t] != -1;
+  int64_t skip = n > max_len ? n - max_len : 0, pos = 0;
+  for (int64_t t = 0; t < cols; ++t) {
+    if (ids[t] == -1) continue;
+    if (skip > 0) {
+      --skip;
+      continue;
+    }
+    fn(pos++, ids[t]);
+  }
+  return pos;
+}
+
+// Row `row` of a sequence input, padded ([rows, cols]) or ragged (offsets): its ids and count.
+inline const int64_t* seq_row(const FieldInput& in, int64_t row, int64_t* count) {
+  if (in.offsets) {
+    *count = in.offsets[row + 1] - in.offsets[row];
+    return in.ids + in.offsets[row];
+  }
+  *count = in.cols;
+  return in.ids + row * in.cols;
+}
+
+// The schema field named by attr "field", which must be a sequence field.
+inline size_t seq_field(const NodeBuilder& nb) {
+  const size_t fi = nb.attr_field();
+  if (nb.fields()[fi].info.kind != FieldKind::Sequence)
+    nb.fail("field '" + nb.fields()[fi].info.name + "' is not a sequence field");
+  return fi;
+}
+
+// Checks a sequence input of T positions: its width must be T·d for a whole d ≥ 1; returns d.
+inline int64_t seq_dim(const NodeBuilder& nb, size_t input, int64_t T) {
+  const int64_t w = nb.in_widths()[input];
+  if (w % T != 0)
+    nb.fail("input " + std::to_string(input) + " has width " + std::to_string(w) +
+            ", not a multiple of max_len=" + std::to_string(T));
+  return w / T;
+}
+
+// Checks that input `input` is a length value (width 1).
+inline void seq_len_input(const NodeBuilder& nb, size_t input) {
+  if (nb.in_widths()[input] != 1)
+    nb.fail("input " + std::to_string(input) + " (the lengths) has width " +
+            std::to_string(nb.in_widths()[input]) + ", expected 1");
+}
+
+}  // namespace dpn::ops

@@ -1,0 +1,98 @@
+"""The dynamic depthwise convolution kernel of homo_dpo (kernels/dwconv_*.cpp) per ISA.
+
+`_engine._test_rows("dwconv", isa, x=[T, n], K=[k, n], length=L)` runs one ISA's version. Swept
+over k in 1..9 (odd), n in 1..40 plus 63, 64, 65, 129, T in 1..12 plus 50, lengths 0, 1, L, T.
+Every ISA gives the same bits as the reference (taps added in order, no FMA); the reference matches an
+independent float64 numpy computation within rtol 1e-5 / atol 1e-6. Rows at or past the length
+are never written (the test fills them with 0 before the call and checks they stay 0).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dpn_infer import _engine
+
+ISAS = list(_engine.cpu_info()["available"])
+NS = list(range(1, 41)) + [63, 64, 65, 129]
+KS = [1, 3, 5, 7, 9]
+
+
+def _numpy_dwconv(x, K, L):
+    T, n = x.shape
+    k = K.shape[0]
+    y = np.zeros((T, n), np.float64)
+    for i in range(L):
+        for t in range(k):
+            p = i + t - k // 2
+            if 0 <= p < L:
+                y[i] += K[t].astype(np.float64) * x[p].astype(np.float64)
+    return y
+
+
+def _cases(seed):
+    rng = np.random.default_rng(seed)
+    for n in NS:
+        for k in KS:
+            T = int(rng.choice([1, 2, 3, 5, 8, 12, 50]))
+            for L in sorted({0, 1, T, int(rng.integers(0, T + 1))}):
+                yield rng, n, k, T, L
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_dwconv_matches_reference_bits_and_numpy(isa):
+    for rng, n, k, T, L in _cases(5):
+        x = rng.standard_normal((T, n)).astype(np.float32)
+        x[L:] = np.nan                    # positions past the length must never be read
+        K = rng.standard_normal((k, n)).astype(np.float32)
+        y = _engine._test_rows("dwconv", isa, x=x, K=K, length=L)
+        ref = _engine._test_rows("dwconv", "ref", x=x, K=K, length=L)
+        what = f"isa={isa} n={n} k={k} T={T} L={L}"
+        np.testing.assert_array_equal(y, ref, err_msg=what)
+        assert np.all(y[L:] == 0), what
+        np.testing.assert_allclose(y[:L], _numpy_dwconv(x, K, L)[:L], rtol=1e-5, atol=1e-6,
+                                   err_msg=what)
+
+
+def test_dwconv_rejects_bad_shapes():
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError):
+        _engine._test_rows("dwconv", "ref", x=x, K=np.zeros((2, 3), np.float32))   # even k
+    with pytest.raises(ValueError):
+        _engine._test_rows("dwconv", "ref", x=x, K=np.zeros((3, 4), np.float32))   # n mismatch
+    with pytest.raises(ValueError):
+        _engine._test_rows("dwconv", "ref", x=x, K=np.zeros((3, 3), np.float32), length=5)
+
+
+# -- attention core (kernels/attention_*.cpp) ---------------------------------------------------
+
+def _numpy_attention(qkv, H, scale):
+    L, d3 = qkv.shape
+    d = d3 // 3
+    dh = d // H
+    q, k, v = (qkv[:, p * d:(p + 1) * d].astype(np.float64) for p in range(3))
+    out = np.zeros((L, d))
+    for h in range(H):
+        c = slice(h * dh, (h + 1) * dh)
+        s = q[:, c] @ k[:, c].T * scale
+        s = np.exp(s - s.max(1, keepdims=True))
+        out[:, c] = (s / s.sum(1, keepdims=True)) @ v[:, c]
+    return out
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_attention_core_matches_numpy(isa):
+    """Every ISA within rtol 1e-5 / atol 1e-5 x max|value| of float64 numpy (outputs are weighted sums
+    of values of either sign, so small outputs carry the rounding of the large terms; the vector
+    versions use a vector exp and FMA: not bit-equal to the reference), over L in 1..40 and 50,
+    d in 1..40 and 64, 65, heads dividing d."""
+    rng = np.random.default_rng(9)
+    for L in list(range(1, 41)) + [50]:
+        d = int(rng.choice(list(range(1, 41)) + [64, 65]))
+        divs = [h for h in range(1, d + 1) if d % h == 0]
+        H = int(rng.choice(divs))
+        qkv = rng.standard_normal((L, 3 * d)).astype(np.float32) * np.float32(rng.uniform(0.1, 3.0))
+        A = _engine._test_rows("attention", isa, qkv=qkv, heads=H)
+        want = _numpy_attention(qkv, H, 1.0 / np.sqrt(d // H))
+        atol = 1e-5 * float(np.abs(qkv[:, 2 * d:]).max())
+        np.testing.assert_allclose(A, want, rtol=1e-5, atol=atol, err_msg=f"isa={isa} L={L} d={d} H={H}")
