@@ -1,13 +1,36 @@
 // dpn_infer C++ engine: the public API (kept minimal and stable; internals live behind a pimpl).
+//
+// Thread safety, in one paragraph: a loaded Model is immutable. Every const member function of Model
+// may be called from any number of threads at once, on the same Model, without locks (predict keeps
+// all of its scratch per call). A Batch is a plain view: fill it on one thread, then any number of
+// threads may pass it to predict() as long as nobody modifies it meanwhile. ModelHolder (below) may be
+// read and swapped from any thread. Nothing here keeps global mutable state except the shared worker
+// pool behind `threads` > 1, which is itself thread-safe and fork-safe.
+//
+// Errors: every failure throws a dpn::Error subclass (FormatError, IoError, InputError), or
+// std::invalid_argument for a programming error (null output pointer, threads < 1), or
+// std::bad_alloc. Nothing ever aborts the process on a bad file or a bad request.
+//
+// Compatibility: see docs/cpp.md. Source compatibility of this header is kept within a major
+// version; the binary interface that is promised to stay stable is the C ABI in dpn_c.h.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#define DPN_VERSION_MAJOR 0
+#define DPN_VERSION_MINOR 1
+#define DPN_VERSION_PATCH 0
+
 namespace dpn {
+
+// "MAJOR.MINOR.PATCH" of the library actually linked (may differ from the header's macros when a
+// shared library is swapped underneath).
+const char* version();
 
 // Every error the engine raises derives from Error, so callers can catch one type.
 class Error : public std::runtime_error {
@@ -57,7 +80,7 @@ struct FieldInfo {
   int64_t max_len = 0;  // multi_hot (0 = no limit); sequence (its positions, >= 1)
 };
 
-// One field's data for a predict call, row-major.
+// One field's data for a predict call, row-major, owned by the caller (never copied).
 // sparse: ids [rows] (cols = 1); multi_hot and sequence: ids [rows, cols] padded with -1;
 // dense: values [rows, cols=dim].
 struct FieldInput {
@@ -70,29 +93,111 @@ struct FieldInput {
   const int64_t* offsets = nullptr;
 };
 
-// A loaded model: immutable, shareable between threads; predict() keeps all scratch per call.
+// How a model file in memory is held (Model::load_from_memory).
+enum class BufferMode {
+  Copy,    // the engine copies the bytes; the caller may free its buffer as soon as load returns
+  Borrow,  // zero-copy: the caller keeps the bytes alive and unchanged for the Model's whole life
+};
+
+// Per-call options of predict.
+struct PredictOptions {
+  int threads = 1;      // intra-op threads for this call, >= 1 (1 = only the calling thread)
+  bool logits = false;  // false: sigmoid probabilities; true: raw logits
+};
+
+class Batch;
+
+// A loaded model: immutable, shared by std::shared_ptr between any number of threads.
 class Model {
  public:
-  // Maps and validates the file; throws IoError or FormatError.
+  // Thread-safe (no shared state). Maps the file read-only and validates it completely (header,
+  // every offset and size, checksum, metadata, every node). Throws IoError or FormatError.
+  // The file is memory-mapped: replace it by writing a new file and renaming it over the old one;
+  // never truncate or rewrite a file in place while a process has it loaded.
   static std::shared_ptr<const Model> load(const std::string& path);
+
+  // Thread-safe. Same validation as load(path), from bytes in memory (a model fetched over the
+  // network, embedded in the binary, ...). Copy: the bytes are copied into an aligned buffer the
+  // Model owns. Borrow: no copy; `data` must be 64-byte aligned (std::invalid_argument otherwise)
+  // and must stay valid and unchanged until the last shared_ptr to the Model is gone.
+  static std::shared_ptr<const Model> load_from_memory(const void* data, size_t size,
+                                                       BufferMode mode = BufferMode::Copy);
+
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
+  // Schema inspection. Thread-safe; the references stay valid as long as the Model lives.
   int64_t num_fields() const;
   const std::vector<FieldInfo>& fields() const;
-  const std::string& metadata_json() const;
+  int64_t field_index(const std::string& name) const;  // -1 if the model has no such field
+  const std::string& metadata_json() const;            // docs/format.md §4, as stored in the file
+  int64_t opset() const;                               // the opset the file declares
 
-  // inputs: one per schema field, in schema order. out: batch floats (probabilities, or logits).
-  // threads: how many threads this call may use (1 = the calling thread only). Throws InputError.
+  // Thread-safe; any number of concurrent calls on one Model. Scores `batch` rows into out[0..batch).
+  // inputs: one per schema field, in schema order (see FieldInput). Validates everything before any
+  // work and throws InputError naming the field; `out` is caller-owned and may be written partly
+  // only if an exception other than InputError escapes (e.g. std::bad_alloc).
   void predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out, bool logits,
                int threads = 1) const;
+  void predict(const FieldInput* inputs, size_t num_inputs, int64_t batch, float* out,
+               const PredictOptions& options = {}) const;
+  // Thread-safe as above; the batch must have been made for this Model's schema (Batch(model, ...))
+  // or for one with the same field names in the same order.
+  void predict(const Batch& batch, float* out, const PredictOptions& options = {}) const;
 
   struct Impl;
 
  private:
   explicit Model(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// A request: views of caller-owned arrays, one per field, set by name. Never copies the data; the
+// arrays must stay valid until predict() returns. Not thread-safe to modify; const use (predict) from
+// many threads is fine. Cheap to make per request (one small vector).
+class Batch {
+ public:
+  // rows: the batch size. Every field starts unset; predict() throws InputError for a field still
+  // unset (unless rows == 0).
+  Batch(const Model& model, int64_t rows);
+
+  // Throws InputError when the model has no field `name` or it has the wrong kind.
+  Batch& set_ids(const std::string& name, const int64_t* ids, int64_t cols = 1);  // sparse, multi_hot
+  Batch& set_values(const std::string& name, const float* values, int64_t cols);  // dense
+  // By schema position (no name lookup; for hot paths). Throws std::out_of_range.
+  Batch& set(int64_t field_index, const FieldInput& input);
+
+  int64_t rows() const { return rows_; }
+  const std::vector<FieldInput>& inputs() const { return inputs_; }
+
+ private:
+  const std::vector<FieldInfo>* fields_;
+  int64_t rows_;
+  std::vector<FieldInput> inputs_;
+  int64_t index_of(const std::string& name) const;
+};
+
+// Hot reload: one slot holding the current model. Request threads call get() once per request and
+// use the returned shared_ptr for the whole request; a reload thread calls load() or set(). Requests
+// in flight finish on the model they got; new ones see the new model. A failed load() throws and
+// keeps the current model. All members are thread-safe. The model a swap replaces is freed when its
+// last request drops it; set()/load() return it so the reloading thread can hold it until then
+// (keeps the unmapping off request threads; see docs/cpp.md).
+class ModelHolder {
+ public:
+  ModelHolder() = default;
+  explicit ModelHolder(std::shared_ptr<const Model> model);
+  ModelHolder(const ModelHolder&) = delete;
+  ModelHolder& operator=(const ModelHolder&) = delete;
+
+  std::shared_ptr<const Model> get() const;  // null until a model is set
+  std::shared_ptr<const Model> set(std::shared_ptr<const Model> model);  // returns the previous one
+  // Loads and validates `path` first (outside any lock), then swaps it in; returns the previous one.
+  std::shared_ptr<const Model> load(const std::string& path);
+
+ private:
+  std::shared_ptr<const Model> model_;  // accessed only through std::atomic_load/atomic_store
 };
 
 }  // namespace dpn

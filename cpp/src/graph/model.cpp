@@ -1,4 +1,9 @@
-// dpn::Model: load (map, validate container, parse metadata, build graph) and predict.
+// dpn::Model: load (map or take the bytes, validate container, parse metadata, build graph) and
+// predict.
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <optional>
 #include <stdexcept>
 
 #include "dpn/dpn.h"
@@ -11,34 +16,100 @@
 
 namespace dpn {
 
+const char* version() { return "0.1.0"; }
+
+namespace {
+
+// An owned copy of a model file, 64-byte aligned like a mapping so tensors can be read in place.
+struct AlignedBytes {
+  uint8_t* p = nullptr;
+  explicit AlignedBytes(const void* src, size_t n) {
+    const size_t alloc = (n + 63) / 64 * 64;
+    p = static_cast<uint8_t*>(std::aligned_alloc(64, alloc ? alloc : 64));
+    if (!p) throw std::bad_alloc();
+    if (n) std::memcpy(p, src, n);
+  }
+  ~AlignedBytes() { std::free(p); }
+  AlignedBytes(const AlignedBytes&) = delete;
+  AlignedBytes& operator=(const AlignedBytes&) = delete;
+};
+
+}  // namespace
+
 struct Model::Impl {
-  explicit Impl(const std::string& path) : file(path) {}
-  format::MappedFile file;  // kept alive: embedding tables and small params are read in place
+  // Exactly one of these holds the bytes; embedding tables and small params are read in place.
+  std::optional<format::MappedFile> file;
+  std::unique_ptr<AlignedBytes> owned;
+  const uint8_t* data = nullptr;
+  size_t size = 0;
   format::Container container;
   std::vector<graph::Field> fields;
   std::vector<FieldInfo> infos;
   graph::Graph graph;
+  int64_t opset = 0;
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
-std::shared_ptr<const Model> Model::load(const std::string& path) {
-  auto impl = std::make_unique<Impl>(path);
-  impl->container = format::read_container(impl->file.data(), impl->file.size());
+namespace {
+
+std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl,
+                                    std::shared_ptr<const Model> (*make)(std::unique_ptr<Model::Impl>)) {
+  impl->container = format::read_container(impl->data, impl->size);
   const std::string& text = impl->container.metadata;
   const format::Json meta = format::Json::parse(text.data(), text.size());
   if (!meta.is_object()) throw FormatError("invalid model metadata: the JSON must be an object");
   graph::check_opset(meta);
+  impl->opset = meta.find("opset")->as_int();
   impl->fields = graph::parse_schema(meta);
   for (const auto& f : impl->fields) impl->infos.push_back(f.info);
   impl->graph = graph::build_graph(meta, impl->fields, impl->container);
-  return std::shared_ptr<const Model>(new Model(std::move(impl)));
+  return make(std::move(impl));
+}
+
+}  // namespace
+
+// Model's constructor is private: a captureless lambda here may call it (member scope).
+std::shared_ptr<const Model> Model::load(const std::string& path) {
+  auto impl = std::make_unique<Impl>();
+  impl->file.emplace(path);
+  impl->data = impl->file->data();
+  impl->size = impl->file->size();
+  return finish(std::move(impl), [](std::unique_ptr<Impl> i) {
+    return std::shared_ptr<const Model>(new Model(std::move(i)));
+  });
+}
+
+std::shared_ptr<const Model> Model::load_from_memory(const void* data, size_t size, BufferMode mode) {
+  if (!data && size > 0) throw std::invalid_argument("load_from_memory: data is null");
+  auto impl = std::make_unique<Impl>();
+  if (mode == BufferMode::Copy) {
+    impl->owned = std::make_unique<AlignedBytes>(data, size);
+    impl->data = impl->owned->p;
+  } else {
+    if (reinterpret_cast<uintptr_t>(data) % 64 != 0)
+      throw std::invalid_argument(
+          "load_from_memory: a borrowed buffer must be 64-byte aligned (tensors are read in place); "
+          "use BufferMode::Copy");
+    impl->data = static_cast<const uint8_t*>(data);
+  }
+  impl->size = size;
+  return finish(std::move(impl), [](std::unique_ptr<Impl> i) {
+    return std::shared_ptr<const Model>(new Model(std::move(i)));
+  });
 }
 
 int64_t Model::num_fields() const { return static_cast<int64_t>(impl_->fields.size()); }
 const std::vector<FieldInfo>& Model::fields() const { return impl_->infos; }
 const std::string& Model::metadata_json() const { return impl_->container.metadata; }
+int64_t Model::opset() const { return impl_->opset; }
+
+int64_t Model::field_index(const std::string& name) const {
+  for (size_t i = 0; i < impl_->infos.size(); ++i)
+    if (impl_->infos[i].name == name) return static_cast<int64_t>(i);
+  return -1;
+}
 
 void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out, bool logits,
                     int threads) const {
@@ -46,6 +117,23 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float*
   graph::validate_inputs(impl_->fields, inputs, batch);
   if (batch > 0 && !out) throw std::invalid_argument("out is null");
   graph::execute(impl_->graph, inputs, batch, out, logits, threads);
+}
+
+void Model::predict(const FieldInput* inputs, size_t num_inputs, int64_t batch, float* out,
+                    const PredictOptions& options) const {
+  if (!inputs && num_inputs > 0) throw std::invalid_argument("inputs is null");
+  const std::vector<FieldInput> v(inputs, inputs + num_inputs);
+  predict(v, batch, out, options.logits, options.threads);
+}
+
+void Model::predict(const Batch& batch, float* out, const PredictOptions& options) const {
+  const auto& in = batch.inputs();
+  if (in.size() != impl_->fields.size())
+    throw std::invalid_argument("the batch was made for a model with a different schema");
+  if (batch.rows() > 0)
+    for (size_t i = 0; i < in.size(); ++i)
+      if (in[i].rows != batch.rows()) throw InputError(impl_->infos[i].name, "was not set in the batch");
+  predict(in, batch.rows(), out, options.logits, options.threads);
 }
 
 }  // namespace dpn

@@ -1,0 +1,217 @@
+// The C ABI (dpn_c.h) over the C++ API: every entry point catches everything, so no exception
+// crosses into C; the message goes to a thread-local buffer.
+#include "dpn/dpn_c.h"
+
+#include <cstring>
+#include <exception>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "dpn/dpn.h"
+
+struct dpn_model {
+  std::shared_ptr<const dpn::Model> model;
+};
+struct dpn_holder {
+  dpn::ModelHolder holder;
+};
+
+namespace {
+
+thread_local std::string g_error;
+
+dpn_status fail(dpn_status s, const char* msg) {
+  try {
+    g_error = msg;
+  } catch (...) {
+    g_error.clear();
+  }
+  return s;
+}
+
+// Runs fn, mapping each exception type to its status.
+template <class F>
+dpn_status guard(F&& fn) {
+  try {
+    g_error.clear();
+    fn();
+    return DPN_OK;
+  } catch (const dpn::IoError& e) {
+    return fail(DPN_ERR_IO, e.what());
+  } catch (const dpn::FormatError& e) {
+    return fail(DPN_ERR_FORMAT, e.what());
+  } catch (const dpn::InputError& e) {
+    return fail(DPN_ERR_INPUT, e.what());
+  } catch (const std::invalid_argument& e) {
+    return fail(DPN_ERR_INVALID_ARGUMENT, e.what());
+  } catch (const std::out_of_range& e) {
+    return fail(DPN_ERR_INVALID_ARGUMENT, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(DPN_ERR_OUT_OF_MEMORY, "out of memory");
+  } catch (const dpn::Error& e) {  // e.g. a batch size mismatch: the request's fault
+    return fail(DPN_ERR_INPUT, e.what());
+  } catch (const std::exception& e) {
+    return fail(DPN_ERR_INTERNAL, e.what());
+  } catch (...) {
+    return fail(DPN_ERR_INTERNAL, "unknown error");
+  }
+}
+
+void need(const void* p, const char* what) {
+  if (!p) throw std::invalid_argument(std::string(what) + " is NULL");
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* dpn_version(void) { return dpn::version(); }
+int dpn_c_abi_version(void) { return DPN_C_ABI_VERSION; }
+const char* dpn_last_error(void) { return g_error.c_str(); }
+
+const char* dpn_status_name(dpn_status s) {
+  switch (s) {
+    case DPN_OK: return "DPN_OK";
+    case DPN_ERR_IO: return "DPN_ERR_IO";
+    case DPN_ERR_FORMAT: return "DPN_ERR_FORMAT";
+    case DPN_ERR_INPUT: return "DPN_ERR_INPUT";
+    case DPN_ERR_INVALID_ARGUMENT: return "DPN_ERR_INVALID_ARGUMENT";
+    case DPN_ERR_OUT_OF_MEMORY: return "DPN_ERR_OUT_OF_MEMORY";
+    case DPN_ERR_INTERNAL: return "DPN_ERR_INTERNAL";
+  }
+  return "DPN_ERR_UNKNOWN";
+}
+
+dpn_status dpn_model_load(const char* path, dpn_model** out) {
+  return guard([&] {
+    need(path, "path");
+    need(out, "out");
+    *out = nullptr;
+    auto m = dpn::Model::load(path);
+    *out = new dpn_model{std::move(m)};
+  });
+}
+
+dpn_status dpn_model_load_memory(const void* data, size_t size, int flags, dpn_model** out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    if (flags != DPN_LOAD_COPY && flags != DPN_LOAD_BORROW)
+      throw std::invalid_argument("flags must be DPN_LOAD_COPY or DPN_LOAD_BORROW");
+    auto m = dpn::Model::load_from_memory(
+        data, size, flags == DPN_LOAD_BORROW ? dpn::BufferMode::Borrow : dpn::BufferMode::Copy);
+    *out = new dpn_model{std::move(m)};
+  });
+}
+
+dpn_status dpn_model_share(const dpn_model* model, dpn_model** out) {
+  return guard([&] {
+    need(model, "model");
+    need(out, "out");
+    *out = new dpn_model{model->model};
+  });
+}
+
+void dpn_model_free(dpn_model* model) { delete model; }
+
+int64_t dpn_model_num_fields(const dpn_model* model) { return model ? model->model->num_fields() : 0; }
+
+dpn_status dpn_model_field(const dpn_model* model, int64_t index, dpn_field_info* out) {
+  return guard([&] {
+    need(model, "model");
+    need(out, "out");
+    const auto& fs = model->model->fields();
+    if (index < 0 || index >= static_cast<int64_t>(fs.size()))
+      throw std::invalid_argument("field index " + std::to_string(index) + " out of range");
+    const dpn::FieldInfo& f = fs[size_t(index)];
+    out->name = f.name.c_str();
+    out->kind = f.kind == dpn::FieldKind::Sparse ? DPN_SPARSE
+                : f.kind == dpn::FieldKind::MultiHot ? DPN_MULTI_HOT
+                                                     : DPN_DENSE;
+    out->dim = f.dim;
+    out->vocab = f.vocab;
+    out->max_len = f.max_len;
+  });
+}
+
+int64_t dpn_model_field_index(const dpn_model* model, const char* name) {
+  if (!model || !name) return -1;
+  try {
+    return model->model->field_index(name);
+  } catch (...) {
+    return -1;
+  }
+}
+
+const char* dpn_model_metadata_json(const dpn_model* model) {
+  return model ? model->model->metadata_json().c_str() : "";
+}
+
+dpn_status dpn_model_predict(const dpn_model* model, const dpn_field_input* inputs, size_t num_inputs,
+                             int64_t batch, float* out, const dpn_predict_options* options) {
+  return guard([&] {
+    need(model, "model");
+    if (num_inputs > 0) need(inputs, "inputs");
+    dpn::PredictOptions po;
+    if (options) {
+      if (options->reserved[0] || options->reserved[1])
+        throw std::invalid_argument("dpn_predict_options.reserved must be zero");
+      if (options->logits != 0 && options->logits != 1)
+        throw std::invalid_argument("dpn_predict_options.logits must be 0 or 1");
+      po.threads = options->threads;
+      po.logits = options->logits != 0;
+    }
+    std::vector<dpn::FieldInput> v(num_inputs);
+    for (size_t i = 0; i < num_inputs; ++i) {
+      const dpn_field_input& in = inputs[i];
+      for (const void* r : in.reserved)
+        if (r) throw std::invalid_argument("dpn_field_input.reserved must be NULL");
+      v[i].ids = in.ids;
+      v[i].values = in.values;
+      v[i].rows = in.rows;
+      v[i].cols = in.cols;
+    }
+    model->model->predict(v, batch, out, po.logits, po.threads);
+  });
+}
+
+dpn_status dpn_holder_create(const dpn_model* model, dpn_holder** out) {
+  return guard([&] {
+    need(out, "out");
+    *out = nullptr;
+    auto* h = new dpn_holder;
+    if (model) h->holder.set(model->model);
+    *out = h;
+  });
+}
+
+void dpn_holder_free(dpn_holder* holder) { delete holder; }
+
+dpn_status dpn_holder_get(const dpn_holder* holder, dpn_model** out) {
+  return guard([&] {
+    need(holder, "holder");
+    need(out, "out");
+    *out = nullptr;
+    auto m = holder->holder.get();
+    if (m) *out = new dpn_model{std::move(m)};
+  });
+}
+
+dpn_status dpn_holder_set(dpn_holder* holder, const dpn_model* model) {
+  return guard([&] {
+    need(holder, "holder");
+    holder->holder.set(model ? model->model : nullptr);
+  });
+}
+
+dpn_status dpn_holder_load(dpn_holder* holder, const char* path) {
+  return guard([&] {
+    need(holder, "holder");
+    need(path, "path");
+    holder->holder.load(path);
+  });
+}
+
+}  // extern "C"

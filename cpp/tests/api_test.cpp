@@ -1,0 +1,174 @@
+// The public C++ API against outputs the Python side computed (make_data.py): load from a path and
+// from memory, schema inspection, Batch views, per-call threads, errors.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+
+#include "dpn/dpn.h"
+#include "test_data.h"
+
+using dpn_test::BatchFile;
+using dpn_test::data;
+
+namespace {
+
+// The project's tolerance for engine vs reference (float32 kernels vs the float64 interpreter).
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, float rtol = 1e-4f,
+                  float atol = 1e-5f) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_LE(std::fabs(got[i] - want[i]), atol + rtol * std::fabs(want[i])) << "row " << i;
+}
+
+std::vector<float> run(const dpn::Model& m, const BatchFile& b, bool logits, int threads = 1) {
+  std::vector<float> out(size_t(b.rows), -7.0f);
+  m.predict(b.inputs(m), b.rows, out.data(), logits, threads);
+  return out;
+}
+
+}  // namespace
+
+TEST(Api, TinyMatchesSpecInterpreter) {
+  auto m = dpn::Model::load(data("tiny_a.bin"));
+  BatchFile b(data("tiny.batch"));
+  expect_close(run(*m, b, true), dpn_test::read_f32(data("tiny_a.logits")));
+  auto mb = dpn::Model::load(data("tiny_b.bin"));
+  expect_close(run(*mb, b, true), dpn_test::read_f32(data("tiny_b.logits")));
+}
+
+TEST(Api, GoldenV1Outputs) {
+  auto m = dpn::Model::load(data("golden.bin"));
+  BatchFile b(data("golden.batch"));
+  expect_close(run(*m, b, false), dpn_test::read_f32(data("golden.prob")), 1e-5f, 1e-6f);
+  expect_close(run(*m, b, true), dpn_test::read_f32(data("golden.logits")), 1e-5f, 1e-6f);
+}
+
+TEST(Api, Schema) {
+  auto m = dpn::Model::load(data("tiny_a.bin"));
+  ASSERT_EQ(m->num_fields(), 5);
+  const char* names[] = {"user", "tags", "item", "price", "ctx"};
+  const dpn::FieldKind kinds[] = {dpn::FieldKind::Sparse, dpn::FieldKind::MultiHot, dpn::FieldKind::Sparse,
+                                  dpn::FieldKind::Dense, dpn::FieldKind::Dense};
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(m->fields()[size_t(i)].name, names[i]);
+    EXPECT_EQ(m->fields()[size_t(i)].kind, kinds[i]);
+    EXPECT_EQ(m->field_index(names[i]), i);
+  }
+  EXPECT_EQ(m->fields()[0].vocab, 7);
+  EXPECT_EQ(m->fields()[1].max_len, 4);
+  EXPECT_EQ(m->fields()[4].dim, 3);
+  EXPECT_EQ(m->field_index("nope"), -1);
+  EXPECT_EQ(m->opset(), 1);
+  EXPECT_EQ(m->metadata_json().front(), '{');
+  EXPECT_NE(m->metadata_json().find("\"schema\""), std::string::npos);
+  EXPECT_STREQ(dpn::version(), "0.1.0");
+}
+
+TEST(Api, LoadFromMemoryCopyAndBorrowEqualPath) {
+  auto bytes = dpn_test::read_bytes(data("tiny_a.bin"));
+  BatchFile b(data("tiny.batch"));
+  const auto ref = run(*dpn::Model::load(data("tiny_a.bin")), b, true);
+  std::shared_ptr<const dpn::Model> copy = dpn::Model::load_from_memory(bytes.data(), bytes.size());
+  std::fill(bytes.begin(), bytes.end(), uint8_t(0xAB));  // Copy: the caller's buffer is free to go
+  EXPECT_EQ(run(*copy, b, true), ref);
+
+  auto again = dpn_test::read_bytes(data("tiny_a.bin"));
+  void* aligned = std::aligned_alloc(64, (again.size() + 63) / 64 * 64);
+  std::memcpy(aligned, again.data(), again.size());
+  {
+    auto borrowed = dpn::Model::load_from_memory(aligned, again.size(), dpn::BufferMode::Borrow);
+    EXPECT_EQ(run(*borrowed, b, true), ref);
+  }
+  std::free(aligned);
+  // Borrow reads tensors in place: a misaligned buffer is refused, not read misaligned.
+  std::vector<uint8_t> shifted(again.size() + 64);
+  uint8_t* base = shifted.data() + (64 - reinterpret_cast<uintptr_t>(shifted.data()) % 64) % 64 + 4;
+  if (base + again.size() > shifted.data() + shifted.size()) base -= 64;
+  std::memcpy(base, again.data(), again.size());
+  EXPECT_THROW(dpn::Model::load_from_memory(base, again.size(), dpn::BufferMode::Borrow),
+               std::invalid_argument);
+  EXPECT_EQ(run(*dpn::Model::load_from_memory(base, again.size()), b, true), ref);
+  EXPECT_THROW(dpn::Model::load_from_memory(nullptr, 10), std::invalid_argument);
+  EXPECT_THROW(dpn::Model::load_from_memory(bytes.data(), 0), dpn::FormatError);
+}
+
+TEST(Api, BatchViewsEqualVectorInputs) {
+  auto m = dpn::Model::load(data("tiny_a.bin"));
+  BatchFile bf(data("tiny.batch"));
+  const auto ref = run(*m, bf, false);
+  dpn::Batch batch(*m, bf.rows);
+  for (const auto& c : bf.columns) {
+    if (c.ids)
+      batch.set_ids(c.name, c.i64.data(), c.cols);
+    else
+      batch.set_values(c.name, c.f32.data(), c.cols);
+  }
+  std::vector<float> out(size_t(bf.rows));
+  m->predict(batch, out.data());
+  EXPECT_EQ(out, ref);
+  const auto in = bf.inputs(*m);
+  std::vector<float> out2(size_t(bf.rows));
+  m->predict(in.data(), in.size(), bf.rows, out2.data(), dpn::PredictOptions{2, false});
+  expect_close(out2, ref, 1e-5f, 1e-6f);
+}
+
+TEST(Api, ThreadsPerCallAgree) {
+  auto m = dpn::Model::load(data("golden.bin"));
+  BatchFile b(data("golden.batch"));
+  const auto one = run(*m, b, true, 1);
+  for (int t : {2, 3, 4, 8}) expect_close(run(*m, b, true, t), one, 1e-5f, 1e-6f);
+}
+
+TEST(Api, Errors) {
+  try {
+    dpn::Model::load(data("does_not_exist.bin"));
+    FAIL() << "no exception";
+  } catch (const dpn::IoError& e) {
+    EXPECT_EQ(e.errno_value(), ENOENT);
+  }
+  EXPECT_THROW(dpn::Model::load(dpn_test::data_dir()), dpn::IoError);  // a directory
+
+  auto m = dpn::Model::load(data("tiny_a.bin"));
+  BatchFile bf(data("tiny.batch"));
+  auto in = bf.inputs(*m);
+  std::vector<float> out(size_t(bf.rows));
+  EXPECT_THROW(m->predict(in, bf.rows, out.data(), false, 0), std::invalid_argument);
+  EXPECT_THROW(m->predict(in, bf.rows, nullptr, false, 1), std::invalid_argument);
+  EXPECT_THROW(m->predict(in, bf.rows + 1, out.data(), false, 1), dpn::InputError);
+  auto* cols = const_cast<BatchFile::Column*>(&bf.columns[2]);  // 'item', policy "error", vocab 4
+  ASSERT_EQ(cols->name, "item");
+  cols->i64[3] = 4;
+  in = bf.inputs(*m);
+  try {
+    m->predict(in, bf.rows, out.data(), false, 1);
+    FAIL() << "no exception";
+  } catch (const dpn::InputError& e) {
+    EXPECT_EQ(e.field(), "item");
+    EXPECT_EQ(std::string(e.what()).rfind("field 'item': ", 0), 0u) << e.what();
+  }
+  cols->i64[3] = 1;
+  auto* price = const_cast<BatchFile::Column*>(&bf.columns[3]);
+  ASSERT_EQ(price->name, "price");
+  price->f32[5] = std::numeric_limits<float>::quiet_NaN();
+  in = bf.inputs(*m);
+  EXPECT_THROW(m->predict(in, bf.rows, out.data(), false, 1), dpn::InputError);
+
+  dpn::Batch batch(*m, 3);
+  EXPECT_THROW(batch.set_ids("nope", nullptr), dpn::InputError);
+  EXPECT_THROW(batch.set_ids("price", nullptr), dpn::InputError);
+  EXPECT_THROW(batch.set_values("user", nullptr, 1), dpn::InputError);
+  EXPECT_THROW(batch.set(5, dpn::FieldInput{}), std::out_of_range);
+  try {
+    m->predict(batch, out.data());
+    FAIL() << "no exception";
+  } catch (const dpn::InputError& e) {
+    EXPECT_EQ(e.field(), "user");
+  }
+  dpn::Batch empty(*m, 0);
+  m->predict(empty, nullptr);
+}

@@ -1,0 +1,96 @@
+// Kernels against their scalar reference: every ISA this CPU has vs gemm_ref / *_ref, and gemm_ref
+// itself vs a plain double-precision triple loop. Shapes cover tails of every panel width.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "cpu/cpu_features.h"
+#include "kernels/act.h"
+#include "kernels/gemm.h"
+#include "kernels/rows.h"
+
+using dpn::cpu::Isa;
+using dpn::kernels::Act;
+
+namespace {
+
+std::vector<float> randn(size_t n, std::mt19937& g, float s = 1.0f) {
+  std::normal_distribution<float> d(0.0f, s);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+
+std::vector<Isa> isas() {
+  std::vector<Isa> v{Isa::Ref};
+  for (Isa i : {Isa::Avx2, Isa::Avx512})
+    if (dpn::cpu::available(i)) v.push_back(i);
+  return v;
+}
+
+}  // namespace
+
+TEST(Kernels, GemmEveryIsaMatchesDoubleLoop) {
+  std::mt19937 g(7);
+  for (Isa isa : isas()) {
+    SCOPED_TRACE(dpn::cpu::isa_name(isa));
+    for (int64_t M : {1, 3, 8, 33})
+      for (int64_t K : {1, 5, 17, 64})
+        for (int64_t N : {1, 7, 16, 33, 65})
+          for (Act act : {Act::Identity, Act::Relu, Act::Sigmoid, Act::Tanh}) {
+            const auto A = randn(size_t(M * K), g), W = randn(size_t(N * K), g), bias = randn(size_t(N), g);
+            dpn::kernels::PackedMatrix pm;
+            pm.pack(W.data(), K, N, 1, K, isa);  // torch layout [N, K]
+            std::vector<float> C(size_t(M * N), 123.0f);
+            dpn::kernels::gemm(A.data(), K, M, pm, bias.data(), act, C.data(), N);
+            for (int64_t i = 0; i < M; ++i)
+              for (int64_t j = 0; j < N; ++j) {
+                double s = bias[size_t(j)], mag = std::fabs(bias[size_t(j)]);
+                for (int64_t k = 0; k < K; ++k) {
+                  s += double(A[size_t(i * K + k)]) * W[size_t(j * K + k)];
+                  mag += std::fabs(double(A[size_t(i * K + k)]) * W[size_t(j * K + k)]);
+                }
+                const float want = dpn::kernels::apply(act, float(s));
+                // float32 accumulation error bound: a few ulp of the sum of magnitudes
+                EXPECT_NEAR(C[size_t(i * N + j)], want, 1e-5 + 1e-6 * mag * K)
+                    << "M" << M << " K" << K << " N" << N << " act" << int(act);
+              }
+          }
+  }
+}
+
+TEST(Kernels, RowKernelsEveryIsaMatchRef) {
+  std::mt19937 g(11);
+  for (Isa isa : isas()) {
+    SCOPED_TRACE(dpn::cpu::isa_name(isa));
+    for (int64_t d : {1, 3, 8, 16, 17, 33, 100}) {
+      const int64_t vocab = 9, rows = 5;
+      const auto table = randn(size_t(vocab * d), g);
+      const int64_t ids[] = {3, 0, 8, 3, 5};
+      std::vector<float> a(static_cast<size_t>(d)), b(static_cast<size_t>(d));
+      dpn::kernels::pool_rows(Isa::Ref, table.data(), d, ids, 5, 0.2f, a.data());
+      dpn::kernels::pool_rows(isa, table.data(), d, ids, 5, 0.2f, b.data());
+      EXPECT_EQ(a, b) << "pool d" << d;  // documented: same bits on every ISA
+
+      const auto x = randn(size_t(rows * d), g, 3.0f), x0 = randn(size_t(rows * d), g);
+      const auto w = randn(size_t(d), g), bb = randn(size_t(d), g);
+      std::vector<float> r(size_t(rows * d)), s(size_t(rows * d));
+      dpn::kernels::layernorm_rows(Isa::Ref, x.data(), rows, d, w.data(), bb.data(), 1e-5f, r.data());
+      dpn::kernels::layernorm_rows(isa, x.data(), rows, d, w.data(), bb.data(), 1e-5f, s.data());
+      for (size_t i = 0; i < r.size(); ++i) EXPECT_NEAR(s[i], r[i], 1e-5 + 1e-4 * std::fabs(r[i])) << "ln d" << d;
+      dpn::kernels::cross_rows(Isa::Ref, x0.data(), x.data(), rows, d, w.data(), bb.data(), r.data());
+      dpn::kernels::cross_rows(isa, x0.data(), x.data(), rows, d, w.data(), bb.data(), s.data());
+      for (size_t i = 0; i < r.size(); ++i) EXPECT_NEAR(s[i], r[i], 1e-5 + 1e-4 * std::fabs(r[i])) << "cross d" << d;
+
+      std::vector<float> e = randn(size_t(rows * d), g, 4.0f), f = e;
+      for (Act act : {Act::Relu, Act::Sigmoid, Act::Tanh}) {
+        std::vector<float> p = e, q = f;
+        dpn::kernels::act_inplace(Isa::Ref, p.data(), int64_t(p.size()), act);
+        dpn::kernels::act_inplace(isa, q.data(), int64_t(q.size()), act);
+        for (size_t i = 0; i < p.size(); ++i) EXPECT_NEAR(q[i], p[i], 1e-6 + 1e-5 * std::fabs(p[i]));
+      }
+    }
+  }
+}
