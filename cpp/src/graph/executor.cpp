@@ -89,7 +89,8 @@ namespace {
 struct Worker {
   const Graph& g;
   std::vector<int64_t> offset;  // per value, in floats, for a block of block_rows rows
-  std::vector<float> buf;
+  // Not zero-filled: every op writes all of its output (zeroing cost ~4% of a small-layer call).
+  std::unique_ptr<float[]> buf;
   float* scratch = nullptr;
 
   Worker(const Graph& graph, int64_t block_rows) : g(graph) {
@@ -100,8 +101,8 @@ struct Worker {
     }
     size_t extra = 0;
     for (const Node& n : g.nodes) extra = std::max(extra, n.op->scratch_floats(block_rows));
-    buf.assign(size_t(total) + extra, 0.0f);
-    scratch = buf.data() + total;
+    buf.reset(new float[size_t(total) + extra]);
+    scratch = buf.get() + total;
   }
 
   void run_block(const std::vector<FieldInput>& inputs, int64_t row0, int64_t rows, float* out,
@@ -110,10 +111,10 @@ struct Worker {
     std::vector<const float*> in;
     for (const Node& n : g.nodes) {
       in.clear();
-      for (int v : n.inputs) in.push_back(buf.data() + offset[size_t(v)]);
-      n.op->run(blk, in.data(), buf.data() + offset[size_t(n.output)], scratch);
+      for (int v : n.inputs) in.push_back(buf.get() + offset[size_t(v)]);
+      n.op->run(blk, in.data(), buf.get() + offset[size_t(n.output)], scratch);
     }
-    const float* y = buf.data() + offset[size_t(g.output)];
+    const float* y = buf.get() + offset[size_t(g.output)];
     for (int64_t b = 0; b < rows; ++b) out[row0 + b] = logits ? y[b] : kernels::sigmoid(y[b]);
   }
 };
