@@ -137,11 +137,22 @@ def test_parity_seq_fixed(variant, B):
 
 
 def test_parity_seq_every_isa():
-    from helpers.isa import available_isas, predict_under_isa
-
     specs = [_fixed(B=b, **MODULES[v]) for v in MODULES for b in (1, 7)]
     specs += [_fixed(B=300, T=50, Tin=50, kernel_size=k, homo_generator=g)
               for k in (1, 3, 5) for g in ("mlp", "se")]
+    _check_every_isa(specs)
+
+
+@settings(max_examples=1, derandomize=True, database=None, phases=[Phase.generate], **SETTINGS)
+@given(specs=st.lists(SM.seq_model_specs(), min_size=12, max_size=12))
+def test_parity_seq_every_isa_random(specs):
+    """A fixed (derandomized) sample of random sequence models under every ISA; no shrinking."""
+    _check_every_isa(specs)
+
+
+def _check_every_isa(specs):
+    from helpers.isa import available_isas, predict_under_isa
+
     with tempfile.TemporaryDirectory(prefix="dpn_seq_isa_") as d:
         jobs, refs = [], {}
         for k, spec in enumerate(specs):
