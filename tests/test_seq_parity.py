@@ -187,3 +187,13 @@ def test_seq_rows_are_independent(spec, rows):
         full = m.predict(batch, logits=True)
         sub = m.predict({k: v[rows] for k, v in batch.items()}, logits=True)
     np.testing.assert_allclose(sub, full[rows], rtol=1e-4, atol=1e-5)
+
+
+def test_parity_seq_longer_than_a_pass():
+    """max_len above the attention ops' 2048-position pass: one row per pass, full and empty rows."""
+    spec = _fixed(B=5, T=2100, Tin=2100, seqs=[{"name": "hist item", "cand": "item", "vocab": 40,
+                                                "dim": 4, "policy": "hash", "share": True}],
+                  heads=2, profile=[])
+    model, batch = _prepare(spec)
+    batch["hist item"][3] = np.arange(2100) % 40          # every column valid
+    check(model, batch, what="T=2100")
