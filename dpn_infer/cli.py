@@ -99,7 +99,11 @@ def _train(args) -> int:
     except (FileNotFoundError, TypeError, ValueError) as e:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
-    model = T.build_model(args.model, ds.schema, cfg, seed=args.seed)
+    try:
+        model = T.build_model(args.model, ds.schema, cfg, seed=args.seed)
+    except ValueError as e:
+        print(f"dpn-infer: {e}", file=sys.stderr)
+        return 2
     out = args.out or os.path.join("runs", f"{args.dataset}-{args.model}-seed{args.seed}")
     print(f"data: {ds.name} from {ds.info.get('path', '(generated)')}: {len(ds.train)} train / "
           f"{len(ds.valid)} valid / {len(ds.test)} test rows, {ds.info['positive_rate']:.1%} positive")
@@ -182,7 +186,7 @@ def main(argv=None) -> int:
     t = sub.add_parser("train", help="train a model on a dataset, save model.bin (needs torch)")
     t.add_argument("--dataset", required=True, choices=DATASET_NAMES)
     t.add_argument("--data", help="dataset file or folder (default: $DPN_DATA or ../shared/data)")
-    t.add_argument("--model", default="feature-dpn", choices=("feature-dpn", "field-dpn", "dnn", "crossnet"))
+    t.add_argument("--model", default="feature-dpn", choices=("feature-dpn", "field-dpn", "dnn", "crossnet", "seq-dpn"))
     t.add_argument("--config", help="a shipped config name (movielens, criteo, frappe, ml-tag, "
                                     "synthetic) or a JSON file; default: the dataset's")
     t.add_argument("--epochs", type=int)

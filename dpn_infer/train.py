@@ -28,7 +28,7 @@ import numpy as np
 
 from .metrics import auc, logloss
 
-MODELS = ("feature-dpn", "field-dpn", "dnn", "crossnet")
+MODELS = ("feature-dpn", "field-dpn", "dnn", "crossnet", "seq-dpn")
 # dataset name -> the config shipped for it
 DEFAULT_CONFIG = {"movielens-100k": "movielens", "movielens-1m": "movielens", "criteo": "criteo",
                   "frappe": "frappe", "ml-tag": "ml-tag", "synthetic": "synthetic"}
@@ -73,7 +73,7 @@ def _with_dim(schema, embed_dim):
 
 
 def build_model(kind: str, schema, config: dict, seed: int | None = None):
-    """A model of ``kind`` (feature-dpn | field-dpn | dnn | crossnet) for ``schema`` (list of field dicts),
+    """A model of ``kind`` (feature-dpn | field-dpn | dnn | crossnet | seq-dpn) for ``schema`` (list of field dicts),
     shaped by ``config["models"][kind]`` and ``config["embed_dim"]``. Seeds first when ``seed``."""
     from .nn import DNN, CrossNet, FeatureDPN, FieldDPN, Schema
 
@@ -92,8 +92,35 @@ def build_model(kind: str, schema, config: dict, seed: int | None = None):
         return CrossNet(sch, **kw)
     if kind == "field-dpn":
         return FieldDPN(sch, kw.pop("field_layers"), kw.pop("layers", []), **kw)
+    if kind == "seq-dpn":
+        return _seq_dpn(_with_dim(schema, config.get("embed_dim")), kw)
     layers = kw.pop("layers")
     return FeatureDPN(sch, layers, **kw)
+
+
+def _seq_dpn(schema, kw):
+    """SeqDPN from a config section: ``sequence`` names the dataset's behaviour fields (read as
+    ``sequence`` fields of their max_len, truncating longer rows), ``candidate`` the query fields,
+    ``tables`` optional sequence -> sparse field table sharing; the rest are SeqDPN's arguments."""
+    from .nn import Schema, SeqDPN
+
+    seq, cand = list(kw.pop("sequence")), list(kw.pop("candidate"))
+    tables = dict(kw.pop("tables", {}))
+    names = {f["name"] for f in schema}
+    missing = [n for n in seq + cand if n not in names]
+    if missing:
+        raise ValueError(f"model 'seq-dpn' needs the fields {missing}, which the dataset does not have "
+                         f"(MovieLens: pass --sequences for hist_movie / hist_genre)")
+    fields = []
+    for f in schema:
+        if f["name"] in seq:
+            if f["kind"] not in ("multi_hot", "sequence") or not f.get("max_len"):
+                raise ValueError(f"model 'seq-dpn': field {f['name']!r} is not a bounded id list")
+            f = {"name": f["name"], "kind": "sequence", "dim": f["dim"], "vocab": f["vocab"],
+                 "policy": f["policy"], "max_len": f["max_len"], "truncate": True,
+                 **({"table": tables[f["name"]]} if f["name"] in tables else {})}
+        fields.append(f)
+    return SeqDPN(Schema.from_json(fields), seq, cand, **kw)
 
 
 def _torch_split(split):

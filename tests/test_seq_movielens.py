@@ -116,3 +116,27 @@ def test_movielens_seq_model_trains_and_engine_matches(data, kind):
             z, p, z3 = res["ml"]
             judge(z, p, ref, lambda: _truth(model, xb), xb, f"MovieLens {kind} under DPN_ISA={isa}")
             np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6)
+
+
+def test_train_builds_seq_dpn_from_the_movielens_config():
+    """dpn_infer.train.build_model('seq-dpn') on MovieLens with sequences: hist_* become sequence
+    fields (hist_movie sharing movie's table); without sequences it says what is missing."""
+    if find_shared_data("movielens-100k") is None:
+        pytest.skip("MovieLens-100K not in ../shared/data")
+    from dpn_infer import train as T
+    from dpn_infer.datasets import load_dataset
+
+    cfg = T.load_config("movielens")
+    ds = load_dataset("movielens-100k", sequences=True, max_seq_len=8)
+    model = T.build_model("seq-dpn", ds.schema, cfg, seed=0).eval()
+    f = model.schema["hist_movie"]
+    assert isinstance(model, dnn.SeqDPN) and f.kind == "sequence" and f.table == "movie"
+    xb = {k: v[:300] for k, v in ds.test.features.items()}
+    with torch.no_grad():
+        ref = model(xb).numpy()
+    with tempfile.TemporaryDirectory() as d:
+        torch_export.save(model, os.path.join(d, "m.bin"))
+        z = load(os.path.join(d, "m.bin")).predict(xb, logits=True)
+    np.testing.assert_allclose(z, ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="--sequences"):
+        T.build_model("seq-dpn", load_dataset("movielens-100k").schema, cfg)

@@ -137,11 +137,22 @@ def test_parity_seq_fixed(variant, B):
 
 
 def test_parity_seq_every_isa():
-    from helpers.isa import available_isas, predict_under_isa
-
     specs = [_fixed(B=b, **MODULES[v]) for v in MODULES for b in (1, 7)]
     specs += [_fixed(B=300, T=50, Tin=50, kernel_size=k, homo_generator=g)
               for k in (1, 3, 5) for g in ("mlp", "se")]
+    _check_every_isa(specs)
+
+
+@settings(max_examples=1, derandomize=True, database=None, phases=[Phase.generate], **SETTINGS)
+@given(specs=st.lists(SM.seq_model_specs(), min_size=12, max_size=12))
+def test_parity_seq_every_isa_random(specs):
+    """A fixed (derandomized) sample of random sequence models under every ISA; no shrinking."""
+    _check_every_isa(specs)
+
+
+def _check_every_isa(specs):
+    from helpers.isa import available_isas, predict_under_isa
+
     with tempfile.TemporaryDirectory(prefix="dpn_seq_isa_") as d:
         jobs, refs = [], {}
         for k, spec in enumerate(specs):
@@ -176,3 +187,13 @@ def test_seq_rows_are_independent(spec, rows):
         full = m.predict(batch, logits=True)
         sub = m.predict({k: v[rows] for k, v in batch.items()}, logits=True)
     np.testing.assert_allclose(sub, full[rows], rtol=1e-4, atol=1e-5)
+
+
+def test_parity_seq_longer_than_a_pass():
+    """max_len above the attention ops' 2048-position pass: one row per pass, full and empty rows."""
+    spec = _fixed(B=5, T=2100, Tin=2100, seqs=[{"name": "hist item", "cand": "item", "vocab": 40,
+                                                "dim": 4, "policy": "hash", "share": True}],
+                  heads=2, profile=[])
+    model, batch = _prepare(spec)
+    batch["hist item"][3] = np.arange(2100) % 40          # every column valid
+    check(model, batch, what="T=2100")

@@ -11,7 +11,7 @@ Optional behaviour sequences (``sequences=True``): for each rating, the user's m
 earlier (by timestamp; all ratings, 3s included), most recent first, at most ``max_seq_len``:
 ``hist_movie`` (movie ids, same index as ``movie``; movies only rated 3 go to the OOV row) and
 ``hist_genre`` (each of those movies' first genre). int64 [N, T] padded with -1, schema kind
-"multi_hot" (mean pooling) until a sequence kind exists.
+"multi_hot" (mean pooling); ``dpn_infer.train``'s ``seq-dpn`` reads them as "sequence" fields.
 """
 from __future__ import annotations
 

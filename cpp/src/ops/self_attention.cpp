@@ -15,6 +15,8 @@ namespace dpn::ops {
 
 namespace {
 
+constexpr int64_t kPassPositions = 2048;
+
 class SelfAttention : public Op {
  public:
   SelfAttention(int64_t T, int64_t d, int64_t H, const float* const w[4], const float* const b[4])
@@ -30,14 +32,26 @@ class SelfAttention : public Op {
     o_b_.assign(b[3], b[3] + d);
   }
 
+  // Rows per pass: at most kPassPositions positions (and at least one row), so scratch stays
+  // bounded by the pass, not by the block (GEMMs of ~2k rows are as fast per row as larger ones).
+  int64_t pass_rows(int64_t rows) const {
+    return std::min(rows, std::max<int64_t>(1, kPassPositions / T_));
+  }
+
   size_t scratch_floats(int64_t rows) const override {
-    return size_t(rows * T_ * 5 * d_ + kernels::attention_scratch_floats(T_, d_));
+    return size_t(pass_rows(rows) * T_ * 5 * d_ + kernels::attention_scratch_floats(T_, d_));
   }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
-    const int64_t R = blk.rows, rw = T_ * d_, dh = d_ / H_;
-    const float* x = in[0];
-    const float* len = in[1];
+    const int64_t pr = pass_rows(blk.rows), rw = T_ * d_;
+    for (int64_t b0 = 0; b0 < blk.rows; b0 += pr)
+      run_pass(in[0] + b0 * rw, in[1] + b0, std::min(pr, blk.rows - b0), out + b0 * rw, scratch,
+               blk.threads);
+  }
+
+  void run_pass(const float* x, const float* len, int64_t R, float* out, float* scratch,
+                int threads) const {
+    const int64_t rw = T_ * d_, dh = d_ / H_;
     float* X = scratch;  // [N, d] valid positions of every row, one after another
     int64_t N = 0;
     for (int64_t b = 0; b < R; ++b) {
@@ -45,12 +59,12 @@ class SelfAttention : public Op {
       std::memcpy(X + N * d_, x + b * rw, sizeof(float) * size_t(L * d_));
       N += L;
     }
-    float* QKV = X + N * d_;  // [N, 3d]
+    float* QKV = X + N * d_;      // [N, 3d]
     float* A = QKV + N * 3 * d_;  // [N, d] attention outputs
     float* O = X;                 // [N, d] after the output projection (X is spent by then)
     float* s = A + N * d_;        // the attention kernel's scratch
     if (N > 0)
-      kernels::gemm(X, d_, N, qkv_, qkv_b_.data(), kernels::Act::Identity, QKV, 3 * d_, blk.threads);
+      kernels::gemm(X, d_, N, qkv_, qkv_b_.data(), kernels::Act::Identity, QKV, 3 * d_, threads);
     const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
     int64_t r0 = 0;
     for (int64_t b = 0; b < R; ++b) {
@@ -58,7 +72,7 @@ class SelfAttention : public Op {
       kernels::attention_rows(QKV + r0 * 3 * d_, 3 * d_, L, d_, H_, scale, A + r0 * d_, d_, s);
       r0 += L;
     }
-    if (N > 0) kernels::gemm(A, d_, N, o_, o_b_.data(), kernels::Act::Identity, O, d_, blk.threads);
+    if (N > 0) kernels::gemm(A, d_, N, o_, o_b_.data(), kernels::Act::Identity, O, d_, threads);
     r0 = 0;
     for (int64_t b = 0; b < R; ++b) {
       const int64_t L = seq_len(len[b], T_);

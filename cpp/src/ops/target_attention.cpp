@@ -1,6 +1,7 @@
 // `target_attention`: DIN's activation unit (docs/format.md §5). fc1 over [q, k, q−k, q⊙k] splits,
 // at load, into a per-row part (Wq + Wd)·q + b1 and a per-position part [(Wk − Wd); Wp]·[k, q⊙k],
 // so the positions of a block are one GEMM of K = 2d over Σ lengths rows (no work on padding).
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/act.h"
@@ -11,6 +12,8 @@
 namespace dpn::ops {
 
 namespace {
+
+constexpr int64_t kPassPositions = 2048;
 
 class TargetAttention : public Op {
  public:
@@ -32,15 +35,26 @@ class TargetAttention : public Op {
     akp_.pack(akp.data(), 2 * d, hid, hid, 1);
   }
 
+  // Rows per pass: at most kPassPositions positions (and at least one row): bounded scratch.
+  int64_t pass_rows(int64_t rows) const {
+    return std::min(rows, std::max<int64_t>(1, kPassPositions / T_));
+  }
+
   size_t scratch_floats(int64_t rows) const override {
-    return size_t(rows * h_ + rows * T_ * (2 * d_ + h_));
+    const int64_t pr = pass_rows(rows);
+    return size_t(pr * h_ + pr * T_ * (2 * d_ + h_));
   }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
-    const int64_t R = blk.rows, rw = T_ * d_;
-    const float* q = in[0];
-    const float* x = in[1];
-    const float* len = in[2];
+    const int64_t pr = pass_rows(blk.rows), rw = T_ * d_;
+    for (int64_t b0 = 0; b0 < blk.rows; b0 += pr)
+      run_pass(in[0] + b0 * d_, in[1] + b0 * rw, in[2] + b0, std::min(pr, blk.rows - b0),
+               out + b0 * d_, scratch, blk.threads);
+  }
+
+  void run_pass(const float* q, const float* x, const float* len, int64_t R, float* out,
+                float* scratch, int threads) const {
+    const int64_t rw = T_ * d_;
     float* cq = scratch;     // [R, h]
     float* P = cq + R * h_;  // [N, 2d]: [k, q⊙k] per valid position
     int64_t N = 0;
@@ -57,8 +71,8 @@ class TargetAttention : public Op {
       }
     }
     float* G = P + N * 2 * d_;  // [N, h]
-    kernels::gemm(q, d_, R, aq_, b1_.data(), kernels::Act::Identity, cq, h_, blk.threads);
-    if (N > 0) kernels::gemm(P, 2 * d_, N, akp_, nullptr, kernels::Act::Identity, G, h_, blk.threads);
+    kernels::gemm(q, d_, R, aq_, b1_.data(), kernels::Act::Identity, cq, h_, threads);
+    if (N > 0) kernels::gemm(P, 2 * d_, N, akp_, nullptr, kernels::Act::Identity, G, h_, threads);
     int64_t n = 0;
     for (int64_t b = 0; b < R; ++b) {  // G += the row's part, position by position
       const int64_t L = seq_len(len[b], T_);
