@@ -266,3 +266,14 @@ def test_readme_field_example_runs(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out.replace("[", " ").replace("]", " ").split()
     vals = np.array([float(v) for v in out])
     np.testing.assert_allclose(vals[:2], vals[2:], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("B", [1, 300, 513])
+def test_field_many_fields_chunked(B):
+    """40 fields with a wide attention layer: the op's per-row scratch (t2 x (d + t1) scores) makes it
+    split a 256-row block into chunks; rows on both sides of every chunk edge match the reference."""
+    fields = [{"name": f"f{i}", "kind": "sparse", "dim": 4, "vocab": 30, "policy": "hash"}
+              for i in range(40)]
+    run_spec(_spec([_fl(out=4, attention_hidden=64, hidden=2, heads=2),
+                    _fl(out=4, aggregation="concat", context="prev", hidden=2, shared=True)],
+                   norm="layernorm", residual=True, fields=fields, B=B))

@@ -365,6 +365,8 @@ std::unique_ptr<Op> make_field_dylinear(const NodeBuilder& nb) {
                      nb.param("feature_weight", {cfg.m, cfg.c}),
                      cfg.dynamic ? nullptr : nb.param("bias", {cfg.c}));
   if (cfg.layernorm) op->set_norm(nb.param("ln_weight", {cfg.c}), nb.param("ln_bias", {cfg.c}));
+  // Per-row scratch is allocated per predict: refuse sizes no batch could hold, at load.
+  if (op->floats_per_row() > (int64_t(1) << 26)) nb.fail("scratch per row too large");
   return op;
 }
 
