@@ -277,3 +277,28 @@ def test_field_many_fields_chunked(B):
     run_spec(_spec([_fl(out=4, attention_hidden=64, hidden=2, heads=2),
                     _fl(out=4, aggregation="concat", context="prev", hidden=2, shared=True)],
                    norm="layernorm", residual=True, fields=fields, B=B))
+
+
+def test_every_field_variant_trains():
+    """A few Adam steps per aggregation / part (parallel with feature layers, so every part is on the
+    loss's path): every parameter gets a finite gradient and the loss drops."""
+    from helpers import models as HM
+
+    batch = HM.make_batch(FIELDS, 32, 9)
+    y = torch.as_tensor(np.random.default_rng(0).random(32) < 0.3, dtype=torch.float32)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    for name in ("summation_exclude_self", "self_shared_h2", "attention", "concat_shared_linear",
+                 "implicit_only", "dynamic_plus_implicit", "stack_prev_residual"):
+        model = HM.build(_spec(VARIANTS[name], FEATURE, combine="parallel", norm="layernorm",
+                               residual=True)).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        losses = []
+        for _ in range(3):
+            opt.zero_grad()
+            loss = loss_fn(model(batch), y)
+            loss.backward()
+            for pname, p in model.named_parameters():
+                assert p.grad is not None and bool(torch.isfinite(p.grad).all()), f"{name}: {pname}"
+            opt.step()
+            losses.append(float(loss))
+        assert losses[-1] < losses[0], f"{name}: loss {losses}"
