@@ -302,3 +302,34 @@ def test_every_field_variant_trains():
             opt.step()
             losses.append(float(loss))
         assert losses[-1] < losses[0], f"{name}: loss {losses}"
+
+
+def test_exporter_refuses_inconsistent_field_modules():
+    """A FieldDyLinear whose parameters do not match its config, or a field norm the format cannot
+    express, is refused naming the module (never exported approximately)."""
+    from dpn_infer.converters import torch_export
+    from helpers import models as HM
+
+    def fresh():
+        return HM.build(_spec([_fl(implicit=True)], norm="layernorm"))
+
+    m = fresh()
+    m.field_layers[0].g1_weight = torch.nn.Parameter(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match=r"field_layers\.0\.g1_weight"):
+        torch_export.export(m)
+    m = fresh()
+    m.field_layers[0].att = torch.nn.Linear(4, 7)
+    with pytest.raises(ValueError, match=r"field_layers\.0\.att"):
+        torch_export.export(m)
+    m = fresh()
+    m.field_layers[0].feature_weight = torch.nn.Parameter(torch.zeros(4, 5))
+    with pytest.raises(ValueError, match="feature_weight"):
+        torch_export.export(m)
+    m = fresh()
+    m.field_norms[0] = torch.nn.BatchNorm1d(6)
+    with pytest.raises(TypeError, match=r"field_norms\.0"):
+        torch_export.export(m)
+    m = fresh()
+    m.field_norms[0] = torch.nn.LayerNorm(5)
+    with pytest.raises(ValueError, match=r"field_norms\.0"):
+        torch_export.export(m)
