@@ -411,9 +411,19 @@ def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
             rows.append(values[fd.name])
     X0 = x0 if len(module.projections) == 0 else g.node("concat", "field_rows", rows, "X0")
     x, m = X0, d
+    field_contexts = {}
     for i, spec in enumerate(module.field_specs):
         fl = module.field_layers[i]
-        z = X0 if spec.context == "x0" else x
+        if isinstance(spec.context, list):
+            key = tuple(spec.context)
+            if key not in field_contexts:
+                idx = [schema.names.index(name) for name in key]
+                field_contexts[key] = rows[idx[0]] if len(idx) == 1 else g.node(
+                    "concat", f"field_context[{','.join(key)}]", [rows[j] for j in idx],
+                    f"fctx{len(field_contexts)}")
+            z = field_contexts[key]
+        else:
+            z = X0 if spec.context == "x0" else x
         residual = module.residual and fl.in_features == fl.out_features
         x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
                                  f"field_norms.{i}", _act_name(module.field_acts[i], f"field_acts.{i}"),
