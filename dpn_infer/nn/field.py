@@ -257,7 +257,8 @@ class FieldDPN(nn.Module):
     """Stacked field-based DPOs over the field embeddings X0 [B, t, d] (every embedded field has dim
     d = ``field_dim``, by default their common dim; a dense field of another width is projected by
     ``projections["f<index>"]``, a bias-free ``nn.Linear(dim, d)``),
-    each layer FieldDyLinear -> norm (per field) -> activation (-> + input when ``residual`` and the
+    each layer FieldDyLinear (context Z: X0, the layer input, or the rows of named fields) -> norm
+    (per field) -> activation (-> + input when ``residual`` and the
     layer keeps the width) -> dropout; then the flattened fields [B, t*c] and, optionally, feature
     layers (Table 14b):
 
