@@ -1,8 +1,9 @@
 """field_attention (kernels/field_attn.h) and field_mix (kernels/field_mix.h) per ISA.
 
 field_attention: softmax over context fields, then the weighted sum of context rows. Swept over
-t1, t2 in 1..9, n in 1..40 plus 127, 128, 129, rows 1..3, with scores at mixed magnitudes. The vector versions use a vector exp, so they match the reference (and the
-reference a float64 numpy computation) to rtol 1e-5 / atol 1e-6 of the sums of magnitudes."""
+t1, t2 in 1..9, n in 1..40 plus 127, 128, 129, rows 1..3, with scores at mixed magnitudes. The
+vector versions use a vector exp, so they match the reference (and the reference a float64 numpy
+computation) to rtol 1e-5 / atol 1e-6 of the sums of magnitudes. field_mix: see its test."""
 from __future__ import annotations
 
 import numpy as np
