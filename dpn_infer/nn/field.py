@@ -27,10 +27,9 @@ from typing import List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .dylinear import GENERATORS, SIGMAS, apply_sigma
+from .dylinear import GENERATORS, SIGMAS, DyLinear, apply_sigma
 from .inputs import InputLayer
 from .models import ACTIVATIONS, LayerSpec, _as_spec, _check_common, _make_norm
-from .dylinear import DyLinear
 from .schema import Schema
 
 AGGREGATIONS = ("summation", "self", "attention", "concat")
