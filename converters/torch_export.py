@@ -334,6 +334,29 @@ def _emit_field_dylinear(g, fl, path, x, z, out, norm, npath, act, residual) -> 
              "aggregation": fl.aggregation, "dynamic": fl.dynamic, "implicit": fl.implicit}
     params = {}
     G, l, P = fl.groups, fl.hidden, fl.generated_size
+    t1, m, c, n, da = fl.in_fields, fl.in_features, fl.out_features, fl.context_features, \
+        fl.attention_hidden
+    want = {}
+    if fl.dynamic:
+        want.update(g2_weight=(G, P, l), g2_bias=(G, P))
+        if fl.generator == "mlp":
+            want.update(g1_weight=(G, l, fl.generator_input), g1_bias=(G, l))
+        if fl.aggregation == "attention":
+            want["att_query"] = (t1, da)
+    if fl.implicit:
+        want.update(field_weight=(t1, t1), feature_weight=(m, c))
+        if not fl.dynamic:
+            want["bias"] = (c,)
+    for name, shape in want.items():
+        got = tuple(getattr(fl, name).shape)
+        if got != shape:
+            raise ValueError(f"cannot export '{path}.{name}' (FieldDyLinear): shape {list(got)}, its "
+                             f"config needs {list(shape)}")
+    if fl.dynamic and fl.aggregation == "attention":
+        _check_type(fl.att, (nn.Linear,), f"{path}.att")
+        if (fl.att.in_features, fl.att.out_features) != (n, da):
+            raise ValueError(f"cannot export '{path}.att': Linear({fl.att.in_features}, "
+                             f"{fl.att.out_features}), its config needs Linear({n}, {da})")
     if fl.dynamic:
         attrs.update({"generator": fl.generator, "hidden": l,
                       "sigma": fl.sigma if fl.generator == "mlp" else "identity",
@@ -341,12 +364,9 @@ def _emit_field_dylinear(g, fl, path, x, z, out, norm, npath, act, residual) -> 
         if fl.generator == "mlp":
             params["g1_weight"] = g.tensor(f"{path}.g1_weight", fl.g1_weight)
             params["g1_bias"] = g.tensor(f"{path}.g1_bias", fl.g1_bias)
-        if tuple(fl.g2_weight.shape) != (G, P, l) or tuple(fl.g2_bias.shape) != (G, P):
-            raise ValueError(f"cannot export '{path}' (FieldDyLinear): generator shapes do not match")
         params["g2_weight"] = g.tensor(f"{path}.g2_weight", fl.g2_weight)
         params["g2_bias"] = g.tensor(f"{path}.g2_bias", fl.g2_bias)
         if fl.aggregation == "attention":
-            _check_type(fl.att, (nn.Linear,), f"{path}.att")
             attrs["attention_hidden"] = fl.attention_hidden
             params["att_weight"] = g.tensor(f"{path}.att.weight", fl.att.weight)
             params["att_bias"] = g.tensor(f"{path}.att.bias", fl.att.bias if fl.att.bias is not None
@@ -399,9 +419,19 @@ def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
             rows.append(values[fd.name])
     X0 = x0 if len(module.projections) == 0 else g.node("concat", "field_rows", rows, "X0")
     x, m = X0, d
+    field_contexts = {}
     for i, spec in enumerate(module.field_specs):
         fl = module.field_layers[i]
-        z = X0 if spec.context == "x0" else x
+        if isinstance(spec.context, list):
+            key = tuple(spec.context)
+            if key not in field_contexts:
+                idx = [schema.names.index(name) for name in key]
+                field_contexts[key] = rows[idx[0]] if len(idx) == 1 else g.node(
+                    "concat", f"field_context[{','.join(key)}]", [rows[j] for j in idx],
+                    f"fctx{len(field_contexts)}")
+            z = field_contexts[key]
+        else:
+            z = X0 if spec.context == "x0" else x
         residual = module.residual and fl.in_features == fl.out_features
         x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
                                  f"field_norms.{i}", _act_name(module.field_acts[i], f"field_acts.{i}"),

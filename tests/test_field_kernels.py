@@ -1,7 +1,9 @@
-"""field_attention (kernels/field_attn.h) and field_mix (kernels/field_mix.h) per ISA: softmax over context fields, then the weighted sum
-of context rows. Swept over t1, t2 in 1..9, n in 1..40 plus 127, 128, 129, rows 1..3, with scores at
-mixed magnitudes. The vector versions use a vector exp, so they match the reference (and the
-reference a float64 numpy computation) to rtol 1e-5 / atol 1e-6 of the sums of magnitudes."""
+"""field_attention (kernels/field_attn.h) and field_mix (kernels/field_mix.h) per ISA.
+
+field_attention: softmax over context fields, then the weighted sum of context rows. Swept over
+t1, t2 in 1..9, n in 1..40 plus 127, 128, 129, rows 1..3, with scores at mixed magnitudes. The
+vector versions use a vector exp, so they match the reference (and the reference a float64 numpy
+computation) to rtol 1e-5 / atol 1e-6 of the sums of magnitudes. field_mix: see its test."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,7 +27,8 @@ def _cases():
     for n in list(range(1, 41)) + [127, 128, 129]:
         for t1, t2 in ((1, 1), (1, 5), (3, 1), (int(rng.integers(1, 10)), int(rng.integers(1, 10)))):
             R = int(rng.integers(1, 4))
-            s = (rng.standard_normal((R, t2, t1)) * 10.0 ** rng.uniform(-2, 1.5, (R, t2, t1))).astype(np.float32)
+            s = rng.standard_normal((R, t2, t1)) * 10.0 ** rng.uniform(-2, 1.5, (R, t2, t1))
+            s = s.astype(np.float32)
             z = (rng.standard_normal((R, t2, n)) * 10.0 ** rng.uniform(-3, 3, (R, t2, n))).astype(np.float32)
             yield s, z
 

@@ -27,10 +27,9 @@ from typing import List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .dylinear import GENERATORS, SIGMAS, apply_sigma
+from .dylinear import GENERATORS, SIGMAS, DyLinear, apply_sigma
 from .inputs import InputLayer
 from .models import ACTIVATIONS, LayerSpec, _as_spec, _check_common, _make_norm
-from .dylinear import DyLinear
 from .schema import Schema
 
 AGGREGATIONS = ("summation", "self", "attention", "concat")
@@ -202,10 +201,11 @@ class FieldDyLinear(nn.Module):
 @dataclass
 class FieldLayerSpec:
     """One field layer of a FieldDPN: a :class:`FieldDyLinear` from every field's ``in`` features to
-    ``out``, context ``"x0"`` (the field embeddings) or ``"prev"`` (the layer's own input)."""
+    ``out``, context ``"x0"`` (the field embeddings), ``"prev"`` (the layer's own input) or a list of
+    field names (those fields' embedding rows, in that order: t2 = len(list))."""
     out: int
     aggregation: str = "attention"
-    context: str = "x0"
+    context: Union[str, List[str]] = "x0"
     hidden: int = 4
     sigma: str = "relu"
     generator: str = "mlp"
@@ -219,14 +219,23 @@ class FieldLayerSpec:
     def __post_init__(self):
         if isinstance(self.out, bool) or not isinstance(self.out, int) or self.out < 1:
             raise ValueError(f"FieldLayerSpec: out must be an integer >= 1, got {self.out!r}")
-        if self.context not in CONTEXTS:
-            raise ValueError(f"FieldLayerSpec: context must be one of {CONTEXTS}, got {self.context!r}")
+        if isinstance(self.context, (list, tuple)):
+            ctx = list(self.context)
+            if not ctx or not all(isinstance(c, str) for c in ctx) or len(set(ctx)) != len(ctx):
+                raise ValueError(f"FieldLayerSpec: context must be 'x0', 'prev' or a list of distinct "
+                                 f"field names, got {self.context!r}")
+            self.context = ctx
+        elif self.context not in CONTEXTS:
+            raise ValueError(f"FieldLayerSpec: context must be one of {CONTEXTS} or a list of field "
+                             f"names, got {self.context!r}")
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"FieldLayerSpec: aggregation must be one of {AGGREGATIONS}, "
                              f"got {self.aggregation!r}")
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["context"] = d["context"] if isinstance(d["context"], str) else list(d["context"])
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "FieldLayerSpec":
@@ -247,7 +256,8 @@ class FieldDPN(nn.Module):
     """Stacked field-based DPOs over the field embeddings X0 [B, t, d] (every embedded field has dim
     d = ``field_dim``, by default their common dim; a dense field of another width is projected by
     ``projections["f<index>"]``, a bias-free ``nn.Linear(dim, d)``),
-    each layer FieldDyLinear -> norm (per field) -> activation (-> + input when ``residual`` and the
+    each layer FieldDyLinear (context Z: X0, the layer input, or the rows of named fields) -> norm
+    (per field) -> activation (-> + input when ``residual`` and the
     layer keeps the width) -> dropout; then the flattened fields [B, t*c] and, optionally, feature
     layers (Table 14b):
 
@@ -303,10 +313,20 @@ class FieldDPN(nn.Module):
         self.field_layers, self.field_norms, self.field_acts = nn.ModuleList(), nn.ModuleList(), \
             nn.ModuleList()
         m = d
+        self.context_index = []     # per field layer: schema indices of a named context, else None
         for s in self.field_specs:
-            n = d if s.context == "x0" else m
+            idx = None
+            if isinstance(s.context, list):
+                for name in s.context:
+                    if name not in schema:
+                        raise ValueError(f"field layer context field {name!r} is not in the schema "
+                                         f"(fields: {schema.names})")
+                idx = [schema.names.index(name) for name in s.context]
+            self.context_index.append(idx)
+            n = m if s.context == "prev" else d
+            t2 = len(idx) if idx is not None else t
             self.field_layers.append(FieldDyLinear(
-                t, m, s.out, t, n, aggregation=s.aggregation, hidden=s.hidden, sigma=s.sigma,
+                t, m, s.out, t2, n, aggregation=s.aggregation, hidden=s.hidden, sigma=s.sigma,
                 generator=s.generator, heads=s.heads, shared=s.shared, exclude_self=s.exclude_self,
                 attention_hidden=s.attention_hidden, dynamic=s.dynamic, implicit=s.implicit))
             self.field_norms.append(nn.LayerNorm(s.out) if norm == "layernorm" else nn.Identity())
@@ -365,9 +385,9 @@ class FieldDPN(nn.Module):
 
     def field_forward(self, X0: torch.Tensor) -> torch.Tensor:
         x = X0
-        for spec, layer, norm, act in zip(self.field_specs, self.field_layers, self.field_norms,
-                                          self.field_acts):
-            z = X0 if spec.context == "x0" else x
+        for spec, idx, layer, norm, act in zip(self.field_specs, self.context_index, self.field_layers,
+                                               self.field_norms, self.field_acts):
+            z = X0 if spec.context == "x0" else x if spec.context == "prev" else X0[:, idx]
             y = act(norm(layer(x, z)))
             if self.residual and y.shape == x.shape:
                 y = y + x

@@ -36,15 +36,20 @@ def field_schema(draw, t_min=1, t_max=6):
 
 
 @st.composite
-def field_layer(draw, t, m, agg=None):
+def field_layer(draw, t, m, agg=None, names=()):
     out = draw(st.one_of(st.just(m), st.integers(1, 12)))
     spec = {"out": out, "aggregation": agg or draw(st.sampled_from(AGGS)),
-            "context": draw(st.sampled_from(["x0", "prev"])),
+            "context": draw(st.sampled_from(["x0", "prev", "fields"])),
             "generator": draw(st.sampled_from(["mlp", "mlp", "linear"])),
             "hidden": draw(st.integers(1, 6)), "sigma": draw(st.sampled_from(SIGMAS)),
             "heads": draw(st.sampled_from(HM._divisors(math.gcd(m, out)))),
             "shared": draw(st.booleans()), "attention_hidden": draw(st.integers(1, 6))}
     spec["exclude_self"] = spec["aggregation"] == "summation" and t >= 2 and draw(st.booleans())
+    if spec["context"] == "fields":
+        # a named subset of the fields as context rows (t2 != t1); self and exclude_self need t2 == t1
+        perm = draw(st.permutations(list(names)))
+        full = spec["aggregation"] == "self" or spec["exclude_self"]
+        spec["context"] = perm if full else perm[:draw(st.integers(1, len(perm)))]
     spec["dynamic"], spec["implicit"] = draw(st.sampled_from([(True, False), (True, False),
                                                               (True, True), (False, True)]))
     return spec
@@ -61,7 +66,7 @@ def field_dpn_specs(draw, agg=None, combine=None):
             f["dim"] = m
     layers = []
     for _ in range(draw(st.integers(1, 3))):
-        layers.append(draw(field_layer(t, m, agg)))
+        layers.append(draw(field_layer(t, m, agg, [f["name"] for f in fields])))
         m = layers[-1]["out"]
     feat = draw(st.one_of(st.just([]), HM.layer_specs(fields, depth_min=1, depth_max=2)))
     return {"kind": "field_dpn", "fields": fields, "field_layers": layers, "layers": feat,

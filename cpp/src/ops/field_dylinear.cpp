@@ -11,6 +11,7 @@
 #include "kernels/gemm.h"
 #include "kernels/rows.h"
 #include "ops/op.h"
+#include "runtime/thread_pool.h"
 
 namespace dpn::ops {
 
@@ -23,6 +24,8 @@ enum class Sigma { Identity, Sigmoid, Softmax, Relu };
 // weight, so chunks are not made tiny.
 constexpr int64_t kChunkFloats = int64_t(1) << 20;
 constexpr int64_t kMinChunkRows = 16;
+// As kernels/gemm.cpp: waking a worker costs ~10-20 µs, so each extra thread needs >= 1M MACs.
+constexpr int64_t kMinMacsPerThread = int64_t(1) << 20;
 
 struct Config {
   int64_t t1 = 0, m = 0, c = 0, t2 = 0, n = 0;
@@ -234,12 +237,24 @@ class FieldDyLinear : public Op {
           kernels::gemm_kron(x + g * mh, m, mh, hv.p, l, l, true, rows * t1, A_[size_t(g)],
                              bias_.data() + g * ch, kact, out + g * ch, c, panel, blk.threads);
       } else {
-        for (int64_t i = 0; i < t1; ++i) {
+        auto field = [&](int64_t i, int threads) {
           const int64_t grp = c_.G > 1 ? i : 0;
           for (int64_t g = 0; g < c_.H; ++g)
             kernels::gemm_kron(x + i * m + g * mh, t1 * m, mh, hv.p + i * hv.step, hv.ld, l, true,
                                rows, A_[size_t(grp * c_.H + g)], bias_.data() + grp * c + g * ch,
-                               kact, out + i * c + g * ch, yw, panel, blk.threads);
+                               kact, out + i * c + g * ch, yw, panel, threads);
+        };
+        // Small batches (the executor hands this block `threads` for column splits): the fields'
+        // GEMMs are independent and each too small to split, so split the fields instead. Only
+        // where the GEMM builds its own left panel (one shared `panel` scratch otherwise).
+        const int64_t macs = std::max<int64_t>(rows, 8) * A_[0].K * c * t1;
+        const int64_t parts = std::min<int64_t>({blk.threads, t1, macs / kMinMacsPerThread});
+        if (parts > 1 && !kernels::kron_needs_panel(A_[0])) {
+          runtime::parallel_for(parts, int(parts), [&](int64_t p) {
+            for (int64_t i = t1 * p / parts; i < t1 * (p + 1) / parts; ++i) field(i, 1);
+          });
+        } else {
+          for (int64_t i = 0; i < t1; ++i) field(i, blk.threads);
         }
       }
     }
@@ -365,6 +380,8 @@ std::unique_ptr<Op> make_field_dylinear(const NodeBuilder& nb) {
                      nb.param("feature_weight", {cfg.m, cfg.c}),
                      cfg.dynamic ? nullptr : nb.param("bias", {cfg.c}));
   if (cfg.layernorm) op->set_norm(nb.param("ln_weight", {cfg.c}), nb.param("ln_bias", {cfg.c}));
+  // Per-row scratch is allocated per predict: refuse sizes no batch could hold, at load.
+  if (op->floats_per_row() > (int64_t(1) << 26)) nb.fail("scratch per row too large");
   return op;
 }
 
