@@ -24,6 +24,19 @@ SHA256 = {
         "expected.npy": "4148884b2e445c9ee1517aea6902f88d2b9ddbd378912344c87d6753aa681935",
         "expected_logits.npy": "8f2e5c91366a9d050623e1bb65c65c82c7e5f69693acf4d37f088b1c7deaf8a5",
     },
+    # opset 2 (field- and sequence-based operators) inside format version 1: make_v1_opset2.py
+    "v1-opset2-field": {
+        "model.bin": "ccea886ad409a7a6f9d6487b49fbe6e1ea30a7681ee4a6c830fc1651009b8390",
+        "batch.npz": "fb1a96322a95b1edc92691e8c9d8814e12d53443e41ab0ab701af61025f8af2b",
+        "expected.npy": "433e95b336106b0df63df420deb70913611bc4970b50f22e5c89d65aa31bb0cb",
+        "expected_logits.npy": "c8c31b7905f29feb90f6df6df0603b2649a5f75181d0747d1cf121e11004070c",
+    },
+    "v1-opset2-seq": {
+        "model.bin": "9ae91ccb2725bfb75d8301c45efafbeaf36f7b949ad4156e52ec244f035a91ce",
+        "batch.npz": "8f9b4be1a77545e2242002a515f953b6cbfe7890f1c8255331ca43e04457496c",
+        "expected.npy": "637b1325bff069aaa5b4122f6792729d375d880cac14ee91ea996ec2c1527b19",
+        "expected_logits.npy": "4df3ce9502060d4edb40db556a01d3688098911ec03b07d27689587033b07f2b",
+    },
 }
 
 
@@ -44,12 +57,12 @@ def test_golden_files_unchanged(version):
 def test_golden_header(version):
     raw = (GOLDEN / version / "model.bin").read_bytes()
     assert raw[:8] == b"DPNINFER"
-    assert struct.unpack_from("<I", raw, 8)[0] == int(version[1:])
+    assert struct.unpack_from("<I", raw, 8)[0] == int(version.split("-")[0][1:])
     assert struct.unpack_from("<I", raw, 12)[0] == 0x0A0B0C0D
     assert struct.unpack_from("<Q", raw, 16)[0] == len(raw)
     n = struct.unpack_from("<Q", raw, 32)[0]
     meta = json.loads(raw[128:128 + n])
-    assert meta["opset"] == 1
+    assert meta["opset"] == (2 if "opset2" in version else 1)
 
 
 # Outputs are recorded from the portable reference kernels (DPN_ISA=ref), which must reproduce them to
@@ -71,7 +84,7 @@ def test_golden_outputs(version, threads):
     batch = _batch(d)
     probs = model.predict(batch, threads=threads)
     logits = model.predict(batch, logits=True, threads=threads)
-    assert probs.dtype == np.float32 and probs.shape == (len(batch["user"]),)
+    assert probs.dtype == np.float32 and probs.shape == (len(next(iter(batch.values()))),)
     np.testing.assert_allclose(probs, np.load(d / "expected.npy"), rtol=rtol, atol=atol, err_msg=isa)
     np.testing.assert_allclose(logits, np.load(d / "expected_logits.npy"), rtol=rtol, atol=atol, err_msg=isa)
 
@@ -101,9 +114,10 @@ def test_golden_v1_schema():
         ("age", "dense"), ("feat", "dense")]
 
 
-def test_golden_v1_rows_one_at_a_time():
+@pytest.mark.parametrize("version", sorted(SHA256))
+def test_golden_rows_one_at_a_time(version):
     """Row i of the golden batch, alone, gives row i of the recorded output."""
-    d = GOLDEN / "v1"
+    d = GOLDEN / version
     model = load(str(d / "model.bin"))
     batch = _batch(d)
     expected = np.load(d / "expected_logits.npy")
