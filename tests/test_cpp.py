@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -122,8 +123,12 @@ def test_installed_package_example_server(cpp_build, tmp_path):
 
     model, requests, ref_engine, ref_torch = _torch_model_and_requests(tmp_path)
     out = str(tmp_path / "scores.f32")
-    r = _run([exe, model, requests, out, "--workers", "8", "--rows", "16", "--reload-ms", "2"], timeout=120)
-    assert "13 requests, 203 rows, 8 workers, 0 failed" in r.stdout, r.stdout
+    # 13 requests of <= 16 rows, replayed 2000 times by 8 workers while the model is reloaded every ms.
+    r = _run([exe, model, requests, out, "--workers", "8", "--rows", "16", "--reload-ms", "1",
+              "--repeat", "2000"], timeout=120)
+    assert "26000 requests, 203 rows, 8 workers, 0 failed" in r.stdout, r.stdout
+    reloads = int(re.search(r"(\d+) reloads", r.stdout).group(1))
+    assert reloads >= 1, r.stdout
     got = np.fromfile(out, dtype="<f4")
     assert got.shape == ref_engine.shape
     # Same engine, rows scored in requests of 16 instead of one batch: float32 rounding at most.
