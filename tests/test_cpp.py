@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def test_ctest(cpp_build):
     the C ABI test written in C."""
     r = _run(["ctest", "--test-dir", cpp_build, "--output-on-failure", "-j", _jobs()])
     assert "100% tests passed" in r.stdout, r.stdout
-    for name in ("cpp.Api", "cpp.Format", "cpp.Kernels", "cpp.Concurrency", "c_api"):
+    for name in ("cpp.Api", "cpp.Format", "cpp.Kernels", "cpp.Concurrency", "c_api", "c_api_shared"):
         assert name in r.stdout, r.stdout
 
 
@@ -104,6 +105,13 @@ def test_installed_package_example_server(cpp_build, tmp_path):
     assert cfg and glob.glob(str(prefix / "lib*" / "cmake" / "dpn_infer" / "dpn_inferConfigVersion.cmake"))
     # Only the public headers are installed.
     assert sorted(os.listdir(prefix / "include" / "dpn")) == ["dpn.h", "dpn_c.h"]
+    # The C ABI shared library exports the dpn_* functions of dpn_c.h and nothing else.
+    so = glob.glob(str(prefix / "lib*" / "libdpn_c.so.1"))
+    assert so, os.listdir(prefix)
+    if shutil.which("nm"):
+        syms = [s.split("@")[0] for s in _run(["nm", "-D", "--defined-only", so[0]]).stdout.split()[2::3]]
+        assert "dpn_model_predict" in syms and "dpn_last_error" in syms, syms
+        assert all(s.startswith("dpn_") or s == "DPN_C_1" for s in syms), syms
 
     src = tmp_path / "ranking_server"  # a copy outside the source tree: only the package is visible
     shutil.copytree(os.path.join(ROOT, "cpp", "examples", "ranking_server"), src)
@@ -115,8 +123,12 @@ def test_installed_package_example_server(cpp_build, tmp_path):
 
     model, requests, ref_engine, ref_torch = _torch_model_and_requests(tmp_path)
     out = str(tmp_path / "scores.f32")
-    r = _run([exe, model, requests, out, "--workers", "8", "--rows", "16", "--reload-ms", "2"], timeout=120)
-    assert "13 requests, 203 rows, 8 workers, 0 failed" in r.stdout, r.stdout
+    # 13 requests of <= 16 rows, replayed 2000 times by 8 workers while the model is reloaded every ms.
+    r = _run([exe, model, requests, out, "--workers", "8", "--rows", "16", "--reload-ms", "1",
+              "--repeat", "2000"], timeout=120)
+    assert "26000 requests, 203 rows, 8 workers, 0 failed" in r.stdout, r.stdout
+    reloads = int(re.search(r"(\d+) reloads", r.stdout).group(1))
+    assert reloads >= 1, r.stdout
     got = np.fromfile(out, dtype="<f4")
     assert got.shape == ref_engine.shape
     # Same engine, rows scored in requests of 16 instead of one batch: float32 rounding at most.

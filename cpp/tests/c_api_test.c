@@ -146,9 +146,10 @@ int main(int argc, char** argv) {
   CHECK(dpn_model_predict(mm, b.in, b.n, b.rows, out2, &opt) == DPN_OK);
   CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_OK);
   CHECK(memcmp(out, out2, (size_t)b.rows * 4) == 0);
-  CHECK(dpn_model_load_memory(bytes, nbytes, DPN_LOAD_COPY, &mm) == DPN_ERR_FORMAT);
-  CHECK(mm == NULL);
-  CHECK(dpn_model_load_memory(bytes, nbytes, 7, &mm) == DPN_ERR_INVALID_ARGUMENT);
+  dpn_model* none = (dpn_model*)0x1;
+  CHECK(dpn_model_load_memory(bytes, nbytes, DPN_LOAD_COPY, &none) == DPN_ERR_FORMAT);
+  CHECK(none == NULL);
+  CHECK(dpn_model_load_memory(bytes, nbytes, 7, &none) == DPN_ERR_INVALID_ARGUMENT);
   free(bytes);
 
   /* errors: status + message, nothing thrown into C */

@@ -34,7 +34,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 void predict_some(const dpn::Model& m) {
   for (int64_t rows : {0, 1, 5}) {
     dpn_test::SynthBatch b(m, rows);
-    std::vector<float> out(size_t(rows) + 1);
+    std::vector<float> out(static_cast<size_t>(rows) + 1);
     try {
       m.predict(b.inputs, rows, out.data(), false, 1);
     } catch (const dpn::InputError&) {

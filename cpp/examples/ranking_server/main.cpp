@@ -1,12 +1,14 @@
 // ranking_server: what a ranking service does with the engine, in one file.
 //
 //   ranking_server MODEL REQUESTS SCORES_OUT [--workers N] [--rows R] [--threads T] [--reload-ms MS]
+//                  [--repeat K]
 //
 // Loads MODEL into a dpn::ModelHolder, replays a request log (REQUESTS: a batch file, format below)
 // as requests of R candidate rows each, scored by N worker threads that share the model, and writes
 // every row's click probability to SCORES_OUT (raw float32, in request-log order). With --reload-ms,
 // a reload thread loads MODEL again every MS milliseconds and swaps it in while requests run (the
-// hot-reload pattern of docs/cpp.md). Prints the request latency percentiles.
+// hot-reload pattern of docs/cpp.md). --repeat K replays the log K times (same scores each time).
+// Prints the request latency percentiles.
 //
 // Request log format (little-endian): "DPNB", u32 field count; per field: u32 name length, name,
 // u32 type (0 = int64 ids, 1 = float32 values), i64 rows, i64 cols, rows*cols values.
@@ -77,11 +79,11 @@ std::vector<Column> read_log(const std::string& path) {
 int main(int argc, char** argv) {
   if (argc < 4) {
     std::fprintf(stderr, "usage: %s MODEL REQUESTS SCORES_OUT [--workers N] [--rows R] [--threads T] "
-                         "[--reload-ms MS]\n", argv[0]);
+                         "[--reload-ms MS] [--repeat K]\n", argv[0]);
     return 2;
   }
   const std::string model_path = argv[1], log_path = argv[2], out_path = argv[3];
-  int workers = 8, threads = 1, reload_ms = 0;
+  int workers = 8, threads = 1, reload_ms = 0, repeat = 1;
   int64_t rows_per_request = 16;
   for (int i = 4; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
@@ -90,6 +92,7 @@ int main(int argc, char** argv) {
     else if (k == "--rows") rows_per_request = v;
     else if (k == "--threads") threads = int(v);
     else if (k == "--reload-ms") reload_ms = int(v);
+    else if (k == "--repeat") repeat = int(v);
     else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
   }
 
@@ -104,7 +107,8 @@ int main(int argc, char** argv) {
     }
     const std::vector<Column> log = read_log(log_path);
     const int64_t total = log.empty() ? 0 : log[0].rows;
-    const int64_t n_requests = (total + rows_per_request - 1) / rows_per_request;
+    const int64_t per_pass = (total + rows_per_request - 1) / rows_per_request;
+    const int64_t n_requests = per_pass * repeat;
     std::vector<float> scores(static_cast<size_t>(total), -1.0f);
     std::vector<double> latency_us(static_cast<size_t>(n_requests));
 
@@ -135,7 +139,8 @@ int main(int argc, char** argv) {
       pool.emplace_back([&] {
         for (int64_t r; (r = next.fetch_add(1)) < n_requests;) {
           const auto t0 = std::chrono::steady_clock::now();
-          const int64_t row0 = r * rows_per_request, rows = std::min(rows_per_request, total - row0);
+          const int64_t row0 = (r % per_pass) * rows_per_request;
+          const int64_t rows = std::min(rows_per_request, total - row0);
           try {
             std::shared_ptr<const dpn::Model> model = holder.get();  // one model for the whole request
             dpn::Batch batch(*model, rows);  // views into the log's arrays: nothing is copied

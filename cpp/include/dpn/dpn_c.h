@@ -49,7 +49,7 @@ typedef struct dpn_holder dpn_holder;
 
 typedef struct dpn_field_info {
   const char* name; /* valid while the model lives */
-  int32_t kind;     /* dpn_field_kind */
+  int32_t kind;     /* dpn_field_kind; -1 for a kind newer than this header (later opsets) */
   int64_t dim;
   int64_t vocab;    /* sparse / multi_hot */
   int64_t max_len;  /* multi_hot; 0 = no limit */

@@ -59,6 +59,16 @@ dpn_status guard(F&& fn) {
   }
 }
 
+// No default case: -Wswitch flags a FieldKind added later that this ABI does not name yet.
+int32_t kind_code(dpn::FieldKind k) {
+  switch (k) {
+    case dpn::FieldKind::Sparse: return DPN_SPARSE;
+    case dpn::FieldKind::MultiHot: return DPN_MULTI_HOT;
+    case dpn::FieldKind::Dense: return DPN_DENSE;
+  }
+  return -1;  // a kind newer than this header: see dpn_field_info.kind
+}
+
 void need(const void* p, const char* what) {
   if (!p) throw std::invalid_argument(std::string(what) + " is NULL");
 }
@@ -127,9 +137,7 @@ dpn_status dpn_model_field(const dpn_model* model, int64_t index, dpn_field_info
       throw std::invalid_argument("field index " + std::to_string(index) + " out of range");
     const dpn::FieldInfo& f = fs[size_t(index)];
     out->name = f.name.c_str();
-    out->kind = f.kind == dpn::FieldKind::Sparse ? DPN_SPARSE
-                : f.kind == dpn::FieldKind::MultiHot ? DPN_MULTI_HOT
-                                                     : DPN_DENSE;
+    out->kind = kind_code(f.kind);
     out->dim = f.dim;
     out->vocab = f.vocab;
     out->max_len = f.max_len;
