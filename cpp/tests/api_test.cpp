@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "dpn/dpn.h"
+#include "dpn/dpn_c.h"
 #include "test_data.h"
 
 using dpn_test::BatchFile;
@@ -46,6 +47,72 @@ TEST(Api, GoldenV1Outputs) {
   BatchFile b(data("golden.batch"));
   expect_close(run(*m, b, false), dpn_test::read_f32(data("golden.prob")), 1e-5f, 1e-6f);
   expect_close(run(*m, b, true), dpn_test::read_f32(data("golden.logits")), 1e-5f, 1e-6f);
+}
+
+TEST(Api, GoldenOpset2Outputs) {
+  for (const char* tag : {"golden_field", "golden_seq"}) {
+    auto m = dpn::Model::load(data(std::string(tag) + ".bin"));
+    EXPECT_EQ(m->opset(), 2) << tag;
+    BatchFile b(data(std::string(tag) + ".batch"));
+    expect_close(run(*m, b, false), dpn_test::read_f32(data(std::string(tag) + ".prob")), 1e-5f, 1e-6f);
+    expect_close(run(*m, b, true), dpn_test::read_f32(data(std::string(tag) + ".logits")), 1e-5f, 1e-6f);
+  }
+}
+
+// Sequence fields given as ragged rows (Batch::set_ragged, and offsets through the C ABI) score like
+// the same rows padded with -1 (the golden seq batch has empty, full and over-long rows).
+TEST(Api, RaggedSequencesEqualPadded) {
+  auto m = dpn::Model::load(data("golden_seq.bin"));
+  BatchFile bf(data("golden_seq.batch"));
+  const auto padded = run(*m, bf, true);
+  std::vector<std::vector<int64_t>> values, offsets;
+  dpn::Batch batch(*m, bf.rows);
+  for (const auto& c : bf.columns) {
+    const int64_t i = m->field_index(c.name);
+    ASSERT_GE(i, 0);
+    if (m->fields()[size_t(i)].kind != dpn::FieldKind::Sequence) {
+      batch.set_ids(c.name, c.i64.data(), c.cols);
+      continue;
+    }
+    values.emplace_back();
+    offsets.emplace_back(1, 0);
+    for (int64_t r = 0; r < c.rows; ++r) {
+      for (int64_t t = 0; t < c.cols; ++t)
+        if (c.i64[size_t(r * c.cols + t)] != -1) values.back().push_back(c.i64[size_t(r * c.cols + t)]);
+      offsets.back().push_back(int64_t(values.back().size()));
+    }
+    batch.set_ragged(c.name, values.back().data(), offsets.back().data(), int64_t(values.back().size()));
+  }
+  ASSERT_EQ(values.size(), 2u);
+  std::vector<float> out(size_t(bf.rows));
+  m->predict(batch, out.data(), dpn::PredictOptions{1, true});
+  expect_close(out, padded, 1e-6f, 1e-7f);
+  EXPECT_THROW(batch.set_ragged("item", values[0].data(), offsets[0].data(), 1), dpn::InputError);
+
+  // The same through the C ABI: the batch's views as dpn_field_input, offsets included.
+  dpn_model* cm = nullptr;
+  ASSERT_EQ(dpn_model_load(data("golden_seq.bin").c_str(), &cm), DPN_OK) << dpn_last_error();
+  std::vector<dpn_field_input> cin(batch.inputs().size());
+  for (size_t i = 0; i < cin.size(); ++i) {
+    const dpn::FieldInput& in = batch.inputs()[i];
+    cin[i] = dpn_field_input{in.ids, in.values, in.rows, in.cols, in.offsets, {nullptr, nullptr, nullptr}};
+    dpn_field_info info;
+    ASSERT_EQ(dpn_model_field(cm, int64_t(i), &info), DPN_OK);
+    EXPECT_EQ(info.kind, m->fields()[i].kind == dpn::FieldKind::Sequence ? DPN_SEQUENCE : info.kind);
+  }
+  std::vector<float> cout(size_t(bf.rows));
+  dpn_predict_options opt{1, 1, {0, 0}};
+  ASSERT_EQ(dpn_model_predict(cm, cin.data(), cin.size(), bf.rows, cout.data(), &opt), DPN_OK)
+      << dpn_last_error();
+  EXPECT_EQ(cout, out);
+  // A broken offsets array is refused with DPN_ERR_INPUT naming the field, not a crash.
+  std::vector<int64_t> bad = offsets[0];
+  bad[1] = bad.back() + 5;
+  for (auto& in : cin)
+    if (in.offsets == offsets[0].data()) in.offsets = bad.data();
+  EXPECT_EQ(dpn_model_predict(cm, cin.data(), cin.size(), bf.rows, cout.data(), &opt), DPN_ERR_INPUT);
+  EXPECT_NE(std::string(dpn_last_error()).find("hist_"), std::string::npos) << dpn_last_error();
+  dpn_model_free(cm);
 }
 
 TEST(Api, Schema) {

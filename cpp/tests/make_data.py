@@ -8,6 +8,7 @@ Everything is derived from the Python side, so the C++ tests check the engine ag
   tiny_a.logits, tiny_b.logits   float32 logits from tests/helpers/specref.py (the numpy spec
                             interpreter of docs/format.md, float64 then rounded)
   golden.bin, golden.batch, golden.prob, golden.logits   tests/golden/v1 (outputs frozen at release)
+  golden_field.*, golden_seq.*   the same for tests/golden/v1-opset2-field and v1-opset2-seq (opset 2)
   format/NAME.EXPECT.bin    the corrupted and edge-case files of tests/test_format.py, EXPECT one of
                             error | ok | ok_or_error
 Batch files (little-endian): b"DPNB", u32 field count; per field: u32 name length, name (UTF-8),
@@ -62,16 +63,18 @@ def main(out):
         write_f32(os.path.join(out, f"tiny_{tag}.logits"), specref.run(meta, tensors, batch, logits=True))
     write_batch(os.path.join(out, "tiny.batch"), HF.TINY_FIELDS, batch)
 
-    gold = os.path.join(ROOT, "tests", "golden", "v1")
-    shutil.copyfile(os.path.join(gold, "model.bin"), os.path.join(out, "golden.bin"))
     import json
-    raw = open(os.path.join(gold, "model.bin"), "rb").read()
-    h = HF.header(raw)
-    meta = json.loads(raw[h["metadata_offset"]:h["metadata_offset"] + h["metadata_size"]])
-    gb = dict(np.load(os.path.join(gold, "batch.npz")))
-    write_batch(os.path.join(out, "golden.batch"), meta["schema"]["fields"], gb)
-    write_f32(os.path.join(out, "golden.prob"), np.load(os.path.join(gold, "expected.npy")))
-    write_f32(os.path.join(out, "golden.logits"), np.load(os.path.join(gold, "expected_logits.npy")))
+    for version, tag in (("v1", "golden"), ("v1-opset2-field", "golden_field"),
+                         ("v1-opset2-seq", "golden_seq")):
+        gold = os.path.join(ROOT, "tests", "golden", version)
+        shutil.copyfile(os.path.join(gold, "model.bin"), os.path.join(out, f"{tag}.bin"))
+        raw = open(os.path.join(gold, "model.bin"), "rb").read()
+        h = HF.header(raw)
+        meta = json.loads(raw[h["metadata_offset"]:h["metadata_offset"] + h["metadata_size"]])
+        gb = dict(np.load(os.path.join(gold, "batch.npz")))
+        write_batch(os.path.join(out, f"{tag}.batch"), meta["schema"]["fields"], gb)
+        write_f32(os.path.join(out, f"{tag}.prob"), np.load(os.path.join(gold, "expected.npy")))
+        write_f32(os.path.join(out, f"{tag}.logits"), np.load(os.path.join(gold, "expected_logits.npy")))
 
     import test_format  # the catalogue of corrupted files; one source of truth for both suites
     fmt = os.path.join(out, "format")

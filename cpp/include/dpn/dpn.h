@@ -163,7 +163,11 @@ class Batch {
   Batch(const Model& model, int64_t rows);
 
   // Throws InputError when the model has no field `name` or it has the wrong kind.
-  Batch& set_ids(const std::string& name, const int64_t* ids, int64_t cols = 1);  // sparse, multi_hot
+  Batch& set_ids(const std::string& name, const int64_t* ids, int64_t cols = 1);  // sparse, multi_hot,
+                                                                                  // sequence (padded)
+  // A sequence field as ragged rows: row b's ids are ids[offsets[b], offsets[b+1]); offsets has
+  // rows + 1 entries from 0 to `total`. Throws InputError for a field that is not a sequence.
+  Batch& set_ragged(const std::string& name, const int64_t* ids, const int64_t* offsets, int64_t total);
   Batch& set_values(const std::string& name, const float* values, int64_t cols);  // dense
   // By schema position (no name lookup; for hot paths). Throws std::out_of_range.
   Batch& set(int64_t field_index, const FieldInput& input);

@@ -38,7 +38,12 @@ typedef enum dpn_status {
   DPN_ERR_INTERNAL = 6
 } dpn_status;
 
-typedef enum dpn_field_kind { DPN_SPARSE = 0, DPN_MULTI_HOT = 1, DPN_DENSE = 2 } dpn_field_kind;
+typedef enum dpn_field_kind {
+  DPN_SPARSE = 0,
+  DPN_MULTI_HOT = 1,
+  DPN_DENSE = 2,
+  DPN_SEQUENCE = 3 /* opset 2: a behaviour sequence (docs/format.md §4.1) */
+} dpn_field_kind;
 
 /* load_memory flags */
 #define DPN_LOAD_COPY 0   /* copy the bytes; the caller may free them when the call returns */
@@ -52,17 +57,20 @@ typedef struct dpn_field_info {
   int32_t kind;     /* dpn_field_kind; -1 for a kind newer than this header (later opsets) */
   int64_t dim;
   int64_t vocab;    /* sparse / multi_hot */
-  int64_t max_len;  /* multi_hot; 0 = no limit */
+  int64_t max_len;  /* multi_hot: 0 = no limit; sequence: its positions (>= 1) */
 } dpn_field_info;
 
 /* One field's caller-owned data, row-major, never copied. sparse: ids [rows] (cols = 1);
- * multi_hot: ids [rows, cols] padded with -1; dense: values [rows, cols = dim]. */
+ * multi_hot and sequence: ids [rows, cols] padded with -1; dense: values [rows, cols = dim].
+ * offsets (sequence only, else NULL): ragged rows, row b's ids are ids[offsets[b], offsets[b+1]),
+ * rows + 1 non-decreasing offsets from 0 to cols (= the number of ids). */
 typedef struct dpn_field_input {
   const int64_t* ids;
   const float* values;
   int64_t rows;
   int64_t cols;
-  const void* reserved[4]; /* must be NULL */
+  const int64_t* offsets;
+  const void* reserved[3]; /* must be NULL */
 } dpn_field_input;
 
 typedef struct dpn_predict_options {

@@ -31,6 +31,16 @@ Batch& Batch::set_ids(const std::string& name, const int64_t* ids, int64_t cols)
   return set(i, FieldInput{ids, nullptr, rows_, cols});
 }
 
+Batch& Batch::set_ragged(const std::string& name, const int64_t* ids, const int64_t* offsets,
+                         int64_t total) {
+  const int64_t i = index_of(name);
+  if ((*fields_)[size_t(i)].kind != FieldKind::Sequence)
+    throw InputError(name, "is not a sequence field: ragged rows are only read for sequences");
+  FieldInput in{ids, nullptr, rows_, total};
+  in.offsets = offsets;
+  return set(i, in);
+}
+
 Batch& Batch::set_values(const std::string& name, const float* values, int64_t cols) {
   const int64_t i = index_of(name);
   if ((*fields_)[size_t(i)].kind != FieldKind::Dense)

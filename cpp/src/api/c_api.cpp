@@ -65,6 +65,7 @@ int32_t kind_code(dpn::FieldKind k) {
     case dpn::FieldKind::Sparse: return DPN_SPARSE;
     case dpn::FieldKind::MultiHot: return DPN_MULTI_HOT;
     case dpn::FieldKind::Dense: return DPN_DENSE;
+    case dpn::FieldKind::Sequence: return DPN_SEQUENCE;
   }
   return -1;  // a kind newer than this header: see dpn_field_info.kind
 }
@@ -180,6 +181,7 @@ dpn_status dpn_model_predict(const dpn_model* model, const dpn_field_input* inpu
       v[i].values = in.values;
       v[i].rows = in.rows;
       v[i].cols = in.cols;
+      v[i].offsets = in.offsets;
     }
     model->model->predict(v, batch, out, po.logits, po.threads);
   });
