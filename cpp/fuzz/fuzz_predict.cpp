@@ -65,6 +65,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto& fields = m.fields();
   std::vector<std::vector<int64_t>> ids(fields.size());
   std::vector<std::vector<float>> values(fields.size());
+  std::vector<std::vector<int64_t>> offsets(fields.size());
   std::vector<dpn::FieldInput> in(fields.size());
   for (size_t i = 0; i < fields.size(); ++i) {
     const dpn::FieldInfo& f = fields[i];
@@ -73,6 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     switch (f.kind) {
       case dpn::FieldKind::Sparse: cols = (w % 16 == 15) ? 2 : 1; break;
       case dpn::FieldKind::MultiHot: cols = w % (f.max_len > 0 ? f.max_len + 2 : 9); break;
+      case dpn::FieldKind::Sequence: cols = w % (f.max_len + 3); break;  // over-long too
       default: cols = (w % 16 == 15) ? f.dim + 1 : f.dim; break;
     }
     in[i].rows = (w % 32 == 31) ? rows + 1 : rows;  // sometimes a wrong row count
@@ -83,6 +85,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Small ids/values most of the time (they reach the math), raw bytes otherwise.
       for (auto& v : values[i]) v = (w & 64) ? r.raw<float>() : float(int8_t(r.byte())) / 16.0f;
       in[i].values = values[i].data();
+    } else if (f.kind == dpn::FieldKind::Sequence && (w & 128)) {
+      // Ragged rows: offsets from small steps (sometimes negative or past the end: refused).
+      auto& off = offsets[i];
+      off.assign(size_t(in[i].rows) + 1, 0);
+      const uint8_t o = r.byte();
+      off[0] = (o % 16 == 15) ? 1 : 0;
+      for (size_t b = 1; b < off.size(); ++b) off[b] = off[b - 1] + int64_t(r.byte() % 9) - (o % 32 == 31);
+      in[i].cols = off.back() + ((o % 64 == 63) ? 1 : 0);
+      ids[i].resize(size_t(in[i].cols > 0 ? in[i].cols : 0));
+      for (auto& v : ids[i]) v = int64_t(int8_t(r.byte()));
+      in[i].ids = ids[i].data();
+      in[i].offsets = off.data();
     } else {
       ids[i].resize(count);
       for (auto& v : ids[i]) v = (w & 64) ? r.raw<int64_t>() : int64_t(int8_t(r.byte()));
