@@ -39,10 +39,12 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
         if (in.offsets) {
           if (in.offsets[0] != 0) throw InputError(name, "ragged offsets must start at 0");
           for (int64_t b = 0; b < batch; ++b) {
-            const int64_t n = in.offsets[b + 1] - in.offsets[b];
-            if (n < 0 || in.offsets[b + 1] > in.cols)
+            // Compared, not subtracted first: a wrapped difference (offsets near INT64_MIN) could
+            // pass as a long row; by induction every offset then lies in [0, cols].
+            if (in.offsets[b + 1] < in.offsets[b] || in.offsets[b + 1] > in.cols)
               throw InputError(name, "ragged offsets must be non-decreasing and at most the number of "
                                      "values (" + std::to_string(in.cols) + "); row " + std::to_string(b));
+            const int64_t n = in.offsets[b + 1] - in.offsets[b];
             if (!f.truncate && n > f.info.max_len)
               throw InputError(name, "row " + std::to_string(b) + " has " + std::to_string(n) +
                                          " ids, more than max_len " + std::to_string(f.info.max_len) +
