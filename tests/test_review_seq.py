@@ -135,3 +135,27 @@ def test_predict_from_threads_is_identical(seq_file):
     for t in ts:
         t.join()
     assert not errors, errors[:5]
+
+
+def test_random_ragged_offsets_never_crash(seq_file):
+    """200 offset arrays drawn from boundary values (0, cols, ±1, INT64 extremes, random): each is
+    refused with an InputError naming the field exactly when it is not a valid ragged layout
+    (starts at 0, non-decreasing, ends at len(values)); valid ones predict (the file truncates)."""
+    rng = np.random.default_rng(7)
+    cases = []
+    for i in range(200):
+        n = int(rng.integers(0, 12))
+        B = int(rng.integers(1, 5))
+        pool = [0, 1, n, n - 1, n + 1, -1, I64_MIN, I64_MIN + 1, I64_MAX, I64_MAX - 1, 1 << 62]
+        offs = sorted(int(v) for v in rng.integers(0, n + 1, B + 1))
+        offs[0], offs[-1] = 0, n
+        for _ in range(int(rng.integers(0, 3))):
+            offs[int(rng.integers(0, B + 1))] = int(rng.choice(pool))
+        valid = offs[0] == 0 and offs[-1] == n and all(a <= b for a, b in zip(offs, offs[1:]))
+        cases.append({"id": f"{i}:{valid}", "values": [int(v) for v in rng.integers(-1, 30, n)],
+                      "offsets": offs})
+    for cid, r in _in_child(seq_file, cases).items():
+        if cid.endswith("True"):
+            assert r == "ok", (cid, r)
+        else:
+            assert r.startswith("InputError") and "'hist'" in r, (cid, r)
