@@ -107,33 +107,33 @@ def test_row_floats_bound_is_checked_at_load(tmp_path):
         load(path)
 
 
-def _field_file(tmp_path, t, hidden, agg="self", shared=True):
-    """dense x [t] -> field_dylinear (t fields of in = out = 1, context = x) -> linear."""
-    fields = [{"name": "x", "kind": "dense", "dim": t}]
-    G = 1 if shared else t
-    l = hidden
-    fd = {"op": "field_dylinear", "name": "fd", "inputs": ["x", "x"], "output": "y",
-          "attrs": {"fields": t, "in": 1, "out": 1, "context_fields": t, "context": 1,
-                    "aggregation": agg, "generator": "mlp", "hidden": l, "sigma": "identity",
-                    "shared": shared},
-          "params": {"g1_weight": "g1w", "g1_bias": "g1b", "g2_weight": "g2w", "g2_bias": "g2b"}}
-    rng = np.random.default_rng(0)
-    tens = {"g1w": rng.standard_normal((G, l, 1)) * 0.01, "g1b": np.zeros((G, l)),
-            "g2w": rng.standard_normal((G, 2, l)) * 0.01, "g2b": np.zeros((G, 2))}
-    head, ht = _linear("head", "y", t)
-    nodes = [{"op": "dense_input", "name": "in", "inputs": [], "output": "x",
-              "attrs": {"field": "x"}, "params": {}}, fd, head]
-    return _write(tmp_path / f"fd_{t}_{hidden}.bin", fields, nodes, {**tens, **ht})
-
-
 def test_field_scratch_is_bounded(tmp_path):
-    """63 fields with hidden 2^18 (a 3 MB file): about 16-50M floats of scratch per row, which the
-    op took in chunks of 16 rows (1-3 GB a call). Now a row that large goes alone, and a layer whose
-    one row needs more than the bound is refused at load naming the node."""
-    path = _field_file(tmp_path, 63, 1 << 18)
-    np.savez(tmp_path / "b.npz", x=np.ones((20, 63), np.float32))
+    """field_dylinear with attention over 2^16 context fields of width 1 and attention_hidden 254
+    (a 3 KB file): about 2^24 floats of scratch per row, which the op took in chunks of 16 rows
+    (1 GB a call). Now a row that large goes alone (and a layer whose one row needs more than the
+    bound is refused at load, naming the node)."""
+    t2, da = 1 << 16, 254
+    fields = [{"name": "x", "kind": "dense", "dim": 1}, {"name": "z", "kind": "dense", "dim": t2}]
+    fd = {"op": "field_dylinear", "name": "fd", "inputs": ["x", "z"], "output": "y",
+          "attrs": {"fields": 1, "in": 1, "out": 1, "context_fields": t2, "context": 1,
+                    "aggregation": "attention", "attention_hidden": da, "generator": "mlp",
+                    "hidden": 1, "sigma": "identity"},
+          "params": {"g1_weight": "g1w", "g1_bias": "g1b", "g2_weight": "g2w", "g2_bias": "g2b",
+                     "att_weight": "aw", "att_bias": "ab", "att_query": "aq"}}
+    rng = np.random.default_rng(0)
+    tens = {"g1w": rng.standard_normal((1, 1, 1)), "g1b": np.zeros((1, 1)),
+            "g2w": rng.standard_normal((1, 2, 1)), "g2b": np.zeros((1, 2)),
+            "aw": rng.standard_normal((da, 1)), "ab": np.zeros(da), "aq": rng.standard_normal((1, da))}
+    head, ht = _linear("head", "y", 1)
+    nodes = [{"op": "dense_input", "name": "in.x", "inputs": [], "output": "x",
+              "attrs": {"field": "x"}, "params": {}},
+             {"op": "dense_input", "name": "in.z", "inputs": [], "output": "z",
+              "attrs": {"field": "z"}, "params": {}}, fd, head]
+    path = _write(tmp_path / "fd.bin", fields, nodes, {**tens, **ht})
+    np.savez(tmp_path / "b.npz", x=np.ones((16, 1), np.float32),
+             z=rng.standard_normal((16, t2)).astype(np.float32))
     r = _run_limited(path, str(tmp_path / "b.npz"))
-    assert r == "ok (20,) True" or (r.startswith("load-refused") and "field_dylinear 'fd'" in r
+    assert r == "ok (16,) True" or (r.startswith("load-refused") and "field_dylinear 'fd'" in r
                                     and "scratch" in r), r
 
 
