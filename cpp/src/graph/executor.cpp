@@ -39,10 +39,12 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
         if (in.offsets) {
           if (in.offsets[0] != 0) throw InputError(name, "ragged offsets must start at 0");
           for (int64_t b = 0; b < batch; ++b) {
-            const int64_t n = in.offsets[b + 1] - in.offsets[b];
-            if (n < 0 || in.offsets[b + 1] > in.cols)
+            // Compared, not subtracted first: a wrapped difference (offsets near INT64_MIN) could
+            // pass as a long row; by induction every offset then lies in [0, cols].
+            if (in.offsets[b + 1] < in.offsets[b] || in.offsets[b + 1] > in.cols)
               throw InputError(name, "ragged offsets must be non-decreasing and at most the number of "
                                      "values (" + std::to_string(in.cols) + "); row " + std::to_string(b));
+            const int64_t n = in.offsets[b + 1] - in.offsets[b];
             if (!f.truncate && n > f.info.max_len)
               throw InputError(name, "row " + std::to_string(b) + " has " + std::to_string(n) +
                                          " ids, more than max_len " + std::to_string(f.info.max_len) +
@@ -130,22 +132,30 @@ struct Plan {
   int row_threads, col_threads;
 };
 
-Plan plan(int64_t batch, int threads) {
+// max_rows: kBlockRows, or fewer for a graph whose rows are wide (block_rows_for).
+Plan plan(int64_t batch, int threads, int64_t max_rows) {
   constexpr int64_t kMinRowsPerThread = 32;
   if (threads <= 1 || batch < kMinRowsPerThread * threads) {
-    const int64_t br = std::min(kBlockRows, batch);
+    const int64_t br = std::min(max_rows, batch);
     return {br, (batch + br - 1) / br, 1, std::max(1, threads)};
   }
-  int64_t blocks = (batch + kBlockRows - 1) / kBlockRows;
+  int64_t blocks = (batch + max_rows - 1) / max_rows;
   blocks = (blocks + threads - 1) / threads * threads;
   const int64_t br = (batch + blocks - 1) / blocks;
   return {br, (batch + br - 1) / br, threads, 1};
 }
 
+// Rows per block: kBlockRows, fewer when one row's values are wide (long sequences), so a worker's
+// value buffer stays near kBlockFloats (one row at least; Graph::row_floats is bounded at load).
+int64_t block_rows_for(const Graph& g) {
+  constexpr int64_t kBlockFloats = int64_t(1) << 24;
+  return std::clamp<int64_t>(kBlockFloats / std::max<int64_t>(1, g.row_floats), 1, kBlockRows);
+}
+
 void execute(const Graph& g, const std::vector<FieldInput>& inputs, int64_t batch, float* out,
              bool logits, int threads) {
   if (batch <= 0) return;
-  const Plan p = plan(batch, threads);
+  const Plan p = plan(batch, threads, block_rows_for(g));
   if (p.row_threads <= 1) {
     // The calling thread runs every block; only GEMM column splits (if any) use other threads.
     Worker w(g, p.block_rows);

@@ -82,6 +82,10 @@ Graph build_graph(const Json& meta, const std::vector<Field>& fields,
     ops::NodeBuilder nb(n, label, std::move(in_widths), fields, tensors);
     node.op = make(nb);
     if (node.op->width < 1) bad(label + ": output width is 0");
+    out.row_floats += node.op->width;
+    if (out.row_floats > kMaxRowFloats)
+      bad(label + ": the graph's values need " + std::to_string(out.row_floats) +
+          " floats per row, more than " + std::to_string(kMaxRowFloats));
     node.output = static_cast<int>(out.widths.size());
     values.emplace(o->as_string(), node.output);
     out.widths.push_back(node.op->width);

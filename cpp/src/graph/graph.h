@@ -23,7 +23,12 @@ struct Graph {
   std::vector<Node> nodes;
   std::vector<int64_t> widths;  // per value id
   int output = -1;
+  int64_t row_floats = 0;       // Σ widths: the floats one row of a block holds
 };
+
+// Bound on Σ widths (floats per row of a block), checked at load: every op caps its own width, but
+// a chain of wide nodes (long sequences) could otherwise add up to gigabytes for a tiny file.
+constexpr int64_t kMaxRowFloats = int64_t(1) << 26;
 
 // Refuses metadata whose opset is newer than kOpset, naming the first unknown kind or operator.
 void check_opset(const format::Json& meta);

@@ -24,6 +24,9 @@ enum class Sigma { Identity, Sigmoid, Softmax, Relu };
 // weight, so chunks are not made tiny.
 constexpr int64_t kChunkFloats = int64_t(1) << 20;
 constexpr int64_t kMinChunkRows = 16;
+// Scratch of one row, checked at load; chunks of kMinChunkRows rows only while they fit in it, so a
+// call's scratch never exceeds it (rows of a huge layer go one at a time).
+constexpr int64_t kMaxScratchFloats = int64_t(1) << 24;
 // As kernels/gemm.cpp: waking a worker costs ~10-20 µs, so each extra thread needs >= 1M MACs.
 constexpr int64_t kMinMacsPerThread = int64_t(1) << 20;
 
@@ -128,7 +131,8 @@ class FieldDyLinear : public Op {
   }
   int64_t chunk_rows(int64_t rows) const {
     const int64_t per = std::max<int64_t>(1, floats_per_row());
-    return std::max<int64_t>(1, std::min(rows, std::max(kMinChunkRows, kChunkFloats / per)));
+    const int64_t min_rows = per * kMinChunkRows <= kMaxScratchFloats ? kMinChunkRows : 1;
+    return std::max<int64_t>(1, std::min(rows, std::max(min_rows, kChunkFloats / per)));
   }
   size_t scratch_floats(int64_t rows) const override {
     return size_t(chunk_rows(rows) * floats_per_row());
@@ -381,7 +385,8 @@ std::unique_ptr<Op> make_field_dylinear(const NodeBuilder& nb) {
                      cfg.dynamic ? nullptr : nb.param("bias", {cfg.c}));
   if (cfg.layernorm) op->set_norm(nb.param("ln_weight", {cfg.c}), nb.param("ln_bias", {cfg.c}));
   // Per-row scratch is allocated per predict: refuse sizes no batch could hold, at load.
-  if (op->floats_per_row() > (int64_t(1) << 26)) nb.fail("scratch per row too large");
+  if (op->floats_per_row() > kMaxScratchFloats)
+    nb.fail("scratch per row too large (" + std::to_string(op->floats_per_row()) + " floats)");
   return op;
 }
 

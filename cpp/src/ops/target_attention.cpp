@@ -14,6 +14,7 @@ namespace dpn::ops {
 namespace {
 
 constexpr int64_t kPassPositions = 2048;
+constexpr int64_t kPassFloats = int64_t(1) << 22;
 
 class TargetAttention : public Op {
  public:
@@ -35,9 +36,11 @@ class TargetAttention : public Op {
     akp_.pack(akp.data(), 2 * d, hid, hid, 1);
   }
 
-  // Rows per pass: at most kPassPositions positions (and at least one row): bounded scratch.
+  // Rows per pass: at most kPassPositions positions and kPassFloats of scratch (at least one row,
+  // whose T·(2d + hidden) floats are bounded at load): bounded scratch.
   int64_t pass_rows(int64_t rows) const {
-    return std::min(rows, std::max<int64_t>(1, kPassPositions / T_));
+    const int64_t by_floats = kPassFloats / (T_ * (2 * d_ + h_) + h_);
+    return std::min(rows, std::max<int64_t>(1, std::min(kPassPositions / T_, by_floats)));
   }
 
   size_t scratch_floats(int64_t rows) const override {
@@ -113,7 +116,9 @@ std::unique_ptr<Op> make_target_attention(const NodeBuilder& nb) {
   const int64_t T = nb.attr_int("max_len", 1), d = nb.attr_int("dim", 1);
   const int64_t hid = nb.attr_int("hidden", 1);
   const int64_t lim = int64_t(1) << 16;
-  if (T > lim || d > lim || hid > lim || T * d > (int64_t(1) << 24)) nb.fail("attribute too large");
+  if (T > lim || d > lim || hid > lim || T * d > (int64_t(1) << 24) ||
+      T * (2 * d + hid) + hid > kPassFloats)
+    nb.fail("attribute too large");
   if (nb.in_widths()[0] != d)
     nb.fail("input q has width " + std::to_string(nb.in_widths()[0]) + ", expected dim=" +
             std::to_string(d));
