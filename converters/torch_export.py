@@ -253,6 +253,20 @@ def _check_forward(module, base):
 
 # -- models -------------------------------------------------------------------------------------
 
+def _context(g, context, values, schema, contexts, x0, prev):
+    """(value, width) a dynamic feature layer reads as context: x0, the previous layer's output, or the
+    concatenation of named fields (emitted once per distinct list, cached in ``contexts``)."""
+    if context == "x0":
+        return x0
+    if context == "prev":
+        return prev
+    key = tuple(context)
+    if key not in contexts:
+        contexts[key] = values[key[0]] if len(key) == 1 else g.node(
+            "concat", f"context[{','.join(key)}]", [values[k] for k in key], f"ctx{len(contexts)}")
+    return contexts[key], schema.width(list(key))
+
+
 def _export_feature_dpn(module: FeatureDPN, g: _Graph) -> str:
     _check_forward(module, FeatureDPN)
     schema = module.schema
@@ -268,19 +282,7 @@ def _export_feature_dpn(module: FeatureDPN, g: _Graph) -> str:
         layer = module.layers[i]
         z = zw = None
         if spec.dynamic:
-            if spec.context == "x0":
-                z, zw = x0, x0_width
-            elif spec.context == "prev":
-                z, zw = x, width
-            else:
-                key = tuple(spec.context)
-                if key not in contexts:
-                    if len(key) == 1:
-                        contexts[key] = values[key[0]]
-                    else:
-                        contexts[key] = g.node("concat", f"context[{','.join(key)}]",
-                                               [values[f] for f in key], f"ctx{len(contexts)}")
-                z, zw = contexts[key], schema.width(list(key))
+            z, zw = _context(g, spec.context, values, schema, contexts, (x0, x0_width), (x, width))
         elif type(layer) is DyLinear:
             raise TypeError(f"cannot export module 'layers.{i}' of type DyLinear: its LayerSpec is "
                             f"static (expected Linear here)")
@@ -447,17 +449,7 @@ def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
         layer = module.layers[i]
         z = zw = None
         if spec.dynamic:
-            if spec.context == "x0":
-                z, zw = x0, x0_width
-            elif spec.context == "prev":
-                z, zw = x, width
-            else:
-                key = tuple(spec.context)
-                if key not in contexts:
-                    contexts[key] = values[key[0]] if len(key) == 1 else g.node(
-                        "concat", f"context[{','.join(key)}]", [values[k] for k in key],
-                        f"ctx{len(contexts)}")
-                z, zw = contexts[key], schema.width(list(key))
+            z, zw = _context(g, spec.context, values, schema, contexts, (x0, x0_width), (x, width))
         x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
                                module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
     if module.combine == "parallel":

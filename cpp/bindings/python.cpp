@@ -57,6 +57,16 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
   std::vector<dpn::FieldInput> inputs(fields.size());
   int64_t B = -1;
   std::string b_field;
+  // Every field must give the batch size the first one gave.
+  auto same_rows = [&](const std::string& name, int64_t rows) {
+    if (B < 0) {
+      B = rows;
+      b_field = name;
+    } else if (rows != B) {
+      throw dpn::InputError(name, "has " + std::to_string(rows) + " rows, but field '" + b_field + "' has " +
+                                      std::to_string(B) + " (every field needs the same batch size)");
+    }
+  };
   // This runs on every call: no per-call string building unless something is wrong.
   for (size_t i = 0; i < fields.size(); ++i) {
     const dpn::FieldInfo& f = fields[i];
@@ -89,13 +99,7 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
       auto o = py::array_t<int64_t, py::array::c_style>::ensure(parts[1]);
       if (!v || !o) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
       const int64_t rows = o.shape(0) - 1;
-      if (B < 0) {
-        B = rows;
-        b_field = f.name;
-      } else if (rows != B) {
-        throw dpn::InputError(f.name, "has " + std::to_string(rows) + " rows, but field '" + b_field +
-                                          "' has " + std::to_string(B) + " (every field needs the same batch size)");
-      }
+      same_rows(f.name, rows);
       dpn::FieldInput& in = inputs[i];
       in.rows = rows;
       in.cols = v.shape(0);
@@ -158,13 +162,7 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
         cols = f.dim;
         break;
     }
-    if (B < 0) {
-      B = rows;
-      b_field = f.name;
-    } else if (rows != B) {
-      throw dpn::InputError(f.name, "has " + std::to_string(rows) + " rows, but field '" + b_field +
-                                        "' has " + std::to_string(B) + " (every field needs the same batch size)");
-    }
+    same_rows(f.name, rows);
     dpn::FieldInput& in = inputs[i];
     in.rows = rows;
     in.cols = cols;
