@@ -25,13 +25,13 @@ SHA256 = {
         "expected_logits.npy": "8f2e5c91366a9d050623e1bb65c65c82c7e5f69693acf4d37f088b1c7deaf8a5",
     },
     # opset 2 (field- and sequence-based operators) inside format version 1: make_v1_opset2.py
-    "v1-opset2-field": {
+    "v1/opset2-field": {
         "model.bin": "ccea886ad409a7a6f9d6487b49fbe6e1ea30a7681ee4a6c830fc1651009b8390",
         "batch.npz": "fb1a96322a95b1edc92691e8c9d8814e12d53443e41ab0ab701af61025f8af2b",
         "expected.npy": "433e95b336106b0df63df420deb70913611bc4970b50f22e5c89d65aa31bb0cb",
         "expected_logits.npy": "c8c31b7905f29feb90f6df6df0603b2649a5f75181d0747d1cf121e11004070c",
     },
-    "v1-opset2-seq": {
+    "v1/opset2-seq": {
         "model.bin": "9ae91ccb2725bfb75d8301c45efafbeaf36f7b949ad4156e52ec244f035a91ce",
         "batch.npz": "8f9b4be1a77545e2242002a515f953b6cbfe7890f1c8255331ca43e04457496c",
         "expected.npy": "637b1325bff069aaa5b4122f6792729d375d880cac14ee91ea996ec2c1527b19",
@@ -57,7 +57,7 @@ def test_golden_files_unchanged(version):
 def test_golden_header(version):
     raw = (GOLDEN / version / "model.bin").read_bytes()
     assert raw[:8] == b"DPNINFER"
-    assert struct.unpack_from("<I", raw, 8)[0] == int(version.split("-")[0][1:])
+    assert struct.unpack_from("<I", raw, 8)[0] == int(version.split("/")[0][1:])
     assert struct.unpack_from("<I", raw, 12)[0] == 0x0A0B0C0D
     assert struct.unpack_from("<Q", raw, 16)[0] == len(raw)
     n = struct.unpack_from("<Q", raw, 32)[0]

@@ -8,7 +8,7 @@ Everything is derived from the Python side, so the C++ tests check the engine ag
   tiny_a.logits, tiny_b.logits   float32 logits from tests/helpers/specref.py (the numpy spec
                             interpreter of docs/format.md, float64 then rounded)
   golden.bin, golden.batch, golden.prob, golden.logits   tests/golden/v1 (outputs frozen at release)
-  golden_field.*, golden_seq.*   the same for tests/golden/v1-opset2-field and v1-opset2-seq (opset 2)
+  golden_field.*, golden_seq.*   the same for tests/golden/v1/opset2-field and v1/opset2-seq (opset 2)
   format/NAME.EXPECT.bin    the corrupted and edge-case files of tests/test_format.py, EXPECT one of
                             error | ok | ok_or_error
 Batch files (little-endian): b"DPNB", u32 field count; per field: u32 name length, name (UTF-8),
@@ -64,8 +64,8 @@ def main(out):
     write_batch(os.path.join(out, "tiny.batch"), HF.TINY_FIELDS, batch)
 
     import json
-    for version, tag in (("v1", "golden"), ("v1-opset2-field", "golden_field"),
-                         ("v1-opset2-seq", "golden_seq")):
+    for version, tag in (("v1", "golden"), ("v1/opset2-field", "golden_field"),
+                         ("v1/opset2-seq", "golden_seq")):
         gold = os.path.join(ROOT, "tests", "golden", version)
         shutil.copyfile(os.path.join(gold, "model.bin"), os.path.join(out, f"{tag}.bin"))
         raw = open(os.path.join(gold, "model.bin"), "rb").read()

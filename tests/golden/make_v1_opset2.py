@@ -1,4 +1,4 @@
-"""Build tests/golden/v1-opset2-field/ and v1-opset2-seq/: small opset-2 model.bin files (format
+"""Build tests/golden/v1/opset2-field/ and v1/opset2-seq/: small opset-2 model.bin files (format
 version 1), a batch each, and the engine's outputs.
 
 Run by hand, once, when opset 2 is released:  DPN_ISA=ref python tests/golden/make_v1_opset2.py
@@ -154,8 +154,8 @@ def main(argv=None):
 
     if cpu_info()["selected"] != "ref":
         sys.exit("run with DPN_ISA=ref: golden outputs are recorded with the reference kernels")
-    write("v1-opset2-field", build_field(), batch_field(), args.force)
-    write("v1-opset2-seq", build_seq(), batch_seq(), args.force)
+    write("v1/opset2-field", build_field(), batch_field(), args.force)
+    write("v1/opset2-seq", build_seq(), batch_seq(), args.force)
 
 
 if __name__ == "__main__":
