@@ -12,8 +12,6 @@ namespace dpn::ops {
 
 namespace {
 
-enum class Sigma { Identity, Sigmoid, Softmax, Relu };
-
 // Where a panel [x, h·x, …] is built before its GEMM, it is built for a chunk of rows at a time:
 // at most kPanelFloats floats (scratch stays bounded for wide layers), but at least kMinChunkRows
 // rows, because every chunk streams the whole packed weight once (8-row chunks made the prod config
@@ -192,11 +190,7 @@ std::unique_ptr<Op> make_dylinear(const NodeBuilder& nb) {
   const int64_t lim = int64_t(1) << 24;
   if (cfg.m > lim || cfg.c > lim || cfg.n > lim || cfg.l > lim) nb.fail("attribute too large");
   if (cfg.mlp) {
-    const std::string s = nb.attr_enum("sigma", {"identity", "sigmoid", "softmax", "relu"});
-    cfg.sigma = s == "sigmoid" ? Sigma::Sigmoid
-                : s == "softmax" ? Sigma::Softmax
-                : s == "relu"    ? Sigma::Relu
-                                 : Sigma::Identity;
+    cfg.sigma = nb.attr_sigma();
   } else if (cfg.l != cfg.n) {
     nb.fail("generator 'linear' needs hidden == context, got hidden=" + std::to_string(cfg.l) +
             ", context=" + std::to_string(cfg.n));

@@ -18,7 +18,6 @@ namespace dpn::ops {
 namespace {
 
 enum class Agg { Summation, Self, Attention, Concat };
-enum class Sigma { Identity, Sigmoid, Softmax, Relu };
 
 // Rows per chunk: scratch stays bounded for wide layers, but each chunk streams every packed
 // weight, so chunks are not made tiny.
@@ -343,11 +342,7 @@ std::unique_ptr<Op> make_field_dylinear(const NodeBuilder& nb) {
     cfg.l = nb.attr_int("hidden", 1);
     if (cfg.l > lim) nb.fail("attribute 'hidden' too large");
     if (cfg.mlp) {
-      const std::string s = nb.attr_enum("sigma", {"identity", "sigmoid", "softmax", "relu"});
-      cfg.sigma = s == "sigmoid"   ? Sigma::Sigmoid
-                  : s == "softmax" ? Sigma::Softmax
-                  : s == "relu"    ? Sigma::Relu
-                                   : Sigma::Identity;
+      cfg.sigma = nb.attr_sigma();
     } else if (cfg.l != cfg.n_in) {
       nb.fail("generator 'linear' needs hidden == its input width (" + std::to_string(cfg.n_in) +
               "), got hidden=" + std::to_string(cfg.l));

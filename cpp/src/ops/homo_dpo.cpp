@@ -14,8 +14,6 @@ namespace dpn::ops {
 
 namespace {
 
-enum class Sigma { Identity, Sigmoid, Softmax, Relu };
-
 class HomoDpo : public Op {
  public:
   HomoDpo(int64_t T, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate,
@@ -88,11 +86,7 @@ std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
     nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", expected max_len*dim=" +
             std::to_string(T * n));
   seq_len_input(nb, 1);
-  const std::string s = nb.attr_enum("sigma", {"identity", "sigmoid", "softmax", "relu"});
-  const Sigma sigma = s == "sigmoid" ? Sigma::Sigmoid
-                      : s == "softmax" ? Sigma::Softmax
-                      : s == "relu"    ? Sigma::Relu
-                                       : Sigma::Identity;
+  const Sigma sigma = nb.attr_sigma();
   const kernels::Act gate = nb.attr_enum("gate", {"identity", "sigmoid"}, "identity") == "sigmoid"
                                 ? kernels::Act::Sigmoid
                                 : kernels::Act::Identity;

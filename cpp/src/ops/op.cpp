@@ -89,6 +89,14 @@ kernels::Act NodeBuilder::attr_act() const {
   return kernels::Act::Identity;
 }
 
+Sigma NodeBuilder::attr_sigma() const {
+  const std::string s = attr_enum("sigma", {"identity", "sigmoid", "softmax", "relu"});
+  if (s == "sigmoid") return Sigma::Sigmoid;
+  if (s == "softmax") return Sigma::Softmax;
+  if (s == "relu") return Sigma::Relu;
+  return Sigma::Identity;
+}
+
 size_t NodeBuilder::attr_field() const {
   const Json* v = attr("field");
   if (!v) fail("missing required attribute 'field'");

@@ -17,6 +17,9 @@
 
 namespace dpn::ops {
 
+// σ of a generator's hidden layer (dylinear, field_dylinear, homo_dpo): h = σ(W1ᵀz + b1).
+enum class Sigma { Identity, Sigmoid, Softmax, Relu };
+
 // One row block of a predict call: rows [row0, row0 + rows) of every field input.
 struct Block {
   const std::vector<FieldInput>& inputs;
@@ -60,6 +63,7 @@ class NodeBuilder {
   std::string attr_enum(const char* key, std::initializer_list<const char*> allowed,
                         const char* def = nullptr) const;
   kernels::Act attr_act() const;  // "act", default identity
+  Sigma attr_sigma() const;       // "sigma": identity | sigmoid | softmax | relu (required)
   // The schema field named by attr "field" (index into fields()).
   size_t attr_field() const;
 
