@@ -113,15 +113,18 @@ void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
 // Few rows (M <= 3, batch 1 above all): a 12×32 tile would keep only 2·M accumulator chains, and
 // at 4-cycle FMA latency that caps the weight stream at ~32 B/cycle, below what the caches deliver.
 // This tile runs P panels side by side (2·M·P independent chains); the last one may be partial
-// (`nlast` columns: packed panels are zero-padded, so only C and bias need masks). Each output
-// still sums k in the same order, so results equal tile()'s bit for bit.
-template <int MR, int P>
+// (`nlast` columns: packed panels are zero-padded, so only C and bias need masks). With H = 1 the
+// last panel has at most 16 columns and its zero half is not read at all (batch 1 is a weight
+// stream: criteo's 400 columns end in a half panel). Each output still sums k in the same order, so
+// results equal tile()'s bit for bit.
+template <int MR, int P, int H>
 void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc, float* C,
                int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
-  __mmask16 mk[2 * P];
-  __m512 c[MR][2 * P];
+  constexpr int NV = 2 * P - H;  // 16-float vectors per k
+  __mmask16 mk[NV];
+  __m512 c[MR][NV];
 #pragma GCC unroll 8
-  for (int j = 0; j < 2 * P; ++j) {
+  for (int j = 0; j < NV; ++j) {
     const int64_t col = (j / 2) * kNR + (j % 2) * 16;
     mk[j] = j / 2 == P - 1 ? mask16(nlast - (j % 2) * 16) : __mmask16(0xFFFF);
     const __m512 b = first && bias ? _mm512_maskz_loadu_ps(mk[j], bias + col) : _mm512_setzero_ps();
@@ -129,22 +132,22 @@ void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t
     for (int i = 0; i < MR; ++i) c[i][j] = first ? b : _mm512_maskz_loadu_ps(mk[j], C + i * ldc + col);
   }
   for (int64_t k = 0; k < kc; ++k) {
-    __m512 b[2 * P];
+    __m512 b[NV];
 #pragma GCC unroll 8
-    for (int j = 0; j < 2 * P; ++j) b[j] = _mm512_loadu_ps(bp + (j / 2) * K * kNR + (j % 2) * 16);
+    for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_ps(bp + (j / 2) * K * kNR + (j % 2) * 16);
     bp += kNR;
 #pragma GCC unroll 3
     for (int i = 0; i < MR; ++i) {
       const __m512 a = _mm512_set1_ps(ap[i * lda]);
 #pragma GCC unroll 8
-      for (int j = 0; j < 2 * P; ++j) c[i][j] = _mm512_fmadd_ps(a, b[j], c[i][j]);
+      for (int j = 0; j < NV; ++j) c[i][j] = _mm512_fmadd_ps(a, b[j], c[i][j]);
     }
     ++ap;
   }
 #pragma GCC unroll 3
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int j = 0; j < 2 * P; ++j) {
+    for (int j = 0; j < NV; ++j) {
       __m512 v = c[i][j];
       if (last && act == Act::Sigmoid) v = vsigmoid(v);
       if (last && act == Act::Tanh) v = vtanh(v);
@@ -153,15 +156,22 @@ void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t
     }
 }
 
+template <int MR, int P>
+void run_wide_h(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc, float* C,
+                int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
+  if (nlast <= 16) return tile_wide<MR, P, 1>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+  tile_wide<MR, P, 0>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+}
+
 template <int MR>
 void run_wide_n(int64_t n, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
                 float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
                 Act act) {
   switch (n) {
-    case 4: return tile_wide<MR, 4>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
-    case 3: return tile_wide<MR, 3>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
-    case 2: return tile_wide<MR, 2>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
-    default: return tile_wide<MR, 1>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+    case 4: return run_wide_h<MR, 4>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+    case 3: return run_wide_h<MR, 3>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+    case 2: return run_wide_h<MR, 2>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+    default: return run_wide_h<MR, 1>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
   }
 }
 
