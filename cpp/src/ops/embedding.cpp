@@ -1,5 +1,7 @@
 // `embedding`: one table row per id (sparse) or the sum/mean of the rows of a multi-hot row.
 // The table is read in place from the mapping.
+#include <algorithm>
+
 #include "ops/id_policy.h"
 #include "ops/op.h"
 #include "kernels/rows.h"
@@ -24,14 +26,27 @@ class Embedding : public Op {
     const FieldInput& in = blk.inputs[field_];
     const int64_t dim = f_.info.dim, T = in.cols;
     int64_t rowbuf[64];  // resolved table rows, in chunks of 64 ids
+    if (f_.info.kind == FieldKind::Sparse) {
+      // Resolve a chunk of ids and prefetch their rows before copying any: the tables are larger
+      // than the caches between calls (the GEMMs evict them), and one miss at a time cost ~90 ns
+      // a row (6% of criteo at batch 256).
+      const int64_t* ids = in.ids + blk.row0 * T;
+      for (int64_t b0 = 0; b0 < blk.rows; b0 += 64) {
+        const int64_t n = std::min<int64_t>(64, blk.rows - b0);
+        for (int64_t i = 0; i < n; ++i) {
+          rowbuf[i] = resolve_id(f_, ids[(b0 + i) * T]);
+          const char* t = reinterpret_cast<const char*>(table_ + rowbuf[i] * dim);
+          for (int64_t byte = 0; byte < dim * int64_t(sizeof(float)); byte += 64)
+            __builtin_prefetch(t + byte);
+        }
+        for (int64_t i = 0; i < n; ++i)
+          kernels::pool_rows(table_, dim, rowbuf + i, 1, 1.0f, out + (b0 + i) * dim);
+      }
+      return;
+    }
     for (int64_t b = 0; b < blk.rows; ++b) {
       float* o = out + b * dim;
       const int64_t* ids = in.ids + (blk.row0 + b) * T;
-      if (f_.info.kind == FieldKind::Sparse) {
-        const int64_t r = resolve_id(f_, ids[0]);
-        kernels::pool_rows(table_, dim, &r, 1, 1.0f, o);
-        continue;
-      }
       // multi_hot: -1 is padding wherever it stands; every other value is an id.
       int64_t count = 0;
       for (int64_t j = 0; j < dim; ++j) o[j] = 0.0f;
