@@ -148,6 +148,30 @@ def test_gemm_kron(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_gemm_kron_few_rows(isa):
+    """1-3 rows (batch 1) take the few-rows path on AVX-512, which builds [x, h·x, h] for all of K
+    at once instead of by K blocks and groups panels evenly: K well past the K block (256), panel
+    counts that leave 1, 2 or 3 in a group, a half last panel. Against float64, and bit for bit
+    against the same rows inside a 13-row call (a row's result must not depend on its batch)."""
+    rng = np.random.default_rng(9)
+    for m, l, N, with_h in ((100, 4, 400, True), (64, 6, 70, False), (90, 5, 130, True),
+                            (33, 2, 16, True), (200, 3, 161, False)):
+        K = (l + 1) * m + (l if with_h else 0)
+        x = rng.standard_normal((13, m)).astype(np.float32)
+        h = rng.standard_normal((13, l)).astype(np.float32)
+        B = rng.standard_normal((K, N)).astype(np.float32)
+        b = rng.standard_normal(N).astype(np.float32)
+        full = _engine._test_gemm_kron(x, h, B, b, "relu", with_h, isa)
+        for R in (1, 2, 3):
+            P = np.concatenate([x[:R]] + [h[:R, k:k + 1] * x[:R] for k in range(l)] +
+                               ([h[:R]] if with_h else []), axis=1).astype(np.float64)
+            C = _engine._test_gemm_kron(x[:R], h[:R], B, b, "relu", with_h, isa)
+            np.testing.assert_allclose(C, _act("relu", P @ B.astype(np.float64) + b), rtol=1e-4,
+                                       atol=1e-5 * np.sqrt(K), err_msg=f"isa={isa} R,m,l,N={R},{m},{l},{N}")
+            np.testing.assert_array_equal(C, full[:R], err_msg=f"isa={isa} R,m,l,N={R},{m},{l},{N}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_vector_activations_accuracy(isa):
     # The fused sigmoid/tanh epilogues (vector exp on AVX2/AVX-512) against float64, elementwise.
     x = np.concatenate([np.linspace(-120, 120, 20001), np.linspace(-1, 1, 20001),

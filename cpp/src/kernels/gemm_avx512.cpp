@@ -175,12 +175,15 @@ void run_wide_n(int64_t n, const float* ap, int64_t lda, const float* bp, int64_
   }
 }
 
-// Every panel of a block of mr <= 3 rows: 4 panels at a time for one row, 2 for two or three.
+// Every panel of a block of mr <= 3 rows: up to 4 panels at a time for one row, 2 for two or
+// three, in groups of even size (13 panels as 3+3+3+4, not 4+4+4+1: a lone half panel would be one
+// FMA chain, latency-bound).
 void run_wide(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
               float* C, int64_t ldc, int64_t N, const float* bias, bool first, bool last, Act act) {
   const int64_t panels = (N + kNR - 1) / kNR, step = mr == 1 ? 4 : 2;
-  for (int64_t q = 0; q < panels; q += step) {
-    const int64_t n = lmin(step, panels - q);
+  const int64_t groups = (panels + step - 1) / step;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t q = panels * g / groups, n = panels * (g + 1) / groups - q;
     const int64_t nlast = lmin(kNR, N - (q + n - 1) * kNR);
     const float* b = bp + q * K * kNR;
     float* c = C + q * kNR;
@@ -197,6 +200,14 @@ template <class BlockA>
 void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, Act act, float* C,
            int64_t ldc, const BlockA& block) {
   if (M <= 0 || N <= 0) return;
+  if (M <= 3 && K > 0) {
+    // Few rows: the accumulators live in registers for the whole of K, so K is not blocked and
+    // each group of panels is read start to end, one sequential stream per panel (K blocks made
+    // the weight stream hop between all the panels every kKC rows).
+    int64_t la = 0;
+    const float* a = block(0, M, 0, K, &la);
+    return run_wide(M, a, la, Bp, K, K, C, ldc, N, bias, true, true, act);
+  }
   const int64_t panels = (N + kNR - 1) / kNR;
   // K == 0 still runs one pass so C = act(bias).
   for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
@@ -252,7 +263,8 @@ void gemm_kron_avx512(const float* x, int64_t ldx, int64_t m, const float* h, in
                       int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
                       const float* bias, Act act, float* C, int64_t ldc) {
   const int64_t Kx = (l + 1) * m, K = Kx + (with_h ? l : 0);
-  float* buf = thread_scratch(size_t(kMC * kKC));
+  // A block is at most kMC × kKC, or up to 3 rows of all of K (drive's few-rows path).
+  float* buf = thread_scratch(size_t(M <= 3 ? lmin(M, 3) * K : kMC * kKC));
   drive(M, K, Bp, N, bias, act, C, ldc,
         [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
           *la = kc;
