@@ -139,12 +139,14 @@ void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t
     }
 }
 
-// Every panel of a block of mr <= 2 rows: 4 panels at a time for one row, 2 for two.
+// Every panel of a block of mr <= 2 rows: up to 4 panels at a time for one row, 2 for two, in
+// groups of even size (a lone last panel would be latency-bound).
 void run_wide(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
               float* C, int64_t ldc, int64_t N, const float* bias, bool first, bool last, Act act) {
   const int64_t panels = (N + kNR - 1) / kNR, step = mr == 1 ? 4 : 2;
-  for (int64_t q = 0; q < panels; q += step) {
-    const int64_t n = lmin(step, panels - q);
+  const int64_t groups = (panels + step - 1) / step;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t q = panels * g / groups, n = panels * (g + 1) / groups - q;
     const int64_t nlast = lmin(kNR, N - (q + n - 1) * kNR);
     const float* b = bp + q * K * kNR;
     float* c = C + q * kNR;
@@ -163,6 +165,9 @@ void run_wide(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
 void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
                const float* bias, Act act, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
+  // One or two rows: accumulators stay in registers for all of K, so each panel group is read
+  // start to end as one stream per panel (K blocks hopped between all the panels).
+  if (M <= 2 && K > 0) return run_wide(M, A, lda, Bp, K, K, C, ldc, N, bias, true, true, act);
   const int64_t panels = (N + kNR - 1) / kNR;
   // K == 0 still runs one pass so C = act(bias).
   for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
