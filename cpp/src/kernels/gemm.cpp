@@ -48,10 +48,11 @@ void pack_b(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, int6
   const int64_t panels = (N + nr - 1) / nr;
   for (int64_t p = 0; p < panels; ++p) {
     float* d = dst + p * K * nr;
+    const int64_t w = p == panels - 1 && narrow_tail(N, nr) ? nr / 2 : nr;  // this panel's stride
     for (int64_t k = 0; k < K; ++k)
-      for (int64_t j = 0; j < nr; ++j) {
+      for (int64_t j = 0; j < w; ++j) {
         const int64_t n = p * nr + j;
-        d[k * nr + j] = n < N ? src[k * rs + n * cs] : 0.0f;
+        d[k * w + j] = n < N ? src[k * rs + n * cs] : 0.0f;
       }
   }
 }

@@ -18,8 +18,19 @@ using cpu::Isa;
 // Panel width of the packed layout for an ISA's micro-kernel.
 int64_t panel_width(Isa isa);
 
-// Floats needed by a packed K×N matrix: ceil(N/nr) panels of K×nr, zero padded.
-inline int64_t packed_size(int64_t K, int64_t N, int64_t nr) { return ((N + nr - 1) / nr) * K * nr; }
+// Packed layout: column panels of nr floats, panel p at p·K·nr, row k of a panel at k·nr, zero
+// padded. Exception (nr >= 16): a last panel with at most nr/2 columns is packed nr/2 wide (stride
+// nr/2), so a weight stream never reads a zero half (adjacent-line prefetch fetched it anyway: a
+// 400-wide layer cost 13 panels of bandwidth for 12.5). Kernels read such a panel as one vector.
+inline bool narrow_tail(int64_t N, int64_t nr) {
+  return nr >= 16 && N % nr != 0 && N % nr <= nr / 2;
+}
+
+// Floats needed by a packed K×N matrix.
+inline int64_t packed_size(int64_t K, int64_t N, int64_t nr) {
+  const int64_t panels = (N + nr - 1) / nr;
+  return panels * K * nr - (narrow_tail(N, nr) ? K * (nr / 2) : 0);
+}
 
 // Pack B(k, n) = src[k*rs + n*cs] into dst (packed_size floats) with panel width nr.
 // torch Linear weight [out=N, in=K]: rs = 1, cs = K.  A plain row-major K×N matrix: rs = N, cs = 1.

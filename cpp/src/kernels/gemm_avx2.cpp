@@ -49,7 +49,7 @@ void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, i
     const __m256 b0 = _mm256_loadu_ps(bp);
     __m256 b1 = b0;
     if constexpr (NC == 2) b1 = _mm256_loadu_ps(bp + 8);
-    bp += kNR;
+    bp += NC == 2 ? kNR : 8;  // NC == 1: a narrow last panel (gemm.h narrow_tail), 8 wide
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
       const __m256 a = _mm256_broadcast_ss(ap + i * lda);
@@ -102,14 +102,20 @@ void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
 // One or two rows (batch 1): the 6×16 tile would keep 2·M accumulator chains, latency-bound at
 // 4-cycle FMAs. This tile runs P panels side by side (2·M·P chains, at most 8); the last panel may
 // be partial (packed panels are zero-padded: only C and bias are masked). Same k order per output,
-// so results equal tile()'s bit for bit.
-template <int MR, int P>
-void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc, float* C,
-               int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
-  __m256i mk[2 * P];
-  __m256 c[MR][2 * P];
+// so results equal tile()'s bit for bit. With H = 1 the last panel has at most 8 columns and is
+// packed 8 wide (gemm.h narrow_tail): one vector per k. `b0` is the group's first panel; rows from
+// k0 on are read.
+template <int MR, int P, int H>
+void tile_wide(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t k0, int64_t kc,
+               float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
+               Act act) {
+  constexpr int NV = 2 * P - H;  // 8-float vectors per k
+  const float* bp = b0 + k0 * kNR;                     // full panels
+  const float* bn = b0 + (P - 1) * K * kNR + k0 * 8;   // the narrow last panel (H = 1)
+  __m256i mk[NV];
+  __m256 c[MR][NV];
 #pragma GCC unroll 8
-  for (int j = 0; j < 2 * P; ++j) {
+  for (int j = 0; j < NV; ++j) {
     const int64_t col = (j / 2) * kNR + (j % 2) * 8;
     mk[j] = j / 2 == P - 1 ? mask8(nlast - (j % 2) * 8) : mask8(8);
     const __m256 b = first && bias ? _mm256_maskload_ps(bias + col, mk[j]) : _mm256_setzero_ps();
@@ -121,16 +127,18 @@ void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t
     for (int i = 0; i < MR; ++i) {
       const __m256 a = _mm256_broadcast_ss(ap + i * lda);
 #pragma GCC unroll 8
-      for (int j = 0; j < 2 * P; ++j)
-        c[i][j] = _mm256_fmadd_ps(a, _mm256_loadu_ps(bp + (j / 2) * K * kNR + (j % 2) * 8), c[i][j]);
+      for (int j = 0; j < NV; ++j)
+        c[i][j] = _mm256_fmadd_ps(
+            a, _mm256_loadu_ps(H && j == NV - 1 ? bn : bp + (j / 2) * K * kNR + (j % 2) * 8), c[i][j]);
     }
     bp += kNR;
+    bn += 8;
     ++ap;
   }
 #pragma GCC unroll 2
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
-    for (int j = 0; j < 2 * P; ++j) {
+    for (int j = 0; j < NV; ++j) {
       __m256 v = c[i][j];
       if (last && act == Act::Sigmoid) v = vsigmoid(v);
       if (last && act == Act::Tanh) v = vtanh(v);
@@ -141,22 +149,32 @@ void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t
 
 // Every panel of a block of mr <= 2 rows: up to 4 panels at a time for one row, 2 for two, in
 // groups of even size (a lone last panel would be latency-bound).
-void run_wide(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
-              float* C, int64_t ldc, int64_t N, const float* bias, bool first, bool last, Act act) {
+template <int MR, int P>
+void run_wide_h(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t k0, int64_t kc,
+                float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
+                Act act) {
+  if (nlast <= 8)
+    return tile_wide<MR, P, 1>(ap, lda, b0, K, k0, kc, C, ldc, nlast, bias, first, last, act);
+  tile_wide<MR, P, 0>(ap, lda, b0, K, k0, kc, C, ldc, nlast, bias, first, last, act);
+}
+
+void run_wide(int64_t mr, const float* ap, int64_t lda, const float* Bp, int64_t K, int64_t k0,
+              int64_t kc, float* C, int64_t ldc, int64_t N, const float* bias, bool first, bool last,
+              Act act) {
   const int64_t panels = (N + kNR - 1) / kNR, step = mr == 1 ? 4 : 2;
   const int64_t groups = (panels + step - 1) / step;
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t q = panels * g / groups, n = panels * (g + 1) / groups - q;
     const int64_t nlast = lmin(kNR, N - (q + n - 1) * kNR);
-    const float* b = bp + q * K * kNR;
+    const float* b = Bp + q * K * kNR;
     float* c = C + q * kNR;
     const float* bb = bias ? bias + q * kNR : nullptr;
-    if (mr == 2 && n == 2) tile_wide<2, 2>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
-    else if (mr == 2) tile_wide<2, 1>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
-    else if (n == 4) tile_wide<1, 4>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
-    else if (n == 3) tile_wide<1, 3>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
-    else if (n == 2) tile_wide<1, 2>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
-    else tile_wide<1, 1>(ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    if (mr == 2 && n == 2) run_wide_h<2, 2>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (mr == 2) run_wide_h<2, 1>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 4) run_wide_h<1, 4>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 3) run_wide_h<1, 3>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 2) run_wide_h<1, 2>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else run_wide_h<1, 1>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
   }
 }
 
@@ -167,7 +185,7 @@ void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* B
   if (M <= 0 || N <= 0) return;
   // One or two rows: accumulators stay in registers for all of K, so each panel group is read
   // start to end as one stream per panel (K blocks hopped between all the panels).
-  if (M <= 2 && K > 0) return run_wide(M, A, lda, Bp, K, K, C, ldc, N, bias, true, true, act);
+  if (M <= 2 && K > 0) return run_wide(M, A, lda, Bp, K, 0, K, C, ldc, N, bias, true, true, act);
   const int64_t panels = (N + kNR - 1) / kNR;
   // K == 0 still runs one pass so C = act(bias).
   for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
@@ -176,13 +194,13 @@ void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* B
     for (int64_t m0 = 0; m0 < M; m0 += kMC) {
       const int64_t mc = lmin(kMC, M - m0);
       if (mc <= 2) {
-        run_wide(mc, A + m0 * lda + k0, lda, Bp + k0 * kNR, K, kc, C + m0 * ldc, ldc, N, bias,
-                 first, last, act);
+        run_wide(mc, A + m0 * lda + k0, lda, Bp, K, k0, kc, C + m0 * ldc, ldc, N, bias, first,
+                 last, act);
         continue;
       }
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
-        const float* bp = Bp + p * K * kNR + k0 * kNR;
+        const float* bp = Bp + p * K * kNR + k0 * (nr > 8 ? kNR : 8);  // narrow tail: 8 wide
         const float* bb = bias ? bias + n0 : nullptr;
         for (int64_t i = 0; i < mc; i += kMR)
           (nr > 8 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), A + (m0 + i) * lda + k0, lda,

@@ -54,7 +54,7 @@ void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, i
     const __m512 b0 = _mm512_loadu_ps(bp);
     __m512 b1 = b0;
     if constexpr (NC == 2) b1 = _mm512_loadu_ps(bp + 16);
-    bp += kNR;
+    bp += NC == 2 ? kNR : 16;  // NC == 1: a narrow last panel (gemm.h narrow_tail), 16 wide
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512 a = _mm512_set1_ps(ap[i * lda]);
@@ -114,13 +114,16 @@ void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
 // at 4-cycle FMA latency that caps the weight stream at ~32 B/cycle, below what the caches deliver.
 // This tile runs P panels side by side (2·M·P independent chains); the last one may be partial
 // (`nlast` columns: packed panels are zero-padded, so only C and bias need masks). With H = 1 the
-// last panel has at most 16 columns and its zero half is not read at all (batch 1 is a weight
-// stream: criteo's 400 columns end in a half panel). Each output still sums k in the same order, so
-// results equal tile()'s bit for bit.
+// last panel has at most 16 columns and is packed 16 wide (gemm.h narrow_tail): one vector per k.
+// `b0` is the first panel of the group, rows from k0 on are read. Each output still sums k in the
+// same order, so results equal tile()'s bit for bit.
 template <int MR, int P, int H>
-void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc, float* C,
-               int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
+void tile_wide(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t k0, int64_t kc,
+               float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
+               Act act) {
   constexpr int NV = 2 * P - H;  // 16-float vectors per k
+  const float* bp = b0 + k0 * kNR;                          // full panels
+  const float* bn = b0 + (P - 1) * K * kNR + k0 * 16;       // the narrow last panel (H = 1)
   __mmask16 mk[NV];
   __m512 c[MR][NV];
 #pragma GCC unroll 8
@@ -134,8 +137,10 @@ void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t
   for (int64_t k = 0; k < kc; ++k) {
     __m512 b[NV];
 #pragma GCC unroll 8
-    for (int j = 0; j < NV; ++j) b[j] = _mm512_loadu_ps(bp + (j / 2) * K * kNR + (j % 2) * 16);
+    for (int j = 0; j < NV; ++j)
+      b[j] = _mm512_loadu_ps(H && j == NV - 1 ? bn : bp + (j / 2) * K * kNR + (j % 2) * 16);
     bp += kNR;
+    bn += 16;
 #pragma GCC unroll 3
     for (int i = 0; i < MR; ++i) {
       const __m512 a = _mm512_set1_ps(ap[i * lda]);
@@ -157,40 +162,43 @@ void tile_wide(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t
 }
 
 template <int MR, int P>
-void run_wide_h(const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc, float* C,
-                int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
-  if (nlast <= 16) return tile_wide<MR, P, 1>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
-  tile_wide<MR, P, 0>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+void run_wide_h(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t k0, int64_t kc,
+                float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
+                Act act) {
+  if (nlast <= 16)
+    return tile_wide<MR, P, 1>(ap, lda, b0, K, k0, kc, C, ldc, nlast, bias, first, last, act);
+  tile_wide<MR, P, 0>(ap, lda, b0, K, k0, kc, C, ldc, nlast, bias, first, last, act);
 }
 
 template <int MR>
-void run_wide_n(int64_t n, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
-                float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
-                Act act) {
+void run_wide_n(int64_t n, const float* ap, int64_t lda, const float* b0, int64_t K, int64_t k0,
+                int64_t kc, float* C, int64_t ldc, int64_t nlast, const float* bias, bool first,
+                bool last, Act act) {
   switch (n) {
-    case 4: return run_wide_h<MR, 4>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
-    case 3: return run_wide_h<MR, 3>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
-    case 2: return run_wide_h<MR, 2>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
-    default: return run_wide_h<MR, 1>(ap, lda, bp, K, kc, C, ldc, nlast, bias, first, last, act);
+    case 4: return run_wide_h<MR, 4>(ap, lda, b0, K, k0, kc, C, ldc, nlast, bias, first, last, act);
+    case 3: return run_wide_h<MR, 3>(ap, lda, b0, K, k0, kc, C, ldc, nlast, bias, first, last, act);
+    case 2: return run_wide_h<MR, 2>(ap, lda, b0, K, k0, kc, C, ldc, nlast, bias, first, last, act);
+    default: return run_wide_h<MR, 1>(ap, lda, b0, K, k0, kc, C, ldc, nlast, bias, first, last, act);
   }
 }
 
 // Every panel of a block of mr <= 3 rows: up to 4 panels at a time for one row, 2 for two or
 // three, in groups of even size (13 panels as 3+3+3+4, not 4+4+4+1: a lone half panel would be one
 // FMA chain, latency-bound).
-void run_wide(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t K, int64_t kc,
-              float* C, int64_t ldc, int64_t N, const float* bias, bool first, bool last, Act act) {
+void run_wide(int64_t mr, const float* ap, int64_t lda, const float* Bp, int64_t K, int64_t k0,
+              int64_t kc, float* C, int64_t ldc, int64_t N, const float* bias, bool first, bool last,
+              Act act) {
   const int64_t panels = (N + kNR - 1) / kNR, step = mr == 1 ? 4 : 2;
   const int64_t groups = (panels + step - 1) / step;
   for (int64_t g = 0; g < groups; ++g) {
     const int64_t q = panels * g / groups, n = panels * (g + 1) / groups - q;
     const int64_t nlast = lmin(kNR, N - (q + n - 1) * kNR);
-    const float* b = bp + q * K * kNR;
+    const float* b = Bp + q * K * kNR;
     float* c = C + q * kNR;
     const float* bb = bias ? bias + q * kNR : nullptr;
-    if (mr == 1) run_wide_n<1>(n, ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
-    else if (mr == 2) run_wide_n<2>(n, ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
-    else run_wide_n<3>(n, ap, lda, b, K, kc, c, ldc, nlast, bb, first, last, act);
+    if (mr == 1) run_wide_n<1>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (mr == 2) run_wide_n<2>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else run_wide_n<3>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
   }
 }
 
@@ -206,7 +214,7 @@ void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, 
     // the weight stream hop between all the panels every kKC rows).
     int64_t la = 0;
     const float* a = block(0, M, 0, K, &la);
-    return run_wide(M, a, la, Bp, K, K, C, ldc, N, bias, true, true, act);
+    return run_wide(M, a, la, Bp, K, 0, K, C, ldc, N, bias, true, true, act);
   }
   const int64_t panels = (N + kNR - 1) / kNR;
   // K == 0 still runs one pass so C = act(bias).
@@ -218,12 +226,12 @@ void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, 
       int64_t la = 0;
       const float* a = block(m0, mc, k0, kc, &la);
       if (mc <= 3) {
-        run_wide(mc, a, la, Bp + k0 * kNR, K, kc, C + m0 * ldc, ldc, N, bias, first, last, act);
+        run_wide(mc, a, la, Bp, K, k0, kc, C + m0 * ldc, ldc, N, bias, first, last, act);
         continue;
       }
       for (int64_t p = 0; p < panels; ++p) {
         const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
-        const float* bp = Bp + p * K * kNR + k0 * kNR;
+        const float* bp = Bp + p * K * kNR + k0 * (nr > 16 ? kNR : 16);  // narrow tail: 16 wide
         const float* bb = bias ? bias + n0 : nullptr;
         for (int64_t i = 0; i < mc; i += kMR)
           (nr > 16 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), a + i * la, la, bp, kc,
