@@ -87,6 +87,26 @@ def test_gemm_few_rows_many_panels(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_gemm_block_edges(isa):
+    """K across the K blocks (AVX-512 768, AVX2 and ref 256) and M across the M blocks (72 on
+    AVX-512 and AVX2), under both loop orders (AVX-512 runs rows outer for a packed B up to 8 MiB,
+    K outer above: the K=2100, N=1024 case). Against float64, and each row bit for bit equal to the
+    same row computed alone (its result must not depend on the rows around it)."""
+    rng = np.random.default_rng(11)
+    for K, N in ((255, 40), (767, 33), (768, 48), (769, 161), (1537, 70), (2100, 1024)):
+        W = rng.standard_normal((N, K)).astype(np.float32)
+        b = rng.standard_normal(N).astype(np.float32)
+        A = rng.standard_normal((149, K)).astype(np.float32)
+        act = ACTS[K % 4]
+        for M in ((4, 73, 149) if N < 1024 else (75,)):
+            _check(A[:M], W, b, act, isa)
+        full = _engine._test_gemm(A[:75], W, b, act, isa)
+        for i in (0, 71, 72, 74):
+            np.testing.assert_array_equal(_engine._test_gemm(A[i:i + 1], W, b, act, isa), full[i:i + 1],
+                                          err_msg=f"isa={isa} K,N={K},{N} row {i}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("act", ACTS)
 def test_gemm_sweep_kn(isa, act):
     rng = np.random.default_rng(2)
@@ -132,7 +152,8 @@ def test_gemm_kron(isa):
     # [x, h_1 x, ..., h_l x, (h)] @ B, with K blocks cutting through the segments.
     rng = np.random.default_rng(4)
     for R, m, l, N, with_h in ((1, 1, 1, 1, True), (13, 7, 3, 33, True), (30, 41, 8, 17, False),
-                               (65, 100, 5, 40, True), (24, 3, 90, 65, True), (7, 64, 6, 31, False)):
+                               (65, 100, 5, 40, True), (24, 3, 90, 65, True), (7, 64, 6, 31, False),
+                               (80, 300, 4, 50, True), (14, 170, 9, 20, False)):
         x = rng.standard_normal((R, m)).astype(np.float32)
         h = rng.standard_normal((R, l)).astype(np.float32)
         K = (l + 1) * m + (l if with_h else 0)

@@ -276,7 +276,7 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
                                   py::array_t<float, py::array::c_style | py::array::forcecast> h,
                                   py::array_t<float, py::array::c_style | py::array::forcecast> B,
                                   py::object bias, const std::string& act, bool with_h,
-                                  const std::string& isa) {
+                                  const std::string& isa, int repeat) {
   if (x.ndim() != 2 || h.ndim() != 2 || B.ndim() != 2 || x.shape(0) != h.shape(0))
     throw py::value_error("expected x [R, m], h [R, l], B [K, N]");
   const int64_t R = x.shape(0), m = x.shape(1), l = h.shape(1), K = B.shape(0), N = B.shape(1);
@@ -293,9 +293,14 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
   pm.pack(B.data(), K, N, N, 1, which);
   std::vector<float> panel(size_t(std::max<int64_t>(1, R * K)));
   py::array_t<float> C({R, N});
-  dpn::kernels::gemm_kron(x.data(), m, m, h.data(), l, l, with_h, R, pm,
-                          bias.is_none() ? nullptr : b.data(), parse_act(act), C.mutable_data(), N,
-                          panel.data());
+  const float *px = x.data(), *ph = h.data(), *pb = bias.is_none() ? nullptr : b.data();
+  float* pc = C.mutable_data();
+  const dpn::kernels::Act a = parse_act(act);
+  {
+    py::gil_scoped_release nogil;
+    for (int r = 0; r < std::max(1, repeat); ++r)  // repeat > 1: timing, packing excluded
+      dpn::kernels::gemm_kron(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N, panel.data());
+  }
   return C;
 }
 
@@ -521,7 +526,8 @@ PYBIND11_MODULE(_engine, m) {
 
   m.def("_test_gemm_kron", &test_gemm_kron, py::arg("x"), py::arg("h"), py::arg("B"),
         py::arg("bias") = py::none(), py::arg("act") = "identity", py::arg("with_h") = true,
-        py::arg("isa") = "ref", "Test-only: the Kronecker GEMM of a dynamic layer with one ISA.");
+        py::arg("isa") = "ref", py::arg("repeat") = 1,
+        "Test-only: the Kronecker GEMM of a dynamic layer with one ISA.");
 
   m.def("_test_rows", &test_rows, py::arg("kernel"), py::arg("isa") = "ref",
         "Test-only: one row/elementwise kernel (pool, layernorm, cross, act, softmax, kron) with "
