@@ -88,9 +88,9 @@ def test_gemm_few_rows_many_panels(isa):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_gemm_block_edges(isa):
-    """K across the K blocks (AVX-512 768, AVX2 and ref 256) and M across the M blocks (72 on
-    AVX-512 and AVX2), under both loop orders (AVX-512 runs rows outer for a packed B up to 8 MiB,
-    K outer above: the K=2100, N=1024 case). Against float64, and each row bit for bit equal to the
+    """K across the K blocks (AVX-512 and AVX2 768, ref 256) and M across the M blocks (72 on
+    AVX-512 and AVX2), under both loop orders (AVX-512 and AVX2 run rows outer for a packed B up to
+    8 MiB, K outer above: the K=2100, N=1024 case). Against float64, and each row bit for bit equal to the
     same row computed alone (its result must not depend on the rows around it)."""
     rng = np.random.default_rng(11)
     for K, N in ((255, 40), (767, 33), (768, 48), (769, 161), (1537, 70), (2100, 1024)):

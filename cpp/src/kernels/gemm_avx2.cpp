@@ -14,13 +14,17 @@ namespace {
 constexpr int64_t kNR = 16;
 constexpr int64_t kMR = 6;
 #ifndef DPN_AVX2_KC
-#define DPN_AVX2_KC 256
+#define DPN_AVX2_KC 768
 #endif
 #ifndef DPN_AVX2_MC
 #define DPN_AVX2_MC 72
 #endif
+// kKC 768 (was 256): C is loaded and stored once per K block; the Kronecker GEMM at criteo/prod
+// shapes went from 78% to 86% of the FMA peak on Zen 4 with it and the rows-outer order below.
 constexpr int64_t kKC = DPN_AVX2_KC;
 constexpr int64_t kMC = DPN_AVX2_MC;  // multiple of kMR
+// Packed B up to this size runs rows outer (see gemm_avx2 below).
+constexpr int64_t kRowsOuterBytes = int64_t(8) << 20;
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 
@@ -187,28 +191,31 @@ void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* B
   // start to end as one stream per panel (K blocks hopped between all the panels).
   if (M <= 2 && K > 0) return run_wide(M, A, lda, Bp, K, 0, K, C, ldc, N, bias, true, true, act);
   const int64_t panels = (N + kNR - 1) / kNR;
-  // K == 0 still runs one pass so C = act(bias).
-  for (int64_t k0 = 0; k0 < K || (K == 0 && k0 == 0); k0 += kKC) {
-    const int64_t kc = lmin(kKC, K - k0);
+  // One m-block × K-block: every panel, in 6-row tiles (or the wide tile for a 1-2 row m tail).
+  auto step = [&](int64_t m0, int64_t k0) {
+    const int64_t mc = lmin(kMC, M - m0), kc = lmin(kKC, K - k0);
     const bool first = k0 == 0, last = k0 + kKC >= K;
-    for (int64_t m0 = 0; m0 < M; m0 += kMC) {
-      const int64_t mc = lmin(kMC, M - m0);
-      if (mc <= 2) {
-        run_wide(mc, A + m0 * lda + k0, lda, Bp, K, k0, kc, C + m0 * ldc, ldc, N, bias, first,
-                 last, act);
-        continue;
-      }
-      for (int64_t p = 0; p < panels; ++p) {
-        const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
-        const float* bp = Bp + p * K * kNR + k0 * (nr > 8 ? kNR : 8);  // narrow tail: 8 wide
-        const float* bb = bias ? bias + n0 : nullptr;
-        for (int64_t i = 0; i < mc; i += kMR)
-          (nr > 8 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), A + (m0 + i) * lda + k0, lda,
-                                                 bp, kc, C + (m0 + i) * ldc + n0, ldc, nr, bb,
-                                                 first, last, act);
-      }
+    if (mc <= 2)
+      return run_wide(mc, A + m0 * lda + k0, lda, Bp, K, k0, kc, C + m0 * ldc, ldc, N, bias, first,
+                      last, act);
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
+      const float* bp = Bp + p * K * kNR + k0 * (nr > 8 ? kNR : 8);  // narrow tail: 8 wide
+      const float* bb = bias ? bias + n0 : nullptr;
+      for (int64_t i = 0; i < mc; i += kMR)
+        (nr > 8 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), A + (m0 + i) * lda + k0, lda, bp,
+                                               kc, C + (m0 + i) * ldc + n0, ldc, nr, bb, first,
+                                               last, act);
     }
-    if (K == 0) break;
+  };
+  const int64_t kend = K > 0 ? K : 1;  // K == 0 still runs one pass so C = act(bias)
+  if (K * panels * kNR * int64_t(sizeof(float)) <= kRowsOuterBytes) {
+    // Rows outer: an m-block's C stays in L2 across its K blocks; B stays in L3 (as on AVX-512).
+    for (int64_t m0 = 0; m0 < M; m0 += kMC)
+      for (int64_t k0 = 0; k0 < kend; k0 += kKC) step(m0, k0);
+  } else {
+    for (int64_t k0 = 0; k0 < kend; k0 += kKC)
+      for (int64_t m0 = 0; m0 < M; m0 += kMC) step(m0, k0);
   }
 }
 
