@@ -290,7 +290,13 @@ def measure(fn, batch, seconds, min_calls, max_calls):
         fn(batch)
         lat.append(time.perf_counter() - t0)
     lat = np.array(lat)
-    return {"samples_per_s": len(next(iter(batch.values()))) * len(lat) / lat.sum(),
+    rows = len(next(iter(batch.values())))
+    # Throughput of the best of 3 consecutive windows of calls, like the probes' best-of-5: on a
+    # shared VM a neighbour's burst otherwise lowers whichever point it lands on. Every runner is
+    # measured the same way; the all-calls mean is kept too, and p50/p99 cover every call.
+    windows = np.array_split(lat, min(3, len(lat)))
+    return {"samples_per_s": float(max(rows * len(w) / w.sum() for w in windows)),
+            "samples_per_s_all": float(rows * len(lat) / lat.sum()),
             "p50_ms": float(np.percentile(lat, 50) * 1e3), "p99_ms": float(np.percentile(lat, 99) * 1e3),
             "calls": int(len(lat))}
 
