@@ -94,7 +94,10 @@ void for_column_ranges(const PackedMatrix& B, int64_t M, int threads, F&& fn) {
   const int64_t work = std::max<int64_t>(M, 8) * B.K * B.N;
   const int64_t parts = std::max<int64_t>(1, std::min({int64_t(threads), panels, work / kMinMacsPerPart}));
   if (parts <= 1) return fn(int64_t(0), B.N);
-  runtime::parallel_for(parts, int(parts), [&](int64_t t) {
+  runtime::parallel_for(parts, int(parts), [&](int64_t i) {
+    // The caller (i = 0, parallel_for) starts first and takes the last range, which holds the
+    // partial (half-wide) last panel when there is one, so the later-starting workers get less.
+    const int64_t t = parts - 1 - i;
     const int64_t n0 = panels * t / parts * B.nr, n1 = std::min(B.N, panels * (t + 1) / parts * B.nr);
     fn(n0, n1);
   });

@@ -22,27 +22,36 @@ namespace {
 struct Loop {
   const std::function<void(int64_t)>* fn;
   int64_t n;
-  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> next{1};  // index 0 is the caller's
   std::atomic<int64_t> done{0};
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex mu;  // guards error, and done == n for the waiting caller
   std::condition_variable finished;
 
-  // Claims indices until none are left; returns after finishing its claims.
-  void work() {
+  void run_one(int64_t i) {
+    if (failed.load(std::memory_order_relaxed)) return;
+    try {
+      (*fn)(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu);
+      if (!error) error = std::current_exception();
+      failed.store(true);
+    }
+  }
+
+  // Claims indices until none are left; returns after finishing its claims. The caller passes
+  // first = true and runs index 0 itself before claiming (workers claim from 1), so a split can
+  // count on index 0 being the calling thread's.
+  void work(bool first = false) {
     int64_t i;
     int64_t mine = 0;
+    if (first) {
+      run_one(0);
+      ++mine;
+    }
     while ((i = next.fetch_add(1, std::memory_order_relaxed)) < n) {
-      if (!failed.load(std::memory_order_relaxed)) {
-        try {
-          (*fn)(i);
-        } catch (...) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (!error) error = std::current_exception();
-          failed.store(true);
-        }
-      }
+      run_one(i);
       ++mine;
     }
     if (mine && done.fetch_add(mine) + mine == n) {
@@ -169,7 +178,7 @@ void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& fn
   loop->n = n;
   const int helpers = int(std::min<int64_t>(threads - 1, n - 1));
   pool().run(loop, helpers);
-  loop->work();
+  loop->work(true);
   // The caller usually finishes its share first. Sleeping on the condition variable would add a
   // futex wake-up (10-50 µs on a VM) to every GEMM of a small-batch call, so poll briefly first:
   // parts are sized to take ~20 µs or more, so the wait is short or the worker is not running.
