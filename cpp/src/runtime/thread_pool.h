@@ -13,8 +13,10 @@
 namespace dpn::runtime {
 
 // Runs fn(i) for every i in [0, n), on at most `threads` threads: the caller plus up to threads - 1
-// pool workers. Returns when all n calls have finished; rethrows the first exception any threw (the
-// remaining indices are then skipped). threads <= 1 or n <= 1 runs everything on the caller.
+// pool workers. The caller always runs index 0 (it starts before any worker can, so a split may
+// give index 0 the larger share). Returns when all n calls have finished; rethrows the first
+// exception any threw (the remaining indices are then skipped). threads <= 1 or n <= 1 runs
+// everything on the caller.
 void parallel_for(int64_t n, int threads, const std::function<void(int64_t)>& fn);
 
 }  // namespace dpn::runtime
