@@ -1,9 +1,10 @@
 """dpn_infer.nn model -> ONNX, in two forms (a fallback for users, and the benchmark's peers).
 
 - ``form="paper"``: the module as written (DyLinear materializes W(z) per row, then a batched matmul).
-- ``form="kron"``: every DyLinear rewritten with the Kronecker identity (DESIGN.md §3): one GEMM with a
-  static matrix A' over the left operand [1; h] ⊗ x. The strongest ONNX peer. A FieldDyLinear becomes
-  one batched GEMM over (field, head) pairs with static A'_i per field.
+- ``form="kron"``: every DyLinear rewritten with the Kronecker identity (docs/architecture.md,
+  "The Kronecker identity"): one GEMM with a static matrix A' over the left operand [1; h] ⊗ x. The
+  strongest ONNX peer. A FieldDyLinear becomes one batched GEMM over (field, head) pairs with static
+  A'_i per field.
 
 The ONNX graph takes the fields in schema order as inputs named after them and returns logits [B].
 """
@@ -63,7 +64,8 @@ class KronDyLinear(nn.Module):
 
 class KronFieldDyLinear(nn.Module):
     """What a FieldDyLinear computes, as one batched GEMM over (field, head) pairs with static
-    A'_i = [A_0; A_1; ...; A_l] per field (DESIGN.md §3): no per-row, per-field weight."""
+    A'_i = [A_0; A_1; ...; A_l] per field (docs/architecture.md, "The Kronecker identity"): no per-row,
+    per-field weight."""
 
     def __init__(self, fl: FieldDyLinear):
         super().__init__()

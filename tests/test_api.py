@@ -1,4 +1,4 @@
-"""The Python input contract of Model.predict (DESIGN.md §4, docs/architecture.md "Python API").
+"""The Python input contract of Model.predict (docs/architecture.md, "Contracts" and "Python API").
 
 Most tests use the hand-built model of helpers/files.py (fields user: sparse/hash/vocab 7,
 tags: multi_hot/oov_bucket/mean/max_len 4, item: sparse/error/vocab 4, price: dense dim 1,
@@ -102,7 +102,8 @@ def test_unknown_field(tiny_model):
 
 
 def test_message_format(tiny_model):
-    """docs/architecture.md: the message starts with the field name in quotes, e.g. field 'user': ..."""
+    """docs/architecture.md, "Errors": the message starts with the field name in quotes, e.g.
+    field 'user': ..."""
     b = batch()
     b["user"] = b["user"].astype(np.float64)
     msg = expect_input_error(tiny_model, b, "user")
@@ -562,8 +563,9 @@ print(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime)
 
 
 def test_no_idle_spinning_after_multithreaded_predict():
-    """DESIGN.md §4: no idle spinning. After multi-threaded predicts, a process that just sleeps for 1 s
-    uses (almost) no CPU (fresh child process, OMP_WAIT_POLICY left to dpn_infer's default)."""
+    """docs/architecture.md, "Threads": no idle spinning. After multi-threaded predicts, a process that
+    just sleeps for 1 s uses (almost) no CPU (fresh child process, OMP_WAIT_POLICY left to dpn_infer's
+    default)."""
     import subprocess
     import sys
 

@@ -1,4 +1,5 @@
-// `dylinear`: the feature-based dynamic linear layer (docs/format.md §5, §7; DESIGN.md §3).
+// `dylinear`: the feature-based dynamic linear layer (docs/format.md §5, §7;
+// docs/architecture.md, "The Kronecker identity").
 // W(z) is affine in h, so a block of rows is one ordinary GEMM against a static matrix packed at
 // load, A' = [A_0; A_1; …; A_l; Bd], with the left panel [x, h_1·x, …, h_l·x, h] built per chunk.
 // The per-row m×c weight is never built.

@@ -1,4 +1,5 @@
-// `field_dylinear`: the field-based dynamic linear layer (docs/format.md §5; DESIGN.md §3).
+// `field_dylinear`: the field-based dynamic linear layer (docs/format.md §5;
+// docs/architecture.md, "The Kronecker identity").
 // Inputs are field-major rows: x [rows, t1·m], z [rows, t2·n]. Per (row, field) the op computes the
 // aggregated context and h; the generated weights W_i are affine in h, so each field is one
 // Kronecker GEMM against its static packed A'_i (grouped over fields; one GEMM over rows·t1 when the

@@ -1,8 +1,8 @@
 // `homo_dpo`: homogeneous (behaviour-behaviour) sequence DPO, a dynamic depthwise convolution
-// (docs/format.md §5, DESIGN.md §3). Per row: z = mean of the valid positions, h = sigma(g1 z),
-// kernel = gate(g2 h) ∈ R^{k×n}, built for the whole block by two GEMMs (the kernel is reused at
-// every position, so materializing it is the cheap way), then applied by kernels::dwconv_rows at
-// the valid positions only.
+// (docs/format.md §5b; docs/architecture.md, "The planner rule"). Per row: z = mean of the valid
+// positions, h = sigma(g1 z), kernel = gate(g2 h) ∈ R^{k×n}, built for the whole block by two GEMMs
+// (the kernel is reused at every position, so materializing it is the cheap way), then applied by
+// kernels::dwconv_rows at the valid positions only.
 #include <cstring>
 
 #include "kernels/dwconv.h"
