@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     try:
         from dpn_infer.nn import load_checkpoint
         from .torch_export import export
-        from .format import encode
+        from .format import encode, write_bytes
     except ImportError as e:     # torch missing
         print(f"dpn-convert: needs torch (pip install 'dpn_infer[torch]'): {e}", file=sys.stderr)
         return 2
@@ -38,10 +38,7 @@ def main(argv=None) -> int:
         print(f"dpn-convert: {args.checkpoint}: {e}", file=sys.stderr)
         return 1
     out = args.output
-    tmp = out + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, out)
+    write_bytes(out, data)  # atomic: a temporary file beside it, then a rename
     print(f"wrote {out}: {metadata['model_type']}, {len(metadata['schema']['fields'])} fields, "
           f"{len(metadata['graph']['nodes'])} nodes, {len(tensors)} tensors, {len(data)} bytes")
     return 0

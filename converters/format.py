@@ -6,7 +6,9 @@ named numpy arrays. The reader here exists for tools and tests (the engine has i
 from __future__ import annotations
 
 import json
+import os
 import struct
+import tempfile
 import zlib
 from typing import Mapping
 
@@ -93,8 +95,35 @@ def encode(metadata: Mapping, tensors: Mapping[str, np.ndarray]) -> bytearray:
 
 
 def write(path, metadata: Mapping, tensors: Mapping[str, np.ndarray]) -> None:
-    with open(path, "wb") as f:
-        f.write(encode(metadata, tensors))
+    write_bytes(path, encode(metadata, tensors))
+
+
+def write_bytes(path, data) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, then a rename. A process
+    that has the old file loaded (memory-mapped) keeps reading the old bytes; rewriting the file in
+    place would change them under it (SIGBUS when it shrinks, wrong scores otherwise)."""
+    path = os.fspath(path)
+    d, name = os.path.split(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode())  # mkstemp's 0600 -> what open() would have given
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _new_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def refresh_checksum(buf: bytearray) -> bytearray:

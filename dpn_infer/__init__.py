@@ -11,7 +11,7 @@ Training and conversion need the ``torch`` extra (``pip install "dpn_infer[torch
 """
 __version__ = "0.1.0"
 
-_ENGINE_NAMES = ("InputError", "Model", "ModelFormatError", "load", "cpu_info")
+_ENGINE_NAMES = ("InputError", "Model", "ModelFormatError", "NonFiniteScoreError", "load", "cpu_info")
 
 
 def __getattr__(name):
@@ -31,4 +31,4 @@ def save(module, path):
     return _save(module, path)
 
 
-__all__ = ["InputError", "Model", "ModelFormatError", "load", "save", "__version__"]
+__all__ = ["InputError", "Model", "ModelFormatError", "NonFiniteScoreError", "load", "save", "__version__"]

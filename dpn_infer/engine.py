@@ -13,9 +13,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from . import _engine
-from ._engine import InputError, ModelFormatError
+from ._engine import InputError, ModelFormatError, NonFiniteScoreError
 
-__all__ = ["load", "Model", "ModelFormatError", "InputError", "cpu_info"]
+__all__ = ["load", "Model", "ModelFormatError", "InputError", "NonFiniteScoreError", "cpu_info"]
 
 
 class Model:
@@ -46,7 +46,7 @@ class Model:
         return self._threads
 
     def predict(self, batch: Mapping[str, Any], *, threads: int | None = None,
-                logits: bool = False) -> np.ndarray:
+                logits: bool = False, allow_nan: bool = False) -> np.ndarray:
         """float32 [B] click probabilities (or logits) for a mapping field name -> array.
 
         sparse: int64 [B]; multi_hot: int64 [B, T] padded with -1; dense: float32 [B] or [B, dim];
@@ -55,14 +55,17 @@ class Model:
         Values that are not numpy arrays are converted as ``np.asarray`` would (dtypes are not cast).
         ``threads``: intra-op threads for this call (default: the model's); 1 runs on the calling
         thread only. Large batches are split by rows, small ones by the GEMMs' output columns.
-        Raises InputError (a ValueError) naming the field at fault.
+        Raises InputError (a ValueError) naming the field at fault. A NaN score (a value that
+        overflowed float32 inside the model, where PyTorch gives NaN too) raises
+        NonFiniteScoreError, an InputError with ``.rows`` (the first rows at fault) and
+        ``.num_rows``; ``allow_nan=True`` returns NaN for those rows instead.
         """
         threads = self._threads if threads is None else _check_threads(threads)
         if not isinstance(batch, Mapping):
             raise TypeError(f"batch must be a mapping field name -> array, got {type(batch).__name__}")
         if type(batch) is not dict:
             batch = dict(batch)
-        return self._native.predict(batch, threads, bool(logits))
+        return self._native.predict(batch, threads, bool(logits), bool(allow_nan))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.get('name')}:{f.get('kind')}" for f in self._metadata["schema"]["fields"])
@@ -77,14 +80,28 @@ def _check_threads(threads) -> int:
     return int(threads)
 
 
-def load(path: str | os.PathLike, *, threads: int = 1) -> Model:
-    """Load and validate a model.bin file. ``threads`` is the default intra-op thread count of
-    ``predict`` (1 = the calling thread only). Raises ModelFormatError for a bad file,
-    FileNotFoundError (an OSError) when it cannot be opened."""
+def load(path: str | os.PathLike, *, threads: int = 1, copy: bool = False,
+         max_alloc_bytes: int | None = None) -> Model:
+    """Load and validate a model.bin file.
+
+    ``threads``: the default intra-op thread count of ``predict`` (1 = the calling thread only).
+    ``copy``: read the file into memory instead of mapping it, so that it may be rewritten in place
+    (``cp new.bin live.bin``) while loaded; by default it is mapped, and must be replaced by rename.
+    ``max_alloc_bytes``: what the load may allocate beyond the file (packed weights); the default,
+    64 MiB + 4 x the file's size, refuses files that ask for far more memory than they hold.
+    Raises ModelFormatError for a bad file, OSError (FileNotFoundError, ...) when it cannot be
+    opened or is not a regular file, ValueError for a path with a NUL byte (as ``open`` does)."""
     p = os.fspath(path)
-    if isinstance(p, bytes):
-        p = os.fsdecode(p)
-    return Model(_engine.Model.load(p), p, threads)
+    raw = os.fsencode(p)  # bytes: any file name, UTF-8 or not
+    if b"\0" in raw:
+        raise ValueError("embedded null byte in the model path")
+    if max_alloc_bytes is None:
+        max_alloc_bytes = 0
+    elif isinstance(max_alloc_bytes, bool) or not isinstance(max_alloc_bytes, (int, np.integer)) \
+            or not 1 <= max_alloc_bytes < 2**64:
+        raise ValueError(f"max_alloc_bytes must be a positive integer, got {max_alloc_bytes!r}")
+    native = _engine.Model.load(raw, bool(copy), int(max_alloc_bytes))
+    return Model(native, os.fsdecode(p), threads)
 
 
 def cpu_info() -> dict:

@@ -587,3 +587,201 @@ def test_uncopyable_view_raises_instead_of_crashing(tiny_model):
     bad = {k: np.broadcast_to(v[:1], (huge,) + v.shape[1:]) for k, v in b.items()}
     with pytest.raises(InputError, match="contiguous copy"):
         tiny_model.predict(bad)
+
+
+# --- hardening: what a host process can rely on (README "What a host can rely on") ---------------
+
+_CLEAR_SCRIPT = r"""
+import sys, threading, time
+import numpy as np
+from dpn_infer.engine import load
+m = load(sys.argv[1])
+B = int(sys.argv[2])
+rng = np.random.default_rng(0)
+for attempt in range(3):
+    b = {"user": rng.integers(0, 7, B), "tags": np.full((B, 4), -1, np.int64),
+         "item": rng.integers(0, 4, B), "price": np.zeros(B, np.float32),
+         "ctx": np.zeros((B, 3), np.float32)}
+    t = threading.Thread(target=lambda: (time.sleep(0.02), b.clear()))
+    t.start()
+    out = m.predict(b)    # the dict's arrays are freed by the other thread mid-call
+    t.join()
+    assert out.shape == (B,) and np.isfinite(out).all()
+print("OK")
+"""
+
+
+def test_batch_dict_cleared_during_predict(tiny_file, tmp_path):
+    """predict keeps a reference to every array it reads while the GIL is released: another thread
+    that clears the batch dict mid-call (freeing the arrays) cannot make it read freed memory
+    (before the fix: SIGSEGV). Runs in a child so a crash fails the test, not pytest."""
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", _CLEAR_SCRIPT, tiny_file.path, str(3_000_000)],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert p.returncode == 0 and "OK" in p.stdout, (p.returncode, p.stderr[-2000:])
+
+
+def test_load_a_fifo_does_not_block(tmp_path):
+    """A FIFO (or any non-regular file) is refused before it is read: open() on a FIFO with no
+    writer would otherwise wait forever (a reload thread wedged). The load runs in a thread that
+    must finish quickly."""
+    fifo = tmp_path / "model.bin"
+    os.mkfifo(fifo)
+    res = {}
+
+    def run():
+        try:
+            load(fifo)
+            res["r"] = "loaded"
+        except OSError as e:
+            res["r"] = e
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(10)
+    if th.is_alive():  # unblock the stuck open() so the test process can exit
+        with open(fifo, "wb"):
+            pass
+        pytest.fail("load() of a FIFO blocked")
+    assert isinstance(res["r"], OSError) and "FIFO" in str(res["r"]), res
+
+
+@pytest.mark.parametrize("dev", ["/dev/zero", "/dev/null"])
+def test_load_a_device_is_refused(dev):
+    if not os.path.exists(dev):
+        pytest.skip(f"{dev} missing")
+    with pytest.raises(OSError, match="not a regular file"):
+        load(dev)
+
+
+def test_path_with_nul_byte_is_refused(tiny_file):
+    """As open(): a path holding a NUL is a ValueError, never the path cut at the NUL."""
+    with pytest.raises(ValueError, match="null byte"):
+        open(tiny_file.path + "\0junk", "rb")
+    with pytest.raises(ValueError, match="null byte"):
+        load(tiny_file.path + "\0junk")
+    with pytest.raises(ValueError, match="null byte"):
+        load(os.fsencode(tiny_file.path) + b"\0junk")
+
+
+def test_non_utf8_path(tiny_file, tmp_path):
+    """A file name that is not UTF-8 loads (bytes or the str os.fsdecode gives); a missing one is
+    FileNotFoundError naming it, never a TypeError."""
+    name = os.fsencode(str(tmp_path)) + b"/model-\xff\xfe.bin"
+    with open(name, "wb") as f:
+        f.write(open(tiny_file.path, "rb").read())
+    b = batch()
+    want = load(tiny_file.path).predict(b)
+    np.testing.assert_array_equal(load(name).predict(b), want)
+    np.testing.assert_array_equal(load(os.fsdecode(name)).predict(b), want)
+    with pytest.raises(FileNotFoundError) as ei:
+        load(os.fsencode(str(tmp_path)) + b"/missing-\xff.bin")
+    assert ei.value.filename == os.fsdecode(os.fsencode(str(tmp_path)) + b"/missing-\xff.bin")
+
+
+def _nan_inputs(n=9):
+    b = batch(n)
+    b["price"] = b["price"].copy()
+    b["price"][[2, 5]] = 1e38   # finite inputs whose products overflow float32 inside the model
+    b["ctx"] = b["ctx"].copy()
+    b["ctx"][[2, 5]] = -3e38
+    return b
+
+
+def test_nan_score_raises_naming_rows(tiny_model):
+    """A score that comes out NaN is refused by default (NonFiniteScoreError, an InputError, with
+    the rows); allow_nan=True returns it. Rows 2 and 5 carry dense values near float32's maximum:
+    the model's layernorm squares them (1e38² overflows float32), so those scores are NaN in any
+    float32 evaluation (torch's too); every other row scores as it does without them."""
+    from dpn_infer.engine import NonFiniteScoreError
+
+    b = _nan_inputs()
+    nan_rows = [2, 5]
+    with pytest.raises(NonFiniteScoreError) as ei:
+        tiny_model.predict(b)
+    assert isinstance(ei.value, InputError)
+    assert ei.value.rows == nan_rows and ei.value.num_rows == 2
+    assert "NaN" in str(ei.value) and "rows 2, 5" in str(ei.value)
+    ok = np.setdiff1d(np.arange(9), nan_rows)
+    clean = {k: v[ok] for k, v in b.items()}
+    for logits in (False, True):
+        out = tiny_model.predict(b, allow_nan=True, logits=logits)
+        np.testing.assert_array_equal(np.flatnonzero(np.isnan(out)), nan_rows)
+        np.testing.assert_array_equal(out[ok], tiny_model.predict(clean, logits=logits))
+    big = {k: np.concatenate([v] * 3) for k, v in b.items()}   # more than 10 NaN rows: first 10 named
+    with pytest.raises(NonFiniteScoreError) as ei:
+        tiny_model.predict(big)
+    assert ei.value.num_rows == 6 and ei.value.rows == [2, 5, 11, 14, 20, 23]
+
+
+def test_huge_dense_value_gives_nan_as_torch(tmp_path):
+    """The README's FeatureDPN with age = 1e30: torch gives NaN (the ReLU of an overflowed
+    pre-activation), so the engine must not return a finite score (before the fix: 0.528, its
+    ReLU mapped NaN to 0). Under every ISA this machine runs."""
+    torch = pytest.importorskip("torch")
+    import json
+    import subprocess
+    import sys
+
+    import dpn_infer
+    from dpn_infer.nn import DenseField, FeatureDPN, LayerSpec, MultiHotField, Schema, SparseField
+    from helpers.isa import available_isas
+
+    torch.manual_seed(0)
+    schema = Schema([SparseField("user", vocab=1000, dim=16, policy="hash"),
+                     MultiHotField("genres", vocab=19, dim=8, pooling="mean", max_len=6),
+                     DenseField("age", dim=1)])
+    model = FeatureDPN(schema, [LayerSpec(64, dynamic=True, context="x0", hidden=4),
+                                LayerSpec(32, dynamic=True, context=["genres"]), LayerSpec(16)]).eval()
+    path = str(tmp_path / "feature.bin")
+    dpn_infer.save(model, path)
+    ages = np.array([1e30, 0.7, -1e30, 3e38, 0.1], np.float32)
+    b = {"user": np.array([3, 42, 5, 6, 7], np.int64),
+         "genres": np.array([[1, 4, -1], [7, -1, -1], [2, -1, -1], [3, 3, -1], [1, -1, -1]], np.int64),
+         "age": ages}
+    with torch.no_grad():
+        want = torch.sigmoid(model(b)).numpy()
+    assert np.isnan(want).sum() >= 1 and not np.isnan(want[1])
+    np.savez(tmp_path / "b.npz", **b)
+    script = ("import json, sys, numpy as np; from dpn_infer.engine import load\n"
+              "m = load(sys.argv[1]); b = dict(np.load(sys.argv[2]))\n"
+              "print(json.dumps(m.predict(b, allow_nan=True).tolist()))\n"
+              "try:\n    m.predict(b); print('no error')\n"
+              "except Exception as e: print(type(e).__name__, e.rows)\n")
+    for isa in available_isas():
+        p = subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "b.npz")],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                           env={**os.environ, "DPN_ISA": isa})
+        assert p.returncode == 0, p.stderr[-2000:]
+        lines = p.stdout.splitlines()
+        got = np.array(json.loads(lines[0]), np.float64)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=isa)
+        np.testing.assert_allclose(got[~np.isnan(want)], want[~np.isnan(want)], rtol=1e-5, atol=1e-6)
+        assert lines[1] == f"NonFiniteScoreError {np.flatnonzero(np.isnan(want)).tolist()}", (isa, lines)
+
+
+def test_copy_mode_survives_rewrite_in_place(tiny_file, tmp_path):
+    """load(copy=True) reads the file into memory: rewriting the file in place (cp v2 live) while
+    it is loaded changes nothing for it. (A mapped load must be replaced by rename instead.)"""
+    from helpers import files as HF2
+
+    live = tmp_path / "live.bin"
+    live.write_bytes(open(tiny_file.path, "rb").read())
+    m = load(live, copy=True)
+    b = batch()
+    want = load(tiny_file.path).predict(b)
+    with open(live, "r+b") as f:   # in place: same inode, other bytes, then shorter
+        f.write(bytes(HF2.tiny_bytes(seed=5)))
+        f.truncate(1000)
+    np.testing.assert_array_equal(m.predict(b), want)
+
+
+def test_max_alloc_bytes_is_checked(tiny_file):
+    for bad in (0, -1, 2**64, 1.5, True, "1"):
+        with pytest.raises(ValueError, match="max_alloc_bytes"):
+            load(tiny_file.path, max_alloc_bytes=bad)
+    with pytest.raises(ModelFormatError, match="max_alloc_bytes"):
+        load(tiny_file.path, max_alloc_bytes=16)   # the tiny model packs more than 16 bytes
+    load(tiny_file.path, max_alloc_bytes=1 << 30)

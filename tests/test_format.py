@@ -262,6 +262,32 @@ def _cases():
                empty_field_name, bad_policy, bad_pooling, negative_max_len, field_name_not_string):
         m(fn)
 
+    # at the engine's documented limits (docs/format.md, "Size bounds"): at a limit, past it, and
+    # where arithmetic on the value would wrap (these files run under UBSan in .ci/sanitize)
+    def vocab_int64_max_oov(mt, t): _field(mt, "tags")["vocab"] = (1 << 63) - 1   # vocab + 1 wraps
+    def vocab_int64_max_hash(mt, t): _field(mt, "user")["vocab"] = (1 << 63) - 1
+    def vocab_past_limit(mt, t): _field(mt, "user")["vocab"] = (1 << 48) + 1
+    def vocab_at_limit(mt, t): _field(mt, "user")["vocab"] = 1 << 48   # allowed; its table is not there
+    def dim_past_limit(mt, t): _field(mt, "user")["dim"] = (1 << 20) + 1
+    def dim_at_limit(mt, t): _field(mt, "user")["dim"] = 1 << 20      # allowed; its table is not there
+    m(vocab_int64_max_oov, rx=r"vocab")
+    m(vocab_int64_max_hash, rx=r"vocab")
+    m(vocab_past_limit, rx=r"vocab")
+    m(vocab_at_limit, rx=r"shape")
+    m(dim_past_limit, rx=r"dim")
+    m(dim_at_limit, rx=r"shape")
+    def multi_hot_max_len_int64_max(mt, t): _field(mt, "tags")["max_len"] = (1 << 63) - 1
+    c["multi_hot_max_len_int64_max"] = (_with_meta(multi_hot_max_len_int64_max), "ok", None)
+
+    # a packed weight shared by two nodes (each would pack its own copy: 1,000 such nodes turned a
+    # 4 MB file into 4 GB of memory)
+    def packed_weight_shared(mt, t):
+        nodes = mt["graph"]["nodes"]
+        nodes.insert(len(nodes) - 1, {"op": "linear", "name": "head_twin", "inputs": ["h5"],
+                                      "output": "logit_twin", "attrs": {"in": 4, "out": 1},
+                                      "params": {"weight": "head.weight", "bias": "head.bias"}})
+    m(packed_weight_shared, rx=r"already packed for node \d+ \(linear 'head_twin'\)|head_twin")
+
     # params
     def param_wrong_shape(mt, t): t["l0.g2.weight"] = _rand32(72, 4)
     def param_transposed(mt, t): t["head.weight"] = _rand32(4, 1)
@@ -600,3 +626,33 @@ def test_error_is_typed_in_process(tmp_path):
     p.write_bytes(b"")
     with pytest.raises(ModelFormatError):
         load(str(p))
+
+
+def test_load_memory_is_bounded_by_the_file(tmp_path):
+    """A file whose packed weights need far more memory than it holds is refused at load with the
+    limit named (docs/format.md, "Size bounds"): 300 thin [1, 8192] weights (32 KiB each in the
+    file, each packed 16 columns wide: 512 KiB) ask for ~150 MiB from a ~10 MiB file, past the
+    default of 64 MiB + 4 x the file. The same file loads when the caller raises the limit."""
+    from dpn_infer.engine import ModelFormatError, load
+
+    meta, tensors = _tiny()
+    nodes = meta["graph"]["nodes"]
+    K = 8192
+    tensors["wide.weight"] = _rand32(K, 4)
+    extra = [{"op": "linear", "name": "wide", "inputs": ["h5"], "output": "wide",
+              "attrs": {"in": 4, "out": K}, "params": {"weight": "wide.weight"}}]
+    for i in range(300):
+        tensors[f"thin{i}.weight"] = _rand32(1, K)
+        extra.append({"op": "linear", "name": f"thin{i}", "inputs": ["wide"], "output": f"thin{i}",
+                      "attrs": {"in": K, "out": 1}, "params": {"weight": f"thin{i}.weight"}})
+    meta["graph"]["nodes"] = nodes[:-1] + extra + nodes[-1:]
+    p = tmp_path / "thin.bin"
+    p.write_bytes(HF.build(meta, tensors))
+    assert p.stat().st_size < 12 << 20
+    with pytest.raises(ModelFormatError, match=r"more than \d+ MiB beyond its file.*max_alloc_bytes"):
+        load(p)
+    m = load(p, max_alloc_bytes=1 << 30)
+    b = HF.tiny_batch()
+    ref = tmp_path / "ref.bin"
+    ref.write_bytes(HF.build(*_tiny()))
+    np.testing.assert_array_equal(m.predict(b), load(ref).predict(b))

@@ -193,6 +193,25 @@ def test_gemm_kron_few_rows(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("rows", [1, 2, 13, 75])  # the few-rows tile, full tiles and a tail
+def test_relu_epilogue_propagates_nan(isa, rows):
+    # torch.relu(NaN) is NaN: an overflow inside a layer (1e30 * w - 1e30 * w) must reach the score
+    # as NaN, not as a plausible 0 activation. -0 -> +0, +inf stays, -inf -> 0.
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, -1.5, 2.5], np.float32)
+    rng = np.random.default_rng(rows)
+    N = 37  # a full panel and a half one
+    bias = rng.choice(specials, size=N).astype(np.float32)
+    A = np.ones((rows, 1), np.float32)
+    W = np.zeros((N, 1), np.float32)
+    C = _engine._test_gemm(A, W, bias, "relu", isa)
+    with np.errstate(invalid="ignore"):
+        want = np.where(np.isnan(bias) | (bias > 0), bias, 0.0).astype(np.float32)
+    for r in range(rows):
+        np.testing.assert_array_equal(C[r], want, err_msg=f"isa={isa} rows={rows}")
+    assert not np.signbit(C[:, bias == 0]).any(), "relu(-0) must be +0"
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_vector_activations_accuracy(isa):
     # The fused sigmoid/tanh epilogues (vector exp on AVX2/AVX-512) against float64, elementwise.
     x = np.concatenate([np.linspace(-120, 120, 20001), np.linspace(-1, 1, 20001),

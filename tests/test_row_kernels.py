@@ -121,7 +121,7 @@ def _act64(name, x):
     x = x.astype(np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         if name == "relu":
-            return np.where(x > 0, x, 0.0)  # NaN -> 0, as every engine version
+            return np.where(np.isnan(x) | (x > 0), x, 0.0)  # NaN stays NaN, as torch.relu
         if name == "sigmoid":
             return 1.0 / (1.0 + np.exp(-x))
         if name == "tanh":

@@ -49,11 +49,15 @@ std::string field_list(const dpn::Model& m) {
 constexpr int kInPlace =
     py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
 
-py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threads, bool logits) {
+py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threads, bool logits,
+                           bool allow_nan) {
   const dpn::Model& m = *self.model;
   if (threads < 1) throw py::value_error("threads must be >= 1");
   const auto& fields = m.fields();
-  std::vector<py::array> keep;  // contiguous arrays, alive until predict returns
+  // Every array predict reads, referenced until it returns: the GIL is released while the engine
+  // reads them, and another thread may drop the batch's own references meanwhile (dict.clear()).
+  std::vector<py::array> keep;
+  keep.reserve(2 * fields.size());
   std::vector<dpn::FieldInput> inputs(fields.size());
   int64_t B = -1;
   std::string b_field;
@@ -119,7 +123,6 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
         throw dpn::InputError(f.name, std::string("expected a numpy array, got ") +
                                           std::string(py::str(py::type::of(obj).attr("__name__"))));
       }
-      keep.push_back(arr);
     }
     const bool ids = f.kind != dpn::FieldKind::Dense;
     if (ids && !py::isinstance<py::array_t<int64_t>>(arr))
@@ -166,12 +169,14 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     dpn::FieldInput& in = inputs[i];
     in.rows = rows;
     in.cols = cols;
-    // Fast path, no new reference: the dtype matched above, so an aligned C-contiguous array is
-    // read in place (ensure() costs ~0.2 µs a field, which adds up at batch 1 with many fields).
+    // Fast path: the dtype matched above, so an aligned C-contiguous array is read in place
+    // (ensure() costs ~0.2 µs a field, which adds up at batch 1 with many fields); it is kept
+    // referenced, not borrowed, for the GIL-free part.
     const int flags = py::detail::array_proxy(arr.ptr())->flags;
     if ((flags & kInPlace) == kInPlace) {
       if (ids) in.ids = static_cast<const int64_t*>(arr.data());
       else in.values = static_cast<const float*>(arr.data());
+      keep.push_back(std::move(arr));
       continue;
     }
     if (ids) {
@@ -199,9 +204,13 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
   if (B < 0) B = 0;
   py::array_t<float> out(static_cast<py::ssize_t>(B));
   float* po = out.mutable_data();
+  dpn::PredictOptions opt;
+  opt.threads = threads;
+  opt.logits = logits;
+  opt.allow_nan = allow_nan;
   {
     py::gil_scoped_release nogil;
-    m.predict(inputs, B, po, logits, threads);
+    m.predict(inputs, B, po, opt);
   }
   return out;
 }
@@ -459,8 +468,17 @@ py::array_t<float> test_rows(const std::string& kernel, const std::string& isa,
                         "' (pool, layernorm, cross, act, softmax, kron, dwconv, attention)");
 }
 
-PyModel load(const std::string& path) {
-  PyModel pm{dpn::Model::load(path), {}};
+// path: bytes (os.fsencode: any file name, UTF-8 or not) or str.
+PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes) {
+  dpn::LoadOptions o;
+  o.mode = copy ? dpn::LoadMode::Copy : dpn::LoadMode::Map;
+  o.max_alloc_bytes = max_alloc_bytes;
+  std::shared_ptr<const dpn::Model> m;
+  {
+    py::gil_scoped_release nogil;  // a large file takes a while; other Python threads go on
+    m = dpn::Model::load(path, o);
+  }
+  PyModel pm{std::move(m), {}};
   for (const auto& f : pm.model->fields()) pm.keys.emplace_back(f.name);
   return pm;
 }
@@ -483,19 +501,41 @@ PYBIND11_MODULE(_engine, m) {
       PyErr_NewException("dpn_infer._engine.ModelFormatError", PyExc_ValueError, nullptr);
   static PyObject* input_error =
       PyErr_NewException("dpn_infer._engine.InputError", PyExc_ValueError, nullptr);
+  static PyObject* nan_error =
+      PyErr_NewException("dpn_infer._engine.NonFiniteScoreError", input_error, nullptr);
   m.attr("ModelFormatError") = py::handle(format_error);
   m.attr("InputError") = py::handle(input_error);
+  m.attr("NonFiniteScoreError") = py::handle(nan_error);
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const dpn::FormatError& e) {
       set(format_error, e.what());
+    } catch (const dpn::NonFiniteScoreError& e) {
+      set(nan_error, e.what());
+      // .rows: the first rows at fault; .num_rows: how many in all.
+      PyObject *type, *value, *tb;
+      PyErr_Fetch(&type, &value, &tb);
+      PyErr_NormalizeException(&type, &value, &tb);
+      if (value) {
+        py::handle v(value);
+        v.attr("rows") = py::cast(e.rows());
+        v.attr("num_rows") = py::cast(e.num_rows());
+      }
+      PyErr_Restore(type, value, tb);
     } catch (const dpn::InputError& e) {
       set(input_error, e.what());
     } catch (const dpn::IoError& e) {
-      // FileNotFoundError / PermissionError / ... chosen by errno, with the path attached.
+      // FileNotFoundError / PermissionError / ... chosen by errno, with the path attached (decoded
+      // as os.fsdecode does, so a non-UTF-8 name survives). The reason is the message's tail
+      // ("cannot open model file 'P': REASON").
+      const std::string what = e.what();
+      const size_t at = what.rfind("': ");
+      const std::string reason = at == std::string::npos ? what : what.substr(at + 3);
+      PyObject* path = PyUnicode_DecodeFSDefaultAndSize(e.path().data(), Py_ssize_t(e.path().size()));
+      if (!path) return;
       py::object err = py::reinterpret_borrow<py::object>(PyExc_OSError)(
-          e.errno_value(), std::strerror(e.errno_value()), e.path());
+          e.errno_value(), reason, py::reinterpret_steal<py::object>(path));
       PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(err.ptr())), err.ptr());
     } catch (const dpn::Error& e) {
       set(PyExc_ValueError, e.what());
@@ -534,9 +574,10 @@ PYBIND11_MODULE(_engine, m) {
         "one ISA's version; arrays and options as keywords.");
 
   py::class_<PyModel>(m, "Model")
-      .def(py::init(&load), py::arg("path"), "Load and validate a model.bin file.")
-      .def_static("load", &load, py::arg("path"), "Load and validate a model.bin file.")
+      .def_static("load", &load, py::arg("path"), py::arg("copy") = false, py::arg("max_alloc_bytes") = 0,
+                  "Load and validate a model.bin file (path as bytes or str).")
       .def("predict", &predict, py::arg("batch"), py::arg("threads") = 1, py::arg("logits") = false,
+           py::arg("allow_nan") = false,
            "Predict for a dict of numpy arrays; float32 [B] probabilities (or logits).")
       .def_property_readonly("metadata_json",
                              [](const PyModel& s) { return s.model->metadata_json(); })

@@ -101,7 +101,7 @@ TEST(Api, RaggedSequencesEqualPadded) {
     EXPECT_EQ(info.kind, m->fields()[i].kind == dpn::FieldKind::Sequence ? DPN_SEQUENCE : info.kind);
   }
   std::vector<float> cout(size_t(bf.rows));
-  dpn_predict_options opt{1, 1, {0, 0}};
+  dpn_predict_options opt{1, 1, 0, {0}};
   ASSERT_EQ(dpn_model_predict(cm, cin.data(), cin.size(), bf.rows, cout.data(), &opt), DPN_OK)
       << dpn_last_error();
   EXPECT_EQ(cout, out);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dpn/dpn_c.h"
 
@@ -126,7 +127,7 @@ int main(int argc, char** argv) {
   float* want = read_all(plog, &nlog);
   CHECK(nlog / 4 == (size_t)b.rows);
   float* out = calloc((size_t)b.rows, sizeof(float));
-  dpn_predict_options opt = {1, 1, {0, 0}};
+  dpn_predict_options opt = {1, 1, 0, {0}};
   CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_OK);
   for (int64_t i = 0; i < b.rows; ++i)
     CHECK(fabsf(out[i] - want[i]) <= 1e-5f + 1e-4f * fabsf(want[i]));
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
   CHECK(dpn_model_load(NULL, &bad) == DPN_ERR_INVALID_ARGUMENT);
   CHECK(dpn_model_predict(m, b.in, b.n, b.rows, NULL, &opt) == DPN_ERR_INVALID_ARGUMENT);
   CHECK(dpn_model_predict(m, b.in, b.n - 1, b.rows, out, &opt) == DPN_ERR_INPUT);
-  dpn_predict_options zero_threads = {0, 0, {0, 0}};
+  dpn_predict_options zero_threads = {0, 0, 0, {0}};
   CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &zero_threads) == DPN_ERR_INVALID_ARGUMENT);
   int64_t* item = (int64_t*)b.in[2].ids; /* 'item': policy "error", vocab 4 */
   int64_t keep = item[0];
@@ -176,6 +177,78 @@ int main(int argc, char** argv) {
   b.in[0].reserved[0] = NULL;
   CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_OK);
   CHECK(strcmp(dpn_last_error(), "") == 0);
+
+  /* caller sizes whose product wraps: 'tags' (multi_hot) with no ids and 2^62 columns x rows once
+   * passed as 0 elements ("no ids given" skipped) and read NULL */
+  {
+    dpn_field_input saved = b.in[1];
+    b.in[1].ids = NULL;
+    b.in[1].cols = (int64_t)1 << 62;
+    CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_ERR_INPUT);
+    b.in[1].cols = INT64_MAX;
+    CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_ERR_INPUT);
+    b.in[1] = saved;
+    saved = b.in[4]; /* 'ctx' (dense): values NULL, rows x 3 fine, but cols is the caller's */
+    b.in[4].values = NULL;
+    b.in[4].cols = 3;
+    b.in[4].rows = b.rows;
+    CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_ERR_INPUT);
+    b.in[4] = saved;
+  }
+
+  /* a NaN score: DPN_ERR_INPUT naming the rows, or NaN with DPN_PREDICT_ALLOW_NAN */
+  {
+    float* price = (float*)b.in[3].values;
+    float* ctx = (float*)b.in[4].values;
+    float keep_p = price[0], keep_c[3] = {ctx[0], ctx[1], ctx[2]};
+    price[0] = 1e38f;
+    ctx[0] = ctx[1] = ctx[2] = -3e38f;
+    CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_ERR_INPUT);
+    CHECK(strstr(dpn_last_error(), "NaN") != NULL && strstr(dpn_last_error(), "row 0") != NULL);
+    dpn_predict_options nan_ok = opt;
+    nan_ok.flags = DPN_PREDICT_ALLOW_NAN;
+    CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &nan_ok) == DPN_OK);
+    CHECK(isnan(out[0]));
+    nan_ok.flags = 2;
+    CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &nan_ok) == DPN_ERR_INVALID_ARGUMENT);
+    price[0] = keep_p;
+    memcpy(ctx, keep_c, sizeof keep_c);
+    CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_OK);
+  }
+
+  /* load options: read into memory; bad flags; a FIFO is refused at once, never waited on */
+  {
+    dpn_load_options lo = {DPN_LOAD_READ, 0, 0, {0, 0}};
+    dpn_model* mr = NULL;
+    CHECK(dpn_model_load_ex(pa, &lo, &mr) == DPN_OK && mr != NULL);
+    CHECK(dpn_model_predict(mr, b.in, b.n, b.rows, out2, &opt) == DPN_OK);
+    CHECK(memcmp(out, out2, (size_t)b.rows * 4) == 0);
+    dpn_model_free(mr);
+    lo.flags = 5;
+    CHECK(dpn_model_load_ex(pa, &lo, &mr) == DPN_ERR_INVALID_ARGUMENT);
+    lo.flags = DPN_LOAD_MAP;
+    lo.max_alloc_bytes = 16; /* less than the tiny model packs */
+    CHECK(dpn_model_load_ex(pa, &lo, &mr) == DPN_ERR_FORMAT);
+    CHECK(strstr(dpn_last_error(), "max_alloc_bytes") != NULL);
+    CHECK(dpn_model_load_ex(pa, NULL, &mr) == DPN_OK);
+    dpn_model_free(mr);
+    char* pfifo = path_join(dir, "fifo.bin");
+    remove(pfifo);
+    if (mkfifo(pfifo, 0600) == 0) {
+      CHECK(dpn_model_load(pfifo, &mr) == DPN_ERR_IO);
+      CHECK(strstr(dpn_last_error(), "FIFO") != NULL);
+      CHECK(dpn_model_load_ex(pfifo, &lo, &mr) == DPN_ERR_IO);
+      dpn_holder* hf = NULL;
+      CHECK(dpn_holder_create(m, &hf) == DPN_OK);
+      CHECK(dpn_holder_load(hf, pfifo) == DPN_ERR_IO);
+      CHECK(dpn_holder_load_ex(hf, pfifo, NULL) == DPN_ERR_IO);
+      dpn_holder_free(hf);
+      remove(pfifo);
+    } else {
+      CHECK(!"mkfifo failed");
+    }
+    free(pfifo);
+  }
 
   /* shared handles: freeing one keeps the model alive for the other */
   dpn_model* m2 = NULL;

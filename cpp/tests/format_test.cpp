@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dpn/dpn.h"
+#include "format/crc32.h"
 #include "synth_batch.h"
 #include "test_data.h"
 
@@ -97,6 +98,28 @@ TEST(Format, FuzzRegressions) {
       auto m = dpn::Model::load_from_memory(bytes.data(), bytes.size());
       predict_some(*m);
     } catch (const dpn::Error&) {
+    }
+  }
+}
+
+// The checksum the loader uses (zlib's when the build found it) against the slice-by-8 reference
+// and the standard check value, over lengths around every 8- and 16-byte boundary and unaligned
+// starts, and continued across splits (crc(a + b) == crc(b, crc(a))).
+TEST(Format, Crc32MatchesReference) {
+  const uint8_t check[] = "123456789";
+  EXPECT_EQ(dpn::format::crc32(check, 9), 0xCBF43926u);
+  EXPECT_EQ(dpn::format::crc32_ref(check, 9), 0xCBF43926u);
+  EXPECT_EQ(dpn::format::crc32(check, 0), 0u);
+  std::vector<uint8_t> buf(70000);
+  uint32_t x = 12345;
+  for (auto& b : buf) b = uint8_t((x = x * 1103515245u + 12345u) >> 24);
+  for (size_t start : {0, 1, 3, 7}) {
+    for (size_t n : {0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 1000, 4099, 65536}) {
+      const uint8_t* p = buf.data() + start;
+      const uint32_t want = dpn::format::crc32_ref(p, n);
+      EXPECT_EQ(dpn::format::crc32(p, n), want) << start << " " << n;
+      const size_t cut = n / 3;
+      EXPECT_EQ(dpn::format::crc32(p + cut, n - cut, dpn::format::crc32(p, cut)), want) << start << " " << n;
     }
   }
 }

@@ -65,8 +65,26 @@ class InputError : public Error {
       : Error("field '" + field + "': " + detail), field_(field) {}
   const std::string& field() const { return field_; }
 
+ protected:
+  struct Whole {};  // a message that names no field (NonFiniteScoreError)
+  InputError(Whole, const std::string& message) : Error(message) {}
+
  private:
   std::string field_;
+};
+
+// A score came out NaN (an input overflowed float32 inside the model, e.g. a dense value of 1e30
+// where PyTorch gives NaN too). Raised by predict unless PredictOptions::allow_nan; rows() lists the
+// first rows at fault (at most 10), num_rows() how many there are. field() is "".
+class NonFiniteScoreError : public InputError {
+ public:
+  NonFiniteScoreError(std::vector<int64_t> rows, int64_t num_rows);
+  const std::vector<int64_t>& rows() const { return rows_; }
+  int64_t num_rows() const { return num_rows_; }
+
+ private:
+  std::vector<int64_t> rows_;
+  int64_t num_rows_;
 };
 
 enum class FieldKind { Sparse, MultiHot, Dense, Sequence };
@@ -101,8 +119,22 @@ enum class BufferMode {
 
 // Per-call options of predict.
 struct PredictOptions {
-  int threads = 1;      // intra-op threads for this call, >= 1 (1 = only the calling thread)
-  bool logits = false;  // false: sigmoid probabilities; true: raw logits
+  int threads = 1;         // intra-op threads for this call, >= 1 (1 = only the calling thread)
+  bool logits = false;     // false: sigmoid probabilities; true: raw logits
+  bool allow_nan = false;  // false: a NaN score throws NonFiniteScoreError; true: it is returned
+};
+
+// How Model::load reads a file (docs/cpp.md, "Files").
+enum class LoadMode {
+  Map,   // memory-mapped, read in place: deploy by writing a new file and renaming it over the old
+  Copy,  // read into memory the Model owns: the file may then be rewritten in place (cp) safely
+};
+
+struct LoadOptions {
+  LoadMode mode = LoadMode::Map;
+  // What a load may allocate beyond the file itself (packed weights, copies), in bytes; a file that
+  // needs more is refused with FormatError. 0: the default, 64 MiB + 4 x the file's size.
+  uint64_t max_alloc_bytes = 0;
 };
 
 class Batch;
@@ -114,7 +146,10 @@ class Model {
   // every offset and size, checksum, metadata, every node). Throws IoError or FormatError.
   // The file is memory-mapped: replace it by writing a new file and renaming it over the old one;
   // never truncate or rewrite a file in place while a process has it loaded.
+  // Anything but a regular file (a FIFO, a device, a directory) is refused before it is read, so
+  // a load never blocks; so is a path holding a NUL byte.
   static std::shared_ptr<const Model> load(const std::string& path);
+  static std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options);
 
   // Thread-safe. Same validation as load(path), from bytes in memory (a model fetched over the
   // network, embedded in the binary, ...). Copy: the bytes are copied into an aligned buffer the
@@ -122,6 +157,8 @@ class Model {
   // and must stay valid and unchanged until the last shared_ptr to the Model is gone.
   static std::shared_ptr<const Model> load_from_memory(const void* data, size_t size,
                                                        BufferMode mode = BufferMode::Copy);
+  static std::shared_ptr<const Model> load_from_memory(const void* data, size_t size, BufferMode mode,
+                                                       const LoadOptions& options);
 
   ~Model();
   Model(const Model&) = delete;
@@ -137,9 +174,13 @@ class Model {
   // Thread-safe; any number of concurrent calls on one Model. Scores `batch` rows into out[0..batch).
   // inputs: one per schema field, in schema order (see FieldInput). Validates everything before any
   // work and throws InputError naming the field; `out` is caller-owned and may be written partly
-  // only if an exception other than InputError escapes (e.g. std::bad_alloc).
+  // only if an exception other than InputError escapes (e.g. std::bad_alloc) or on
+  // NonFiniteScoreError (an InputError thrown after scoring, when a score is NaN and
+  // options.allow_nan is false; the other rows' scores are in `out`).
   void predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out, bool logits,
                int threads = 1) const;
+  void predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out,
+               const PredictOptions& options) const;
   void predict(const FieldInput* inputs, size_t num_inputs, int64_t batch, float* out,
                const PredictOptions& options = {}) const;
   // Thread-safe as above; the batch must have been made for this Model's schema (Batch(model, ...))
@@ -199,6 +240,7 @@ class ModelHolder {
   std::shared_ptr<const Model> set(std::shared_ptr<const Model> model);  // returns the previous one
   // Loads and validates `path` first (outside any lock), then swaps it in; returns the previous one.
   std::shared_ptr<const Model> load(const std::string& path);
+  std::shared_ptr<const Model> load(const std::string& path, const LoadOptions& options);
 
  private:
   std::shared_ptr<const Model> model_;  // accessed only through std::atomic_load/atomic_store

@@ -73,11 +73,26 @@ typedef struct dpn_field_input {
   const void* reserved[3]; /* must be NULL */
 } dpn_field_input;
 
+/* dpn_predict_options.flags */
+#define DPN_PREDICT_ALLOW_NAN 1 /* return a NaN score instead of failing with DPN_ERR_INPUT */
+
 typedef struct dpn_predict_options {
   int32_t threads; /* >= 1; 1 = only the calling thread */
   int32_t logits;  /* 0: probabilities, 1: logits */
-  int64_t reserved[2]; /* must be 0 */
+  int64_t flags;   /* 0 or DPN_PREDICT_ALLOW_NAN; was reserved[0], so zeroed callers get the default */
+  int64_t reserved[1]; /* must be 0 */
 } dpn_predict_options;
+
+/* dpn_model_load_ex / dpn_holder_load_ex options; NULL = defaults (map the file, default bound). */
+typedef struct dpn_load_options {
+  int32_t flags;            /* DPN_LOAD_MAP (0) or DPN_LOAD_READ: read the file into memory, so it
+                               may be rewritten in place while loaded */
+  int32_t reserved32;       /* must be 0 */
+  uint64_t max_alloc_bytes; /* what the load may allocate beyond the file; 0 = 64 MiB + 4 x size */
+  int64_t reserved[2];      /* must be 0 */
+} dpn_load_options;
+#define DPN_LOAD_MAP 0
+#define DPN_LOAD_READ 1
 
 /* "MAJOR.MINOR.PATCH" of the linked library. */
 const char* dpn_version(void);
@@ -87,8 +102,10 @@ const char* dpn_last_error(void);
 /* A fixed name for a status, e.g. "DPN_ERR_FORMAT". */
 const char* dpn_status_name(dpn_status status);
 
-/* Load and fully validate a model; *out gets a new handle (free with dpn_model_free). */
+/* Load and fully validate a model; *out gets a new handle (free with dpn_model_free). Anything but
+ * a regular file (FIFO, device, directory) is refused with DPN_ERR_IO before it is read. */
 dpn_status dpn_model_load(const char* path, dpn_model** out);
+dpn_status dpn_model_load_ex(const char* path, const dpn_load_options* options, dpn_model** out);
 dpn_status dpn_model_load_memory(const void* data, size_t size, int flags, dpn_model** out);
 /* A second handle to the same model (shared, reference-counted). */
 dpn_status dpn_model_share(const dpn_model* model, dpn_model** out);
@@ -103,7 +120,9 @@ int64_t dpn_model_field_index(const dpn_model* model, const char* name);
 const char* dpn_model_metadata_json(const dpn_model* model);
 
 /* out[0..batch) = probabilities (or logits). inputs: num_inputs == num_fields, schema order.
- * options: NULL = { threads 1, probabilities }. */
+ * options: NULL = { threads 1, probabilities }. Every caller-supplied size (and rows x cols) is
+ * checked; a NaN score fails with DPN_ERR_INPUT ("the score of N rows is NaN (rows ...)"; out is
+ * filled) unless options->flags has DPN_PREDICT_ALLOW_NAN. */
 dpn_status dpn_model_predict(const dpn_model* model, const dpn_field_input* inputs, size_t num_inputs,
                              int64_t batch, float* out, const dpn_predict_options* options);
 
@@ -116,6 +135,7 @@ dpn_status dpn_holder_get(const dpn_holder* holder, dpn_model** out);
 dpn_status dpn_holder_set(dpn_holder* holder, const dpn_model* model);
 /* Load and validate `path`, then swap it in; on failure the current model stays. */
 dpn_status dpn_holder_load(dpn_holder* holder, const char* path);
+dpn_status dpn_holder_load_ex(dpn_holder* holder, const char* path, const dpn_load_options* options);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -74,6 +74,18 @@ void need(const void* p, const char* what) {
   if (!p) throw std::invalid_argument(std::string(what) + " is NULL");
 }
 
+dpn::LoadOptions load_options(const dpn_load_options* o) {
+  dpn::LoadOptions lo;
+  if (!o) return lo;
+  if (o->reserved32 || o->reserved[0] || o->reserved[1])
+    throw std::invalid_argument("dpn_load_options.reserved must be zero");
+  if (o->flags != DPN_LOAD_MAP && o->flags != DPN_LOAD_READ)
+    throw std::invalid_argument("dpn_load_options.flags must be DPN_LOAD_MAP or DPN_LOAD_READ");
+  lo.mode = o->flags == DPN_LOAD_READ ? dpn::LoadMode::Copy : dpn::LoadMode::Map;
+  lo.max_alloc_bytes = o->max_alloc_bytes;
+  return lo;
+}
+
 }  // namespace
 
 extern "C" {
@@ -101,6 +113,16 @@ dpn_status dpn_model_load(const char* path, dpn_model** out) {
     need(out, "out");
     *out = nullptr;
     auto m = dpn::Model::load(path);
+    *out = new dpn_model{std::move(m)};
+  });
+}
+
+dpn_status dpn_model_load_ex(const char* path, const dpn_load_options* options, dpn_model** out) {
+  return guard([&] {
+    need(path, "path");
+    need(out, "out");
+    *out = nullptr;
+    auto m = dpn::Model::load(path, load_options(options));
     *out = new dpn_model{std::move(m)};
   });
 }
@@ -165,12 +187,15 @@ dpn_status dpn_model_predict(const dpn_model* model, const dpn_field_input* inpu
     if (num_inputs > 0) need(inputs, "inputs");
     dpn::PredictOptions po;
     if (options) {
-      if (options->reserved[0] || options->reserved[1])
+      if (options->reserved[0])
         throw std::invalid_argument("dpn_predict_options.reserved must be zero");
       if (options->logits != 0 && options->logits != 1)
         throw std::invalid_argument("dpn_predict_options.logits must be 0 or 1");
+      if (options->flags & ~DPN_PREDICT_ALLOW_NAN)
+        throw std::invalid_argument("dpn_predict_options.flags: unknown bits");
       po.threads = options->threads;
       po.logits = options->logits != 0;
+      po.allow_nan = (options->flags & DPN_PREDICT_ALLOW_NAN) != 0;
     }
     std::vector<dpn::FieldInput> v(num_inputs);
     for (size_t i = 0; i < num_inputs; ++i) {
@@ -183,7 +208,7 @@ dpn_status dpn_model_predict(const dpn_model* model, const dpn_field_input* inpu
       v[i].cols = in.cols;
       v[i].offsets = in.offsets;
     }
-    model->model->predict(v, batch, out, po.logits, po.threads);
+    model->model->predict(v, batch, out, po);
   });
 }
 
@@ -221,6 +246,14 @@ dpn_status dpn_holder_load(dpn_holder* holder, const char* path) {
     need(holder, "holder");
     need(path, "path");
     holder->holder.load(path);
+  });
+}
+
+dpn_status dpn_holder_load_ex(dpn_holder* holder, const char* path, const dpn_load_options* options) {
+  return guard([&] {
+    need(holder, "holder");
+    need(path, "path");
+    holder->holder.load(path, load_options(options));
   });
 }
 

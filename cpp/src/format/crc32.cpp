@@ -2,6 +2,10 @@
 
 #include <array>
 
+#if defined(DPN_HAVE_ZLIB)
+#include <zlib.h>
+#endif
+
 namespace dpn::format {
 
 namespace {
@@ -25,7 +29,7 @@ const Tables& tables() {
 }
 }  // namespace
 
-uint32_t crc32(const uint8_t* p, size_t n, uint32_t crc) {
+uint32_t crc32_ref(const uint8_t* p, size_t n, uint32_t crc) {
   const Tables& t = tables();
   uint32_t c = ~crc;
   while (n >= 8) {
@@ -41,6 +45,23 @@ uint32_t crc32(const uint8_t* p, size_t n, uint32_t crc) {
   }
   while (n--) c = t[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
   return ~c;
+}
+
+uint32_t crc32(const uint8_t* p, size_t n, uint32_t crc) {
+#if defined(DPN_HAVE_ZLIB)
+  // zlib's CRC-32 is the same function (polynomial 0xEDB88320, ~crc in and out) at ~3x the speed of
+  // the byte-table loop above: the checksum was ~90% of a large model's load time.
+  uLong c = crc;
+  while (n > 0) {  // crc32() takes a 32-bit length
+    const uInt chunk = n > (1u << 30) ? (1u << 30) : uInt(n);
+    c = ::crc32(c, p, chunk);
+    p += chunk;
+    n -= chunk;
+  }
+  return uint32_t(c);
+#else
+  return crc32_ref(p, n, crc);
+#endif
 }
 
 }  // namespace dpn::format

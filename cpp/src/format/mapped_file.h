@@ -1,4 +1,6 @@
-// Read-only memory map of a model file; the Model keeps it alive so tensors are read in place.
+// A model file's bytes: memory-mapped read-only (read in place), or read into memory the object
+// owns (LoadMode::Copy, for deploys that rewrite the file in place). The Model keeps it alive so
+// tensors are read in place.
 #pragma once
 
 #include <cstddef>
@@ -9,8 +11,9 @@ namespace dpn::format {
 
 class MappedFile {
  public:
-  // Throws IoError when the file cannot be opened, stat'ed or mapped.
-  explicit MappedFile(const std::string& path);
+  // Throws IoError when the file cannot be opened, stat'ed, mapped or read, and for anything but a
+  // regular file (refused before any read, so a FIFO or a device never blocks the caller).
+  explicit MappedFile(const std::string& path, bool copy = false);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -21,7 +24,7 @@ class MappedFile {
  private:
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
-  bool mapped_ = false;
+  bool mapped_ = false;  // else data_ (if any) is an aligned heap buffer
 };
 
 }  // namespace dpn::format

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <exception>
 #include <memory>
 
@@ -11,6 +12,19 @@
 #include "ops/id_policy.h"
 
 namespace dpn::graph {
+
+namespace {
+// How many elements a caller's [rows, cols] array holds. The sizes come from the caller (the C ABI
+// passes them as given): a product that wraps, or whose bytes could not be addressed, is refused
+// before anything uses it (a wrapped 0 once skipped the "no ids given" check).
+int64_t elements(const std::string& name, int64_t rows, int64_t cols, size_t elem_size) {
+  int64_t n;
+  if (__builtin_mul_overflow(rows, cols, &n) || n > PTRDIFF_MAX / int64_t(elem_size))
+    throw InputError(name, std::to_string(rows) + " rows x " + std::to_string(cols) +
+                               " columns is more elements than memory can hold");
+  return n;
+}
+}  // namespace
 
 void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldInput>& inputs,
                      int64_t batch) {
@@ -57,7 +71,8 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
         if (f.info.kind == FieldKind::Sequence && !in.offsets && !f.truncate && in.cols > f.info.max_len)
           throw InputError(name, "got " + std::to_string(in.cols) + " ids per row, more than max_len " +
                                      std::to_string(f.info.max_len) + " (the schema does not truncate)");
-        const int64_t n = in.offsets ? in.cols : batch * in.cols;
+        const int64_t n = in.offsets ? elements(name, 1, in.cols, sizeof(int64_t))
+                                     : elements(name, batch, in.cols, sizeof(int64_t));
         if (n > 0 && !in.ids) throw InputError(name, "no ids given");
         if (f.policy == Policy::Error) {
           const bool multi = f.info.kind != FieldKind::Sparse;
@@ -72,7 +87,7 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
         if (in.cols != f.info.dim)
           throw InputError(name, "expected " + std::to_string(f.info.dim) + " values per row, got " +
                                      std::to_string(in.cols));
-        const int64_t n = batch * in.cols;
+        const int64_t n = elements(name, batch, in.cols, sizeof(float));
         if (n > 0 && !in.values) throw InputError(name, "no values given");
         for (int64_t k = 0; k < n; ++k)
           if (!std::isfinite(in.values[k]))

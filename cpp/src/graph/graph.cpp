@@ -2,6 +2,8 @@
 
 #include <unordered_map>
 
+#include "runtime/load_budget.h"
+
 namespace dpn::graph {
 
 using format::Json;
@@ -79,6 +81,7 @@ Graph build_graph(const Json& meta, const std::vector<Field>& fields,
       bad(label + ": missing 'output' (a value name)");
     if (values.count(o->as_string()))
       bad(label + ": value '" + o->as_string() + "' is already defined by an earlier node");
+    runtime::LoadScope::set_node(label);  // named when its packed weights pass the load's bounds
     ops::NodeBuilder nb(n, label, std::move(in_widths), fields, tensors);
     node.op = make(nb);
     if (node.op->width < 1) bad(label + ": output width is 0");

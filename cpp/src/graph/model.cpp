@@ -1,5 +1,6 @@
 // dpn::Model: load (map or take the bytes, validate container, parse metadata, build graph) and
 // predict.
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -13,6 +14,7 @@
 #include "graph/executor.h"
 #include "graph/graph.h"
 #include "graph/schema.h"
+#include "runtime/load_budget.h"
 
 namespace dpn {
 
@@ -54,8 +56,18 @@ Model::~Model() = default;
 
 namespace {
 
-std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl,
+// The default of LoadOptions::max_alloc_bytes: packed weights are about the size of their tensors
+// (a few times more for thin layers padded to a panel), so this only stops files that ask for far
+// more memory than they hold.
+uint64_t alloc_limit(const LoadOptions& o, size_t file_size) {
+  if (o.max_alloc_bytes) return o.max_alloc_bytes;
+  const uint64_t f = file_size;
+  return (uint64_t(64) << 20) + (f > (UINT64_MAX >> 3) ? UINT64_MAX >> 1 : 4 * f);
+}
+
+std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const LoadOptions& options,
                                     std::shared_ptr<const Model> (*make)(std::unique_ptr<Model::Impl>)) {
+  runtime::LoadScope budget(alloc_limit(options, impl->size), impl->data, impl->size);
   impl->container = format::read_container(impl->data, impl->size);
   const std::string& text = impl->container.metadata;
   const format::Json meta = format::Json::parse(text.data(), text.size());
@@ -71,17 +83,24 @@ std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl,
 }  // namespace
 
 // Model's constructor is private: a captureless lambda here may call it (member scope).
-std::shared_ptr<const Model> Model::load(const std::string& path) {
+std::shared_ptr<const Model> Model::load(const std::string& path) { return load(path, LoadOptions{}); }
+
+std::shared_ptr<const Model> Model::load(const std::string& path, const LoadOptions& options) {
   auto impl = std::make_unique<Impl>();
-  impl->file.emplace(path);
+  impl->file.emplace(path, options.mode == LoadMode::Copy);
   impl->data = impl->file->data();
   impl->size = impl->file->size();
-  return finish(std::move(impl), [](std::unique_ptr<Impl> i) {
+  return finish(std::move(impl), options, [](std::unique_ptr<Impl> i) {
     return std::shared_ptr<const Model>(new Model(std::move(i)));
   });
 }
 
 std::shared_ptr<const Model> Model::load_from_memory(const void* data, size_t size, BufferMode mode) {
+  return load_from_memory(data, size, mode, LoadOptions{});
+}
+
+std::shared_ptr<const Model> Model::load_from_memory(const void* data, size_t size, BufferMode mode,
+                                                     const LoadOptions& options) {
   if (!data && size > 0) throw std::invalid_argument("load_from_memory: data is null");
   auto impl = std::make_unique<Impl>();
   if (mode == BufferMode::Copy) {
@@ -95,7 +114,7 @@ std::shared_ptr<const Model> Model::load_from_memory(const void* data, size_t si
     impl->data = static_cast<const uint8_t*>(data);
   }
   impl->size = size;
-  return finish(std::move(impl), [](std::unique_ptr<Impl> i) {
+  return finish(std::move(impl), options, [](std::unique_ptr<Impl> i) {
     return std::shared_ptr<const Model>(new Model(std::move(i)));
   });
 }
@@ -111,19 +130,47 @@ int64_t Model::field_index(const std::string& name) const {
   return -1;
 }
 
+NonFiniteScoreError::NonFiniteScoreError(std::vector<int64_t> rows, int64_t num_rows)
+    : InputError(Whole{}, [&] {
+        std::string s = "the score of " + std::to_string(num_rows) + (num_rows == 1 ? " row" : " rows") +
+                        " is NaN (row";
+        s += rows.size() == 1 ? " " : "s ";
+        for (size_t i = 0; i < rows.size(); ++i) s += (i ? ", " : "") + std::to_string(rows[i]);
+        if (int64_t(rows.size()) < num_rows) s += ", ...";
+        return s + "): a value overflowed float32 inside the model (e.g. a huge dense input), where "
+                   "PyTorch gives NaN too; pass allow_nan to get NaN scores instead of this error";
+      }()),
+      rows_(std::move(rows)), num_rows_(num_rows) {}
+
 void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out, bool logits,
                     int threads) const {
-  if (threads < 1) throw std::invalid_argument("threads must be >= 1");
+  PredictOptions o;
+  o.logits = logits;
+  o.threads = threads;
+  predict(inputs, batch, out, o);
+}
+
+void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out,
+                    const PredictOptions& options) const {
+  if (options.threads < 1) throw std::invalid_argument("threads must be >= 1");
   graph::validate_inputs(impl_->fields, inputs, batch);
   if (batch > 0 && !out) throw std::invalid_argument("out is null");
-  graph::execute(impl_->graph, inputs, batch, out, logits, threads);
+  graph::execute(impl_->graph, inputs, batch, out, options.logits, options.threads);
+  if (options.allow_nan) return;
+  // A NaN score is never returned as if it were one (a finite one never is where PyTorch has NaN:
+  // every activation propagates NaN). ±inf logits are returned: PyTorch gives them too.
+  int64_t bad = 0;
+  std::vector<int64_t> rows;
+  for (int64_t b = 0; b < batch; ++b)
+    if (std::isnan(out[b]) && bad++ < 10) rows.push_back(b);
+  if (bad) throw NonFiniteScoreError(std::move(rows), bad);
 }
 
 void Model::predict(const FieldInput* inputs, size_t num_inputs, int64_t batch, float* out,
                     const PredictOptions& options) const {
   if (!inputs && num_inputs > 0) throw std::invalid_argument("inputs is null");
   const std::vector<FieldInput> v(inputs, inputs + num_inputs);
-  predict(v, batch, out, options.logits, options.threads);
+  predict(v, batch, out, options);
 }
 
 void Model::predict(const Batch& batch, float* out, const PredictOptions& options) const {
@@ -133,7 +180,7 @@ void Model::predict(const Batch& batch, float* out, const PredictOptions& option
   if (batch.rows() > 0)
     for (size_t i = 0; i < in.size(); ++i)
       if (in[i].rows != batch.rows()) throw InputError(impl_->infos[i].name, "was not set in the batch");
-  predict(in, batch.rows(), out, options.logits, options.threads);
+  predict(in, batch.rows(), out, options);
 }
 
 }  // namespace dpn

@@ -56,8 +56,13 @@ std::vector<Field> parse_schema(const Json& meta) {
                         "), unknown to this dpn_infer (opset " + std::to_string(kOpset) + "); " +
                         upgrade_advice());
     fd.info.dim = req_int(f, who, "dim", 1);
+    if (fd.info.dim > kMaxDim) bad(who + ": dim " + std::to_string(fd.info.dim) + " is more than " + std::to_string(kMaxDim));
     if (fd.info.kind != FieldKind::Dense) {
       fd.info.vocab = req_int(f, who, "vocab", 1);
+      // Bounded so that vocab + 1 (the oov bucket) and id arithmetic never wrap; any real table is
+      // far smaller (it must be in the file).
+      if (fd.info.vocab > kMaxVocab)
+        bad(who + ": vocab " + std::to_string(fd.info.vocab) + " is more than " + std::to_string(kMaxVocab));
       const std::string& pol = req(f, who, "policy", Json::Type::String).as_string();
       if (pol == "hash") fd.policy = Policy::Hash;
       else if (pol == "oov_bucket") fd.policy = Policy::OovBucket;

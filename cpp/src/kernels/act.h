@@ -19,10 +19,15 @@ inline float sigmoid(float x) {
   return e / (1.0f + e);
 }
 
+// max(0, x) as torch has it: NaN stays NaN (an overflow upstream must not turn into a plausible
+// score), -0 becomes +0. The vector versions compute the same bits as max(0, x) + 0 (vmaxps returns
+// its second operand when either is NaN; the + 0 turns -0 into +0).
+inline float relu(float x) { return (0.0f > x ? 0.0f : x) + 0.0f; }
+
 inline float apply(Act a, float x) {
   switch (a) {
     case Act::Identity: return x;
-    case Act::Relu: return x > 0.0f ? x : 0.0f;
+    case Act::Relu: return relu(x);
     case Act::Sigmoid: return sigmoid(x);
     case Act::Tanh: return std::tanh(x);
   }
@@ -32,7 +37,7 @@ inline float apply(Act a, float x) {
 // The kernels below run with the process's kernel ISA (cpu::selected_isa(), the one the GEMMs use);
 // the overloads taking an Isa first run that ISA's version (it must be cpu::available()). The
 // vector versions match these scalar ones to a few ulp (relu exactly; NaN in, NaN out for sigmoid
-// and tanh; relu maps NaN to 0 in every version).
+// and tanh and relu in every version).
 
 // x[i] = act(x[i]) for n contiguous floats.
 void act_inplace(float* x, int64_t n, Act a);

@@ -8,6 +8,7 @@
 
 #include "kernels/gemm_isa.h"
 #include "kernels/kron.h"
+#include "runtime/load_budget.h"
 #include "runtime/thread_pool.h"
 
 namespace dpn::kernels {
@@ -63,6 +64,7 @@ void PackedMatrix::pack(const float* src, int64_t k, int64_t n, int64_t rs, int6
   N = n;
   isa = which;
   nr = panel_width(which);
+  runtime::charge_pack(src, uint64_t(packed_size(k, n, nr)) * sizeof(float));  // a model load's bound
   data.assign(static_cast<size_t>(packed_size(k, n, nr)), 0.0f);
   pack_b(src, k, n, rs, cs, nr, data.data());
 }

@@ -79,8 +79,8 @@ void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, i
     const __m256 z = _mm256_setzero_ps();
 #pragma GCC unroll 6
     for (int i = 0; i < MR; ++i) {
-      c0[i] = _mm256_max_ps(c0[i], z);
-      if constexpr (NC == 2) c1[i] = _mm256_max_ps(c1[i], z);
+      c0[i] = _mm256_add_ps(_mm256_max_ps(z, c0[i]), z);  // relu() of act.h: NaN stays NaN
+      if constexpr (NC == 2) c1[i] = _mm256_add_ps(_mm256_max_ps(z, c1[i]), z);
     }
   }
 #pragma GCC unroll 6
@@ -146,7 +146,7 @@ void tile_wide(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t
       __m256 v = c[i][j];
       if (last && act == Act::Sigmoid) v = vsigmoid(v);
       if (last && act == Act::Tanh) v = vtanh(v);
-      if (last && act == Act::Relu) v = _mm256_max_ps(v, _mm256_setzero_ps());
+      if (last && act == Act::Relu) v = _mm256_add_ps(_mm256_max_ps(_mm256_setzero_ps(), v), _mm256_setzero_ps());
       _mm256_maskstore_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 8, mk[j], v);
     }
 }

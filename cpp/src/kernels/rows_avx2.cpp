@@ -214,10 +214,9 @@ void act_inplace_avx2(float* x, int64_t n, Act a) {
   switch (a) {
     case Act::Identity: return;
     case Act::Relu: {
-      // max(x, +0) returns its second operand for NaN and for ±0: NaN -> 0, -0 -> +0, as the
-      // reference's x > 0 ? x : 0.
+      // relu() of act.h: max(+0, x) returns x for NaN; + 0 turns -0 into +0.
       const __m256 z = _mm256_setzero_ps();
-      return map_inplace(x, n, [z](__m256 v) { return _mm256_max_ps(v, z); });
+      return map_inplace(x, n, [z](__m256 v) { return _mm256_add_ps(_mm256_max_ps(z, v), z); });
     }
     case Act::Sigmoid: return map_inplace(x, n, [](__m256 v) { return vsigmoid(v); });
     case Act::Tanh: return map_inplace(x, n, [](__m256 v) { return vtanh(v); });

@@ -180,10 +180,9 @@ void act_inplace_avx512(float* x, int64_t n, Act a) {
   switch (a) {
     case Act::Identity: return;
     case Act::Relu: {
-      // max(x, +0) returns its second operand for NaN and for ±0: NaN -> 0, -0 -> +0, as the
-      // reference's x > 0 ? x : 0.
+      // relu() of act.h: max(+0, x) returns x for NaN; + 0 turns -0 into +0.
       const __m512 z = _mm512_setzero_ps();
-      return map_inplace(x, n, [z](__m512 v) { return _mm512_max_ps(v, z); });
+      return map_inplace(x, n, [z](__m512 v) { return _mm512_add_ps(_mm512_max_ps(z, v), z); });
     }
     case Act::Sigmoid: return map_inplace(x, n, [](__m512 v) { return vsigmoid(v); });
     case Act::Tanh: return map_inplace(x, n, [](__m512 v) { return vtanh(v); });

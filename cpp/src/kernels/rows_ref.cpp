@@ -54,7 +54,7 @@ void act_inplace_ref(float* x, int64_t n, Act a) {
   switch (a) {
     case Act::Identity: return;
     case Act::Relu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      for (int64_t i = 0; i < n; ++i) x[i] = relu(x[i]);
       return;
     case Act::Sigmoid:
       for (int64_t i = 0; i < n; ++i) x[i] = sigmoid(x[i]);

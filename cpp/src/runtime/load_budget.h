@@ -1,0 +1,41 @@
+// What one model load may allocate (docs/format.md, "Size bounds"): a file must not make the engine
+// allocate far more than its own size (1,000 nodes packing one shared 4 MB weight once asked for
+// 4 GB). The loading thread opens a LoadScope; PackedMatrix::pack charges it. Outside a scope (the
+// kernel tests' direct packing) nothing is counted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+namespace dpn::runtime {
+
+class LoadScope {
+ public:
+  // limit: bytes the load may allocate; [file, file + file_size): the model's bytes, so a tensor
+  // packed twice (by two nodes) is recognised by its address.
+  LoadScope(uint64_t limit, const uint8_t* file, size_t file_size);
+  ~LoadScope();
+  LoadScope(const LoadScope&) = delete;
+  LoadScope& operator=(const LoadScope&) = delete;
+
+  // The node being built, named in errors.
+  static void set_node(const std::string& label);
+
+ private:
+  friend void charge_pack(const void* src, uint64_t bytes);
+  uint64_t limit_, used_ = 0;
+  const uint8_t* file_;
+  size_t file_size_;
+  std::string node_;
+  std::unordered_map<const void*, std::string> packed_;  // file address -> node that packed it
+  LoadScope* outer_;
+};
+
+// Called before a weight is packed from `src` into `bytes` new bytes. Throws FormatError when the
+// load would pass its limit, or when `src` (inside the file) was packed already: nodes may share an
+// embedding table (read in place) but not a packed weight.
+void charge_pack(const void* src, uint64_t bytes);
+
+}  // namespace dpn::runtime
