@@ -6,6 +6,19 @@ import os
 
 import pytest
 
+# .ci/run sets DPN_REQUIRE_DATA=1 where ../shared/data is present: a real-data test that skips for
+# want of its data set is then a failure (a data folder renamed or moved must not pass quietly).
+_REQUIRE_DATA = os.environ.get("DPN_REQUIRE_DATA") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    if _REQUIRE_DATA and rep.skipped and "shared/data" in str(rep.longrepr):
+        rep.outcome = "failed"
+        rep.longrepr = f"DPN_REQUIRE_DATA=1 but the test skipped: {rep.longrepr}"
+
 # Tests run from the checkout, whose dpn_infer/ has no compiled extension: child processes started
 # with `python -c` must import the installed package, not the source folder in their cwd.
 os.environ["PYTHONSAFEPATH"] = "1"

@@ -368,3 +368,54 @@ def test_dpn_convert_errors(tmp_path, capsys):
         convert_main(["--help"])
     assert e.value.code == 0
     assert "dpn-convert" in capsys.readouterr().out
+
+
+_HOLDER_SCRIPT = r"""
+import sys, numpy as np
+from dpn_infer.engine import load
+b = dict(np.load(sys.argv[2]))
+m = load(sys.argv[1])            # memory-mapped
+before = m.predict(b)
+print("LOADED", flush=True)
+sys.stdin.readline()             # the parent saves another model over the same path meanwhile
+after = m.predict(b)
+print("SAME" if np.array_equal(before, after) else "CHANGED", flush=True)
+"""
+
+
+def test_save_over_a_loaded_model_is_atomic(tmp_path):
+    """dpn_infer.save (and so train(out=...)) writes a temporary file beside the target and renames
+    it: a process that has the old file mapped keeps scoring with the old bytes. Writing in place
+    ("wb") truncated the mapped file under it (SIGBUS) or changed its weights mid-life."""
+    import os
+    import subprocess
+    import sys
+
+    import dpn_infer
+
+    path = tmp_path / "live.bin"
+    small, big = randomize(FeatureDPN(SCHEMA, [LayerSpec(8)]), 1), randomize(FeatureDPN(SCHEMA, [LayerSpec(64, dynamic=True)]), 2)
+    dpn_infer.save(big, path)
+    b = random_batch(B=5)
+    np.savez(tmp_path / "b.npz", **{k: np.asarray(v) for k, v in b.items()})
+    p = subprocess.Popen([sys.executable, "-c", _HOLDER_SCRIPT, str(path), str(tmp_path / "b.npz")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         cwd=tmp_path)
+    try:
+        assert p.stdout.readline().strip() == "LOADED", p.stderr.read()
+        dpn_infer.save(small, path)          # smaller file: an in-place rewrite would truncate
+        out, err = p.communicate("\n", timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 0 and out.strip() == "SAME", (p.returncode, out, err[-2000:])
+    assert sorted(os.listdir(tmp_path)) == ["b.npz", "live.bin"]      # no temporary left behind
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~mask)          # as open(..., "wb") would
+    np.testing.assert_allclose(dpn_infer.load(path).predict(b),
+                               torch_sigmoid_np(small, b), rtol=1e-4, atol=1e-5)
+
+
+def torch_sigmoid_np(model, b):
+    with torch.no_grad():
+        return torch.sigmoid(model(b)).numpy()

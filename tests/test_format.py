@@ -656,3 +656,21 @@ def test_load_memory_is_bounded_by_the_file(tmp_path):
     ref = tmp_path / "ref.bin"
     ref.write_bytes(HF.build(*_tiny()))
     np.testing.assert_array_equal(m.predict(b), load(ref).predict(b))
+
+
+@pytest.mark.parametrize("worker,why", [
+    ("raise ImportError(\"cannot import name '_engine' from 'dpn_infer'\")\n", "control model"),
+    ("import time\nprint('START x', flush=True)\ntime.sleep(60)\n", "hung"),
+])
+def test_isolation_harness_cannot_pass_by_testing_nothing(tmp_path, monkeypatch, worker, why):
+    """The child-process harness behind the corrupted-file tests refuses to report results when
+    its child could not have tested anything: a child that cannot import the compiled engine (as
+    one started from the checkout root, importing the source tree) would 'refuse' every file; a
+    child that hangs is a failure, not a pass."""
+    from helpers import isolated
+
+    fake = tmp_path / "worker.py"
+    fake.write_text(worker)
+    monkeypatch.setattr(isolated, "WORKER", str(fake))
+    with pytest.raises(isolated.HarnessError, match=why):
+        isolated.run_cases([{"id": "x", "path": str(tmp_path / "any.bin")}], timeout=5)

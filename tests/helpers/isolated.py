@@ -25,13 +25,40 @@ def _describe_rc(rc):
     return f"exited with status {rc}"
 
 
+CONTROL = "__control: an undamaged model__"
+
+
+class HarnessError(AssertionError):
+    """The harness could not test anything (the control model did not load and predict in the
+    child), or a child hung: either way the cases' results say nothing."""
+
+
+def _control_case(d):
+    """An undamaged model and batch that must load and predict in the same child setting: a child
+    that imports the source tree (no compiled engine) would otherwise 'refuse' every file."""
+    import numpy as np
+
+    from helpers import files as HF
+
+    path = os.path.join(d, "control.bin")
+    with open(path, "wb") as f:
+        f.write(bytes(HF.tiny_bytes(0)))
+    batch = os.path.join(d, "control.npz")
+    np.savez(batch, **HF.tiny_batch())
+    return {"id": CONTROL, "path": path, "batch": batch}
+
+
 def run_cases(cases, timeout=300.0) -> dict:
     """cases: list of {"id", "path", ["batch"]}. Returns id -> result dict. A case during which the
-    child died gets {"load": "CRASH", "msg": ...}; the remaining cases run in a fresh child."""
+    child died gets {"load": "CRASH", "msg": ...}; the remaining cases run in a fresh child.
+    Children run in an empty folder (so they import the installed package, never the checkout's
+    source tree), and every child first loads and predicts a control model: if that fails, or a
+    case hangs past the timeout, HarnessError is raised instead of results."""
     results = {}
-    pending = list(cases)
     deadline = time.monotonic() + timeout
     with tempfile.TemporaryDirectory(prefix="dpn_iso_") as d:
+        control = _control_case(d)
+        pending = [control] + list(cases)
         while pending:
             listing = os.path.join(d, "cases.json")
             with open(listing, "w") as f:
@@ -39,7 +66,7 @@ def run_cases(cases, timeout=300.0) -> dict:
             left = max(5.0, deadline - time.monotonic())
             try:
                 p = subprocess.run([sys.executable, WORKER, listing], capture_output=True, text=True,
-                                   timeout=left)
+                                   timeout=left, cwd=d)
                 out, err, rc = p.stdout, p.stderr, p.returncode
             except subprocess.TimeoutExpired as e:
                 out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
@@ -70,11 +97,17 @@ def run_cases(cases, timeout=300.0) -> dict:
                 if first is None:
                     break
                 current = first["id"]
+            if rc is None:  # a hang is a failure of the case, never a pass
+                raise HarnessError(f"case {current!r} hung: no result within {timeout:.0f} s")
+            if current == CONTROL:
+                raise HarnessError(f"the control model crashed the child: {_describe_rc(rc)}; {err[-2000:]}")
             results[current] = {"id": current, "load": "CRASH",
                                 "msg": f"worker {_describe_rc(rc)}; stderr tail: {err[-2000:]}"}
             pending = [c for c in pending if c["id"] not in results]
-            if rc is None:  # out of time: mark the rest and stop
-                for c in pending:
-                    results[c["id"]] = {"id": c["id"], "load": "NOT RUN", "msg": "timeout earlier"}
-                break
+            if pending and pending[0]["id"] != CONTROL:
+                pending.insert(0, control)  # every fresh child proves itself first
+                results.pop(CONTROL, None)
+    ctl = results.pop(CONTROL, None)
+    if not ctl or ctl.get("load") != "ok" or ctl.get("predict") != "ok":
+        raise HarnessError(f"the control model did not load and predict in the child: {ctl}")
     return results
