@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dpn_infer import __version__
 from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DINHeter, DyLinear, FeatureDPN,
                           HeteroDPO, HomoDPO, InputLayer, Schema, SelfAttention, SeqDPN,
                           SequenceField, TargetAttention)
@@ -24,7 +25,7 @@ from dpn_infer.nn.field import FieldDPN, FieldDyLinear
 
 from .format import required_opset, write
 
-PRODUCER = "dpn_infer 0.1.0"
+PRODUCER = f"dpn_infer {__version__}"
 _ACTS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Identity: "identity"}
 
 
