@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from dpn_infer import __version__
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -18,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
                     "into a model.bin file for the dpn_infer engine.")
     p.add_argument("checkpoint", help="checkpoint file: torch.save of {class, config, state_dict}")
     p.add_argument("-o", "--output", default="model.bin", help="output path (default: model.bin)")
+    p.add_argument("--version", action="version", version=f"dpn_infer {__version__}")
     return p
 
 

@@ -1,7 +1,8 @@
 """PyTorch module tree (dpn_infer.nn) -> model.bin metadata + tensors, as docs/format.md specifies.
 
-``export(module) -> (metadata, tensors)`` and ``save(module, path)``. Supports FeatureDPN, DNN and
-CrossNet built from dpn_infer.nn. The graph is emitted in eval semantics: dropout is dropped,
+``export(module) -> (metadata, tensors)`` and ``save(module, path)``. Supports every model class of
+dpn_infer.nn (FeatureDPN, DNN, CrossNet, FieldDPN, SeqDPN, DINHeter): one exporter per model family,
+registered with ``@_exporter``. The graph is emitted in eval semantics: dropout is dropped,
 BatchNorm1d (running statistics) is folded into the Linear / DyLinear before it, and an activation
 is fused into the node's ``act`` attribute. Anything the opset cannot express exactly is refused with
 a TypeError / ValueError naming the module path and type — never exported approximately.
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dpn_infer import __version__
 from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DINHeter, DyLinear, FeatureDPN,
                           HeteroDPO, HomoDPO, InputLayer, Schema, SelfAttention, SeqDPN,
                           SequenceField, TargetAttention)
@@ -23,7 +25,7 @@ from dpn_infer.nn.field import FieldDPN, FieldDyLinear
 
 from .format import required_opset, write
 
-PRODUCER = "dpn_infer 0.1.0"
+PRODUCER = f"dpn_infer {__version__}"
 _ACTS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Identity: "identity"}
 
 
@@ -267,27 +269,44 @@ def _context(g, context, values, schema, contexts, x0, prev):
     return contexts[key], schema.width(list(key))
 
 
-def _export_feature_dpn(module: FeatureDPN, g: _Graph) -> str:
-    _check_forward(module, FeatureDPN)
-    schema = module.schema
-    n = len(module.specs)
-    _check_lists(module, ("layers", "norms", "acts"), n)
-    _check_dropout(module.dropout, "dropout")
-    values = _emit_inputs(g, module.inputs, schema, "inputs")
-    x0 = g.node("concat", "x0", [values[name] for name in schema.names], "x0")
-    x0_width = schema.width()
+def _emit_feature_layers(g, module, x, width, x0, values=None, schema=None):
+    """The model's feature-layer stack (``specs`` / ``layers`` / ``norms`` / ``acts``, built by
+    dpn_infer.nn.layers) from ``x`` of ``width``; ``x0`` is the (value, width) a context "x0" reads.
+    Returns (value, width)."""
+    _check_lists(module, ("layers", "norms", "acts"), len(module.specs))
     contexts = {}
-    x, width = x0, x0_width
     for i, spec in enumerate(module.specs):
         layer = module.layers[i]
         z = zw = None
         if spec.dynamic:
-            z, zw = _context(g, spec.context, values, schema, contexts, (x0, x0_width), (x, width))
+            z, zw = _context(g, spec.context, values, schema, contexts, x0, (x, width))
         elif type(layer) is DyLinear:
             raise TypeError(f"cannot export module 'layers.{i}' of type DyLinear: its LayerSpec is "
                             f"static (expected Linear here)")
         x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
                                module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
+    return x, width
+
+
+_EXPORTERS = {}   # model class -> exporter(module, graph) -> output value; model_type = class name
+
+
+def _exporter(*classes):
+    def register(fn):
+        for cls in classes:
+            _EXPORTERS[cls] = fn
+        return fn
+    return register
+
+
+@_exporter(FeatureDPN, DNN)
+def _export_feature_dpn(module: FeatureDPN, g: _Graph) -> str:
+    schema = module.schema
+    _check_dropout(module.dropout, "dropout")
+    values = _emit_inputs(g, module.inputs, schema, "inputs")
+    x0 = g.node("concat", "x0", [values[name] for name in schema.names], "x0")
+    x0_width = schema.width()
+    x, width = _emit_feature_layers(g, module, x0, x0_width, (x0, x0_width), values, schema)
     return _emit_linear_out(g, module.classifier, x, width)
 
 
@@ -299,8 +318,8 @@ def _emit_linear_out(g, classifier, x, width) -> str:
     return _emit_linear(g, classifier, "classifier", x, "logit", "identity", None, width)
 
 
+@_exporter(CrossNet)
 def _export_crossnet(module: CrossNet, g: _Graph) -> str:
-    _check_forward(module, CrossNet)
     schema = module.schema
     _check_lists(module, ("cross",), module.num_cross)
     _check_lists(module, ("layers", "norms", "acts"), len(module.hidden))
@@ -319,10 +338,7 @@ def _export_crossnet(module: CrossNet, g: _Graph) -> str:
                      "bias": g.tensor(f"{path}.bias", layer.bias)})
     width = d
     if module.hidden:
-        x, w = x0, d
-        for i in range(len(module.hidden)):
-            x, w = _emit_block(g, module.layers[i], f"layers.{i}", module.norms[i], f"norms.{i}",
-                               module.acts[i], f"acts.{i}", x, None, f"h{i}", w)
+        x, w = _emit_feature_layers(g, module, x0, d, (x0, d))
         xl = g.node("concat", "concat[cross,deep]", [xl, x], "cat")
         width = d + w
     return _emit_linear_out(g, module.classifier, xl, width)
@@ -396,11 +412,10 @@ def _emit_field_dylinear(g, fl, path, x, z, out, norm, npath, act, residual) -> 
     return g.node("field_dylinear", path, [x, z], out, attrs, params)
 
 
+@_exporter(FieldDPN)
 def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
-    _check_forward(module, FieldDPN)
     schema = module.schema
     _check_lists(module, ("field_layers", "field_norms", "field_acts"), len(module.field_specs))
-    _check_lists(module, ("layers", "norms", "acts"), len(module.specs))
     _check_dropout(module.dropout, "dropout")
     values = _emit_inputs(g, module.inputs, schema, "inputs")
     x0 = g.node("concat", "x0", [values[name] for name in schema.names], "x0")
@@ -440,18 +455,8 @@ def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
                                  residual)
         m = fl.out_features
     f, fw = x, module.num_fields * m
-    if module.combine == "stacked":
-        x, width = f, fw
-    else:
-        x, width = x0, x0_width
-    contexts = {}
-    for i, spec in enumerate(module.specs):
-        layer = module.layers[i]
-        z = zw = None
-        if spec.dynamic:
-            z, zw = _context(g, spec.context, values, schema, contexts, (x0, x0_width), (x, width))
-        x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
-                               module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
+    x, width = (f, fw) if module.combine == "stacked" else (x0, x0_width)
+    x, width = _emit_feature_layers(g, module, x, width, (x0, x0_width), values, schema)
     if module.combine == "parallel":
         x = g.node("concat", "concat[field,feature]", [f, x], "cat")
         width += fw
@@ -468,11 +473,10 @@ def _linear_params(g, lin, path, prefix, n_in, n_out):
             f"{prefix}bias": g.tensor(f"{path}.bias", b)}
 
 
+@_exporter(SeqDPN, DINHeter)
 def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
-    _check_forward(module, SeqDPN)
     schema = module.schema
     T, d, dq = module.max_len, module.seq_dim, module.query_dim
-    _check_lists(module, ("layers", "norms", "acts"), len(module.specs))
     _check_dropout(module.dropout, "dropout")
     values = _emit_inputs(g, module.inputs, schema, "inputs")
     seq0 = module.sequence[0]
@@ -525,45 +529,27 @@ def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
     if not interest:
         interest.append(pooled)
     x0 = g.node("concat", "head_input", interest + [q] + [values[n] for n in module.profile], "x0")
-    width = module.head_in
-    x = x0
-    for i, spec in enumerate(module.specs):
-        layer = module.layers[i]
-        z = zw = None
-        if spec.dynamic:
-            z, zw = (x0, module.head_in) if spec.context == "x0" else (x, width)
-        elif type(layer) is DyLinear:
-            raise TypeError(f"cannot export module 'layers.{i}' of type DyLinear: its LayerSpec is "
-                            f"static (expected Linear here)")
-        x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
-                               module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
+    x, width = _emit_feature_layers(g, module, x0, module.head_in, (x0, module.head_in))
     return _emit_linear_out(g, module.classifier, x, width)
 
 
 def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
-    """(metadata, tensors) of ``module`` (FeatureDPN, DNN or CrossNet), ready for format.write."""
+    """(metadata, tensors) of ``module`` (a dpn_infer.nn model), ready for format.write."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"export expects a dpn_infer.nn model, got {type(module).__name__}")
     if module._forward_hooks or module._forward_pre_hooks:
         raise ValueError(f"cannot export {type(module).__name__}: it has forward hooks")
+    # The exporter of the nearest registered class: a subclass that keeps forward() exports as
+    # its base (model_type names the base).
+    base = next((cls for cls in type(module).__mro__ if cls in _EXPORTERS), None)
+    if base is None:
+        names = [cls.__name__ for cls in _EXPORTERS]
+        raise TypeError(f"cannot export {type(module).__name__}: expected {', '.join(names[:-1])} or "
+                        f"{names[-1]} from dpn_infer.nn")
+    _check_forward(module, base)
     g = _Graph()
-    if isinstance(module, CrossNet):
-        model_type = "CrossNet"
-        out = _export_crossnet(module, g)
-    elif isinstance(module, SeqDPN):
-        model_type = "DINHeter" if isinstance(module, DINHeter) else "SeqDPN"
-        out = _export_seqdpn(module, g)
-    elif isinstance(module, FieldDPN):
-        model_type = "FieldDPN"
-        out = _export_field_dpn(module, g)
-    elif isinstance(module, FeatureDPN):
-        model_type = "DNN" if isinstance(module, DNN) else "FeatureDPN"
-        if isinstance(module, DNN):
-            _check_forward(module, DNN)
-        out = _export_feature_dpn(module, g)
-    else:
-        raise TypeError(f"cannot export {type(module).__name__}: expected FeatureDPN, DNN, CrossNet, "
-                        f"FieldDPN, SeqDPN or DINHeter from dpn_infer.nn")
+    out = _EXPORTERS[base](module, g)
+    model_type = base.__name__
     metadata = {"producer": PRODUCER, "opset": 0, "model_type": model_type,
                 "schema": {"fields": module.schema.to_json()},
                 "graph": {"nodes": g.nodes, "output": out},

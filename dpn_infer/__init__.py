@@ -9,9 +9,40 @@ Serving needs only numpy::
 Training and conversion need the ``torch`` extra (``pip install "dpn_infer[torch]"``):
 ``dpn_infer.nn`` holds the PyTorch reference modules and ``dpn_infer.save`` writes model.bin.
 """
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+import os
+from importlib import metadata as _metadata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what the lazy __getattr__ below returns, for type checkers and editors
+    from .engine import InputError, Model, ModelFormatError, NonFiniteScoreError, cpu_info, load
+
+try:
+    # The one version string is pyproject.toml's; an installed (or editable) dpn_infer carries it.
+    __version__ = _metadata.version("dpn_infer")
+except _metadata.PackageNotFoundError:  # the source tree, never installed
+    __version__ = "0+unknown"
 
 _ENGINE_NAMES = ("InputError", "Model", "ModelFormatError", "NonFiniteScoreError", "load", "cpu_info")
+_EXTENSIONS = ("_engine", "_testing")   # compiled modules of the package
+
+
+def _extension_error(name: str, exc: ImportError) -> ImportError:
+    """The ImportError for a compiled module that cannot be imported, saying what to do."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(here)
+    built = any(f.startswith(name + ".") and not f.endswith((".py", ".pyi")) for f in os.listdir(here))
+    if not built and os.path.isfile(os.path.join(root, "pyproject.toml")):
+        return ImportError(
+            f"dpn_infer's compiled engine is not importable: you are importing the source tree at "
+            f"{here} without a build (there is no {name} extension in it). Contributors: run "
+            f"`pip install -e .` in {root} (builds the engine and makes this checkout importable); "
+            f"users: `pip install .`, then run Python from outside the checkout.", name=f"dpn_infer.{name}")
+    return ImportError(f"dpn_infer's compiled engine (dpn_infer.{name}) in {here} failed to import: "
+                       f"{exc}. Reinstall dpn_infer (pip install --force-reinstall .) for this Python.",
+                       name=f"dpn_infer.{name}")
 
 
 def __getattr__(name):
@@ -21,6 +52,11 @@ def __getattr__(name):
         from . import engine
 
         return getattr(engine, name)
+    if name in _EXTENSIONS:  # `from dpn_infer import _engine` asks here first
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ImportError as e:
+            raise _extension_error(name, e) from e
     raise AttributeError(f"module 'dpn_infer' has no attribute {name!r}")
 
 
@@ -31,4 +67,5 @@ def save(module, path):
     return _save(module, path)
 
 
-__all__ = ["InputError", "Model", "ModelFormatError", "NonFiniteScoreError", "load", "save", "__version__"]
+__all__ = ["InputError", "Model", "ModelFormatError", "NonFiniteScoreError", "load", "save", "cpu_info",
+           "__version__"]

@@ -14,6 +14,8 @@ import json
 import os
 import sys
 
+from . import __version__
+
 DATASET_NAMES = ("movielens-100k", "movielens-1m", "criteo", "frappe", "ml-tag", "synthetic")
 LOADER_FLAGS = ("sequences", "max_seq_len", "min_count", "hash_buckets", "rows", "download")
 
@@ -175,6 +177,7 @@ def main(argv=None) -> int:
         demo_main(argv[1:])
         return 0
     ap = argparse.ArgumentParser(prog="dpn-infer", description="dpn_infer command line")
+    ap.add_argument("--version", action="version", version=f"dpn_infer {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("demo", help="train, convert and serve a small FeatureDPN (needs torch)",
                        add_help=False)

@@ -3,8 +3,9 @@
     dpn-infer demo [--data PATH] [--epochs 3] [--out dpn_demo]     (or: python -m dpn_infer.demo)
 
 Uses MovieLens-100K when it is on disk (``--data``, $DPN_DATA, or ``../shared/data``); otherwise a
-generated click log, and says so. Prints test AUC from PyTorch and from the engine, their largest
-disagreement, and throughput of both. Needs the ``torch`` extra.
+generated click log, and says so. Trains with ``dpn_infer.train.train`` (the ``dpn-infer train``
+loop), then prints test AUC from PyTorch and from the engine, their largest disagreement, and
+throughput of both. Needs the ``torch`` extra.
 """
 from __future__ import annotations
 
@@ -16,15 +17,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _progress(iterable, total, desc):
-    try:
-        from tqdm import tqdm
-
-        return tqdm(iterable, total=total, desc=desc, leave=False, disable=not sys.stderr.isatty())
-    except ImportError:
-        return iterable
 
 
 def load_data(path, seed, synthetic_rows=None):
@@ -58,44 +50,6 @@ def build_model(ds):
     return FeatureDPN(schema, layers, activation="relu", norm="batchnorm")
 
 
-def train(model, ds, epochs, batch_size, lr, seed):
-    import torch
-
-    from .metrics import auc
-
-    torch.manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
-    rng = np.random.default_rng(seed)
-    steps = (len(ds.train) + batch_size - 1) // batch_size
-    best = (-1.0, None)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        t0 = time.perf_counter()
-        for b in _progress(ds.train.batches(batch_size, shuffle=True, rng=rng), steps, f"epoch {epoch}"):
-            opt.zero_grad()
-            loss = loss_fn(model(b.features), torch.as_tensor(b.labels))
-            loss.backward()
-            opt.step()
-        valid_auc = auc(ds.valid.labels, torch_predict(model, ds.valid))
-        print(f"epoch {epoch}: train loss {loss.item():.4f}, valid AUC {valid_auc:.4f} "
-              f"({time.perf_counter() - t0:.1f}s)")
-        if valid_auc > best[0]:
-            best = (valid_auc, {k: v.detach().clone() for k, v in model.state_dict().items()})
-    model.load_state_dict(best[1])
-    model.eval()
-    return model
-
-
-def torch_predict(model, split, batch_size=4096):
-    import torch
-
-    model.eval()
-    with torch.no_grad():
-        out = [torch.sigmoid(model(b.features)).numpy() for b in split.batches(batch_size)]
-    return np.concatenate(out).astype(np.float32)
-
-
 def throughput(fn, batch, reps):
     """Samples/s from the median of `reps` timed calls (after one warm-up)."""
     fn(batch)
@@ -111,7 +65,7 @@ def throughput(fn, batch, reps):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="dpn-infer demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="MovieLens-100K folder (default: $DPN_DATA or ../shared/data)")
-    ap.add_argument("--out", default="dpn_demo", help="output folder for model.bin (default: dpn_demo)")
+    ap.add_argument("--out", default="dpn_demo", help="output folder for model.bin, checkpoint.pt and train_info.json (default: dpn_demo)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=512)
     ap.add_argument("--lr", type=float, default=2e-3)
@@ -128,28 +82,25 @@ def main(argv=None):
 
     import dpn_infer
 
-    from .metrics import auc
+    from .train import seed_everything, train
 
     ds = load_data(args.data, args.seed, args.synthetic)
+    seed_everything(args.seed)
     model = build_model(ds)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: FeatureDPN, {n_params:,} parameters, {len(ds.train)} train / {len(ds.valid)} valid / "
           f"{len(ds.test)} test rows")
-    train(model, ds, args.epochs, args.batch_size, args.lr, args.seed)
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "model.bin"
-    dpn_infer.save(model, path)
+    # The trainer keeps the best epoch, writes model.bin (+ checkpoint.pt, train_info.json) and
+    # scores the test split with the engine too.
+    res = train(model, ds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                patience=0, out=args.out, meta={"dataset": ds.name, "demo": True})
+    path = Path(res["model_bin"])
     engine = dpn_infer.load(path)
-    print(f"saved {path} ({path.stat().st_size / 1024:.0f} KiB) and loaded it in the engine")
-
-    p_torch = torch_predict(model, ds.test)
-    p_engine = engine.predict(ds.test.features)
-    diff = np.abs(p_torch.astype(np.float64) - p_engine)
-    print(f"test AUC: PyTorch {auc(ds.test.labels, p_torch):.6f}, engine {auc(ds.test.labels, p_engine):.6f}")
-    print(f"agreement: max |p_torch - p_engine| = {diff.max():.2e} over {len(diff)} rows "
-          f"(mean {diff.mean():.2e})")
+    print(f"model.bin: {path.stat().st_size / 1024:.0f} KiB")
+    auc_torch, auc_engine = res["test"]["auc"], res["engine_test"]["auc"]
+    print(f"test AUC: PyTorch {auc_torch:.6f}, engine {auc_engine:.6f}")
+    print(f"agreement: max |p_torch - p_engine| = {res['engine_max_abs_diff']:.2e} over "
+          f"{len(ds.test)} rows")
 
     print("throughput (samples/s, median of timed calls, 1 thread each):")
     torch.set_num_threads(1)
@@ -160,8 +111,8 @@ def main(argv=None):
             t = throughput(lambda x: model(x), b, reps)
         e = throughput(lambda x: engine.predict(x), b, reps)
         print(f"  batch {bs:5d}: engine {e:12,.0f}   PyTorch eager {t:12,.0f}   ratio {e / t:6.1f}x")
-    return {"auc_torch": auc(ds.test.labels, p_torch), "auc_engine": auc(ds.test.labels, p_engine),
-            "max_abs_diff": float(diff.max())}
+    return {"auc_torch": auc_torch, "auc_engine": auc_engine,
+            "max_abs_diff": res["engine_max_abs_diff"]}
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 tests/helpers/ and are imported as ``helpers.*``."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import sys
 
 import pytest
 
@@ -22,6 +25,37 @@ def pytest_runtest_makereport(item, call):
 # Tests run from the checkout, whose dpn_infer/ has no compiled extension: child processes started
 # with `python -c` must import the installed package, not the source folder in their cwd.
 os.environ["PYTHONSAFEPATH"] = "1"
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _importable_engine():
+    """Where dpn_infer._engine is found, or None. `python -m pytest` from the checkout puts the
+    checkout first on sys.path, and its dpn_infer/ has no compiled engine unless it was installed
+    editable (`pip install -e .`): then an installed dpn_infer elsewhere is used instead."""
+    spec = importlib.util.find_spec("dpn_infer._engine")
+    if spec is not None:
+        return spec.origin
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != ROOT]
+    for name in [m for m in sys.modules if m == "dpn_infer" or m.startswith("dpn_infer.")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+    spec = importlib.util.find_spec("dpn_infer._engine") if importlib.util.find_spec("dpn_infer") else None
+    return spec.origin if spec is not None else None
+
+
+ENGINE = _importable_engine()
+
+
+def pytest_configure(config):
+    if ENGINE is None:  # one clear error instead of an ImportError in every test file
+        raise pytest.UsageError(
+            f"the tests need dpn_infer with its compiled engine, and none is importable here. "
+            f"Contributors: `pip install -e \".[test]\"` in {ROOT}, then `pytest` (see CONTRIBUTING.md).")
+
+
+def pytest_report_header(config):
+    return f"dpn_infer engine: {ENGINE}"
 
 
 class TinyFile:

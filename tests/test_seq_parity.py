@@ -19,9 +19,8 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from dpn_infer.converters import format as F  # noqa: E402
 from dpn_infer.converters import torch_export  # noqa: E402
-from dpn_infer.engine import InputError, load  # noqa: E402
+from dpn_infer.engine import load  # noqa: E402
 from helpers import models as HM  # noqa: E402
 from helpers import seqmodels as SM  # noqa: E402
 from test_parity import judge  # noqa: E402

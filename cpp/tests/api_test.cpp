@@ -133,7 +133,9 @@ TEST(Api, Schema) {
   EXPECT_EQ(m->opset(), 1);
   EXPECT_EQ(m->metadata_json().front(), '{');
   EXPECT_NE(m->metadata_json().find("\"schema\""), std::string::npos);
-  EXPECT_STREQ(dpn::version(), "0.1.0");
+  EXPECT_EQ(std::string(dpn::version()), std::to_string(DPN_VERSION_MAJOR) + "." +
+                                             std::to_string(DPN_VERSION_MINOR) + "." +
+                                             std::to_string(DPN_VERSION_PATCH));
 }
 
 TEST(Api, LoadFromMemoryCopyAndBorrowEqualPath) {

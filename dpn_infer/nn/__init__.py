@@ -3,17 +3,16 @@
 These are what users train and the numeric reference the C++ engine is tested against.
 Needs torch (``pip install dpn_infer[torch]``).
 """
+from .checkpoint import MODEL_CLASSES, load_checkpoint, save_checkpoint
 from .crossnet import CrossLayer
 from .dylinear import DyLinear
-from .inputs import InputLayer, to_torch_batch
-from .models import (DNN, MODEL_CLASSES, CrossNet, FeatureDPN, LayerSpec, load_checkpoint,
-                     save_checkpoint)
-from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField
 from .field import FieldDPN, FieldDyLinear, FieldLayerSpec, fm_operator
-from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean
+from .inputs import InputLayer, to_torch_batch
+from .layers import LayerSpec
+from .models import DNN, CrossNet, FeatureDPN
+from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField
 from .seqdpn import DINHeter, SeqDPN
-
-MODEL_CLASSES["FieldDPN"] = FieldDPN
+from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean
 
 __all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer", "to_torch_batch",
            "DyLinear", "CrossLayer", "LayerSpec", "FeatureDPN", "DNN", "CrossNet",

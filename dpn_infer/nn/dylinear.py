@@ -15,14 +15,11 @@ import math
 import torch
 from torch import nn
 
+from .checks import positive_int
+
 SIGMAS = ("identity", "sigmoid", "softmax", "relu")
 GENERATORS = ("mlp", "linear")
 FORMS = ("full", "decomp")
-
-
-def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"DyLinear: {name} must be an integer >= 1, got {v!r}")
 
 
 def apply_sigma(sigma: str, x: torch.Tensor) -> torch.Tensor:
@@ -49,9 +46,9 @@ class DyLinear(nn.Module):
                  sigma: str = "relu", generator: str = "mlp", form: str = "full", heads: int = 1,
                  rank: int = None, w0: bool = False):
         super().__init__()
-        _pos_int("in_features", in_features)
-        _pos_int("out_features", out_features)
-        _pos_int("context_features", context_features)
+        positive_int("DyLinear", "in_features", in_features)
+        positive_int("DyLinear", "out_features", out_features)
+        positive_int("DyLinear", "context_features", context_features)
         if generator not in GENERATORS:
             raise ValueError(f"DyLinear: generator must be one of {GENERATORS}, got {generator!r}")
         if sigma not in SIGMAS:
@@ -59,11 +56,11 @@ class DyLinear(nn.Module):
         if form not in FORMS:
             raise ValueError(f"DyLinear: form must be one of {FORMS}, got {form!r}")
         if generator == "mlp":
-            _pos_int("hidden", hidden)
+            positive_int("DyLinear", "hidden", hidden)
         else:
             hidden = context_features
             sigma = "identity"
-        _pos_int("heads", heads)
+        positive_int("DyLinear", "heads", heads)
         m, c = in_features, out_features
         if form == "full":
             if m % heads or c % heads:
@@ -76,7 +73,7 @@ class DyLinear(nn.Module):
         else:
             if rank is None:
                 raise ValueError("DyLinear: form='decomp' needs rank")
-            _pos_int("rank", rank)
+            positive_int("DyLinear", "rank", rank)
             if heads != 1:
                 raise ValueError("DyLinear: heads applies to form='full' only")
             wsize = rank * rank

@@ -27,19 +27,16 @@ from typing import List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .dylinear import GENERATORS, SIGMAS, DyLinear, apply_sigma
+from .checks import positive_int
+from .dylinear import GENERATORS, SIGMAS, apply_sigma
 from .inputs import InputLayer
-from .models import ACTIVATIONS, LayerSpec, _as_spec, _check_common, _make_norm
+from .layers import (ACTIVATIONS, CTRModel, LayerSpec, as_layer_spec, build_feature_layers,
+                     check_common, check_schema, run_feature_layers, x0_of)
 from .schema import Schema
 
 AGGREGATIONS = ("summation", "self", "attention", "concat")
 CONTEXTS = ("x0", "prev")
 COMBINES = ("stacked", "parallel")
-
-
-def _pos_int(name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"FieldDyLinear: {name} must be an integer >= 1, got {v!r}")
 
 
 class FieldDyLinear(nn.Module):
@@ -61,7 +58,7 @@ class FieldDyLinear(nn.Module):
         for k, v in (("in_fields", in_fields), ("in_features", in_features),
                      ("out_features", out_features), ("context_fields", context_fields),
                      ("context_features", context_features), ("heads", heads)):
-            _pos_int(k, v)
+            positive_int("FieldDyLinear", k, v)
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"FieldDyLinear: aggregation must be one of {AGGREGATIONS}, "
                              f"got {aggregation!r}")
@@ -86,11 +83,11 @@ class FieldDyLinear(nn.Module):
                              f"out_features={c}")
         n_in = t2 * n if aggregation == "concat" else n
         if generator == "mlp":
-            _pos_int("hidden", hidden)
+            positive_int("FieldDyLinear", "hidden", hidden)
         else:
             hidden, sigma = n_in, "identity"
         if aggregation == "attention":
-            _pos_int("attention_hidden", attention_hidden)
+            positive_int("FieldDyLinear", "attention_hidden", attention_hidden)
         self.in_fields, self.in_features, self.out_features = t1, m, c
         self.context_fields, self.context_features = t2, n
         self.aggregation, self.hidden, self.sigma, self.generator = aggregation, hidden, sigma, generator
@@ -217,8 +214,7 @@ class FieldLayerSpec:
     implicit: bool = False
 
     def __post_init__(self):
-        if isinstance(self.out, bool) or not isinstance(self.out, int) or self.out < 1:
-            raise ValueError(f"FieldLayerSpec: out must be an integer >= 1, got {self.out!r}")
+        positive_int("FieldLayerSpec", "out", self.out)
         if isinstance(self.context, (list, tuple)):
             ctx = list(self.context)
             if not ctx or not all(isinstance(c, str) for c in ctx) or len(set(ctx)) != len(ctx):
@@ -252,7 +248,7 @@ def _as_field_spec(layer) -> FieldLayerSpec:
     raise TypeError(f"a field layer must be a FieldLayerSpec, an int or a dict, got {type(layer).__name__}")
 
 
-class FieldDPN(nn.Module):
+class FieldDPN(CTRModel):
     """Stacked field-based DPOs over the field embeddings X0 [B, t, d] (every embedded field has dim
     d = ``field_dim``, by default their common dim; a dense field of another width is projected by
     ``projections["f<index>"]``, a bias-free ``nn.Linear(dim, d)``),
@@ -276,9 +272,8 @@ class FieldDPN(nn.Module):
                  feature_norm: Optional[str] = None, dropout: float = 0.0,
                  field_dim: Optional[int] = None):
         super().__init__()
-        if not isinstance(schema, Schema):
-            raise TypeError(f"FieldDPN: schema must be a Schema, got {type(schema).__name__}")
-        _check_common(activation, feature_norm, dropout)
+        check_schema("FieldDPN", schema)
+        check_common(activation, feature_norm, dropout)
         if norm not in (None, "layernorm"):
             raise ValueError(f"FieldDPN: norm must be None or 'layernorm', got {norm!r}")
         if combine not in COMBINES:
@@ -290,8 +285,7 @@ class FieldDPN(nn.Module):
                 raise ValueError(f"FieldDPN: every field needs the same dim (one row of X per field); "
                                  f"got {[(f.name, f.dim) for f in schema.fields]}")
             field_dim = next(iter(dims))
-        if isinstance(field_dim, bool) or not isinstance(field_dim, int) or field_dim < 1:
-            raise ValueError(f"FieldDPN: field_dim must be an integer >= 1, got {field_dim!r}")
+        positive_int("FieldDPN", "field_dim", field_dim)
         # Dense fields of another width get a row of X through a bias-free Linear(dim, d) (a numeric
         # field's embedding, as in AutoInt: x * e for dim 1). Embedded fields must already be d wide.
         self.projections = nn.ModuleDict()
@@ -303,8 +297,8 @@ class FieldDPN(nn.Module):
                 self.projections[f"f{i}"] = nn.Linear(f.dim, field_dim, bias=False)
         dims = {field_dim}
         self.schema = schema
-        self.field_specs: List[FieldLayerSpec] = [_as_field_spec(l) for l in field_layers]
-        self.specs: List[LayerSpec] = [_as_spec(l) for l in layers]
+        self.field_specs: List[FieldLayerSpec] = [_as_field_spec(layer) for layer in field_layers]
+        self.specs: List[LayerSpec] = [as_layer_spec(layer) for layer in layers]
         self.combine, self.activation, self.norm = combine, activation, norm
         self.residual, self.feature_norm, self.dropout_p = bool(residual), feature_norm, float(dropout)
         self.inputs = InputLayer(schema)
@@ -335,26 +329,7 @@ class FieldDPN(nn.Module):
         self.field_out = m
         x0_width = schema.width()          # the feature part reads the raw values, as FeatureDPN
         width = t * m if combine == "stacked" else x0_width
-        self.layers, self.norms, self.acts = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        for i, s in enumerate(self.specs):
-            if s.dynamic:
-                if s.context == "x0":
-                    n = x0_width
-                elif s.context == "prev":
-                    n = width
-                else:
-                    for name in s.context:
-                        if name not in schema:
-                            raise ValueError(f"layer {i}: context field {name!r} is not in the schema")
-                    n = schema.width(s.context)
-                layer = DyLinear(width, s.out, n, hidden=s.hidden, sigma=s.sigma, generator=s.generator,
-                                 form=s.form, heads=s.heads, rank=s.rank, w0=s.w0)
-            else:
-                layer = nn.Linear(width, s.out)
-            self.layers.append(layer)
-            self.norms.append(_make_norm(feature_norm, s.out))
-            self.acts.append(ACTIVATIONS[activation]())
-            width = s.out
+        width = build_feature_layers(self, self.specs, width, x0_width, feature_norm, activation, schema)
         if combine == "parallel":
             width += t * m
         self.dropout = nn.Dropout(self.dropout_p)
@@ -367,12 +342,6 @@ class FieldDPN(nn.Module):
                 "activation": self.activation, "norm": self.norm, "residual": self.residual,
                 "feature_norm": self.feature_norm, "dropout": self.dropout_p,
                 "field_dim": self.field_dim}
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> "FieldDPN":
-        c = dict(config)
-        return cls(Schema.from_json(c.pop("schema")), [_as_field_spec(l) for l in c.pop("field_layers")],
-                   [_as_spec(l) for l in c.pop("layers")], **c)
 
     def field_rows(self, values) -> torch.Tensor:
         """X0 [B, t, d]: one row per field (dense fields of another width projected)."""
@@ -396,27 +365,12 @@ class FieldDPN(nn.Module):
 
     def forward(self, batch: Mapping) -> torch.Tensor:
         values = self.inputs(batch)
-        x0 = torch.cat([values[n] for n in self.schema.names], dim=1)
+        x0 = x0_of(values, self.schema)
         f = self.field_forward(self.field_rows(values))
-        x = f if self.combine == "stacked" else x0
-        for spec, layer, norm, act in zip(self.specs, self.layers, self.norms, self.acts):
-            if spec.dynamic:
-                if spec.context == "x0":
-                    z = x0
-                elif spec.context == "prev":
-                    z = x
-                else:
-                    z = torch.cat([values[n] for n in spec.context], dim=1)
-                y = layer(x, z)
-            else:
-                y = layer(x)
-            x = self.dropout(act(norm(y)))
+        x = run_feature_layers(self, f if self.combine == "stacked" else x0, x0, values)
         if self.combine == "parallel":
             x = torch.cat([f, x], dim=1)
         return self.classifier(x).squeeze(-1)
-
-    def predict_proba(self, batch: Mapping) -> torch.Tensor:
-        return torch.sigmoid(self(batch))
 
 
 def fm_operator(fields: int, dim: int) -> FieldDyLinear:

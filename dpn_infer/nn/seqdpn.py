@@ -16,9 +16,9 @@ from typing import List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .dylinear import DyLinear
 from .inputs import InputLayer
-from .models import ACTIVATIONS, MODEL_CLASSES, LayerSpec, _as_spec, _check_common, _make_norm
+from .layers import (CTRModel, LayerSpec, as_layer_spec, build_feature_layers, check_common,
+                     check_schema, run_feature_layers)
 from .schema import Schema, SequenceField
 from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean, valid_mask
 
@@ -39,7 +39,7 @@ def _names(who, v, schema, want_seq):
     return v
 
 
-class SeqDPN(nn.Module):
+class SeqDPN(CTRModel):
     """Submodules: ``inputs``, ``self_attention`` / ``homo_dpo`` (encoder), ``target_attention`` /
     ``hetero_dpo`` (decoder; absent ones are None), ``layers`` / ``norms`` / ``acts`` / ``dropout``
     / ``classifier`` (the head, LayerSpec context "x0" = the head's input, or "prev").
@@ -59,9 +59,8 @@ class SeqDPN(nn.Module):
                  layers: Sequence[Union[LayerSpec, int]] = (200, 80), activation: str = "relu",
                  norm: Optional[str] = None, dropout: float = 0.0):
         super().__init__()
-        if not isinstance(schema, Schema):
-            raise TypeError(f"SeqDPN: schema must be a Schema, got {type(schema).__name__}")
-        _check_common(activation, norm, dropout)
+        check_schema("SeqDPN", schema)
+        check_common(activation, norm, dropout)
         self.schema = schema
         self.sequence = _names("sequence", sequence, schema, True)
         self.candidate = _names("candidate", candidate, schema, False)
@@ -108,24 +107,13 @@ class SeqDPN(nn.Module):
                    (hout if self.hetero_dpo is not None else 0)
         interest = interest or d
         self.head_in = interest + dq + schema.width(self.profile)
-        self.specs: List[LayerSpec] = [_as_spec(l) for l in layers]
-        self.activation, self.norm, self.dropout_p = activation, norm, float(dropout)
-        self.layers, self.norms, self.acts = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
-        width = self.head_in
+        self.specs: List[LayerSpec] = [as_layer_spec(layer) for layer in layers]
         for i, s in enumerate(self.specs):
-            if s.dynamic:
-                if s.context not in ("x0", "prev"):
-                    raise ValueError(f"SeqDPN: head layer {i}: context must be 'x0' (the head input) or "
-                                     f"'prev', got {s.context!r}")
-                n = self.head_in if s.context == "x0" else width
-                layer = DyLinear(width, s.out, n, hidden=s.hidden, sigma=s.sigma, generator=s.generator,
-                                 form=s.form, heads=s.heads, rank=s.rank, w0=s.w0)
-            else:
-                layer = nn.Linear(width, s.out)
-            self.layers.append(layer)
-            self.norms.append(_make_norm(norm, s.out))
-            self.acts.append(ACTIVATIONS[activation]())
-            width = s.out
+            if s.dynamic and s.context not in ("x0", "prev"):
+                raise ValueError(f"SeqDPN: head layer {i}: context must be 'x0' (the head input) or "
+                                 f"'prev', got {s.context!r}")
+        self.activation, self.norm, self.dropout_p = activation, norm, float(dropout)
+        width = build_feature_layers(self, self.specs, self.head_in, self.head_in, norm, activation)
         self.dropout = nn.Dropout(self.dropout_p)
         self.classifier = nn.Linear(width, 1)
 
@@ -135,11 +123,6 @@ class SeqDPN(nn.Module):
                 "encoder": list(self.encoder), "decoder": list(self.decoder),
                 "residual": self.residual, **self.opts, "layers": [s.to_dict() for s in self.specs],
                 "activation": self.activation, "norm": self.norm, "dropout": self.dropout_p}
-
-    @classmethod
-    def from_config(cls, config: Mapping) -> "SeqDPN":
-        c = dict(config)
-        return cls(Schema.from_json(c.pop("schema")), layers=[_as_spec(l) for l in c.pop("layers")], **c)
 
     # -- forward --------------------------------------------------------------------------------
     def behaviours(self, values):
@@ -174,14 +157,7 @@ class SeqDPN(nn.Module):
 
     def forward(self, batch: Mapping) -> torch.Tensor:
         x0 = self.head_input(batch)
-        x = x0
-        for spec, layer, norm, act in zip(self.specs, self.layers, self.norms, self.acts):
-            y = layer(x, x0 if spec.context == "x0" else x) if spec.dynamic else layer(x)
-            x = self.dropout(act(norm(y)))
-        return self.classifier(x).squeeze(-1)
-
-    def predict_proba(self, batch: Mapping) -> torch.Tensor:
-        return torch.sigmoid(self(batch))
+        return self.classifier(run_feature_layers(self, x0, x0)).squeeze(-1)
 
 
 class DINHeter(SeqDPN):
@@ -199,5 +175,3 @@ class DINHeter(SeqDPN):
         c.pop("decoder")
         return c
 
-
-MODEL_CLASSES.update(SeqDPN=SeqDPN, DINHeter=DINHeter)

@@ -20,15 +20,11 @@ import math
 import torch
 from torch import nn
 
+from .checks import positive_int
 from .dylinear import SIGMAS, DyLinear, apply_sigma
 
 HOMO_GENERATORS = ("mlp", "se")
 ATT_ACTS = ("sigmoid", "relu", "tanh")
-
-
-def _pos_int(who, name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{who}: {name} must be an integer >= 1, got {v!r}")
 
 
 def valid_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -57,16 +53,16 @@ class HomoDPO(nn.Module):
     def __init__(self, dim: int, kernel_size: int = 3, hidden: int = 4, sigma: str = "relu",
                  generator: str = "mlp", ratio: int = 4):
         super().__init__()
-        _pos_int("HomoDPO", "dim", dim)
-        _pos_int("HomoDPO", "kernel_size", kernel_size)
+        positive_int("HomoDPO", "dim", dim)
+        positive_int("HomoDPO", "kernel_size", kernel_size)
         if kernel_size % 2 == 0:
             raise ValueError(f"HomoDPO: kernel_size must be odd, got {kernel_size}")
         if generator not in HOMO_GENERATORS:
             raise ValueError(f"HomoDPO: generator must be one of {HOMO_GENERATORS}, got {generator!r}")
         if generator == "se":
-            _pos_int("HomoDPO", "ratio", ratio)
+            positive_int("HomoDPO", "ratio", ratio)
             hidden, sigma = max(1, dim // ratio), "relu"
-        _pos_int("HomoDPO", "hidden", hidden)
+        positive_int("HomoDPO", "hidden", hidden)
         if sigma not in SIGMAS:
             raise ValueError(f"HomoDPO: sigma must be one of {SIGMAS}, got {sigma!r}")
         self.dim, self.kernel_size, self.hidden, self.sigma = dim, kernel_size, hidden, sigma
@@ -120,8 +116,8 @@ class SelfAttention(nn.Module):
 
     def __init__(self, dim: int, heads: int = 1):
         super().__init__()
-        _pos_int("SelfAttention", "dim", dim)
-        _pos_int("SelfAttention", "heads", heads)
+        positive_int("SelfAttention", "dim", dim)
+        positive_int("SelfAttention", "heads", heads)
         if dim % heads:
             raise ValueError(f"SelfAttention: heads={heads} must divide dim={dim}")
         self.dim, self.heads = dim, heads
@@ -150,8 +146,8 @@ class TargetAttention(nn.Module):
 
     def __init__(self, dim: int, hidden: int = 36, act: str = "sigmoid"):
         super().__init__()
-        _pos_int("TargetAttention", "dim", dim)
-        _pos_int("TargetAttention", "hidden", hidden)
+        positive_int("TargetAttention", "dim", dim)
+        positive_int("TargetAttention", "hidden", hidden)
         if act not in ATT_ACTS:
             raise ValueError(f"TargetAttention: act must be one of {ATT_ACTS}, got {act!r}")
         self.dim, self.hidden, self.act = dim, hidden, act

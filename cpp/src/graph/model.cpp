@@ -18,7 +18,12 @@
 
 namespace dpn {
 
-const char* version() { return "0.1.0"; }
+#define DPN_STR_(x) #x
+#define DPN_STR(x) DPN_STR_(x)
+// From dpn.h's macros, which CMake checks against pyproject.toml (the one version string).
+const char* version() {
+  return DPN_STR(DPN_VERSION_MAJOR) "." DPN_STR(DPN_VERSION_MINOR) "." DPN_STR(DPN_VERSION_PATCH);
+}
 
 namespace {
 

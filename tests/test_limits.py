@@ -1,14 +1,12 @@
-"""Review of field_dylinear (issue 4) and of the memory a crafted file can make a call take: small
-files whose attributes once made predict allocate gigabytes (wide sequence values x 256 rows, field
-scratch in chunks of 16 huge rows, unbounded hidden sizes), each run in a child process under an
-address-space limit; and predict from several threads on field models of every aggregation."""
+"""What a crafted file can make one call take: small files whose attributes once made predict
+allocate gigabytes (wide sequence values x 256 rows, field scratch in chunks of 16 huge rows,
+unbounded hidden sizes) are bounded or refused at load, naming the node. Each runs in a child
+process under an address-space limit, so a regression fails a test instead of the machine."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -182,66 +180,3 @@ def test_target_attention_scratch_is_bounded(tmp_path):
     np.savez(tmp_path / "b.npz", item=np.zeros(4, np.int64), hist=np.zeros((4, T), np.int64))
     r = _run_limited(path, str(tmp_path / "b.npz"))
     assert r.startswith("load-refused") and "target_attention 'ta'" in r, r
-
-
-FIELDS = [{"name": n, "kind": "sparse", "dim": 8, "vocab": 50, "policy": "hash"} for n in "abcde"]
-WIDE = [{"name": n, "kind": "sparse", "dim": 64, "vocab": 50, "policy": "hash"} for n in "abcde"]
-
-
-def _field_models():
-    torch = pytest.importorskip("torch")
-    from dpn_infer import nn as dnn
-    from helpers import models as HM
-
-    specs = {
-        "attention+implicit": [dnn.FieldLayerSpec(8, aggregation="attention", hidden=3, heads=2,
-                                                  implicit=True, attention_hidden=5)],
-        "summation-shared-exclude": [dnn.FieldLayerSpec(8, aggregation="summation", shared=True,
-                                                        exclude_self=True, sigma="softmax")],
-        "self": [dnn.FieldLayerSpec(6, aggregation="self", hidden=2, heads=2)],
-        "concat-linear": [dnn.FieldLayerSpec(4, aggregation="concat", generator="linear", hidden=40),
-                          dnn.FieldLayerSpec(4, aggregation="summation", context="prev")],
-        "implicit-only": [dnn.FieldLayerSpec(8, dynamic=False, implicit=True)],
-        # wide fields: at batch 1 with 2 threads the fields' GEMMs are split between threads
-        "wide-per-field": [dnn.FieldLayerSpec(64, aggregation="attention", hidden=16)],
-    }
-    out = {}
-    for name, layers in specs.items():
-        torch.manual_seed(0)
-        fields = WIDE if name.startswith("wide") else FIELDS
-        m = dnn.FieldDPN(HM.make_schema(fields), layers, [dnn.LayerSpec(3)], norm="layernorm").eval()
-        HM.randomize_(m, 2)
-        out[name] = (fields, m)
-    return out
-
-
-def test_field_models_predict_from_threads_is_identical(tmp_path):
-    """Each field model kind shared by 6 threads (intra-op threads 1 and 2; batches of one block,
-    one row, and row-split lanes) gives exactly the single-threaded answer."""
-    from dpn_infer.converters import torch_export
-    from helpers import models as HM
-
-    for name, (fields, model) in _field_models().items():
-        batches = [HM.make_batch(fields, B, B) for B in (1, 5, 300)]
-        p = tmp_path / f"{name}.bin"
-        torch_export.save(model, p)
-        m = load(str(p))
-        want = [m.predict(b, threads=1) for b in batches]
-        errors = []
-
-        def work(k):
-            try:
-                for rep in range(2):
-                    for i, b in enumerate(batches):
-                        got = m.predict(b, threads=1 + (k + rep) % 2)
-                        if not np.array_equal(got, want[i]):
-                            errors.append((k, i, float(np.abs(got - want[i]).max())))
-            except Exception as e:  # noqa: BLE001 - reported below
-                errors.append((k, repr(e)))
-
-        ts = [threading.Thread(target=work, args=(k,)) for k in range(6)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
-        assert not errors, (name, errors[:5])
