@@ -7,7 +7,6 @@ CHECKPOINT is a file written by ``dpn_infer.nn.save_checkpoint(model, path)``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from dpn_infer import __version__
