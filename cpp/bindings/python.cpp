@@ -1,6 +1,8 @@
 // pybind11 module dpn_infer._engine: the C++ engine seen from Python.
-// The binding checks every field of a batch (dtype, shape, batch size) with messages that start
-// "field 'NAME': ", then releases the GIL for the C++ predict.
+// The binding turns each field of a batch into a FieldInput, checking what only Python can (dtype,
+// number of dimensions, one batch size), with messages that start "field 'NAME': "; everything
+// the schema says (widths, max_len, ids, offsets) is checked once, by schema/validate.cpp inside
+// predict, after the GIL is released.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -141,10 +143,7 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
         if (arr.ndim() != 2)
           throw dpn::InputError(f.name, "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
         rows = arr.shape(0);
-        cols = arr.shape(1);
-        if (f.max_len > 0 && cols > f.max_len)
-          throw dpn::InputError(f.name, "got " + std::to_string(cols) +
-                                            " ids per row, more than max_len " + std::to_string(f.max_len));
+        cols = arr.shape(1);  // max_len is checked with the rest of the schema (schema/validate.cpp)
         break;
       case dpn::FieldKind::Sequence:  // T > max_len: the engine refuses or truncates, as the schema says
         if (arr.ndim() != 2)

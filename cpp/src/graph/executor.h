@@ -1,4 +1,4 @@
-// Runs a graph over a batch, one block of rows at a time, so scratch memory is bounded by the
+// Runs a graph over a batch (already validated: schema/validate.h), one block of rows at a time, so scratch memory is bounded by the
 // block size and the model's widths, never by the batch size.
 #pragma once
 
@@ -10,10 +10,6 @@
 namespace dpn::graph {
 
 constexpr int64_t kBlockRows = 256;
-
-// Checks the inputs (shapes, ids under policy "error", finite dense values) before any work.
-void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldInput>& inputs,
-                     int64_t batch);
 
 // out[b] = logit or sigmoid(logit) of row b. threads ≥ 1: blocks are shared among that many
 // threads (the calling one included); each has its own scratch.

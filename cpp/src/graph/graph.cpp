@@ -18,7 +18,7 @@ void check_opset(const Json& meta) {
   if (!v->is_integer() || v->as_int() < 1)
     throw FormatError("invalid model metadata: 'opset' must be an integer >= 1");
   const int64_t opset = v->as_int();
-  if (opset <= kOpset) return;
+  if (opset <= schema::kOpset) return;
   std::string what;
   // Name the first unknown field kind or operator, when the structure lets us find one.
   if (const Json* s = meta.find("schema"))
@@ -35,11 +35,11 @@ void check_opset(const Json& meta) {
           if (const Json* op = n.find("op"); op && op->is_string() && what.empty())
             if (!ops::find_factory(op->as_string())) what = "operator '" + op->as_string() + "'";
   throw FormatError("model.bin uses opset " + std::to_string(opset) +
-                    ", newer than this dpn_infer supports (" + std::to_string(kOpset) + ")" +
-                    (what.empty() ? std::string() : "; unknown " + what) + "; " + upgrade_advice());
+                    ", newer than this dpn_infer supports (" + std::to_string(schema::kOpset) + ")" +
+                    (what.empty() ? std::string() : "; unknown " + what) + "; " + schema::upgrade_advice());
 }
 
-Graph build_graph(const Json& meta, const std::vector<Field>& fields,
+Graph build_graph(const Json& meta, const std::vector<schema::Field>& fields,
                   const format::Container& tensors) {
   const Json* g = meta.find("graph");
   if (!g || !g->is_object()) bad("metadata has no 'graph' object");
@@ -61,8 +61,8 @@ Graph build_graph(const Json& meta, const std::vector<Field>& fields,
     ops::Factory make = ops::find_factory(op->as_string());
     if (!make)
       throw FormatError("model.bin uses operator '" + op->as_string() + "' (" + label +
-                        "), unknown to this dpn_infer (opset " + std::to_string(kOpset) + "); " +
-                        upgrade_advice());
+                        "), unknown to this dpn_infer (opset " + std::to_string(schema::kOpset) + "); " +
+                        schema::upgrade_advice());
     Node node;
     std::vector<int64_t> in_widths;
     if (const Json* ins = n.find("inputs")) {

@@ -8,7 +8,7 @@
 
 #include "format/json.h"
 #include "format/reader.h"
-#include "graph/schema.h"
+#include "schema/schema.h"
 #include "ops/op.h"
 
 namespace dpn::graph {
@@ -30,11 +30,11 @@ struct Graph {
 // a chain of wide nodes (long sequences) could otherwise add up to gigabytes for a tiny file.
 constexpr int64_t kMaxRowFloats = int64_t(1) << 26;
 
-// Refuses metadata whose opset is newer than kOpset, naming the first unknown kind or operator.
+// Refuses metadata whose opset is newer than schema::kOpset, naming the first unknown kind or operator.
 void check_opset(const format::Json& meta);
 
 // Builds and validates the graph; throws FormatError naming the node at fault.
-Graph build_graph(const format::Json& meta, const std::vector<Field>& fields,
+Graph build_graph(const format::Json& meta, const std::vector<schema::Field>& fields,
                   const format::Container& tensors);
 
 }  // namespace dpn::graph

@@ -24,7 +24,7 @@ class DenseInput : public Op {
 std::unique_ptr<Op> make_dense_input(const NodeBuilder& nb) {
   nb.expect_inputs(0, 0);
   const size_t fi = nb.attr_field();
-  const graph::Field& f = nb.fields()[fi];
+  const schema::Field& f = nb.fields()[fi];
   if (f.info.kind != FieldKind::Dense)
     nb.fail("field '" + f.info.name + "' is not dense; dense_input needs a dense field");
   return std::make_unique<DenseInput>(fi, f.info.dim);

@@ -2,7 +2,7 @@
 // The table is read in place from the mapping.
 #include <algorithm>
 
-#include "ops/id_policy.h"
+#include "schema/id_policy.h"
 #include "ops/op.h"
 #include "kernels/rows.h"
 
@@ -12,7 +12,7 @@ namespace {
 
 class Embedding : public Op {
  public:
-  Embedding(size_t field, const graph::Field& f, const float* table)
+  Embedding(size_t field, const schema::Field& f, const float* table)
       : field_(field), f_(f), table_(table) {
     width = f.info.dim;
   }
@@ -62,7 +62,7 @@ class Embedding : public Op {
       }
       accumulate(rowbuf, n, o);
       count += n;
-      if (f_.pooling == graph::Pooling::Mean && count > 1) {
+      if (f_.pooling == schema::Pooling::Mean && count > 1) {
         const float inv = 1.0f / static_cast<float>(count);
         for (int64_t j = 0; j < dim; ++j) o[j] *= inv;
       }
@@ -79,7 +79,7 @@ class Embedding : public Op {
   }
 
   size_t field_;
-  const graph::Field& f_;
+  const schema::Field& f_;
   const float* table_;
 };
 
@@ -88,12 +88,12 @@ class Embedding : public Op {
 std::unique_ptr<Op> make_embedding(const NodeBuilder& nb) {
   nb.expect_inputs(0, 0);
   const size_t fi = nb.attr_field();
-  const graph::Field& f = nb.fields()[fi];
+  const schema::Field& f = nb.fields()[fi];
   if (f.info.kind == FieldKind::Dense || f.info.kind == FieldKind::Sequence)
     nb.fail("field '" + f.info.name + "' is " +
             (f.info.kind == FieldKind::Dense ? "dense" : "a sequence (read by seq_embedding)") +
             "; embedding needs a sparse or multi_hot field");
-  const int64_t rows = f.info.vocab + (f.policy == graph::Policy::OovBucket ? 1 : 0);
+  const int64_t rows = f.info.vocab + (f.policy == schema::Policy::OovBucket ? 1 : 0);
   const float* table = nb.param("table", {rows, f.info.dim});
   return std::make_unique<Embedding>(fi, f, table);
 }

@@ -7,7 +7,7 @@ namespace dpn::ops {
 using format::Json;
 
 NodeBuilder::NodeBuilder(const Json& node, std::string label, std::vector<int64_t> in_widths,
-                         const std::vector<graph::Field>& fields, const format::Container& tensors)
+                         const std::vector<schema::Field>& fields, const format::Container& tensors)
     : node_(node), label_(std::move(label)), in_widths_(std::move(in_widths)), fields_(fields),
       tensors_(tensors) {
   attrs_ = node_.find("attrs");

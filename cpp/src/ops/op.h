@@ -12,7 +12,7 @@
 #include "dpn/dpn.h"
 #include "format/json.h"
 #include "format/reader.h"
-#include "graph/schema.h"
+#include "schema/schema.h"
 #include "kernels/act.h"
 
 namespace dpn::ops {
@@ -46,10 +46,10 @@ class Op {
 class NodeBuilder {
  public:
   NodeBuilder(const format::Json& node, std::string label, std::vector<int64_t> in_widths,
-              const std::vector<graph::Field>& fields, const format::Container& tensors);
+              const std::vector<schema::Field>& fields, const format::Container& tensors);
 
   const std::vector<int64_t>& in_widths() const { return in_widths_; }
-  const std::vector<graph::Field>& fields() const { return fields_; }
+  const std::vector<schema::Field>& fields() const { return fields_; }
 
   [[noreturn]] void fail(const std::string& msg) const;
   void expect_inputs(size_t min, size_t max) const;
@@ -76,7 +76,7 @@ class NodeBuilder {
   const format::Json& node_;
   std::string label_;
   std::vector<int64_t> in_widths_;
-  const std::vector<graph::Field>& fields_;
+  const std::vector<schema::Field>& fields_;
   const format::Container& tensors_;
   const format::Json* attrs_ = nullptr;
   const format::Json* params_ = nullptr;

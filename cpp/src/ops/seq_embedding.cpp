@@ -2,7 +2,7 @@
 // ids (seq.h) at positions 0..L−1 and zeros after. A field with `table` reads the shared tensor.
 #include <cstring>
 
-#include "ops/id_policy.h"
+#include "schema/id_policy.h"
 #include "ops/op.h"
 #include "ops/seq.h"
 
@@ -12,7 +12,7 @@ namespace {
 
 class SeqEmbedding : public Op {
  public:
-  SeqEmbedding(size_t field, const graph::Field& f, const float* table)
+  SeqEmbedding(size_t field, const schema::Field& f, const float* table)
       : field_(field), f_(f), table_(table) {
     width = f.info.max_len * f.info.dim;
   }
@@ -33,7 +33,7 @@ class SeqEmbedding : public Op {
 
  private:
   size_t field_;
-  const graph::Field& f_;
+  const schema::Field& f_;
   const float* table_;
 };
 
@@ -42,11 +42,11 @@ class SeqEmbedding : public Op {
 std::unique_ptr<Op> make_seq_embedding(const NodeBuilder& nb) {
   nb.expect_inputs(0, 0);
   const size_t fi = seq_field(nb);
-  const graph::Field& f = nb.fields()[fi];
+  const schema::Field& f = nb.fields()[fi];
   const int64_t lim = int64_t(1) << 24;
   if (f.info.max_len > lim || f.info.dim > lim || f.info.max_len * f.info.dim > lim)
     nb.fail("max_len x dim of field '" + f.info.name + "' too large");
-  const int64_t rows = f.info.vocab + (f.policy == graph::Policy::OovBucket ? 1 : 0);
+  const int64_t rows = f.info.vocab + (f.policy == schema::Policy::OovBucket ? 1 : 0);
   const float* table = nb.param("table", {rows, f.info.dim});
   return std::make_unique<SeqEmbedding>(fi, f, table);
 }

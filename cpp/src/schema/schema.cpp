@@ -1,8 +1,8 @@
-#include "graph/schema.h"
+#include "schema/schema.h"
 
 #include <unordered_set>
 
-namespace dpn::graph {
+namespace dpn::schema {
 
 using format::Json;
 
@@ -102,4 +102,4 @@ std::vector<Field> parse_schema(const Json& meta) {
   return out;
 }
 
-}  // namespace dpn::graph
+}  // namespace dpn::schema

@@ -1,4 +1,4 @@
-// dpn::Model: load (map or take the bytes, validate container, parse metadata, build graph) and
+// dpn::Model, the public C++ API's implementation: load (map or take the bytes, validate container, parse metadata, build graph) and
 // predict.
 #include <cmath>
 #include <cstdlib>
@@ -13,7 +13,8 @@
 #include "format/reader.h"
 #include "graph/executor.h"
 #include "graph/graph.h"
-#include "graph/schema.h"
+#include "schema/validate.h"
+#include "schema/schema.h"
 #include "runtime/load_budget.h"
 
 namespace dpn {
@@ -50,7 +51,7 @@ struct Model::Impl {
   const uint8_t* data = nullptr;
   size_t size = 0;
   format::Container container;
-  std::vector<graph::Field> fields;
+  std::vector<schema::Field> fields;
   std::vector<FieldInfo> infos;
   graph::Graph graph;
   int64_t opset = 0;
@@ -79,7 +80,7 @@ std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const Loa
   if (!meta.is_object()) throw FormatError("invalid model metadata: the JSON must be an object");
   graph::check_opset(meta);
   impl->opset = meta.find("opset")->as_int();
-  impl->fields = graph::parse_schema(meta);
+  impl->fields = schema::parse_schema(meta);
   for (const auto& f : impl->fields) impl->infos.push_back(f.info);
   impl->graph = graph::build_graph(meta, impl->fields, impl->container);
   return make(std::move(impl));
@@ -158,7 +159,7 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float*
 void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out,
                     const PredictOptions& options) const {
   if (options.threads < 1) throw std::invalid_argument("threads must be >= 1");
-  graph::validate_inputs(impl_->fields, inputs, batch);
+  schema::validate_inputs(impl_->fields, inputs, batch);
   if (batch > 0 && !out) throw std::invalid_argument("out is null");
   graph::execute(impl_->graph, inputs, batch, out, options.logits, options.threads);
   if (options.allow_nan) return;

@@ -4,25 +4,25 @@
 #include <cstdint>
 #include <string>
 
-#include "graph/schema.h"
+#include "schema/schema.h"
 
-namespace dpn::ops {
+namespace dpn::schema {
 
 // Table row for `id`; never outside [0, vocab] (vocab only for oov_bucket).
 // Throws InputError for an out-of-range id under policy "error".
-inline int64_t resolve_id(const graph::Field& f, int64_t id) {
+inline int64_t resolve_id(const Field& f, int64_t id) {
   const int64_t v = f.info.vocab;
   if (id >= 0 && id < v) return id;
   switch (f.policy) {
-    case graph::Policy::Hash: {
+    case Policy::Hash: {
       const int64_t r = id % v;  // C++ remainder keeps the sign of id; torch.remainder does not
       return r < 0 ? r + v : r;
     }
-    case graph::Policy::OovBucket: return v;
-    case graph::Policy::Error: break;
+    case Policy::OovBucket: return v;
+    case Policy::Error: break;
   }
   throw InputError(f.info.name, "id " + std::to_string(id) + " out of range [0, " +
                                     std::to_string(v) + ")");
 }
 
-}  // namespace dpn::ops
+}  // namespace dpn::schema

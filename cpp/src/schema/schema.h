@@ -7,7 +7,7 @@
 #include "dpn/dpn.h"
 #include "format/json.h"
 
-namespace dpn::graph {
+namespace dpn::schema {
 
 enum class Policy { Hash, OovBucket, Error };
 enum class Pooling { Sum, Mean };
@@ -32,4 +32,4 @@ std::string upgrade_advice();
 // Parses metadata["schema"]["fields"]; throws FormatError naming the field and key at fault.
 std::vector<Field> parse_schema(const format::Json& meta);
 
-}  // namespace dpn::graph
+}  // namespace dpn::schema

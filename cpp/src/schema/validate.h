@@ -1,0 +1,17 @@
+// Checks a request against the model's schema before any work: the one place every API (C++,
+// C ABI, Python) validates a batch, so each check and its message exist once.
+#pragma once
+
+#include <vector>
+
+#include "dpn/dpn.h"
+#include "schema/schema.h"
+
+namespace dpn::schema {
+
+// Shapes and sizes (every product of caller sizes checked), ragged offsets, ids under policy
+// "error", finite dense values. Throws InputError naming the field.
+void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldInput>& inputs,
+                     int64_t batch);
+
+}  // namespace dpn::schema
