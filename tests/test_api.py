@@ -625,27 +625,22 @@ def test_batch_dict_cleared_during_predict(tiny_file, tmp_path):
 
 def test_load_a_fifo_does_not_block(tmp_path):
     """A FIFO (or any non-regular file) is refused before it is read: open() on a FIFO with no
-    writer would otherwise wait forever (a reload thread wedged). The load runs in a thread that
-    must finish quickly."""
+    writer would otherwise wait forever, holding the GIL (a reload thread wedged the whole
+    interpreter). Runs in a child, which must answer within the timeout."""
+    import subprocess
+    import sys
+
     fifo = tmp_path / "model.bin"
     os.mkfifo(fifo)
-    res = {}
-
-    def run():
-        try:
-            load(fifo)
-            res["r"] = "loaded"
-        except OSError as e:
-            res["r"] = e
-
-    th = threading.Thread(target=run, daemon=True)
-    th.start()
-    th.join(10)
-    if th.is_alive():  # unblock the stuck open() so the test process can exit
-        with open(fifo, "wb"):
-            pass
+    script = ("import sys; from dpn_infer.engine import load\n"
+              "try:\n    load(sys.argv[1]); print('loaded')\n"
+              "except OSError as e: print('OSError', e)\n")
+    try:
+        p = subprocess.run([sys.executable, "-c", script, str(fifo)], capture_output=True, text=True,
+                           timeout=60, cwd=tmp_path)
+    except subprocess.TimeoutExpired:
         pytest.fail("load() of a FIFO blocked")
-    assert isinstance(res["r"], OSError) and "FIFO" in str(res["r"]), res
+    assert p.returncode == 0 and p.stdout.startswith("OSError") and "FIFO" in p.stdout, (p.stdout, p.stderr)
 
 
 @pytest.mark.parametrize("dev", ["/dev/zero", "/dev/null"])
