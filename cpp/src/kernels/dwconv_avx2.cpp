@@ -3,9 +3,9 @@
 // Compiled with -mavx2; only called after the runtime check (cpu::available(Isa::Avx2)).
 #include <immintrin.h>
 
-#include "kernels/dwconv.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx2 {
 
 namespace {
 inline __m256i tail_mask(int64_t r) {
@@ -14,7 +14,7 @@ inline __m256i tail_mask(int64_t r) {
 }
 }  // namespace
 
-void dwconv_rows_avx2(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
+void dwconv_rows(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
   const int64_t h = k / 2;
   for (int64_t j = 0; j < n; j += 8) {
     const __m256i m = tail_mask(n - j < 8 ? n - j : 8);
@@ -31,4 +31,4 @@ void dwconv_rows_avx2(const float* x, int64_t L, int64_t n, const float* K, int6
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx2

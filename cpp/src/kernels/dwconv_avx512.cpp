@@ -3,11 +3,11 @@
 // Compiled with -mavx512f; only called after the runtime check (cpu::available(Isa::Avx512)).
 #include <immintrin.h>
 
-#include "kernels/dwconv.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx512 {
 
-void dwconv_rows_avx512(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
+void dwconv_rows(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
   const int64_t h = k / 2;
   for (int64_t j = 0; j < n; j += 16) {
     const int64_t r = n - j < 16 ? n - j : 16;
@@ -25,4 +25,4 @@ void dwconv_rows_avx512(const float* x, int64_t L, int64_t n, const float* K, in
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx512
