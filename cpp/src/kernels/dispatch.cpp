@@ -17,6 +17,9 @@ namespace dpn::kernels {
 
 namespace {
 
+// One filler per ISA, run once. A new ISA's filler starts from the table of the best ISA below it
+// and replaces the entries it has its own kernels for (e.g. `IsaKernels k = avx512_kernels();
+// k.gemm = bf16::gemm;`), so every entry stays set.
 IsaKernels ref_kernels() {
   IsaKernels k;
   k.panel_width = 8;

@@ -1,6 +1,7 @@
 // AVX2 dynamic depthwise convolution (dwconv.h): 8 channels per vector, masked tail; products and
 // sums rounded separately (built with -ffp-contract=off), the same bits as dwconv_ref.cpp.
-// Compiled with -mavx2; only called after the runtime check (cpu::available(Isa::Avx2)).
+// Compiled with -mavx2 -mfma -ffp-contract=off; only called after the runtime check
+// (cpu::available(Isa::Avx2)).
 #include <immintrin.h>
 
 #include "kernels/isa_kernels.h"

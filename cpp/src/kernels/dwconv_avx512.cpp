@@ -1,6 +1,7 @@
 // AVX-512 dynamic depthwise convolution (dwconv.h): 16 channels per vector, masked tail; products
 // and sums rounded separately (built with -ffp-contract=off), the same bits as dwconv_ref.cpp.
-// Compiled with -mavx512f; only called after the runtime check (cpu::available(Isa::Avx512)).
+// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -ffp-contract=off; only called
+// after the runtime check (cpu::available(Isa::Avx512)).
 #include <immintrin.h>
 
 #include "kernels/isa_kernels.h"

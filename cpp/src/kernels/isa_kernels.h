@@ -95,7 +95,7 @@ DwconvRowsFn dwconv_rows;
 AttentionRowsFn attention_rows;
 }  // namespace ref
 
-namespace avx2 {  // -mavx2 -mfma; cpu::available(Isa::Avx2)
+namespace avx2 {  // -mavx2 -mfma; Isa::Avx2
 GemmFn gemm;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
@@ -109,7 +109,7 @@ DwconvRowsFn dwconv_rows;
 AttentionRowsFn attention_rows;
 }  // namespace avx2
 
-namespace avx512 {  // -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; cpu::available(Isa::Avx512)
+namespace avx512 {  // -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; Isa::Avx512
 GemmFn gemm;
 GemmKronFn gemm_kron;
 KronPanelFn kron_panel;
