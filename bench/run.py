@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import importlib
 import os
 import platform
 import sys
@@ -242,15 +243,24 @@ def make_batch(config, batch, rng):
     return {f"f{i}": rng.integers(0, VOCAB, batch, dtype=np.int64) for i in range(n_fields)}
 
 
+def _engine_probe(name):
+    """The engine's probe `name`: in dpn_infer._testing, or in _engine in builds from before that
+    module existed (so an A/B run can probe either build); None without one."""
+    for module in ("_testing", "_engine"):
+        try:
+            mod = importlib.import_module("dpn_infer." + module)
+        except ImportError:
+            continue
+        if hasattr(mod, name):
+            return getattr(mod, name)
+    return None
+
+
 def probe_fma_peak(threads):
     """GFLOP/s peak: the engine's FMA-loop probe if it has one, else a large numpy sgemm."""
-    try:
-        from dpn_infer import _engine
-
-        if hasattr(_engine, "probe_fma_gflops"):
-            return _engine.probe_fma_gflops(threads), "engine FMA loop"
-    except ImportError:
-        pass
+    probe = _engine_probe("probe_fma_gflops")
+    if probe is not None:
+        return probe(threads), "engine FMA loop"
     a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
     a @ a
     best = 0.0
@@ -263,13 +273,9 @@ def probe_fma_peak(threads):
 
 def probe_read_bandwidth(threads, mbytes):
     """GB/s reading a buffer of `mbytes` MiB: the engine's vector-load probe if it has one."""
-    try:
-        from dpn_infer import _engine
-
-        if hasattr(_engine, "probe_read_gbps"):
-            return _engine.probe_read_gbps(threads, mbytes)
-    except ImportError:
-        pass
+    probe = _engine_probe("probe_read_gbps")
+    if probe is not None:
+        return probe(threads, mbytes)
     a = np.ones(mbytes * 1024 * 1024 // 4, dtype=np.float32)
     a.sum()
     best = 0.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dpn_infer import _engine
+from dpn_infer import _engine, _testing
 
 ISAS = list(_engine.cpu_info()["available"])
 
@@ -36,8 +36,8 @@ def _cases():
 @pytest.mark.parametrize("isa", ISAS)
 def test_field_attention(isa):
     for s, z in _cases():
-        ref = _engine._test_rows("field_attention", "ref", s=s, z=z)
-        y = _engine._test_rows("field_attention", isa, s=s, z=z)
+        ref = _testing.kernel("field_attention", "ref", s=s, z=z)
+        y = _testing.kernel("field_attention", isa, s=s, z=z)
         want, mag = _numpy(s, z)
         # vector exp (Cephes) vs std::exp: the weights differ by a few ulp
         assert np.all(np.abs(y - ref) <= 1e-6 + 1e-5 * mag), f"{isa} vs ref, s {s.shape}, z {z.shape}"
@@ -50,13 +50,13 @@ def test_field_attention_extreme_scores():
     s = np.array([[[80.0, -80.0], [79.0, 80.0], [-80.0, 0.0]]], np.float32)   # [1, t2=3, t1=2]
     z = np.ones((1, 3, 5), np.float32)
     for isa in ISAS:
-        y = _engine._test_rows("field_attention", isa, s=s, z=z)
+        y = _testing.kernel("field_attention", isa, s=s, z=z)
         np.testing.assert_allclose(y, np.ones((1, 2, 5)), rtol=1e-6)
 
 
 def test_field_attention_bad_shapes():
     with pytest.raises(ValueError):
-        _engine._test_rows("field_attention", "ref", s=np.zeros((2, 3, 1), np.float32),
+        _testing.kernel("field_attention", "ref", s=np.zeros((2, 3, 1), np.float32),
                            z=np.zeros((2, 4, 5), np.float32))
 
 
@@ -83,8 +83,8 @@ def test_field_mix(isa):
             for kw, acc, b in ((dict(accumulate=True), True, None),
                                (dict(accumulate=False, bias=bias), False, bias),
                                (dict(accumulate=False), False, None)):
-                ref = _engine._test_rows("field_mix", "ref", W=W, T=T, y=y, **kw)
-                got = _engine._test_rows("field_mix", isa, W=W, T=T, y=y, **kw)
+                ref = _testing.kernel("field_mix", "ref", W=W, T=T, y=y, **kw)
+                got = _testing.kernel("field_mix", isa, W=W, T=T, y=y, **kw)
                 np.testing.assert_array_equal(got, ref, err_msg=f"{isa} t={t} c={c} {list(kw)}")
                 want, mag = _mix_numpy(W, T, y, b, acc)
                 assert np.all(np.abs(got - want) <= 1e-6 + 1e-5 * mag), f"{isa} t={t} c={c} {list(kw)}"

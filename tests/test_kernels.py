@@ -1,6 +1,6 @@
 """GEMM kernels per ISA against float64 numpy, and whole models under each ISA (DPN_ISA).
 
-Every ISA the machine can run is tested: `_engine._test_gemm` runs one ISA's GEMM (weight packed for
+Every ISA the machine can run is tested: `_testing.gemm` runs one ISA's GEMM (weight packed for
 that ISA's panel width) regardless of the process's selected ISA. The whole-model check runs in
 subprocesses because DPN_ISA is read once per process.
 """
@@ -15,7 +15,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from dpn_infer import _engine
+from dpn_infer import _engine, _testing
 
 ISAS = list(_engine.cpu_info()["available"])
 ACTS = ["identity", "relu", "sigmoid", "tanh"]
@@ -34,7 +34,7 @@ def _act(name, x):
 
 
 def _check(A, W, b, act, isa):
-    C = _engine._test_gemm(A, W, b, act, isa)
+    C = _testing.gemm(A, W, b, act, isa)
     ref = A.astype(np.float64) @ W.astype(np.float64).T
     if b is not None:
         ref = ref + b.astype(np.float64)
@@ -79,10 +79,10 @@ def test_gemm_few_rows_many_panels(isa):
             W = rng.standard_normal((N, K)).astype(np.float32)
             b = rng.standard_normal(N).astype(np.float32)
             act = ACTS[(K + N) % 4]
-            full = _engine._test_gemm(big, W, b, act, isa)
+            full = _testing.gemm(big, W, b, act, isa)
             for M in (1, 2, 3):
                 _check(big[:M], W, b, act, isa)
-                np.testing.assert_array_equal(_engine._test_gemm(big[:M], W, b, act, isa), full[:M],
+                np.testing.assert_array_equal(_testing.gemm(big[:M], W, b, act, isa), full[:M],
                                               err_msg=f"isa={isa} M,K,N={M},{K},{N}")
 
 
@@ -100,9 +100,9 @@ def test_gemm_block_edges(isa):
         act = ACTS[K % 4]
         for M in ((4, 73, 149) if N < 1024 else (75,)):
             _check(A[:M], W, b, act, isa)
-        full = _engine._test_gemm(A[:75], W, b, act, isa)
+        full = _testing.gemm(A[:75], W, b, act, isa)
         for i in (0, 71, 72, 74):
-            np.testing.assert_array_equal(_engine._test_gemm(A[i:i + 1], W, b, act, isa), full[i:i + 1],
+            np.testing.assert_array_equal(_testing.gemm(A[i:i + 1], W, b, act, isa), full[i:i + 1],
                                           err_msg=f"isa={isa} K,N={K},{N} row {i}")
 
 
@@ -134,7 +134,7 @@ def test_gemm_large_k_blocks(isa):
 def test_gemm_k_zero_and_extremes(isa):
     # K == 0: C = act(bias); large magnitudes through sigmoid/tanh stay finite.
     b = np.array([-3.0, 0.0, 2.5], np.float32)
-    C = _engine._test_gemm(np.zeros((4, 0), np.float32), np.zeros((3, 0), np.float32), b,
+    C = _testing.gemm(np.zeros((4, 0), np.float32), np.zeros((3, 0), np.float32), b,
                            "sigmoid", isa)
     np.testing.assert_allclose(C, np.broadcast_to(1 / (1 + np.exp(-b.astype(np.float64))), (4, 3)),
                                rtol=1e-6)
@@ -142,7 +142,7 @@ def test_gemm_k_zero_and_extremes(isa):
     W = np.ones((37, 5), np.float32)
     W[::2] *= -1
     for act in ("sigmoid", "tanh"):
-        C = _engine._test_gemm(A, W, None, act, isa)
+        C = _testing.gemm(A, W, None, act, isa)
         assert np.all(np.isfinite(C))
         _check(A, W, None, act, isa)
 
@@ -162,7 +162,7 @@ def test_gemm_kron(isa):
         P = np.concatenate([x] + [h[:, k:k + 1] * x for k in range(l)] + ([h] if with_h else []),
                            axis=1).astype(np.float64)
         for act in ("identity", "relu", "tanh"):
-            C = _engine._test_gemm_kron(x, h, B, b, act, with_h, isa)
+            C = _testing.gemm_kron(x, h, B, b, act, with_h, isa)
             ref = _act(act, P @ B.astype(np.float64) + b)
             np.testing.assert_allclose(C, ref, rtol=1e-4, atol=1e-5 * np.sqrt(K),
                                        err_msg=f"isa={isa} R,m,l,N={R},{m},{l},{N} act={act}")
@@ -182,11 +182,11 @@ def test_gemm_kron_few_rows(isa):
         h = rng.standard_normal((13, l)).astype(np.float32)
         B = rng.standard_normal((K, N)).astype(np.float32)
         b = rng.standard_normal(N).astype(np.float32)
-        full = _engine._test_gemm_kron(x, h, B, b, "relu", with_h, isa)
+        full = _testing.gemm_kron(x, h, B, b, "relu", with_h, isa)
         for R in (1, 2, 3):
             P = np.concatenate([x[:R]] + [h[:R, k:k + 1] * x[:R] for k in range(l)] +
                                ([h[:R]] if with_h else []), axis=1).astype(np.float64)
-            C = _engine._test_gemm_kron(x[:R], h[:R], B, b, "relu", with_h, isa)
+            C = _testing.gemm_kron(x[:R], h[:R], B, b, "relu", with_h, isa)
             np.testing.assert_allclose(C, _act("relu", P @ B.astype(np.float64) + b), rtol=1e-4,
                                        atol=1e-5 * np.sqrt(K), err_msg=f"isa={isa} R,m,l,N={R},{m},{l},{N}")
             np.testing.assert_array_equal(C, full[:R], err_msg=f"isa={isa} R,m,l,N={R},{m},{l},{N}")
@@ -203,7 +203,7 @@ def test_relu_epilogue_propagates_nan(isa, rows):
     bias = rng.choice(specials, size=N).astype(np.float32)
     A = np.ones((rows, 1), np.float32)
     W = np.zeros((N, 1), np.float32)
-    C = _engine._test_gemm(A, W, bias, "relu", isa)
+    C = _testing.gemm(A, W, bias, "relu", isa)
     with np.errstate(invalid="ignore"):
         want = np.where(np.isnan(bias) | (bias > 0), bias, 0.0).astype(np.float32)
     for r in range(rows):
@@ -222,7 +222,7 @@ def test_vector_activations_accuracy(isa):
         x64 = x.astype(np.float64)
         refs = {"sigmoid": 1.0 / (1.0 + np.exp(-x64)), "tanh": np.tanh(x64)}
     for act, ref in refs.items():
-        C = _engine._test_gemm(A, W, None, act, isa)[:, 0].astype(np.float64)
+        C = _testing.gemm(A, W, None, act, isa)[:, 0].astype(np.float64)
         assert np.isnan(C[-1]) and C[-3] == 1.0, (act, isa, C[-3:])
         if act == "sigmoid":
             assert 0.0 <= C[-2] < 1e-37, (act, isa, C[-2])
@@ -238,11 +238,11 @@ def test_vector_activations_accuracy(isa):
 def test_gemm_rejects_bad_args():
     A = np.ones((2, 3), np.float32)
     with pytest.raises(ValueError):
-        _engine._test_gemm(A, np.ones((4, 5), np.float32), None, "identity", "ref")
+        _testing.gemm(A, np.ones((4, 5), np.float32), None, "identity", "ref")
     with pytest.raises(ValueError):
-        _engine._test_gemm(A, np.ones((4, 3), np.float32), None, "gelu", "ref")
+        _testing.gemm(A, np.ones((4, 3), np.float32), None, "gelu", "ref")
     with pytest.raises(ValueError):
-        _engine._test_gemm(A, np.ones((4, 3), np.float32), None, "identity", "sse9")
+        _testing.gemm(A, np.ones((4, 3), np.float32), None, "identity", "sse9")
 
 
 # --- whole models under each ISA, one subprocess per ISA ------------------------------------

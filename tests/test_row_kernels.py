@@ -1,7 +1,7 @@
 """Row and elementwise kernels per ISA: pool_rows, layernorm_rows, cross_rows, act_inplace,
 softmax_rows and kron_panel.
 
-`_engine._test_rows(kernel, isa, **arrays)` runs one ISA's version regardless of the process's
+`_testing.kernel(kernel, isa, **arrays)` runs one ISA's version regardless of the process's
 selected ISA. Every ISA the machine can run is swept over widths 1..70 and 127, 128, 129, 1000 and
 rows 1..9, against the reference ISA and against an independent float64 numpy computation.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dpn_infer import _engine
+from dpn_infer import _engine, _testing
 
 ISAS = list(_engine.cpu_info()["available"])
 WIDTHS = list(range(1, 71)) + [127, 128, 129, 1000]
@@ -26,7 +26,7 @@ ACTS = ["relu", "sigmoid", "tanh", "identity"]
 
 
 def _rows(kernel, isa, **kw):
-    return _engine._test_rows(kernel, isa, **kw)
+    return _testing.kernel(kernel, isa, **kw)
 
 
 def _same_vector_isas(kernel, isa, y, **kw):

@@ -1,6 +1,6 @@
 """The dynamic depthwise convolution kernel of homo_dpo (kernels/dwconv_*.cpp) per ISA.
 
-`_engine._test_rows("dwconv", isa, x=[T, n], K=[k, n], length=L)` runs one ISA's version. Swept
+`_testing.kernel("dwconv", isa, x=[T, n], K=[k, n], length=L)` runs one ISA's version. Swept
 over k in 1..9 (odd), n in 1..40 plus 63, 64, 65, 129, T in 1..12 plus 50, lengths 0, 1, L, T.
 Every ISA gives the same bits as the reference (taps added in order, no FMA); the reference matches an
 independent float64 numpy computation within rtol 1e-5 / atol 1e-6. Rows at or past the length
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dpn_infer import _engine
+from dpn_infer import _engine, _testing
 
 ISAS = list(_engine.cpu_info()["available"])
 NS = list(range(1, 41)) + [63, 64, 65, 129]
@@ -45,8 +45,8 @@ def test_dwconv_matches_reference_bits_and_numpy(isa):
         x = rng.standard_normal((T, n)).astype(np.float32)
         x[L:] = np.nan                    # positions past the length must never be read
         K = rng.standard_normal((k, n)).astype(np.float32)
-        y = _engine._test_rows("dwconv", isa, x=x, K=K, length=L)
-        ref = _engine._test_rows("dwconv", "ref", x=x, K=K, length=L)
+        y = _testing.kernel("dwconv", isa, x=x, K=K, length=L)
+        ref = _testing.kernel("dwconv", "ref", x=x, K=K, length=L)
         what = f"isa={isa} n={n} k={k} T={T} L={L}"
         np.testing.assert_array_equal(y, ref, err_msg=what)
         assert np.all(y[L:] == 0), what
@@ -57,11 +57,11 @@ def test_dwconv_matches_reference_bits_and_numpy(isa):
 def test_dwconv_rejects_bad_shapes():
     x = np.zeros((4, 3), np.float32)
     with pytest.raises(ValueError):
-        _engine._test_rows("dwconv", "ref", x=x, K=np.zeros((2, 3), np.float32))   # even k
+        _testing.kernel("dwconv", "ref", x=x, K=np.zeros((2, 3), np.float32))   # even k
     with pytest.raises(ValueError):
-        _engine._test_rows("dwconv", "ref", x=x, K=np.zeros((3, 4), np.float32))   # n mismatch
+        _testing.kernel("dwconv", "ref", x=x, K=np.zeros((3, 4), np.float32))   # n mismatch
     with pytest.raises(ValueError):
-        _engine._test_rows("dwconv", "ref", x=x, K=np.zeros((3, 3), np.float32), length=5)
+        _testing.kernel("dwconv", "ref", x=x, K=np.zeros((3, 3), np.float32), length=5)
 
 
 # -- attention core (kernels/attention_*.cpp) ---------------------------------------------------
@@ -92,7 +92,7 @@ def test_attention_core_matches_numpy(isa):
         divs = [h for h in range(1, d + 1) if d % h == 0]
         H = int(rng.choice(divs))
         qkv = rng.standard_normal((L, 3 * d)).astype(np.float32) * np.float32(rng.uniform(0.1, 3.0))
-        A = _engine._test_rows("attention", isa, qkv=qkv, heads=H)
+        A = _testing.kernel("attention", isa, qkv=qkv, heads=H)
         want = _numpy_attention(qkv, H, 1.0 / np.sqrt(d // H))
         atol = 1e-5 * float(np.abs(qkv[:, 2 * d:]).max())
         np.testing.assert_allclose(A, want, rtol=1e-5, atol=atol, err_msg=f"isa={isa} L={L} d={d} H={H}")

@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "kernels/act.h"
+#include "runtime/grain.h"
 #include "runtime/thread_pool.h"
 
 namespace dpn::graph {
@@ -50,8 +51,8 @@ struct Worker {
 
 }  // namespace
 
-// How a call is split between `threads`: by rows when every thread gets at least kMinRowsPerThread
-// rows (blocks of at most kBlockRows, a multiple of the thread count so no thread idles at the end);
+// How a call is split between `threads`: by rows when every thread gets at least
+// runtime::kMinRowsPerThread rows (blocks of at most kBlockRows, a multiple of the thread count so no thread idles at the end);
 // otherwise one block on the calling thread whose GEMMs split their output columns (small batches,
 // where the weights, not the rows, are the work).
 struct Plan {
@@ -61,8 +62,7 @@ struct Plan {
 
 // max_rows: kBlockRows, or fewer for a graph whose rows are wide (block_rows_for).
 Plan plan(int64_t batch, int threads, int64_t max_rows) {
-  constexpr int64_t kMinRowsPerThread = 32;
-  if (threads <= 1 || batch < kMinRowsPerThread * threads) {
+  if (threads <= 1 || batch < runtime::kMinRowsPerThread * threads) {
     const int64_t br = std::min(max_rows, batch);
     return {br, (batch + br - 1) / br, 1, std::max(1, threads)};
   }

@@ -34,18 +34,13 @@ inline float apply(Act a, float x) {
   return x;
 }
 
-// The kernels below run with the process's kernel ISA (cpu::selected_isa(), the one the GEMMs use);
-// the overloads taking an Isa first run that ISA's version (it must be cpu::available()). The
+// act_inplace runs with the process's kernel ISA (cpu::selected_isa(), the one the GEMMs use); the
+// overload taking an Isa first runs that ISA's version (it must be cpu::available()). The
 // vector versions match these scalar ones to a few ulp (relu exactly; NaN in, NaN out for sigmoid
 // and tanh and relu in every version).
 
-// x[i] = act(x[i]) for n contiguous floats.
+// x[i] = act(x[i]) for n contiguous floats (act_ref.cpp, act_avx2.cpp, act_avx512.cpp).
 void act_inplace(float* x, int64_t n, Act a);
 void act_inplace(cpu::Isa isa, float* x, int64_t n, Act a);
-
-// Row-wise softmax over `cols` (>= 1) columns of a [rows, ld] matrix. A row holding a NaN or +inf
-// becomes all NaN (every version).
-void softmax_rows(float* x, int64_t rows, int64_t cols, int64_t ld);
-void softmax_rows(cpu::Isa isa, float* x, int64_t rows, int64_t cols, int64_t ld);
 
 }  // namespace dpn::kernels

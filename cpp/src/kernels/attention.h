@@ -22,11 +22,4 @@ void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t
 void attention_rows(cpu::Isa isa, const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
                     float scale, float* A, int64_t lda, float* scratch);
 
-void attention_rows_ref(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
-                        float* A, int64_t lda, float* scratch);
-void attention_rows_avx2(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
-                         float scale, float* A, int64_t lda, float* scratch);
-void attention_rows_avx512(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
-                           float scale, float* A, int64_t lda, float* scratch);
-
 }  // namespace dpn::kernels

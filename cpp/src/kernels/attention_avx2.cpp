@@ -2,10 +2,10 @@
 // Compiled with -mavx2 -mfma; only called after the runtime check (cpu::available(Isa::Avx2)).
 #include <immintrin.h>
 
-#include "kernels/attention.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/vecmath_avx2.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx2 {
 
 namespace {
 inline float hmax8(__m256 v) {
@@ -45,8 +45,8 @@ inline void scores(const float* q, float scale, const float* Kt, int64_t Lp, int
 
 }  // namespace
 
-void attention_rows_avx2(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
-                         float scale, float* A, int64_t lda, float* scratch) {
+void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
+                    float scale, float* A, int64_t lda, float* scratch) {
   const int64_t dh = d / H, Lp = (L + 31) / 32 * 32;
   float* Kt = scratch;
   float* s = scratch + dh * Lp;
@@ -95,4 +95,4 @@ void attention_rows_avx2(const float* qkv, int64_t ldq, int64_t L, int64_t d, in
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx2

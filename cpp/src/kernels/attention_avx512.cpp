@@ -3,10 +3,10 @@
 // Compiled with -mavx512f -mfma...; only called after the runtime check (cpu::available(Isa::Avx512)).
 #include <immintrin.h>
 
-#include "kernels/attention.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/vecmath_avx512.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx512 {
 
 namespace {
 
@@ -34,8 +34,8 @@ inline void scores(const float* q, float scale, const float* Kt, int64_t Lp, int
 
 }  // namespace
 
-void attention_rows_avx512(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
-                           float scale, float* A, int64_t lda, float* scratch) {
+void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
+                    float scale, float* A, int64_t lda, float* scratch) {
   const int64_t dh = d / H, Lp = (L + 63) / 64 * 64;
   float* Kt = scratch;      // [dh, Lp]
   float* s = scratch + dh * Lp;  // [Lp]
@@ -84,4 +84,4 @@ void attention_rows_avx512(const float* qkv, int64_t ldq, int64_t L, int64_t d, 
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx512

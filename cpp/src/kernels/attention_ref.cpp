@@ -2,12 +2,12 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/attention.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::ref {
 
-void attention_rows_ref(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
-                        float* A, int64_t lda, float* scratch) {
+void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
+                    float* A, int64_t lda, float* scratch) {
   const int64_t dh = d / H;
   float* s = scratch;
   for (int64_t h = 0; h < H; ++h) {
@@ -38,4 +38,4 @@ void attention_rows_ref(const float* qkv, int64_t ldq, int64_t L, int64_t d, int
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::ref

@@ -1,5 +1,6 @@
-// Dynamic depthwise convolution of one behaviour sequence (homogeneous DPO, DESIGN.md §3): the row's
-// k × n kernel is materialized once by the caller and applied here at every valid position.
+// Dynamic depthwise convolution of one behaviour sequence (homogeneous DPO; docs/architecture.md,
+// "The Kronecker identity"): the row's k × n kernel is materialized once by the caller and applied
+// here at every valid position.
 #pragma once
 
 #include <cstdint>
@@ -17,9 +18,5 @@ namespace dpn::kernels {
 void dwconv_rows(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y);
 void dwconv_rows(cpu::Isa isa, const float* x, int64_t L, int64_t n, const float* K, int64_t k,
                  float* y);
-
-void dwconv_rows_ref(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y);
-void dwconv_rows_avx2(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y);
-void dwconv_rows_avx512(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y);
 
 }  // namespace dpn::kernels

@@ -1,11 +1,12 @@
 // AVX2 dynamic depthwise convolution (dwconv.h): 8 channels per vector, masked tail; products and
 // sums rounded separately (built with -ffp-contract=off), the same bits as dwconv_ref.cpp.
-// Compiled with -mavx2; only called after the runtime check (cpu::available(Isa::Avx2)).
+// Compiled with -mavx2 -mfma -ffp-contract=off; only called after the runtime check
+// (cpu::available(Isa::Avx2)).
 #include <immintrin.h>
 
-#include "kernels/dwconv.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx2 {
 
 namespace {
 inline __m256i tail_mask(int64_t r) {
@@ -14,7 +15,7 @@ inline __m256i tail_mask(int64_t r) {
 }
 }  // namespace
 
-void dwconv_rows_avx2(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
+void dwconv_rows(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
   const int64_t h = k / 2;
   for (int64_t j = 0; j < n; j += 8) {
     const __m256i m = tail_mask(n - j < 8 ? n - j : 8);
@@ -31,4 +32,4 @@ void dwconv_rows_avx2(const float* x, int64_t L, int64_t n, const float* K, int6
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx2

@@ -1,13 +1,14 @@
 // AVX-512 dynamic depthwise convolution (dwconv.h): 16 channels per vector, masked tail; products
 // and sums rounded separately (built with -ffp-contract=off), the same bits as dwconv_ref.cpp.
-// Compiled with -mavx512f; only called after the runtime check (cpu::available(Isa::Avx512)).
+// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -ffp-contract=off; only called
+// after the runtime check (cpu::available(Isa::Avx512)).
 #include <immintrin.h>
 
-#include "kernels/dwconv.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx512 {
 
-void dwconv_rows_avx512(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
+void dwconv_rows(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
   const int64_t h = k / 2;
   for (int64_t j = 0; j < n; j += 16) {
     const int64_t r = n - j < 16 ? n - j : 16;
@@ -25,4 +26,4 @@ void dwconv_rows_avx512(const float* x, int64_t L, int64_t n, const float* K, in
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx512

@@ -1,9 +1,9 @@
 // Reference dynamic depthwise convolution (dwconv.h): the oracle of the vector versions.
-#include "kernels/dwconv.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::ref {
 
-void dwconv_rows_ref(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
+void dwconv_rows(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
   const int64_t h = k / 2;
   for (int64_t i = 0; i < L; ++i) {
     float* yi = y + i * n;
@@ -21,4 +21,4 @@ void dwconv_rows_ref(const float* x, int64_t L, int64_t n, const float* K, int64
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::ref

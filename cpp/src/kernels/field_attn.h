@@ -22,16 +22,4 @@ void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t
 void field_attention(cpu::Isa isa, float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
                      int64_t n, float* out);
 
-// Per-ISA entry points (same contract).
-void field_attention_ref(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
-                         float* out);
-void field_attention_avx2(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
-                          float* out);
-void field_attention_avx512(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
-                            int64_t n, float* out);
-
-// The reference's softmax step: for one row, column i of s [t2, t1] becomes softmax over its t2
-// entries.
-void field_attention_weights(float* s, int64_t t1, int64_t t2);
-
 }  // namespace dpn::kernels

@@ -4,10 +4,10 @@
 // the reference's order.
 #include <immintrin.h>
 
-#include "kernels/field_attn.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/vecmath_avx512.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx512 {
 
 namespace {
 
@@ -35,8 +35,8 @@ void softmax_cols(float* s, int64_t t1, int64_t t2) {
 
 }  // namespace
 
-void field_attention_avx512(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
-                            int64_t n, float* out) {
+void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
+                     int64_t n, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * t2 * t1;
     const float* zr = z + r * t2 * n;
@@ -61,4 +61,4 @@ void field_attention_avx512(float* s, const float* z, int64_t rows, int64_t t1, 
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx512

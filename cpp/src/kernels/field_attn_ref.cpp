@@ -1,10 +1,32 @@
 // Reference field attention (field_attn.h): the oracle of the vector versions.
-#include "kernels/field_attn.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+#include <cmath>
 
-void field_attention_ref(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
-                         float* out) {
+namespace dpn::kernels::ref {
+
+namespace {
+
+// For one row, column i of s [t2, t1] becomes softmax over its t2 entries.
+void field_attention_weights(float* s, int64_t t1, int64_t t2) {
+  for (int64_t i = 0; i < t1; ++i) {
+    float mx = s[i];
+    for (int64_t j = 1; j < t2; ++j) mx = std::fmax(mx, s[j * t1 + i]);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < t2; ++j) {
+      const float e = std::exp(s[j * t1 + i] - mx);
+      s[j * t1 + i] = e;
+      sum += e;
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < t2; ++j) s[j * t1 + i] *= inv;
+  }
+}
+
+}  // namespace
+
+void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
+                     float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * t2 * t1;
     const float* zr = z + r * t2 * n;
@@ -22,4 +44,4 @@ void field_attention_ref(float* s, const float* z, int64_t rows, int64_t t1, int
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::ref

@@ -18,11 +18,4 @@ void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t 
 void field_mix(cpu::Isa isa, const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
                const float* bias, bool accumulate, float* y);
 
-void field_mix_ref(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
-                   const float* bias, bool accumulate, float* y);
-void field_mix_avx2(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
-                    const float* bias, bool accumulate, float* y);
-void field_mix_avx512(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
-                      const float* bias, bool accumulate, float* y);
-
 }  // namespace dpn::kernels

@@ -2,12 +2,12 @@
 // with -ffp-contract=off) in the reference's order, so every lane gives the reference's bits.
 #include <immintrin.h>
 
-#include "kernels/field_mix.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx2 {
 
-void field_mix_avx2(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
-                  const float* bias, bool accumulate, float* y) {
+void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
+             const float* bias, bool accumulate, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* Tr = T + r * t * c;
     float* yr = y + r * t * c;
@@ -32,4 +32,4 @@ void field_mix_avx2(const float* W, const float* T, int64_t rows, int64_t t, int
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx2

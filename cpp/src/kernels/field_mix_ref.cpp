@@ -1,10 +1,10 @@
 // Reference field mix (field_mix.h): the oracle of the vector versions.
-#include "kernels/field_mix.h"
+#include "kernels/isa_kernels.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::ref {
 
-void field_mix_ref(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
-                   const float* bias, bool accumulate, float* y) {
+void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
+               const float* bias, bool accumulate, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* Tr = T + r * t * c;
     float* yr = y + r * t * c;
@@ -20,4 +20,4 @@ void field_mix_ref(const float* W, const float* T, int64_t rows, int64_t t, int6
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::ref

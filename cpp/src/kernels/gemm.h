@@ -2,7 +2,7 @@
 // C[M×N] = act(A[M×K] · B[K×N] + bias). B is packed once at load into column panels of NR floats;
 // NR depends on the kernel ISA (ref 8, avx2 16, avx512 32), so a PackedMatrix records the ISA it
 // was packed for and every GEMM on it runs that ISA's kernel (a loaded model keeps its ISA).
-// ISA kernels live in gemm_ref.cpp / gemm_avx2.cpp / gemm_avx512.cpp; only gemm.cpp dispatches.
+// ISA kernels live in gemm_ref.cpp / gemm_avx2.cpp / gemm_avx512.cpp (isa_kernels.h).
 #pragma once
 
 #include <cstdint>
@@ -15,7 +15,7 @@ namespace dpn::kernels {
 
 using cpu::Isa;
 
-// Panel width of the packed layout for an ISA's micro-kernel.
+// Panel width of the packed layout for an ISA's micro-kernel (`isa` must be cpu::available()).
 int64_t panel_width(Isa isa);
 
 // Packed layout: column panels of nr floats, panel p at p·K·nr, row k of a panel at k·nr, zero
@@ -36,19 +36,6 @@ inline int64_t packed_size(int64_t K, int64_t N, int64_t nr) {
 // torch Linear weight [out=N, in=K]: rs = 1, cs = K.  A plain row-major K×N matrix: rs = N, cs = 1.
 void pack_b(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, int64_t nr, float* dst);
 
-// C = act(A · Bp + bias) with the kernel of `isa` (Bp packed with panel_width(isa));
-// A row-major with leading dimension lda, C with ldc; bias may be null. `isa` must be available.
-void gemm_packed(Isa isa, const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp,
-                 int64_t N, const float* bias, Act act, float* C, int64_t ldc);
-
-// Per-ISA entry points (same contract; Bp packed with that ISA's panel width).
-void gemm_ref(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
-              const float* bias, Act act, float* C, int64_t ldc);
-void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
-               const float* bias, Act act, float* C, int64_t ldc);
-void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
-                 const float* bias, Act act, float* C, int64_t ldc);
-
 // Owned packed matrix, for ops that pack at load. Packed for the process's selected ISA unless
 // told otherwise; remembers it.
 struct PackedMatrix {
@@ -67,10 +54,11 @@ struct PackedMatrix {
 void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias, Act act,
           float* C, int64_t ldc, int threads = 1);
 
-// The Kronecker GEMM of a dynamic layer (DESIGN.md §3, kron.h): C = act(P · B + bias) with
-// P = [x, h_1·x, …, h_l·x, (h if with_h)] for `rows` rows, B.K == (l+1)·m + (with_h ? l : 0).
-// The AVX-512 path builds P block by block (kMC×kKC, L2 resident) inside its GEMM; other ISAs build
-// it whole in `panel` (scratch of rows × B.K floats) and run the plain GEMM.
+// The Kronecker GEMM of a dynamic layer (docs/architecture.md, "The Kronecker identity"; kron.h):
+// C = act(P · B + bias) with P = [x, h_1·x, …, h_l·x, (h if with_h)] for `rows` rows,
+// B.K == (l+1)·m + (with_h ? l : 0). An ISA with a gemm_kron kernel (AVX-512) builds P block by
+// block (kMC×kKC, L2 resident) inside its GEMM; the others build it whole in `panel` (scratch of
+// rows × B.K floats) and run the plain GEMM.
 // Whether gemm_kron on B needs the caller's `panel` scratch (false where the GEMM builds the
 // left operand block by block itself).
 bool kron_needs_panel(const PackedMatrix& B);

@@ -1,13 +1,13 @@
 // AVX2+FMA GEMM: 6×16 register tile (12 ymm accumulators; 1-2 rows: panels side by side), B packed in 16-wide panels, A read in
 // place (row-major, broadcast from memory; measured faster here than packing it). Compiled with
-// -mavx2 -mfma; only called after the runtime check (cpu::available(Isa::Avx2)). See gemm_isa.h
+// -mavx2 -mfma; only called after the runtime check (cpu::available(Isa::Avx2)). See isa_kernels.h
 // for what this file must not use.
 #include <immintrin.h>
 
-#include "kernels/gemm_isa.h"
+#include "kernels/isa_kernels.h"
 #include "kernels/vecmath_avx2.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx2 {
 
 namespace {
 
@@ -184,8 +184,8 @@ void run_wide(int64_t mr, const float* ap, int64_t lda, const float* Bp, int64_t
 
 }  // namespace
 
-void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
-               const float* bias, Act act, float* C, int64_t ldc) {
+void gemm(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+          const float* bias, Act act, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   // One or two rows: accumulators stay in registers for all of K, so each panel group is read
   // start to end as one stream per panel (K blocks hopped between all the panels).
@@ -219,4 +219,4 @@ void gemm_avx2(const float* A, int64_t lda, int64_t M, int64_t K, const float* B
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx2

@@ -5,13 +5,14 @@
 // The Kronecker GEMM of a dynamic layer builds its left operand [x, h1·x, …, hl·x, h] block by block
 // (kMC×kKC, row-major, L2 resident) instead of materializing the whole panel.
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; only called after the runtime
-// check (cpu::available(Isa::Avx512)). See gemm_isa.h for what this file must not use.
+// check (cpu::available(Isa::Avx512)). See isa_kernels.h for what this file must not use.
 #include <immintrin.h>
 
-#include "kernels/gemm_isa.h"
+#include "kernels/isa_kernels.h"
+#include "runtime/thread_scratch.h"
 #include "kernels/vecmath_avx512.h"
 
-namespace dpn::kernels {
+namespace dpn::kernels::avx512 {
 
 namespace {
 
@@ -268,8 +269,8 @@ inline void scale_copy(float* d, const float* x, float s, int64_t n) {
 
 }  // namespace
 
-void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
-                 const float* bias, Act act, float* C, int64_t ldc) {
+void gemm(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+          const float* bias, Act act, float* C, int64_t ldc) {
   drive(M, K, Bp, N, bias, act, C, ldc,
         [&](int64_t m0, int64_t, int64_t k0, int64_t, int64_t* la) {
           *la = lda;
@@ -278,12 +279,12 @@ void gemm_avx512(const float* A, int64_t lda, int64_t M, int64_t K, const float*
 }
 
 // The same products s·x[i] as kron_panel, so results match the unfused path bit for bit.
-void gemm_kron_avx512(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
-                      int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
-                      const float* bias, Act act, float* C, int64_t ldc) {
+void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
+               int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
+               const float* bias, Act act, float* C, int64_t ldc) {
   const int64_t Kx = (l + 1) * m, K = Kx + (with_h ? l : 0);
   // A block is at most kMC × kKC, or up to 3 rows of all of K (drive's few-rows path).
-  float* buf = thread_scratch(size_t(M <= 3 ? lmin(M, 3) * K : kMC * kKC));
+  float* buf = runtime::thread_scratch(size_t(M <= 3 ? lmin(M, 3) * K : kMC * kKC));
   drive(M, K, Bp, N, bias, act, C, ldc,
         [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
           *la = kc;
@@ -306,4 +307,4 @@ void gemm_kron_avx512(const float* x, int64_t ldx, int64_t m, const float* h, in
         });
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::avx512

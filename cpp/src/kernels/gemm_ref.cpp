@@ -1,10 +1,10 @@
 // Portable reference GEMM (the test oracle): 6x8 micro-tile with GCC vector extensions (SSE2
 // baseline, no ISA flags). B packed with panel width 8 (panel_width(Isa::Ref)).
-#include "kernels/gemm.h"
+#include "kernels/isa_kernels.h"
 
 #include <algorithm>
 
-namespace dpn::kernels {
+namespace dpn::kernels::ref {
 
 namespace {
 
@@ -79,8 +79,8 @@ void tile(const float* A, int64_t lda, const float* bp, int64_t kc, float* C, in
 
 }  // namespace
 
-void gemm_ref(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
-              const float* bias, Act act, float* C, int64_t ldc) {
+void gemm(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+          const float* bias, Act act, float* C, int64_t ldc) {
   if (M <= 0 || N <= 0) return;
   const int64_t panels = (N + kNR - 1) / kNR;
   // K == 0 still runs one pass so C = act(bias).
@@ -111,4 +111,4 @@ void gemm_ref(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp
   }
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::kernels::ref

@@ -1,4 +1,5 @@
-// Left panel of the Kronecker GEMM (DESIGN.md §3, docs/format.md §7).
+// Left panel of the Kronecker GEMM (docs/architecture.md, "The Kronecker identity";
+// docs/format.md §7).
 // Row b of P = [x_b, h_b1·x_b, …, h_bl·x_b, (h_b if with_h)], so P · A' == W(z_b)ᵀ x_b + h_b·Bd
 // without ever building a per-row m×c weight.
 #pragma once

@@ -1,7 +1,7 @@
 // Vector math for the AVX2 kernels (-mavx2 -mfma): lane masks, exp of non-positive values,
 // sigmoid, tanh, and the fixed-order horizontal sum of 16 lanes.
 // Include ONLY from files compiled with those flags. Everything here has internal linkage (anonymous
-// namespace), so no out-of-line copy can be shared with, or replace, baseline code (gemm_isa.h).
+// namespace), so no out-of-line copy can be shared with, or replace, baseline code (isa_kernels.h).
 #pragma once
 
 #include <immintrin.h>
@@ -17,6 +17,8 @@ inline __m256i mask8(int64_t n) {
   n = n < 0 ? 0 : n > 8 ? 8 : n;
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kMaskTable + 8 - n));
 }
+
+inline __m256 mload(const float* p, __m256i m) { return _mm256_maskload_ps(p, m); }
 
 // exp(x) for x <= 0 (Cephes expf polynomial, ~1 ulp); clamped at -87 (about 1.6e-38).
 inline __m256 exp_nonpos(__m256 x) {

@@ -7,6 +7,7 @@
 
 #include "kernels/gemm.h"
 #include "kernels/kron.h"
+#include "kernels/softmax.h"
 #include "ops/op.h"
 
 namespace dpn::ops {

@@ -11,7 +11,9 @@
 #include "kernels/field_mix.h"
 #include "kernels/gemm.h"
 #include "kernels/rows.h"
+#include "kernels/softmax.h"
 #include "ops/op.h"
+#include "runtime/grain.h"
 #include "runtime/thread_pool.h"
 
 namespace dpn::ops {
@@ -27,8 +29,6 @@ constexpr int64_t kMinChunkRows = 16;
 // Scratch of one row, checked at load; chunks of kMinChunkRows rows only while they fit in it, so a
 // call's scratch never exceeds it (rows of a huge layer go one at a time).
 constexpr int64_t kMaxScratchFloats = int64_t(1) << 24;
-// As kernels/gemm.cpp: waking a worker costs ~10-20 µs, so each extra thread needs >= 1M MACs.
-constexpr int64_t kMinMacsPerThread = int64_t(1) << 20;
 
 struct Config {
   int64_t t1 = 0, m = 0, c = 0, t2 = 0, n = 0;
@@ -251,8 +251,8 @@ class FieldDyLinear : public Op {
         // Small batches (the executor hands this block `threads` for column splits): the fields'
         // GEMMs are independent and each too small to split, so split the fields instead. Only
         // where the GEMM builds its own left panel (one shared `panel` scratch otherwise).
-        const int64_t macs = std::max<int64_t>(rows, 8) * A_[0].K * c * t1;
-        const int64_t parts = std::min<int64_t>({blk.threads, t1, macs / kMinMacsPerThread});
+        const int64_t parts =
+            runtime::column_parts(rows, A_[0].K * c * t1, std::min<int64_t>(blk.threads, t1));
         if (parts > 1 && !kernels::kron_needs_panel(A_[0])) {
           runtime::parallel_for(parts, int(parts), [&](int64_t p) {
             for (int64_t i = t1 * p / parts; i < t1 * (p + 1) / parts; ++i) field(i, 1);

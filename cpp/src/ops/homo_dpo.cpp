@@ -7,6 +7,7 @@
 
 #include "kernels/dwconv.h"
 #include "kernels/gemm.h"
+#include "kernels/softmax.h"
 #include "ops/op.h"
 #include "ops/seq.h"
 

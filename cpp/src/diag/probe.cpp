@@ -1,14 +1,15 @@
 // Probe drivers: run the per-ISA loops on `threads` threads at once, best of 5.
-#include "kernels/probe.h"
-
-#include "runtime/thread_pool.h"
+#include "diag/probe.h"
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <vector>
 
-namespace dpn::kernels {
+#include "cpu/cpu_features.h"
+#include "runtime/thread_pool.h"
+
+namespace dpn::diag {
 
 namespace {
 
@@ -38,22 +39,19 @@ float sum_ref(const float* p, int64_t n) {
   return t;
 }
 
-double fma_loop(cpu::Isa isa, int64_t iters) {
-#if defined(DPN_HAVE_X86_KERNELS)
-  if (isa == cpu::Isa::Avx512) return fma_loop_avx512(iters);
-  if (isa == cpu::Isa::Avx2) return fma_loop_avx2(iters);
-#endif
-  (void)isa;
-  return fma_loop_ref(iters);
-}
+// The probe loops of one ISA (the kernels' ISA seam in miniature: one place picks the code).
+struct Loops {
+  double (*fma_loop)(int64_t iters);
+  float (*sum)(const float* p, int64_t n);
+};
 
-float sum(cpu::Isa isa, const float* p, int64_t n) {
+Loops loops(cpu::Isa isa) {
 #if defined(DPN_HAVE_X86_KERNELS)
-  if (isa == cpu::Isa::Avx512) return sum_avx512(p, n);
-  if (isa == cpu::Isa::Avx2) return sum_avx2(p, n);
+  if (isa == cpu::Isa::Avx512) return {avx512::fma_loop, avx512::sum};
+  if (isa == cpu::Isa::Avx2) return {avx2::fma_loop, avx2::sum};
 #endif
   (void)isa;
-  return sum_ref(p, n);
+  return {fma_loop_ref, sum_ref};
 }
 
 }  // namespace
@@ -66,7 +64,7 @@ double probe_fma_gflops(cpu::Isa isa, int threads) {
     std::atomic<double> flops{0};
     const double t0 = now();
     runtime::parallel_for(threads, threads, [&](int64_t) {
-      const double f = fma_loop(isa, iters);
+      const double f = loops(isa).fma_loop(iters);
       double cur = flops.load();
       while (!flops.compare_exchange_weak(cur, cur + f)) {
       }
@@ -87,7 +85,7 @@ double probe_read_gbps(cpu::Isa isa, int threads, int64_t mbytes) {
     const double t0 = now();
     runtime::parallel_for(threads, threads, [&](int64_t t) {
       const int64_t a = n * t / threads, b = n * (t + 1) / threads;
-      part[size_t(t)] = sum(isa, buf.data() + a, b - a);
+      part[size_t(t)] = loops(isa).sum(buf.data() + a, b - a);
     });
     best = std::max(best, double(n) * sizeof(float) / (now() - t0) / 1e9);
     for (float v : part) sink = sink + v;
@@ -95,4 +93,4 @@ double probe_read_gbps(cpu::Isa isa, int threads, int64_t mbytes) {
   return best;
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::diag

@@ -1,11 +1,11 @@
 // AVX2+FMA probe loops (compiled with AVX2 flags, called only after the runtime check).
 #include <immintrin.h>
 
-#include "kernels/probe.h"
+#include "diag/probe.h"
 
-namespace dpn::kernels {
+namespace dpn::diag::avx2 {
 
-double fma_loop_avx2(int64_t iters) {
+double fma_loop(int64_t iters) {
   __m256 a[12];
   for (int i = 0; i < 12; ++i) a[i] = _mm256_set1_ps(1.0f + 1e-7f * float(i));
   const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-6f);
@@ -20,7 +20,7 @@ double fma_loop_avx2(int64_t iters) {
   return double(iters) * 12 * 8 * 2;
 }
 
-float sum_avx2(const float* p, int64_t n) {
+float sum(const float* p, int64_t n) {
   __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
@@ -37,4 +37,4 @@ float sum_avx2(const float* p, int64_t n) {
   return s;
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::diag::avx2

@@ -1,11 +1,11 @@
 // AVX-512 probe loops (compiled with AVX-512 flags, called only after the runtime check).
 #include <immintrin.h>
 
-#include "kernels/probe.h"
+#include "diag/probe.h"
 
-namespace dpn::kernels {
+namespace dpn::diag::avx512 {
 
-double fma_loop_avx512(int64_t iters) {
+double fma_loop(int64_t iters) {
   // 16 independent chains hide the FMA latency on every current core.
   __m512 a[16];
   for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_ps(1.0f + 1e-7f * float(i));
@@ -19,7 +19,7 @@ double fma_loop_avx512(int64_t iters) {
   return double(iters) * 16 * 16 * 2;
 }
 
-float sum_avx512(const float* p, int64_t n) {
+float sum(const float* p, int64_t n) {
   __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
@@ -33,4 +33,4 @@ float sum_avx512(const float* p, int64_t n) {
   return s;
 }
 
-}  // namespace dpn::kernels
+}  // namespace dpn::diag::avx512

@@ -1,0 +1,127 @@
+// The ISA seam: every per-ISA kernel entry point, and the table of them each ISA fills once
+// (kernels/dispatch.cpp). Callers go through the family headers (gemm.h, rows.h, act.h, ...), whose
+// entry points look the table up once per call; nothing else chooses a kernel by ISA.
+//
+// Files compiled with ISA flags (*_avx2.cpp, *_avx512.cpp, added by dpn_add_kernel in
+// cpp/CMakeLists.txt) include this header and must not instantiate inline functions or templates
+// with external linkage: the linker could keep their AVX copy for the whole program. They use only
+// intrinsics, their own internal-linkage helpers (vecmath_*.h) and out-of-line functions defined in
+// baseline files (runtime/thread_scratch.h). Hence the deliberately small includes here.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/act.h"
+
+namespace dpn::cpu {
+enum class Isa;  // cpu/cpu_features.h
+}
+
+namespace dpn::kernels {
+
+// One signature per kernel family; the contracts are in the family headers named here.
+
+// gemm.h: C = act(A · Bp + bias), Bp packed with the ISA's panel width.
+using GemmFn = void(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
+                    const float* bias, Act act, float* C, int64_t ldc);
+// gemm.h: the Kronecker GEMM that builds its left operand [x, h·x, …, (h)] block by block.
+using GemmKronFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
+                        int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
+                        const float* bias, Act act, float* C, int64_t ldc);
+// kron.h
+using KronPanelFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
+                         int64_t l, int64_t rows, bool with_h, float* P, int64_t ldp);
+// rows.h
+using PoolRowsFn = void(const float* table, int64_t dim, const int64_t* rows, int64_t n,
+                        float scale, float* out);
+using LayernormRowsFn = void(const float* x, int64_t rows, int64_t d, const float* w,
+                             const float* b, float eps, float* y);
+using CrossRowsFn = void(const float* x0, const float* xl, int64_t rows, int64_t d, const float* w,
+                         const float* b, float* y);
+// act.h
+using ActInplaceFn = void(float* x, int64_t n, Act a);
+// softmax.h
+using SoftmaxRowsFn = void(float* x, int64_t rows, int64_t cols, int64_t ld);
+// field_attn.h
+using FieldAttentionFn = void(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
+                              int64_t n, float* out);
+// field_mix.h
+using FieldMixFn = void(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
+                        const float* bias, bool accumulate, float* y);
+// dwconv.h
+using DwconvRowsFn = void(const float* x, int64_t L, int64_t n, const float* K, int64_t k,
+                          float* y);
+// attention.h
+using AttentionRowsFn = void(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
+                             float scale, float* A, int64_t lda, float* scratch);
+
+// One ISA's kernels. Every pointer is set, except gemm_kron (null: the caller builds the whole
+// Kronecker panel with kron_panel and runs gemm on it).
+struct IsaKernels {
+  int64_t panel_width = 0;  // NR of the packed-B layout this ISA's gemm reads
+  GemmFn* gemm = nullptr;
+  GemmKronFn* gemm_kron = nullptr;
+  KronPanelFn* kron_panel = nullptr;
+  PoolRowsFn* pool_rows = nullptr;
+  LayernormRowsFn* layernorm_rows = nullptr;
+  CrossRowsFn* cross_rows = nullptr;
+  ActInplaceFn* act_inplace = nullptr;
+  SoftmaxRowsFn* softmax_rows = nullptr;
+  FieldAttentionFn* field_attention = nullptr;
+  FieldMixFn* field_mix = nullptr;
+  DwconvRowsFn* dwconv_rows = nullptr;
+  AttentionRowsFn* attention_rows = nullptr;
+};
+
+// The table of `isa` (filled at first use, then constant). `isa` must be cpu::available(): a
+// table holds that ISA's code whatever the CPU.
+const IsaKernels& isa_kernels(cpu::Isa isa);
+// The table of the process's kernel ISA (cpu::selected_isa()).
+const IsaKernels& isa_kernels();
+
+// The per-ISA entry points, one namespace per ISA (files <family>_<isa>.cpp).
+
+namespace ref {  // portable C++, no ISA flags: the oracle every other version is tested against
+GemmFn gemm;
+KronPanelFn kron_panel;
+PoolRowsFn pool_rows;
+LayernormRowsFn layernorm_rows;
+CrossRowsFn cross_rows;
+ActInplaceFn act_inplace;
+SoftmaxRowsFn softmax_rows;
+FieldAttentionFn field_attention;
+FieldMixFn field_mix;
+DwconvRowsFn dwconv_rows;
+AttentionRowsFn attention_rows;
+}  // namespace ref
+
+namespace avx2 {  // -mavx2 -mfma; Isa::Avx2
+GemmFn gemm;
+KronPanelFn kron_panel;
+PoolRowsFn pool_rows;
+LayernormRowsFn layernorm_rows;
+CrossRowsFn cross_rows;
+ActInplaceFn act_inplace;
+SoftmaxRowsFn softmax_rows;
+FieldAttentionFn field_attention;
+FieldMixFn field_mix;
+DwconvRowsFn dwconv_rows;
+AttentionRowsFn attention_rows;
+}  // namespace avx2
+
+namespace avx512 {  // -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; Isa::Avx512
+GemmFn gemm;
+GemmKronFn gemm_kron;
+KronPanelFn kron_panel;
+PoolRowsFn pool_rows;
+LayernormRowsFn layernorm_rows;
+CrossRowsFn cross_rows;
+ActInplaceFn act_inplace;
+SoftmaxRowsFn softmax_rows;
+FieldAttentionFn field_attention;
+FieldMixFn field_mix;
+DwconvRowsFn dwconv_rows;
+AttentionRowsFn attention_rows;
+}  // namespace avx512
+
+}  // namespace dpn::kernels

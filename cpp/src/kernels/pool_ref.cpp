@@ -1,0 +1,18 @@
+// Reference embedding pooling (rows.h): the oracle of pool_avx2.cpp / pool_avx512.cpp. Its exact
+// rounding is what the golden outputs of the ref ISA were made with.
+#include "kernels/isa_kernels.h"
+
+namespace dpn::kernels::ref {
+
+void pool_rows(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
+               float* out) {
+  for (int64_t j = 0; j < dim; ++j) out[j] = 0.0f;
+  for (int64_t k = 0; k < n; ++k) {
+    const float* t = table + rows[k] * dim;
+    for (int64_t j = 0; j < dim; ++j) out[j] += t[j];
+  }
+  if (scale != 1.0f)
+    for (int64_t j = 0; j < dim; ++j) out[j] *= scale;
+}
+
+}  // namespace dpn::kernels::ref
