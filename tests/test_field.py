@@ -8,7 +8,6 @@ stacked / parallel combinations with feature layers; random batch sizes. Every I
 sample in child processes. FM written as a field operator is checked against a hand-written FM."""
 from __future__ import annotations
 
-import threading
 
 import numpy as np
 import pytest
@@ -384,28 +383,12 @@ def test_field_models_predict_from_threads_is_identical(tmp_path):
     from dpn_infer.converters import torch_export
     from dpn_infer.engine import load
     from helpers import models as HM
+    from helpers.threaded import mismatches_from_threads
 
     for name, (fields, model) in _thread_models().items():
         batches = [HM.make_batch(fields, B, B) for B in (1, 5, 300)]
         p = tmp_path / f"{name}.bin"
         torch_export.save(model, p)
         m = load(str(p))
-        want = [m.predict(b, threads=1) for b in batches]
-        errors = []
-
-        def work(k):
-            try:
-                for rep in range(2):
-                    for i, b in enumerate(batches):
-                        got = m.predict(b, threads=1 + (k + rep) % 2)
-                        if not np.array_equal(got, want[i]):
-                            errors.append((k, i, float(np.abs(got - want[i]).max())))
-            except Exception as e:  # noqa: BLE001 - reported below
-                errors.append((k, repr(e)))
-
-        ts = [threading.Thread(target=work, args=(k,)) for k in range(6)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join()
+        errors = mismatches_from_threads(m, batches, threads=6, reps=2)
         assert not errors, (name, errors[:5])

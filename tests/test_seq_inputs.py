@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 
 import numpy as np
 import pytest
@@ -591,22 +590,7 @@ def test_predict_from_threads_is_identical(seq_file):
         offs = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
         ragged.append(dict(b, hist=(np.concatenate(rows + [np.zeros(0, np.int64)]), offs)))
     batches += ragged
-    want = [m.predict(b, threads=1) for b in batches]
-    errors = []
+    from helpers.threaded import mismatches_from_threads
 
-    def work(k):
-        try:
-            for rep in range(3):
-                for i, b in enumerate(batches):
-                    got = m.predict(b, threads=1 + (k + rep) % 2)
-                    if not np.array_equal(got, want[i]):
-                        errors.append((k, rep, i, float(np.abs(got - want[i]).max())))
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append((k, repr(e)))
-
-    ts = [threading.Thread(target=work, args=(k,)) for k in range(6)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    errors = mismatches_from_threads(m, batches, threads=6, reps=3)
     assert not errors, errors[:5]
