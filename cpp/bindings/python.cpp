@@ -60,8 +60,9 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
       B = rows;
       b_field = name;
     } else if (rows != B) {
-      throw dpn::InputError(name, "has " + std::to_string(rows) + " rows, but field '" + b_field + "' has " +
-                                      std::to_string(B) + " (every field needs the same batch size)");
+      throw dpn::InputError(name, "has " + std::to_string(rows) + " rows, but field '" + b_field +
+                                      "' has " + std::to_string(B) +
+                                      " (every field needs the same batch size)");
     }
   };
   // This runs on every call: no per-call string building unless something is wrong.
@@ -70,7 +71,8 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     PyObject* found = PyDict_GetItemWithError(batch.ptr(), self.keys[i].ptr());  // borrowed
     if (!found && PyErr_Occurred()) throw py::error_already_set();
     if (!found)
-      throw dpn::InputError(f.name, "missing from the batch (the model's fields are " + field_list(m) + ")");
+      throw dpn::InputError(f.name,
+                            "missing from the batch (the model's fields are " + field_list(m) + ")");
     py::object obj = py::reinterpret_borrow<py::object>(found);
     if (f.kind == dpn::FieldKind::Sequence && PyTuple_Check(obj.ptr())) {
       // Ragged (values, offsets): row b's ids are values[offsets[b]:offsets[b+1]].
@@ -87,14 +89,16 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
           throw dpn::InputError(f.name, std::string("ragged ") + what[k] + " must be an array");
         }
         if (!py::isinstance<py::array_t<int64_t>>(parts[k]) || parts[k].ndim() != 1)
-          throw dpn::InputError(f.name, std::string("ragged ") + what[k] + " must be a 1-d int64 array, got " +
-                                            std::string(py::str(parts[k].dtype())) + " " + shape_str(parts[k]));
+          throw dpn::InputError(f.name,
+                                std::string("ragged ") + what[k] + " must be a 1-d int64 array, got " +
+                                    std::string(py::str(parts[k].dtype())) + " " + shape_str(parts[k]));
       }
       if (parts[1].shape(0) < 1)
         throw dpn::InputError(f.name, "ragged offsets need B + 1 entries (at least 1)");
       auto v = py::array_t<int64_t, py::array::c_style>::ensure(parts[0]);
       auto o = py::array_t<int64_t, py::array::c_style>::ensure(parts[1]);
-      if (!v || !o) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
+      if (!v || !o)
+        throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
       const int64_t rows = o.shape(0) - 1;
       same_rows(f.name, rows);
       dpn::FieldInput& in = inputs[i];
@@ -132,13 +136,15 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
         break;
       case dpn::FieldKind::MultiHot:
         if (arr.ndim() != 2)
-          throw dpn::InputError(f.name, "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
+          throw dpn::InputError(f.name,
+                                "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
         rows = arr.shape(0);
         cols = arr.shape(1);  // max_len is checked with the rest of the schema (schema/validate.cpp)
         break;
       case dpn::FieldKind::Sequence:  // T > max_len: the engine refuses or truncates, as the schema says
         if (arr.ndim() != 2)
-          throw dpn::InputError(f.name, "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
+          throw dpn::InputError(f.name,
+                                "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
         rows = arr.shape(0);
         cols = arr.shape(1);
         break;
@@ -148,9 +154,10 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
         } else if (arr.ndim() == 2 && arr.shape(1) == f.dim) {
           rows = arr.shape(0);
         } else {
-          throw dpn::InputError(f.name, std::string("expected shape ") +
-                                            (f.dim == 1 ? "[B] or [B, 1]" : "[B, " + std::to_string(f.dim) + "]") +
-                                            ", got " + shape_str(arr));
+          throw dpn::InputError(
+              f.name, std::string("expected shape ") +
+                          (f.dim == 1 ? "[B] or [B, 1]" : "[B, " + std::to_string(f.dim) + "]") +
+                          ", got " + shape_str(arr));
         }
         cols = f.dim;
         break;
@@ -164,19 +171,23 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     // referenced, not borrowed, for the GIL-free part.
     const int flags = py::detail::array_proxy(arr.ptr())->flags;
     if ((flags & kInPlace) == kInPlace) {
-      if (ids) in.ids = static_cast<const int64_t*>(arr.data());
-      else in.values = static_cast<const float*>(arr.data());
+      if (ids)
+        in.ids = static_cast<const int64_t*>(arr.data());
+      else
+        in.values = static_cast<const float*>(arr.data());
       keep.push_back(std::move(arr));
       continue;
     }
     if (ids) {
       auto c = py::array_t<int64_t, py::array::c_style>::ensure(arr);
-      if (!c) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
+      if (!c)
+        throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
       in.ids = c.data();
       keep.push_back(std::move(c));
     } else {
       auto c = py::array_t<float, py::array::c_style>::ensure(arr);
-      if (!c) throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
+      if (!c)
+        throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
       in.values = c.data();
       keep.push_back(std::move(c));
     }
@@ -188,7 +199,8 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     for (auto item : batch) {
       const std::string key = py::str(item.first);
       if (!names.count(key))
-        throw dpn::InputError(key, "is not a field of this model (its fields are " + field_list(m) + ")");
+        throw dpn::InputError(key,
+                              "is not a field of this model (its fields are " + field_list(m) + ")");
     }
   }
   if (B < 0) B = 0;
@@ -306,12 +318,12 @@ PYBIND11_MODULE(_engine, m) {
   m.def("cpu_info", &cpu_info,
         "CPU features, the kernel ISA selected for this process (DPN_ISA override) and why.");
   py::class_<PyModel>(m, "Model")
-      .def_static("load", &load, py::arg("path"), py::arg("copy") = false, py::arg("max_alloc_bytes") = 0,
+      .def_static("load", &load, py::arg("path"), py::arg("copy") = false,
+                  py::arg("max_alloc_bytes") = 0,
                   "Load and validate a model.bin file (path as bytes or str).")
       .def("predict", &predict, py::arg("batch"), py::arg("threads") = 1, py::arg("logits") = false,
            py::arg("allow_nan") = false,
            "Predict for a dict of numpy arrays; float32 [B] probabilities (or logits).")
-      .def_property_readonly("metadata_json",
-                             [](const PyModel& s) { return s.model->metadata_json(); })
+      .def_property_readonly("metadata_json", [](const PyModel& s) { return s.model->metadata_json(); })
       .def_property_readonly("num_fields", [](const PyModel& s) { return s.model->num_fields(); });
 }

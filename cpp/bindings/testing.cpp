@@ -66,8 +66,7 @@ py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::
   const float* pb = bias.is_none() ? nullptr : b.data();
   {
     py::gil_scoped_release nogil;
-    for (int r = 0; r < std::max(1, repeat); ++r)
-      dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
+    for (int r = 0; r < std::max(1, repeat); ++r) dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
   }
   return C;
 }
@@ -125,8 +124,7 @@ F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
 //   kron:      x [R, m], h [R, l], with_h=True                -> [R, (l+1)·m (+ l)]
 //   dwconv:    x [T, n], K [k, n], length=T                   -> [T, n] (rows >= length left 0)
 //   attention: qkv [L, 3d], heads=1, scale=1/sqrt(d/heads)    -> [L, d]
-py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa,
-                             const py::kwargs& kw) {
+py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa, const py::kwargs& kw) {
   namespace k = dpn::kernels;
   const dpn::cpu::Isa which = isa_arg(isa);
   const int repeat = std::max(1, kw.contains("repeat") ? kw["repeat"].cast<int>() : 1);
@@ -172,8 +170,8 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
   if (kernel == "act" || kernel == "softmax") {
     const bool act = kernel == "act";
     F32 x = kw_f32(kw, "x", act ? 1 : 2);
-    const k::Act a = act ? parse_act(kw.contains("act") ? kw["act"].cast<std::string>() : "relu")
-                         : k::Act::Identity;
+    const k::Act a =
+        act ? parse_act(kw.contains("act") ? kw["act"].cast<std::string>() : "relu") : k::Act::Identity;
     py::array_t<float> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
     float* py_ = y.mutable_data();
     const int64_t n = x.size();
@@ -245,8 +243,8 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
     const int64_t H = kw.contains("heads") ? kw["heads"].cast<int64_t>() : 1;
     if (d < 1 || qkv.shape(1) != 3 * d || H < 1 || d % H != 0)
       throw py::value_error("qkv must be [L, 3d] with heads dividing d");
-    const float scale = kw.contains("scale") ? kw["scale"].cast<float>()
-                                             : 1.0f / std::sqrt(static_cast<float>(d / H));
+    const float scale =
+        kw.contains("scale") ? kw["scale"].cast<float>() : 1.0f / std::sqrt(static_cast<float>(d / H));
     py::array_t<float> A({L, d});
     float* pa = A.mutable_data();
     std::vector<float> scratch(size_t(k::attention_scratch_floats(L, d)));

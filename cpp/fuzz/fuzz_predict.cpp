@@ -103,7 +103,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       off.assign(size_t(in[i].rows) + 1, 0);
       const uint8_t o = r.byte();
       off[0] = (o % 16 == 15) ? 1 : 0;
-      for (size_t b = 1; b < off.size(); ++b) off[b] = off[b - 1] + int64_t(r.byte() % 9) - (o % 32 == 31);
+      for (size_t b = 1; b < off.size(); ++b)
+        off[b] = off[b - 1] + int64_t(r.byte() % 9) - (o % 32 == 31);
       in[i].cols = off.back() + ((o % 64 == 63) ? 1 : 0);
       ids[i].resize(size_t(in[i].cols > 0 ? in[i].cols : 0));
       for (auto& v : ids[i]) v = int64_t(int8_t(r.byte()));

@@ -95,7 +95,8 @@ TEST(Api, RaggedSequencesEqualPadded) {
   std::vector<dpn_field_input> cin(batch.inputs().size());
   for (size_t i = 0; i < cin.size(); ++i) {
     const dpn::FieldInput& in = batch.inputs()[i];
-    cin[i] = dpn_field_input{in.ids, in.values, in.rows, in.cols, in.offsets, {nullptr, nullptr, nullptr}};
+    cin[i] =
+        dpn_field_input{in.ids, in.values, in.rows, in.cols, in.offsets, {nullptr, nullptr, nullptr}};
     dpn_field_info info;
     ASSERT_EQ(dpn_model_field(cm, int64_t(i), &info), DPN_OK);
     EXPECT_EQ(info.kind, m->fields()[i].kind == dpn::FieldKind::Sequence ? DPN_SEQUENCE : info.kind);
@@ -119,8 +120,8 @@ TEST(Api, Schema) {
   auto m = dpn::Model::load(data("tiny_a.bin"));
   ASSERT_EQ(m->num_fields(), 5);
   const char* names[] = {"user", "tags", "item", "price", "ctx"};
-  const dpn::FieldKind kinds[] = {dpn::FieldKind::Sparse, dpn::FieldKind::MultiHot, dpn::FieldKind::Sparse,
-                                  dpn::FieldKind::Dense, dpn::FieldKind::Dense};
+  const dpn::FieldKind kinds[] = {dpn::FieldKind::Sparse, dpn::FieldKind::MultiHot,
+                                  dpn::FieldKind::Sparse, dpn::FieldKind::Dense, dpn::FieldKind::Dense};
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(m->fields()[size_t(i)].name, names[i]);
     EXPECT_EQ(m->fields()[size_t(i)].kind, kinds[i]);

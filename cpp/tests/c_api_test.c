@@ -10,13 +10,13 @@
 #include "dpn/dpn_c.h"
 
 static int failures = 0;
-#define CHECK(cond)                                                      \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
+#define CHECK(cond)                                                                            \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
       fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, __LINE__, #cond, \
-              dpn_last_error());                                         \
-      ++failures;                                                        \
-    }                                                                    \
+              dpn_last_error());                                                               \
+      ++failures;                                                                              \
+    }                                                                                          \
   } while (0)
 
 static char* path_join(const char* dir, const char* name) {
@@ -77,7 +77,10 @@ static void load_batch(const char* path, const dpn_model* m, batch_t* b) {
       memcpy(data, raw + pos, nb);
       b->in[idx].rows = rows;
       b->in[idx].cols = cols;
-      if (type == 0) b->in[idx].ids = data; else b->in[idx].values = data;
+      if (type == 0)
+        b->in[idx].ids = data;
+      else
+        b->in[idx].values = data;
     }
     pos += (size_t)(rows * cols) * (type == 0 ? 8 : 4);
     b->rows = rows;
@@ -129,8 +132,7 @@ int main(int argc, char** argv) {
   float* out = calloc((size_t)b.rows, sizeof(float));
   dpn_predict_options opt = {1, 1, 0, {0}};
   CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_OK);
-  for (int64_t i = 0; i < b.rows; ++i)
-    CHECK(fabsf(out[i] - want[i]) <= 1e-5f + 1e-4f * fabsf(want[i]));
+  for (int64_t i = 0; i < b.rows; ++i) CHECK(fabsf(out[i] - want[i]) <= 1e-5f + 1e-4f * fabsf(want[i]));
   /* defaults (NULL options): probabilities */
   CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, NULL) == DPN_OK);
   for (int64_t i = 0; i < b.rows; ++i) {
@@ -282,7 +284,12 @@ int main(int argc, char** argv) {
   free(out2);
   free(want);
   free_batch(&b);
-  free(pa); free(pb); free(pbatch); free(plog); free(pbad); free(pmissing);
+  free(pa);
+  free(pb);
+  free(pbatch);
+  free(plog);
+  free(pbad);
+  free(pmissing);
   if (failures) {
     fprintf(stderr, "%d checks failed\n", failures);
     return 1;

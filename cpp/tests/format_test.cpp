@@ -80,7 +80,8 @@ TEST(Format, EveryByteChangeIsCaught) {
   // The checksum covers every byte but itself; a changed checksum field no longer matches.
   for (size_t i = 0; i < bytes.size(); ++i) {
     bytes[i] ^= 0x5A;
-    EXPECT_THROW(dpn::Model::load_from_memory(bytes.data(), bytes.size()), dpn::FormatError) << "byte " << i;
+    EXPECT_THROW(dpn::Model::load_from_memory(bytes.data(), bytes.size()), dpn::FormatError)
+        << "byte " << i;
     bytes[i] ^= 0x5A;
   }
   EXPECT_NO_THROW(dpn::Model::load_from_memory(bytes.data(), bytes.size()));
@@ -119,7 +120,8 @@ TEST(Format, Crc32MatchesReference) {
       const uint32_t want = dpn::format::crc32_ref(p, n);
       EXPECT_EQ(dpn::format::crc32(p, n), want) << start << " " << n;
       const size_t cut = n / 3;
-      EXPECT_EQ(dpn::format::crc32(p + cut, n - cut, dpn::format::crc32(p, cut)), want) << start << " " << n;
+      EXPECT_EQ(dpn::format::crc32(p + cut, n - cut, dpn::format::crc32(p, cut)), want)
+          << start << " " << n;
     }
   }
 }

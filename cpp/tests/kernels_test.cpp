@@ -40,7 +40,8 @@ TEST(Kernels, GemmEveryIsaMatchesDoubleLoop) {
       for (int64_t K : {1, 5, 17, 64})
         for (int64_t N : {1, 7, 16, 33, 65})
           for (Act act : {Act::Identity, Act::Relu, Act::Sigmoid, Act::Tanh}) {
-            const auto A = randn(size_t(M * K), g), W = randn(size_t(N * K), g), bias = randn(size_t(N), g);
+            const auto A = randn(size_t(M * K), g), W = randn(size_t(N * K), g),
+                       bias = randn(size_t(N), g);
             dpn::kernels::PackedMatrix pm;
             pm.pack(W.data(), K, N, 1, K, isa);  // torch layout [N, K]
             std::vector<float> C(size_t(M * N), 123.0f);
@@ -79,10 +80,12 @@ TEST(Kernels, RowKernelsEveryIsaMatchRef) {
       std::vector<float> r(size_t(rows * d)), s(size_t(rows * d));
       dpn::kernels::layernorm_rows(Isa::Ref, x.data(), rows, d, w.data(), bb.data(), 1e-5f, r.data());
       dpn::kernels::layernorm_rows(isa, x.data(), rows, d, w.data(), bb.data(), 1e-5f, s.data());
-      for (size_t i = 0; i < r.size(); ++i) EXPECT_NEAR(s[i], r[i], 1e-5 + 1e-4 * std::fabs(r[i])) << "ln d" << d;
+      for (size_t i = 0; i < r.size(); ++i)
+        EXPECT_NEAR(s[i], r[i], 1e-5 + 1e-4 * std::fabs(r[i])) << "ln d" << d;
       dpn::kernels::cross_rows(Isa::Ref, x0.data(), x.data(), rows, d, w.data(), bb.data(), r.data());
       dpn::kernels::cross_rows(isa, x0.data(), x.data(), rows, d, w.data(), bb.data(), s.data());
-      for (size_t i = 0; i < r.size(); ++i) EXPECT_NEAR(s[i], r[i], 1e-5 + 1e-4 * std::fabs(r[i])) << "cross d" << d;
+      for (size_t i = 0; i < r.size(); ++i)
+        EXPECT_NEAR(s[i], r[i], 1e-5 + 1e-4 * std::fabs(r[i])) << "cross d" << d;
 
       std::vector<float> e = randn(size_t(rows * d), g, 4.0f), f = e;
       for (Act act : {Act::Relu, Act::Sigmoid, Act::Tanh}) {

@@ -36,7 +36,8 @@ struct SynthBatch {
         for (auto& v : values[i]) v = float(int64_t(next() % 2001) - 1000) / 1000.0f;
         in.values = values[i].data();
       } else {
-        in.cols = f.kind == dpn::FieldKind::Sparse ? 1 : (f.max_len > 0 ? std::min<int64_t>(f.max_len, 3) : 3);
+        in.cols =
+            f.kind == dpn::FieldKind::Sparse ? 1 : (f.max_len > 0 ? std::min<int64_t>(f.max_len, 3) : 3);
         ids[i].resize(size_t(rows * in.cols));
         const uint64_t vocab = f.vocab > 0 ? uint64_t(f.vocab) : 1;
         for (auto& v : ids[i]) v = int64_t(next() % vocab);

@@ -78,8 +78,10 @@ std::vector<Column> read_log(const std::string& path) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: %s MODEL REQUESTS SCORES_OUT [--workers N] [--rows R] [--threads T] "
-                         "[--reload-ms MS] [--repeat K]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s MODEL REQUESTS SCORES_OUT [--workers N] [--rows R] [--threads T] "
+                 "[--reload-ms MS] [--repeat K]\n",
+                 argv[0]);
     return 2;
   }
   const std::string model_path = argv[1], log_path = argv[2], out_path = argv[3];
@@ -88,12 +90,20 @@ int main(int argc, char** argv) {
   for (int i = 4; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     const long v = std::atol(argv[i + 1]);
-    if (k == "--workers") workers = int(v);
-    else if (k == "--rows") rows_per_request = v;
-    else if (k == "--threads") threads = int(v);
-    else if (k == "--reload-ms") reload_ms = int(v);
-    else if (k == "--repeat") repeat = int(v);
-    else { std::fprintf(stderr, "unknown option %s\n", k.c_str()); return 2; }
+    if (k == "--workers")
+      workers = int(v);
+    else if (k == "--rows")
+      rows_per_request = v;
+    else if (k == "--threads")
+      threads = int(v);
+    else if (k == "--reload-ms")
+      reload_ms = int(v);
+    else if (k == "--repeat")
+      repeat = int(v);
+    else {
+      std::fprintf(stderr, "unknown option %s\n", k.c_str());
+      return 2;
+    }
   }
 
   try {
@@ -124,7 +134,8 @@ int main(int argc, char** argv) {
             // Keep the previous model here until requests drop it, so its unmapping happens on
             // this thread, not on a request thread.
             std::shared_ptr<const dpn::Model> old = holder.load(model_path);
-            while (old.use_count() > 1 && !done.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            while (old.use_count() > 1 && !done.load())
+              std::this_thread::sleep_for(std::chrono::milliseconds(1));
             ++reloads;
           } catch (const dpn::Error& e) {
             std::fprintf(stderr, "reload failed, keeping the current model: %s\n", e.what());
@@ -168,9 +179,11 @@ int main(int argc, char** argv) {
     std::vector<double> lat = latency_us;
     std::sort(lat.begin(), lat.end());
     auto pct = [&](double p) { return lat.empty() ? 0.0 : lat[size_t(p * double(lat.size() - 1))]; };
-    std::printf("%lld requests, %lld rows, %d workers, %d failed, %d reloads; latency p50 %.1f us, "
-                "p99 %.1f us\n", (long long)n_requests, (long long)total, workers, failures.load(),
-                reloads.load(), pct(0.5), pct(0.99));
+    std::printf(
+        "%lld requests, %lld rows, %d workers, %d failed, %d reloads; latency p50 %.1f us, "
+        "p99 %.1f us\n",
+        (long long)n_requests, (long long)total, workers, failures.load(), reloads.load(), pct(0.5),
+        pct(0.99));
     std::ofstream out(out_path, std::ios::binary);
     out.write(reinterpret_cast<const char*>(scores.data()), std::streamsize(scores.size() * 4));
     return failures.load() ? 1 : 0;

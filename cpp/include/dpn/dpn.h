@@ -236,7 +236,7 @@ class ModelHolder {
   ModelHolder(const ModelHolder&) = delete;
   ModelHolder& operator=(const ModelHolder&) = delete;
 
-  std::shared_ptr<const Model> get() const;  // null until a model is set
+  std::shared_ptr<const Model> get() const;                              // null until a model is set
   std::shared_ptr<const Model> set(std::shared_ptr<const Model> model);  // returns the previous one
   // Loads and validates `path` first (outside any lock), then swaps it in; returns the previous one.
   std::shared_ptr<const Model> load(const std::string& path);

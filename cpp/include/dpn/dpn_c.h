@@ -56,8 +56,8 @@ typedef struct dpn_field_info {
   const char* name; /* valid while the model lives */
   int32_t kind;     /* dpn_field_kind; -1 for a kind newer than this header (later opsets) */
   int64_t dim;
-  int64_t vocab;    /* sparse / multi_hot */
-  int64_t max_len;  /* multi_hot: 0 = no limit; sequence: its positions (>= 1) */
+  int64_t vocab;   /* sparse / multi_hot */
+  int64_t max_len; /* multi_hot: 0 = no limit; sequence: its positions (>= 1) */
 } dpn_field_info;
 
 /* One field's caller-owned data, row-major, never copied. sparse: ids [rows] (cols = 1);

@@ -187,8 +187,7 @@ dpn_status dpn_model_predict(const dpn_model* model, const dpn_field_input* inpu
     if (num_inputs > 0) need(inputs, "inputs");
     dpn::PredictOptions po;
     if (options) {
-      if (options->reserved[0])
-        throw std::invalid_argument("dpn_predict_options.reserved must be zero");
+      if (options->reserved[0]) throw std::invalid_argument("dpn_predict_options.reserved must be zero");
       if (options->logits != 0 && options->logits != 1)
         throw std::invalid_argument("dpn_predict_options.logits must be 0 or 1");
       if (options->flags & ~DPN_PREDICT_ALLOW_NAN)

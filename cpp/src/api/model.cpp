@@ -1,5 +1,5 @@
-// dpn::Model, the public C++ API's implementation: load (map or take the bytes, validate container, parse metadata, build graph) and
-// predict.
+// dpn::Model, the public C++ API's implementation: load (map or take the bytes, validate container,
+// parse metadata, build graph) and predict.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -137,16 +137,20 @@ int64_t Model::field_index(const std::string& name) const {
 }
 
 NonFiniteScoreError::NonFiniteScoreError(std::vector<int64_t> rows, int64_t num_rows)
-    : InputError(Whole{}, [&] {
-        std::string s = "the score of " + std::to_string(num_rows) + (num_rows == 1 ? " row" : " rows") +
-                        " is NaN (row";
-        s += rows.size() == 1 ? " " : "s ";
-        for (size_t i = 0; i < rows.size(); ++i) s += (i ? ", " : "") + std::to_string(rows[i]);
-        if (int64_t(rows.size()) < num_rows) s += ", ...";
-        return s + "): a value overflowed float32 inside the model (e.g. a huge dense input), where "
+    : InputError(
+          Whole{},
+          [&] {
+            std::string s = "the score of " + std::to_string(num_rows) +
+                            (num_rows == 1 ? " row" : " rows") + " is NaN (row";
+            s += rows.size() == 1 ? " " : "s ";
+            for (size_t i = 0; i < rows.size(); ++i) s += (i ? ", " : "") + std::to_string(rows[i]);
+            if (int64_t(rows.size()) < num_rows) s += ", ...";
+            return s +
+                   "): a value overflowed float32 inside the model (e.g. a huge dense input), where "
                    "PyTorch gives NaN too; pass allow_nan to get NaN scores instead of this error";
-      }()),
-      rows_(std::move(rows)), num_rows_(num_rows) {}
+          }()),
+      rows_(std::move(rows)),
+      num_rows_(num_rows) {}
 
 void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out, bool logits,
                     int threads) const {

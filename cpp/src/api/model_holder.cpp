@@ -14,7 +14,9 @@ std::shared_ptr<const Model> ModelHolder::set(std::shared_ptr<const Model> model
   return std::atomic_exchange(&model_, std::move(model));
 }
 
-std::shared_ptr<const Model> ModelHolder::load(const std::string& path) { return load(path, LoadOptions{}); }
+std::shared_ptr<const Model> ModelHolder::load(const std::string& path) {
+  return load(path, LoadOptions{});
+}
 
 std::shared_ptr<const Model> ModelHolder::load(const std::string& path, const LoadOptions& options) {
   // Load (map, validate, pack weights) before touching the slot: a bad file throws here and the

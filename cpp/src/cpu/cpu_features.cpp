@@ -156,10 +156,14 @@ const char* isa_name(Isa isa) {
 }
 
 bool parse_isa(const std::string& s, Isa* out) {
-  if (s == "ref") *out = Isa::Ref;
-  else if (s == "avx2") *out = Isa::Avx2;
-  else if (s == "avx512") *out = Isa::Avx512;
-  else return false;
+  if (s == "ref")
+    *out = Isa::Ref;
+  else if (s == "avx2")
+    *out = Isa::Avx2;
+  else if (s == "avx512")
+    *out = Isa::Avx512;
+  else
+    return false;
   return true;
 }
 

@@ -12,7 +12,7 @@ enum class Isa { Ref = 0, Avx2 = 1, Avx512 = 2 };
 
 struct Features {
   std::string vendor, brand;
-  bool avx2 = false, fma = false;          // with OS support for YMM state
+  bool avx2 = false, fma = false;  // with OS support for YMM state
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;  // + ZMM state
   bool avx512_bf16 = false, avx512_vnni = false;
   bool has_avx2_fma() const { return avx2 && fma; }
@@ -23,16 +23,16 @@ struct Selection {
   Isa isa = Isa::Ref;
   bool overridden = false;  // DPN_ISA was set (to anything)
   std::string override_value;
-  std::string note;         // why the override was not honoured, or empty
+  std::string note;  // why the override was not honoured, or empty
 };
 
-const Features& features();       // detected once
-const Selection& selection();     // decided once (reads DPN_ISA once)
+const Features& features();    // detected once
+const Selection& selection();  // decided once (reads DPN_ISA once)
 inline Isa selected_isa() { return selection().isa; }
 
-bool available(Isa isa);          // CPU + OS support this ISA (Ref always)
+bool available(Isa isa);  // CPU + OS support this ISA (Ref always)
 Isa best_available();
-const char* isa_name(Isa isa);    // "ref" | "avx2" | "avx512"
+const char* isa_name(Isa isa);  // "ref" | "avx2" | "avx512"
 bool parse_isa(const std::string& s, Isa* out);
 
 }  // namespace dpn::cpu

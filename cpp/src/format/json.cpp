@@ -70,7 +70,10 @@ class JsonParser {
       v.type_ = Json::Type::Object;
       ++i_;
       ws();
-      if (i_ < n_ && s_[i_] == '}') { ++i_; return v; }
+      if (i_ < n_ && s_[i_] == '}') {
+        ++i_;
+        return v;
+      }
       std::unordered_set<std::string> seen;
       for (;;) {
         ws();
@@ -83,8 +86,14 @@ class JsonParser {
         Json member = value(depth + 1);
         v.obj_.emplace_back(std::move(key), std::move(member));
         ws();
-        if (i_ < n_ && s_[i_] == ',') { ++i_; continue; }
-        if (i_ < n_ && s_[i_] == '}') { ++i_; return v; }
+        if (i_ < n_ && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < n_ && s_[i_] == '}') {
+          ++i_;
+          return v;
+        }
         fail("expected ',' or '}'");
       }
     }
@@ -92,12 +101,21 @@ class JsonParser {
       v.type_ = Json::Type::Array;
       ++i_;
       ws();
-      if (i_ < n_ && s_[i_] == ']') { ++i_; return v; }
+      if (i_ < n_ && s_[i_] == ']') {
+        ++i_;
+        return v;
+      }
       for (;;) {
         v.arr_.push_back(value(depth + 1));
         ws();
-        if (i_ < n_ && s_[i_] == ',') { ++i_; continue; }
-        if (i_ < n_ && s_[i_] == ']') { ++i_; return v; }
+        if (i_ < n_ && s_[i_] == ',') {
+          ++i_;
+          continue;
+        }
+        if (i_ < n_ && s_[i_] == ']') {
+          ++i_;
+          return v;
+        }
         fail("expected ',' or ']'");
       }
     }
@@ -106,8 +124,16 @@ class JsonParser {
       v.str_ = string();
       return v;
     }
-    if (lit("true")) { v.type_ = Json::Type::Bool; v.bool_ = true; return v; }
-    if (lit("false")) { v.type_ = Json::Type::Bool; v.bool_ = false; return v; }
+    if (lit("true")) {
+      v.type_ = Json::Type::Bool;
+      v.bool_ = true;
+      return v;
+    }
+    if (lit("false")) {
+      v.type_ = Json::Type::Bool;
+      v.bool_ = false;
+      return v;
+    }
     if (lit("null")) return v;
     if (c == '-' || (c >= '0' && c <= '9')) return number();
     fail("unexpected character");
@@ -150,8 +176,7 @@ class JsonParser {
     if (integral) {
       auto ri = std::from_chars(s_ + start, s_ + i_, v.int_);
       v.is_int_ = ri.ec == std::errc();
-    } else if (std::isfinite(v.num_) && v.num_ == std::floor(v.num_) &&
-               std::fabs(v.num_) < 9.0e15) {
+    } else if (std::isfinite(v.num_) && v.num_ == std::floor(v.num_) && std::fabs(v.num_) < 9.0e15) {
       v.is_int_ = true;
       v.int_ = static_cast<int64_t>(v.num_);
     }
@@ -164,10 +189,14 @@ class JsonParser {
     for (int k = 0; k < 4; ++k) {
       char h = s_[i_++];
       u <<= 4;
-      if (h >= '0' && h <= '9') u |= unsigned(h - '0');
-      else if (h >= 'a' && h <= 'f') u |= unsigned(h - 'a' + 10);
-      else if (h >= 'A' && h <= 'F') u |= unsigned(h - 'A' + 10);
-      else fail("bad \\u escape");
+      if (h >= '0' && h <= '9')
+        u |= unsigned(h - '0');
+      else if (h >= 'a' && h <= 'f')
+        u |= unsigned(h - 'a' + 10);
+      else if (h >= 'A' && h <= 'F')
+        u |= unsigned(h - 'A' + 10);
+      else
+        fail("bad \\u escape");
     }
     return u;
   }
@@ -198,7 +227,10 @@ class JsonParser {
       unsigned char c = static_cast<unsigned char>(s_[i_++]);
       if (c == '"') return out;
       if (c < 0x20) fail("control character in string");
-      if (c != '\\') { out += char(c); continue; }
+      if (c != '\\') {
+        out += char(c);
+        continue;
+      }
       if (i_ >= n_) fail("unterminated string");
       char e = s_[i_++];
       switch (e) {
@@ -216,8 +248,10 @@ class JsonParser {
             size_t save = i_;
             i_ += 2;
             unsigned lo = hex4();
-            if (lo >= 0xDC00 && lo < 0xE000) cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            else i_ = save;
+            if (lo >= 0xDC00 && lo < 0xE000)
+              cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            else
+              i_ = save;
           }
           // A lone surrogate is not a character: store U+FFFD so the text stays valid UTF-8.
           if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;

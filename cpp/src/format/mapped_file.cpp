@@ -15,9 +15,11 @@
 namespace dpn::format {
 
 namespace {
-[[noreturn]] void fail(const std::string& path, const char* what, int err, const char* reason = nullptr) {
-  throw IoError(path, err, std::string("cannot ") + what + " model file '" + path + "': " +
-                               (reason ? reason : std::strerror(err)));
+[[noreturn]] void fail(const std::string& path, const char* what, int err,
+                       const char* reason = nullptr) {
+  throw IoError(path, err,
+                std::string("cannot ") + what + " model file '" + path +
+                    "': " + (reason ? reason : std::strerror(err)));
 }
 
 const char* kind_of(mode_t m) {
@@ -45,7 +47,8 @@ MappedFile::MappedFile(const std::string& path, bool copy) {
   Fd guard{fd};
   struct stat st;
   if (::fstat(fd, &st) != 0) fail(path, "stat", errno);
-  if (!S_ISREG(st.st_mode)) fail(path, "read", S_ISDIR(st.st_mode) ? EISDIR : EINVAL, kind_of(st.st_mode));
+  if (!S_ISREG(st.st_mode))
+    fail(path, "read", S_ISDIR(st.st_mode) ? EISDIR : EINVAL, kind_of(st.st_mode));
   size_ = static_cast<size_t>(st.st_size);
   if (size_ == 0) return;
   if (!copy) {
@@ -79,8 +82,10 @@ MappedFile::MappedFile(const std::string& path, bool copy) {
 }
 
 MappedFile::~MappedFile() {
-  if (mapped_) ::munmap(const_cast<uint8_t*>(data_), size_);
-  else std::free(const_cast<uint8_t*>(data_));
+  if (mapped_)
+    ::munmap(const_cast<uint8_t*>(data_), size_);
+  else
+    std::free(const_cast<uint8_t*>(data_));
 }
 
 }  // namespace dpn::format

@@ -79,20 +79,22 @@ const char* dtype_name(DType d) {
 
 Container read_container(const uint8_t* p, size_t real_size) {
   const uint64_t size = real_size;
-  if (size < kHeaderSize)
-    bad("file is " + u(size) + " bytes, shorter than the 128-byte header");
+  if (size < kHeaderSize) bad("file is " + u(size) + " bytes, shorter than the 128-byte header");
   if (std::memcmp(p, "DPNINFER", 8) != 0) bad("bad magic (not a dpn_infer model.bin file)");
   const uint32_t version = rd32(p + 8);
   const uint32_t bom = rd32(p + 12);
-  if (bom == kBomSwapped) bad("big-endian file (byte-order mark 0x0D0C0B0A); only little-endian is supported");
-  if (bom != kBom) bad("bad byte-order mark 0x" + [&] {
-    char b[16];
-    std::snprintf(b, sizeof b, "%08X", bom);
-    return std::string(b);
-  }());
+  if (bom == kBomSwapped)
+    bad("big-endian file (byte-order mark 0x0D0C0B0A); only little-endian is supported");
+  if (bom != kBom)
+    bad("bad byte-order mark 0x" + [&] {
+      char b[16];
+      std::snprintf(b, sizeof b, "%08X", bom);
+      return std::string(b);
+    }());
   if (version > kVersion)
-    throw FormatError("model.bin format version " + u(version) +
-                      " is newer than this dpn_infer supports (1); upgrade dpn_infer (pip install -U dpn_infer)");
+    throw FormatError(
+        "model.bin format version " + u(version) +
+        " is newer than this dpn_infer supports (1); upgrade dpn_infer (pip install -U dpn_infer)");
   if (version == 0) bad("format version 0 is not a valid version");
   const uint64_t file_size = rd64(p + 16), meta_off = rd64(p + 24), meta_size = rd64(p + 32);
   const uint64_t table_off = rd64(p + 40), count = rd64(p + 48), data_off = rd64(p + 56);
@@ -158,10 +160,15 @@ Container read_container(const uint8_t* p, size_t real_size) {
       const uint64_t dim = cur.u64("dims");
       if (dim > uint64_t(INT64_MAX)) bad(who + ": dimension " + u(d) + " is too large");
       t.dims.push_back(static_cast<int64_t>(dim));
-      if (dim != 0 && elems > UINT64_MAX / dim) overflow = true;
-      else elems *= dim;
+      if (dim != 0 && elems > UINT64_MAX / dim)
+        overflow = true;
+      else
+        elems *= dim;
     }
-    if (std::find(t.dims.begin(), t.dims.end(), 0) != t.dims.end()) { elems = 0; overflow = false; }
+    if (std::find(t.dims.begin(), t.dims.end(), 0) != t.dims.end()) {
+      elems = 0;
+      overflow = false;
+    }
     const uint64_t rel = cur.u64("offset");
     const uint64_t nbytes = cur.u64("nbytes");
     if (rel % 64 != 0) bad(who + ": data offset " + u(rel) + " is not a multiple of 64");

@@ -52,9 +52,9 @@ struct Worker {
 }  // namespace
 
 // How a call is split between `threads`: by rows when every thread gets at least
-// runtime::kMinRowsPerThread rows (blocks of at most kBlockRows, a multiple of the thread count so no thread idles at the end);
-// otherwise one block on the calling thread whose GEMMs split their output columns (small batches,
-// where the weights, not the rows, are the work).
+// runtime::kMinRowsPerThread rows (blocks of at most kBlockRows, a multiple of the thread count so no
+// thread idles at the end); otherwise one block on the calling thread whose GEMMs split their output
+// columns (small batches, where the weights, not the rows, are the work).
 struct Plan {
   int64_t block_rows, blocks;
   int row_threads, col_threads;

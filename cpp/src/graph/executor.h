@@ -1,5 +1,5 @@
-// Runs a graph over a batch (already validated: schema/validate.h), one block of rows at a time, so scratch memory is bounded by the
-// block size and the model's widths, never by the batch size.
+// Runs a graph over a batch (already validated: schema/validate.h), one block of rows at a time, so
+// scratch memory is bounded by the block size and the model's widths, never by the batch size.
 #pragma once
 
 #include <vector>

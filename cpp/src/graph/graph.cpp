@@ -36,7 +36,8 @@ void check_opset(const Json& meta) {
             if (!ops::find_factory(op->as_string())) what = "operator '" + op->as_string() + "'";
   throw FormatError("model.bin uses opset " + std::to_string(opset) +
                     ", newer than this dpn_infer supports (" + std::to_string(schema::kOpset) + ")" +
-                    (what.empty() ? std::string() : "; unknown " + what) + "; " + schema::upgrade_advice());
+                    (what.empty() ? std::string() : "; unknown " + what) + "; " +
+                    schema::upgrade_advice());
 }
 
 Graph build_graph(const Json& meta, const std::vector<schema::Field>& fields,

@@ -23,7 +23,7 @@ struct Graph {
   std::vector<Node> nodes;
   std::vector<int64_t> widths;  // per value id
   int output = -1;
-  int64_t row_floats = 0;       // Σ widths: the floats one row of a block holds
+  int64_t row_floats = 0;  // Σ widths: the floats one row of a block holds
 };
 
 // Bound on Σ widths (floats per row of a block), checked at load: every op caps its own width, but

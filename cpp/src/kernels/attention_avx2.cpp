@@ -45,8 +45,8 @@ inline void scores(const float* q, float scale, const float* Kt, int64_t Lp, int
 
 }  // namespace
 
-void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
-                    float scale, float* A, int64_t lda, float* scratch) {
+void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
+                    float* A, int64_t lda, float* scratch) {
   const int64_t dh = d / H, Lp = (L + 31) / 32 * 32;
   float* Kt = scratch;
   float* s = scratch + dh * Lp;
@@ -60,10 +60,14 @@ void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t
       __m256 mx = ninf;
       for (int64_t j = 0; j < L; j += 32) {
         const int64_t nb = (L - j + 7) / 8;
-        if (nb >= 4) scores<4>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
-        else if (nb == 3) scores<3>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
-        else if (nb == 2) scores<2>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
-        else scores<1>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
+        if (nb >= 4)
+          scores<4>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
+        else if (nb == 3)
+          scores<3>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
+        else if (nb == 2)
+          scores<2>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
+        else
+          scores<1>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
       }
       const __m256 vmx = _mm256_set1_ps(hmax8(mx));
       __m256 sum = _mm256_setzero_ps();
@@ -84,8 +88,8 @@ void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t
         int64_t j = 0;
         for (; j + 4 <= L; j += 4)
           for (int k = 0; k < 4; ++k)
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(s[j + k]),
-                                     _mm256_maskload_ps(v + (j + k) * ldq, m), acc[k]);
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(s[j + k]), _mm256_maskload_ps(v + (j + k) * ldq, m),
+                                     acc[k]);
         for (; j < L; ++j)
           acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(s[j]), _mm256_maskload_ps(v + j * ldq, m), acc[0]);
         const __m256 sum4 = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));

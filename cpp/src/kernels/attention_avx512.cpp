@@ -34,10 +34,10 @@ inline void scores(const float* q, float scale, const float* Kt, int64_t Lp, int
 
 }  // namespace
 
-void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
-                    float scale, float* A, int64_t lda, float* scratch) {
+void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
+                    float* A, int64_t lda, float* scratch) {
   const int64_t dh = d / H, Lp = (L + 63) / 64 * 64;
-  float* Kt = scratch;      // [dh, Lp]
+  float* Kt = scratch;           // [dh, Lp]
   float* s = scratch + dh * Lp;  // [Lp]
   const __m512 ninf = _mm512_set1_ps(-__builtin_inff());
   for (int64_t h = 0; h < H; ++h) {
@@ -50,16 +50,21 @@ void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t
       __m512 mx = ninf;
       for (int64_t j = 0; j < L; j += 64) {
         const int64_t nb = (L - j + 15) / 16;
-        if (nb >= 4) scores<4>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
-        else if (nb == 3) scores<3>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
-        else if (nb == 2) scores<2>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
-        else scores<1>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
+        if (nb >= 4)
+          scores<4>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
+        else if (nb == 3)
+          scores<3>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
+        else if (nb == 2)
+          scores<2>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
+        else
+          scores<1>(q, scale, Kt + j, Lp, dh, L - j, s + j, &mx);
       }
       const __m512 vmx = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
       __m512 sum = _mm512_setzero_ps();
       for (int64_t j = 0; j < L; j += 16) {
         const __mmask16 m = mask16(L - j);
-        const __m512 ex = _mm512_maskz_mov_ps(m, exp_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), vmx)));
+        const __m512 ex =
+            _mm512_maskz_mov_ps(m, exp_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), vmx)));
         _mm512_mask_storeu_ps(s + j, m, ex);
         sum = _mm512_add_ps(sum, ex);
       }

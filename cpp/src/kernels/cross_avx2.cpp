@@ -20,8 +20,7 @@ inline float vdot16(const float* x, const float* y, int64_t d) {
   int64_t j = 0;
   for (; j + 2 * kW <= d; j += 2 * kW) {
     lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j)));
-    hi = _mm256_add_ps(hi,
-                       _mm256_mul_ps(_mm256_loadu_ps(x + j + kW), _mm256_loadu_ps(y + j + kW)));
+    hi = _mm256_add_ps(hi, _mm256_mul_ps(_mm256_loadu_ps(x + j + kW), _mm256_loadu_ps(y + j + kW)));
   }
   if (j < d) {
     const __m256i m0 = mask8(d - j), m1 = mask8(d - j - kW);
@@ -43,13 +42,14 @@ void cross_rows(const float* x0, const float* xl, int64_t rows, int64_t d, const
     int64_t j = 0;
     for (; j + kW <= d; j += kW)
       _mm256_storeu_ps(o + j, _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(a + j), s),
-                                                           _mm256_loadu_ps(b + j)),
-                                             _mm256_loadu_ps(l + j)));
+                                                          _mm256_loadu_ps(b + j)),
+                                            _mm256_loadu_ps(l + j)));
     if (j < d) {
       const __m256i m = mask8(d - j);
-      _mm256_maskstore_ps(o + j, m, _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(mload(a + j, m), s),
-                                                                mload(b + j, m)),
-                                                  mload(l + j, m)));
+      _mm256_maskstore_ps(
+          o + j, m,
+          _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(mload(a + j, m), s), mload(b + j, m)),
+                        mload(l + j, m)));
     }
   }
 }

@@ -23,8 +23,8 @@ inline float vdot16(const float* x, const float* y, int64_t d) {
     s = _mm512_add_ps(s, _mm512_mul_ps(_mm512_loadu_ps(x + j), _mm512_loadu_ps(y + j)));
   if (j < d) {
     const __mmask16 m = mask16(d - j);
-    s = _mm512_add_ps(s, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + j),
-                                       _mm512_maskz_loadu_ps(m, y + j)));
+    s = _mm512_add_ps(s,
+                      _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + j), _mm512_maskz_loadu_ps(m, y + j)));
   }
   return tree_sum16(s);
 }
@@ -45,10 +45,9 @@ void cross_rows(const float* x0, const float* xl, int64_t rows, int64_t d, const
                                             _mm512_loadu_ps(l + j)));
     if (j < d) {
       const __mmask16 m = mask16(d - j);
-      const __m512 v = _mm512_add_ps(
-          _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + j), s),
-                        _mm512_maskz_loadu_ps(m, b + j)),
-          _mm512_maskz_loadu_ps(m, l + j));
+      const __m512 v = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, a + j), s),
+                                                   _mm512_maskz_loadu_ps(m, b + j)),
+                                     _mm512_maskz_loadu_ps(m, l + j));
       _mm512_mask_storeu_ps(o + j, m, v);
     }
   }

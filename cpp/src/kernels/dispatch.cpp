@@ -114,13 +114,13 @@ void layernorm_rows(cpu::Isa isa, const float* x, int64_t rows, int64_t d, const
                     const float* b, float eps, float* y) {
   isa_kernels(isa).layernorm_rows(x, rows, d, w, b, eps, y);
 }
-void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b,
-                    float eps, float* y) {
+void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps,
+                    float* y) {
   isa_kernels().layernorm_rows(x, rows, d, w, b, eps, y);
 }
 
-void cross_rows(cpu::Isa isa, const float* x0, const float* xl, int64_t rows, int64_t d,
-                const float* w, const float* b, float* y) {
+void cross_rows(cpu::Isa isa, const float* x0, const float* xl, int64_t rows, int64_t d, const float* w,
+                const float* b, float* y) {
   isa_kernels(isa).cross_rows(x0, xl, rows, d, w, b, y);
 }
 void cross_rows(const float* x0, const float* xl, int64_t rows, int64_t d, const float* w,
@@ -168,8 +168,8 @@ void field_mix(cpu::Isa isa, const float* W, const float* T, int64_t rows, int64
                const float* bias, bool accumulate, float* y) {
   isa_kernels(isa).field_mix(W, T, rows, t, c, bias, accumulate, y);
 }
-void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
-               const float* bias, bool accumulate, float* y) {
+void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c, const float* bias,
+               bool accumulate, float* y) {
   isa_kernels().field_mix(W, T, rows, t, c, bias, accumulate, y);
 }
 

@@ -34,8 +34,8 @@ void softmax_cols(float* s, int64_t t1, int64_t t2) {
 
 }  // namespace
 
-void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
-                     int64_t n, float* out) {
+void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
+                     float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * t2 * t1;
     const float* zr = z + r * t2 * n;
@@ -47,8 +47,8 @@ void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t
       for (; k + 8 <= n; k += 8) {
         __m256 acc = _mm256_mul_ps(_mm256_set1_ps(sr[i]), _mm256_loadu_ps(zr + k));
         for (int64_t j = 1; j < t2; ++j)
-          acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(sr[j * t1 + i]),
-                                              _mm256_loadu_ps(zr + j * n + k)));
+          acc = _mm256_add_ps(
+              acc, _mm256_mul_ps(_mm256_set1_ps(sr[j * t1 + i]), _mm256_loadu_ps(zr + j * n + k)));
         _mm256_storeu_ps(oi + k, acc);
       }
       for (; k < n; ++k) {

@@ -17,8 +17,7 @@ void softmax_cols(float* s, int64_t t1, int64_t t2) {
   for (int64_t i0 = 0; i0 < t1; i0 += 16) {
     const __mmask16 m = mask16(t1 - i0);
     __m512 mx = _mm512_maskz_loadu_ps(m, s + i0);
-    for (int64_t j = 1; j < t2; ++j)
-      mx = _mm512_max_ps(mx, _mm512_maskz_loadu_ps(m, s + j * t1 + i0));
+    for (int64_t j = 1; j < t2; ++j) mx = _mm512_max_ps(mx, _mm512_maskz_loadu_ps(m, s + j * t1 + i0));
     __m512 sum = _mm512_setzero_ps();
     for (int64_t j = 0; j < t2; ++j) {
       const __m512 e = exp_nonpos(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j * t1 + i0), mx));
@@ -35,8 +34,8 @@ void softmax_cols(float* s, int64_t t1, int64_t t2) {
 
 }  // namespace
 
-void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
-                     int64_t n, float* out) {
+void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
+                     float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     float* sr = s + r * t2 * t1;
     const float* zr = z + r * t2 * n;
@@ -48,8 +47,8 @@ void field_attention(float* s, const float* z, int64_t rows, int64_t t1, int64_t
       for (; k + 16 <= n; k += 16) {
         __m512 acc = _mm512_mul_ps(_mm512_set1_ps(sr[i]), _mm512_loadu_ps(zr + k));
         for (int64_t j = 1; j < t2; ++j)
-          acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_set1_ps(sr[j * t1 + i]),
-                                              _mm512_loadu_ps(zr + j * n + k)));
+          acc = _mm512_add_ps(
+              acc, _mm512_mul_ps(_mm512_set1_ps(sr[j * t1 + i]), _mm512_loadu_ps(zr + j * n + k)));
         _mm512_storeu_ps(oi + k, acc);
       }
       for (; k < n; ++k) {

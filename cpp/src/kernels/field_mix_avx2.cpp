@@ -6,8 +6,8 @@
 
 namespace dpn::kernels::avx2 {
 
-void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
-             const float* bias, bool accumulate, float* y) {
+void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c, const float* bias,
+               bool accumulate, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* Tr = T + r * t * c;
     float* yr = y + r * t * c;
@@ -17,10 +17,11 @@ void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t 
       int64_t j = 0;
       for (; j + 8 <= c; j += 8) {
         __m256 acc = accumulate ? _mm256_loadu_ps(yi + j)
-                 : bias     ? _mm256_loadu_ps(bias + j)
-                            : _mm256_setzero_ps();
+                     : bias     ? _mm256_loadu_ps(bias + j)
+                                : _mm256_setzero_ps();
         for (int64_t k = 0; k < t; ++k)
-          acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(wi[k]), _mm256_loadu_ps(Tr + k * c + j)));
+          acc =
+              _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set1_ps(wi[k]), _mm256_loadu_ps(Tr + k * c + j)));
         _mm256_storeu_ps(yi + j, acc);
       }
       for (; j < c; ++j) {

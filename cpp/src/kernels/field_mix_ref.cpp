@@ -3,8 +3,8 @@
 
 namespace dpn::kernels::ref {
 
-void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
-               const float* bias, bool accumulate, float* y) {
+void field_mix(const float* W, const float* T, int64_t rows, int64_t t, int64_t c, const float* bias,
+               bool accumulate, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* Tr = T + r * t * c;
     float* yr = y + r * t * c;

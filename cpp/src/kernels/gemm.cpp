@@ -14,8 +14,7 @@ namespace dpn::kernels {
 
 int64_t panel_width(Isa isa) { return isa_kernels(isa).panel_width; }
 
-void pack_b(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, int64_t nr,
-            float* dst) {
+void pack_b(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, int64_t nr, float* dst) {
   const int64_t panels = (N + nr - 1) / nr;
   for (int64_t p = 0; p < panels; ++p) {
     float* d = dst + p * K * nr;
@@ -64,16 +63,16 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const f
           float* C, int64_t ldc, int threads) {
   GemmFn* const kernel = isa_kernels(B.isa).gemm;
   for_column_ranges(B, M, threads, [&](int64_t n0, int64_t n1) {
-    kernel(A, lda, M, B.K, B.data.data() + n0 * B.K, n1 - n0, bias ? bias + n0 : nullptr, act,
-           C + n0, ldc);
+    kernel(A, lda, M, B.K, B.data.data() + n0 * B.K, n1 - n0, bias ? bias + n0 : nullptr, act, C + n0,
+           ldc);
   });
 }
 
 bool kron_needs_panel(const PackedMatrix& B) { return isa_kernels(B.isa).gemm_kron == nullptr; }
 
 void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
-               bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
-               float* C, int64_t ldc, float* panel, int threads) {
+               bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act, float* C,
+               int64_t ldc, float* panel, int threads) {
   const IsaKernels& k = isa_kernels(B.isa);
   if (k.gemm_kron) {
     // Each thread builds its own [x, h·x] blocks for its column range (per-thread scratch).

@@ -22,9 +22,7 @@ int64_t panel_width(Isa isa);
 // padded. Exception (nr >= 16): a last panel with at most nr/2 columns is packed nr/2 wide (stride
 // nr/2), so a weight stream never reads a zero half (adjacent-line prefetch fetched it anyway: a
 // 400-wide layer cost 13 panels of bandwidth for 12.5). Kernels read such a panel as one vector.
-inline bool narrow_tail(int64_t N, int64_t nr) {
-  return nr >= 16 && N % nr != 0 && N % nr <= nr / 2;
-}
+inline bool narrow_tail(int64_t N, int64_t nr) { return nr >= 16 && N % nr != 0 && N % nr <= nr / 2; }
 
 // Floats needed by a packed K×N matrix.
 inline int64_t packed_size(int64_t K, int64_t N, int64_t nr) {
@@ -64,7 +62,7 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const f
 bool kron_needs_panel(const PackedMatrix& B);
 
 void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
-               bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
-               float* C, int64_t ldc, float* panel, int threads = 1);
+               bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act, float* C,
+               int64_t ldc, float* panel, int threads = 1);
 
 }  // namespace dpn::kernels

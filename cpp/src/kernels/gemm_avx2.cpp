@@ -1,7 +1,7 @@
-// AVX2+FMA GEMM: 6×16 register tile (12 ymm accumulators; 1-2 rows: panels side by side), B packed in 16-wide panels, A read in
-// place (row-major, broadcast from memory; measured faster here than packing it). Compiled with
-// -mavx2 -mfma; only called after the runtime check (cpu::available(Isa::Avx2)). See isa_kernels.h
-// for what this file must not use.
+// AVX2+FMA GEMM: 6×16 register tile (12 ymm accumulators; 1-2 rows: panels side by side), B packed in
+// 16-wide panels, A read in place (row-major, broadcast from memory; measured faster here than packing
+// it). Compiled with -mavx2 -mfma; only called after the runtime check (cpu::available(Isa::Avx2)). See
+// isa_kernels.h for what this file must not use.
 #include <immintrin.h>
 
 #include "kernels/isa_kernels.h"
@@ -91,8 +91,8 @@ void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, i
 }
 
 template <int NC>
-void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc,
-              int64_t nr, const float* bias, bool first, bool last, Act act) {
+void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t kc, float* C,
+              int64_t ldc, int64_t nr, const float* bias, bool first, bool last, Act act) {
   switch (mr) {
     case 6: return tile<6, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
     case 5: return tile<5, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
@@ -111,11 +111,10 @@ void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
 // k0 on are read.
 template <int MR, int P, int H>
 void tile_wide(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t k0, int64_t kc,
-               float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
-               Act act) {
-  constexpr int NV = 2 * P - H;  // 8-float vectors per k
-  const float* bp = b0 + k0 * kNR;                     // full panels
-  const float* bn = b0 + (P - 1) * K * kNR + k0 * 8;   // the narrow last panel (H = 1)
+               float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
+  constexpr int NV = 2 * P - H;                       // 8-float vectors per k
+  const float* bp = b0 + k0 * kNR;                    // full panels
+  const float* bn = b0 + (P - 1) * K * kNR + k0 * 8;  // the narrow last panel (H = 1)
   __m256i mk[NV];
   __m256 c[MR][NV];
 #pragma GCC unroll 8
@@ -146,7 +145,8 @@ void tile_wide(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t
       __m256 v = c[i][j];
       if (last && act == Act::Sigmoid) v = vsigmoid(v);
       if (last && act == Act::Tanh) v = vtanh(v);
-      if (last && act == Act::Relu) v = _mm256_add_ps(_mm256_max_ps(_mm256_setzero_ps(), v), _mm256_setzero_ps());
+      if (last && act == Act::Relu)
+        v = _mm256_add_ps(_mm256_max_ps(_mm256_setzero_ps(), v), _mm256_setzero_ps());
       _mm256_maskstore_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 8, mk[j], v);
     }
 }
@@ -173,12 +173,18 @@ void run_wide(int64_t mr, const float* ap, int64_t lda, const float* Bp, int64_t
     const float* b = Bp + q * K * kNR;
     float* c = C + q * kNR;
     const float* bb = bias ? bias + q * kNR : nullptr;
-    if (mr == 2 && n == 2) run_wide_h<2, 2>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
-    else if (mr == 2) run_wide_h<2, 1>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
-    else if (n == 4) run_wide_h<1, 4>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
-    else if (n == 3) run_wide_h<1, 3>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
-    else if (n == 2) run_wide_h<1, 2>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
-    else run_wide_h<1, 1>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    if (mr == 2 && n == 2)
+      run_wide_h<2, 2>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (mr == 2)
+      run_wide_h<2, 1>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 4)
+      run_wide_h<1, 4>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 3)
+      run_wide_h<1, 3>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (n == 2)
+      run_wide_h<1, 2>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else
+      run_wide_h<1, 1>(ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
   }
 }
 
@@ -196,16 +202,15 @@ void gemm(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, in
     const int64_t mc = lmin(kMC, M - m0), kc = lmin(kKC, K - k0);
     const bool first = k0 == 0, last = k0 + kKC >= K;
     if (mc <= 2)
-      return run_wide(mc, A + m0 * lda + k0, lda, Bp, K, k0, kc, C + m0 * ldc, ldc, N, bias, first,
-                      last, act);
+      return run_wide(mc, A + m0 * lda + k0, lda, Bp, K, k0, kc, C + m0 * ldc, ldc, N, bias, first, last,
+                      act);
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
       const float* bp = Bp + p * K * kNR + k0 * (nr > 8 ? kNR : 8);  // narrow tail: 8 wide
       const float* bb = bias ? bias + n0 : nullptr;
       for (int64_t i = 0; i < mc; i += kMR)
-        (nr > 8 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), A + (m0 + i) * lda + k0, lda, bp,
-                                               kc, C + (m0 + i) * ldc + n0, ldc, nr, bb, first,
-                                               last, act);
+        (nr > 8 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), A + (m0 + i) * lda + k0, lda, bp, kc,
+                                             C + (m0 + i) * ldc + n0, ldc, nr, bb, first, last, act);
     }
   };
   const int64_t kend = K > 0 ? K : 1;  // K == 0 still runs one pass so C = act(bias)

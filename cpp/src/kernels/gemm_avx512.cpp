@@ -38,8 +38,8 @@ inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
 // NC: vector columns computed (2 = full panel; 1 when the panel edge has at most half a panel).
 // A is read in place, row-major: row i of the tile at a + i*lda.
 template <int MR, int NC>
-void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc,
-          int64_t nr, const float* bias, bool first, bool last, Act act) {
+void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
+          const float* bias, bool first, bool last, Act act) {
   const __mmask16 m0 = mask16(nr), m1 = mask16(nr - 16);
   __m512 c0[MR], c1[NC == 2 ? MR : 1];
   if (first) {
@@ -100,7 +100,7 @@ void tile(const float* ap, int64_t lda, const float* bp, int64_t kc, float* C, i
 
 template <int NC>
 void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t kc, float* C,
-              int64_t ldc,              int64_t nr, const float* bias, bool first, bool last, Act act) {
+              int64_t ldc, int64_t nr, const float* bias, bool first, bool last, Act act) {
   switch (mr) {
     case 12: return tile<12, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
     case 11: return tile<11, NC>(ap, lda, bp, kc, C, ldc, nr, bias, first, last, act);
@@ -126,11 +126,10 @@ void run_tile(int64_t mr, const float* ap, int64_t lda, const float* bp, int64_t
 // same order, so results equal tile()'s bit for bit.
 template <int MR, int P, int H>
 void tile_wide(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t k0, int64_t kc,
-               float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last,
-               Act act) {
-  constexpr int NV = 2 * P - H;  // 16-float vectors per k
-  const float* bp = b0 + k0 * kNR;                          // full panels
-  const float* bn = b0 + (P - 1) * K * kNR + k0 * 16;       // the narrow last panel (H = 1)
+               float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
+  constexpr int NV = 2 * P - H;                        // 16-float vectors per k
+  const float* bp = b0 + k0 * kNR;                     // full panels
+  const float* bn = b0 + (P - 1) * K * kNR + k0 * 16;  // the narrow last panel (H = 1)
   __mmask16 mk[NV];
   __m512 c[MR][NV];
 #pragma GCC unroll 8
@@ -163,7 +162,8 @@ void tile_wide(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t
       __m512 v = c[i][j];
       if (last && act == Act::Sigmoid) v = vsigmoid(v);
       if (last && act == Act::Tanh) v = vtanh(v);
-      if (last && act == Act::Relu) v = _mm512_add_ps(_mm512_max_ps(_mm512_setzero_ps(), v), _mm512_setzero_ps());
+      if (last && act == Act::Relu)
+        v = _mm512_add_ps(_mm512_max_ps(_mm512_setzero_ps(), v), _mm512_setzero_ps());
       _mm512_mask_storeu_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 16, mk[j], v);
     }
 }
@@ -203,9 +203,12 @@ void run_wide(int64_t mr, const float* ap, int64_t lda, const float* Bp, int64_t
     const float* b = Bp + q * K * kNR;
     float* c = C + q * kNR;
     const float* bb = bias ? bias + q * kNR : nullptr;
-    if (mr == 1) run_wide_n<1>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
-    else if (mr == 2) run_wide_n<2>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
-    else run_wide_n<3>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    if (mr == 1)
+      run_wide_n<1>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else if (mr == 2)
+      run_wide_n<2>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
+    else
+      run_wide_n<3>(n, ap, lda, b, K, k0, kc, c, ldc, nlast, bb, first, last, act);
   }
 }
 
@@ -230,16 +233,14 @@ void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, 
     const bool first = k0 == 0, last = k0 + kKC >= K;
     int64_t la = 0;
     const float* a = block(m0, mc, k0, kc, &la);
-    if (mc <= 3)
-      return run_wide(mc, a, la, Bp, K, k0, kc, C + m0 * ldc, ldc, N, bias, first, last, act);
+    if (mc <= 3) return run_wide(mc, a, la, Bp, K, k0, kc, C + m0 * ldc, ldc, N, bias, first, last, act);
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t n0 = p * kNR, nr = lmin(kNR, N - n0);
       const float* bp = Bp + p * K * kNR + k0 * (nr > 16 ? kNR : 16);  // narrow tail: 16 wide
       const float* bb = bias ? bias + n0 : nullptr;
       for (int64_t i = 0; i < mc; i += kMR)
         (nr > 16 ? run_tile<2> : run_tile<1>)(lmin(kMR, mc - i), a + i * la, la, bp, kc,
-                                                 C + (m0 + i) * ldc + n0, ldc, nr, bb, first, last,
-                                                 act);
+                                              C + (m0 + i) * ldc + n0, ldc, nr, bb, first, last, act);
     }
   };
   const int64_t kend = K > 0 ? K : 1;  // K == 0 still runs one pass so C = act(bias)
@@ -271,17 +272,16 @@ inline void scale_copy(float* d, const float* x, float s, int64_t n) {
 
 void gemm(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
           const float* bias, Act act, float* C, int64_t ldc) {
-  drive(M, K, Bp, N, bias, act, C, ldc,
-        [&](int64_t m0, int64_t, int64_t k0, int64_t, int64_t* la) {
-          *la = lda;
-          return A + m0 * lda + k0;
-        });
+  drive(M, K, Bp, N, bias, act, C, ldc, [&](int64_t m0, int64_t, int64_t k0, int64_t, int64_t* la) {
+    *la = lda;
+    return A + m0 * lda + k0;
+  });
 }
 
 // The same products s·x[i] as kron_panel, so results match the unfused path bit for bit.
-void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
-               int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
-               const float* bias, Act act, float* C, int64_t ldc) {
+void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+               bool with_h, int64_t M, const float* Bp, int64_t N, const float* bias, Act act, float* C,
+               int64_t ldc) {
   const int64_t Kx = (l + 1) * m, K = Kx + (with_h ? l : 0);
   // A block is at most kMC × kKC, or up to 3 rows of all of K (drive's few-rows path).
   float* buf = runtime::thread_scratch(size_t(M <= 3 ? lmin(M, 3) * K : kMC * kKC));

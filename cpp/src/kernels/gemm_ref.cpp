@@ -28,8 +28,8 @@ inline v4 load4(const float* p) {
 }
 
 template <int MR>
-void tile(const float* A, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc,
-          int64_t nr, const float* bias, bool first, bool last, Act act) {
+void tile(const float* A, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
+          const float* bias, bool first, bool last, Act act) {
   float init[MR][kNR];
   for (int i = 0; i < MR; ++i)
     for (int64_t j = 0; j < kNR; ++j)
@@ -60,8 +60,8 @@ void tile(const float* A, int64_t lda, const float* bp, int64_t kc, float* C, in
 }
 #else
 template <int MR>
-void tile(const float* A, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc,
-          int64_t nr, const float* bias, bool first, bool last, Act act) {
+void tile(const float* A, int64_t lda, const float* bp, int64_t kc, float* C, int64_t ldc, int64_t nr,
+          const float* bias, bool first, bool last, Act act) {
   float acc[MR][kNR];
   for (int i = 0; i < MR; ++i)
     for (int64_t j = 0; j < kNR; ++j)

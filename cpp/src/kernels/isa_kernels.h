@@ -25,17 +25,17 @@ namespace dpn::kernels {
 using GemmFn = void(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, int64_t N,
                     const float* bias, Act act, float* C, int64_t ldc);
 // gemm.h: the Kronecker GEMM that builds its left operand [x, h·x, …, (h)] block by block.
-using GemmKronFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
-                        int64_t l, bool with_h, int64_t M, const float* Bp, int64_t N,
-                        const float* bias, Act act, float* C, int64_t ldc);
+using GemmKronFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                        bool with_h, int64_t M, const float* Bp, int64_t N, const float* bias, Act act,
+                        float* C, int64_t ldc);
 // kron.h
-using KronPanelFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
-                         int64_t l, int64_t rows, bool with_h, float* P, int64_t ldp);
+using KronPanelFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                         int64_t rows, bool with_h, float* P, int64_t ldp);
 // rows.h
-using PoolRowsFn = void(const float* table, int64_t dim, const int64_t* rows, int64_t n,
-                        float scale, float* out);
-using LayernormRowsFn = void(const float* x, int64_t rows, int64_t d, const float* w,
-                             const float* b, float eps, float* y);
+using PoolRowsFn = void(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
+                        float* out);
+using LayernormRowsFn = void(const float* x, int64_t rows, int64_t d, const float* w, const float* b,
+                             float eps, float* y);
 using CrossRowsFn = void(const float* x0, const float* xl, int64_t rows, int64_t d, const float* w,
                          const float* b, float* y);
 // act.h
@@ -43,17 +43,16 @@ using ActInplaceFn = void(float* x, int64_t n, Act a);
 // softmax.h
 using SoftmaxRowsFn = void(float* x, int64_t rows, int64_t cols, int64_t ld);
 // field_attn.h
-using FieldAttentionFn = void(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2,
-                              int64_t n, float* out);
+using FieldAttentionFn = void(float* s, const float* z, int64_t rows, int64_t t1, int64_t t2, int64_t n,
+                              float* out);
 // field_mix.h
 using FieldMixFn = void(const float* W, const float* T, int64_t rows, int64_t t, int64_t c,
                         const float* bias, bool accumulate, float* y);
 // dwconv.h
-using DwconvRowsFn = void(const float* x, int64_t L, int64_t n, const float* K, int64_t k,
-                          float* y);
+using DwconvRowsFn = void(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y);
 // attention.h
-using AttentionRowsFn = void(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,
-                             float scale, float* A, int64_t lda, float* scratch);
+using AttentionRowsFn = void(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
+                             float* A, int64_t lda, float* scratch);
 
 // One ISA's kernels. Every pointer is set, except gemm_kron (null: the caller builds the whole
 // Kronecker panel with kron_panel and runs gemm on it).

@@ -31,8 +31,8 @@ inline void scale_copy(const float* src, int64_t n, float s, bool scaled, float*
 
 }  // namespace
 
-void kron_panel(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
-                int64_t l, int64_t rows, bool with_h, float* P, int64_t ldp) {
+void kron_panel(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                int64_t rows, bool with_h, float* P, int64_t ldp) {
   for (int64_t b = 0; b < rows; ++b) {
     const float* xb = x + b * ldx;
     const float* hb = h + b * ldh;

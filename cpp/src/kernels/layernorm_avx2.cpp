@@ -43,8 +43,7 @@ inline float vsumsq16(const float* x, int64_t d, float c) {
   if (j < d) {
     const __m256i m0 = mask8(d - j), m1 = mask8(d - j - kW);
     const __m256 a = _mm256_and_ps(_mm256_sub_ps(mload(x + j, m0), vc), _mm256_castsi256_ps(m0));
-    const __m256 b =
-        _mm256_and_ps(_mm256_sub_ps(mload(x + j + kW, m1), vc), _mm256_castsi256_ps(m1));
+    const __m256 b = _mm256_and_ps(_mm256_sub_ps(mload(x + j + kW, m1), vc), _mm256_castsi256_ps(m1));
     lo = _mm256_add_ps(lo, _mm256_mul_ps(a, a));
     hi = _mm256_add_ps(hi, _mm256_mul_ps(b, b));
   }
@@ -53,15 +52,14 @@ inline float vsumsq16(const float* x, int64_t d, float c) {
 
 }  // namespace
 
-void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b,
-                    float eps, float* y) {
+void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps,
+                    float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * d;
     float* yr = y + r * d;
     const float mean = vsum16(xr, d) / static_cast<float>(d);
     const float v = vsumsq16(xr, d, mean);
-    const float rstd =
-        1.0f / _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(v / static_cast<float>(d) + eps)));
+    const float rstd = 1.0f / _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(v / static_cast<float>(d) + eps)));
     const __m256 vm = _mm256_set1_ps(mean), vr = _mm256_set1_ps(rstd);
     int64_t j = 0;
     for (; j + kW <= d; j += kW) {
@@ -72,8 +70,9 @@ void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, con
     if (j < d) {
       const __m256i m = mask8(d - j);
       const __m256 c = _mm256_sub_ps(mload(xr + j, m), vm);
-      _mm256_maskstore_ps(yr + j, m, _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(c, vr), mload(w + j, m)),
-                                                   mload(b + j, m)));
+      _mm256_maskstore_ps(
+          yr + j, m,
+          _mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(c, vr), mload(w + j, m)), mload(b + j, m)));
     }
   }
 }

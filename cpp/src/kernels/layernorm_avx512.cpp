@@ -43,15 +43,14 @@ inline float vsumsq16(const float* x, int64_t d, float c) {
 
 }  // namespace
 
-void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w,
-                    const float* b, float eps, float* y) {
+void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps,
+                    float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * d;
     float* yr = y + r * d;
     const float mean = vsum16(xr, d) / static_cast<float>(d);
     const float v = vsumsq16(xr, d, mean);
-    const float rstd =
-        1.0f / _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(v / static_cast<float>(d) + eps)));
+    const float rstd = 1.0f / _mm_cvtss_f32(_mm_sqrt_ss(_mm_set_ss(v / static_cast<float>(d) + eps)));
     const __m512 vm = _mm512_set1_ps(mean), vr = _mm512_set1_ps(rstd);
     int64_t j = 0;
     for (; j + kW <= d; j += kW) {
@@ -62,8 +61,9 @@ void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w,
     if (j < d) {
       const __mmask16 m = mask16(d - j);
       const __m512 c = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, xr + j), vm);
-      const __m512 o = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(c, vr), _mm512_maskz_loadu_ps(m, w + j)),
-                                     _mm512_maskz_loadu_ps(m, b + j));
+      const __m512 o =
+          _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(c, vr), _mm512_maskz_loadu_ps(m, w + j)),
+                        _mm512_maskz_loadu_ps(m, b + j));
       _mm512_mask_storeu_ps(yr + j, m, o);
     }
   }

@@ -6,8 +6,8 @@
 
 namespace dpn::kernels::ref {
 
-void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b,
-                    float eps, float* y) {
+void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps,
+                    float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * d;
     float* yr = y + r * d;

@@ -15,8 +15,8 @@ constexpr int64_t kW = 8;
 
 // Columns [j0, j0 + 8·V) (the last vector masked by `tail` when Masked) of the pooled rows.
 template <int V, bool Masked>
-inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int64_t n,
-                       float scale, float* out, __m256i tail) {
+inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
+                       float* out, __m256i tail) {
   __m256 acc[V];
 #pragma GCC unroll 4
   for (int v = 0; v < V; ++v) acc[v] = _mm256_setzero_ps();
@@ -24,8 +24,8 @@ inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int
     const float* t = table + rows[k] * dim;
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v)
-      acc[v] = _mm256_add_ps(acc[v], !Masked || v + 1 < V ? _mm256_loadu_ps(t + v * kW)
-                                                          : mload(t + v * kW, tail));
+      acc[v] = _mm256_add_ps(
+          acc[v], !Masked || v + 1 < V ? _mm256_loadu_ps(t + v * kW) : mload(t + v * kW, tail));
   }
   if (scale != 1.0f) {
     const __m256 s = _mm256_set1_ps(scale);

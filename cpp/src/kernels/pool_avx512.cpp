@@ -16,8 +16,8 @@ constexpr int64_t kW = 16;
 
 // Columns [j0, j0 + 16·V) (the last vector masked by `tail`) of the pooled rows.
 template <int V>
-inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int64_t n,
-                       float scale, float* out, __mmask16 tail) {
+inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
+                       float* out, __mmask16 tail) {
   __m512 acc[V];
 #pragma GCC unroll 4
   for (int v = 0; v < V; ++v) acc[v] = _mm512_setzero_ps();
@@ -25,8 +25,8 @@ inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int
     const float* t = table + rows[k] * dim;
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v)
-      acc[v] = _mm512_add_ps(acc[v], v + 1 < V ? _mm512_loadu_ps(t + v * kW)
-                                                : _mm512_maskz_loadu_ps(tail, t + v * kW));
+      acc[v] = _mm512_add_ps(
+          acc[v], v + 1 < V ? _mm512_loadu_ps(t + v * kW) : _mm512_maskz_loadu_ps(tail, t + v * kW));
   }
   if (scale != 1.0f) {
     const __m512 s = _mm512_set1_ps(scale);
@@ -40,8 +40,8 @@ inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int
 
 }  // namespace
 
-void pool_rows(const float* table, int64_t dim, const int64_t* rows, int64_t n,
-               float scale, float* out) {
+void pool_rows(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
+               float* out) {
   for (int64_t j0 = 0; j0 < dim; j0 += 4 * kW) {
     const int64_t rem = dim - j0;
     const int v = rem >= 4 * kW ? 4 : int((rem + kW - 1) / kW);

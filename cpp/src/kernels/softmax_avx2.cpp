@@ -50,8 +50,8 @@ void softmax_rows(float* x, int64_t rows, int64_t cols, int64_t ld) {
       _mm256_maskstore_ps(v + j, m, e);
       s = _mm256_add_ps(s, e);
     }
-    const __m256 inv = _mm256_movemask_ps(bad) ? _mm256_set1_ps(__builtin_nanf(""))
-                                               : _mm256_set1_ps(1.0f / hsum(s));
+    const __m256 inv =
+        _mm256_movemask_ps(bad) ? _mm256_set1_ps(__builtin_nanf("")) : _mm256_set1_ps(1.0f / hsum(s));
     for (int64_t j = 0; j < cols; j += kW) {
       const __m256i m = mask8(cols - j);
       _mm256_maskstore_ps(v + j, m, _mm256_mul_ps(mload(v + j, m), inv));

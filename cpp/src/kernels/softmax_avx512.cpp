@@ -37,8 +37,8 @@ void softmax_rows(float* x, int64_t rows, int64_t cols, int64_t ld) {
       _mm512_mask_storeu_ps(v + j, m, e);
       s = _mm512_add_ps(s, e);
     }
-    const __m512 inv = bad ? _mm512_set1_ps(__builtin_nanf(""))
-                           : _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(s));
+    const __m512 inv =
+        bad ? _mm512_set1_ps(__builtin_nanf("")) : _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(s));
     for (int64_t j = 0; j < cols; j += kW) {
       const __mmask16 m = mask16(cols - j);
       _mm512_mask_storeu_ps(v + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, v + j), inv));

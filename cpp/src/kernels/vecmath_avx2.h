@@ -64,8 +64,7 @@ inline __m256 vtanh(__m256 x) {
   p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(1.33314422036E-1f));
   p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(-3.33332819422E-1f));
   const __m256 small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
-  const __m256 y =
-      _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
+  const __m256 y = _mm256_blendv_ps(big, small, _mm256_cmp_ps(ax, _mm256_set1_ps(0.625f), _CMP_LT_OQ));
   return _mm256_blendv_ps(y, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
 }
 

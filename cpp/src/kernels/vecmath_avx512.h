@@ -1,7 +1,7 @@
-// Vector math for the AVX-512 kernels (-mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma): lane masks, exp of non-positive values,
-// sigmoid, tanh, and the fixed-order horizontal sum of 16 lanes.
-// Include ONLY from files compiled with those flags. Everything here has internal linkage (anonymous
-// namespace), so no out-of-line copy can be shared with, or replace, baseline code (isa_kernels.h).
+// Vector math for the AVX-512 kernels (-mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma): lane masks,
+// exp of non-positive values, sigmoid, tanh, and the fixed-order horizontal sum of 16 lanes. Include
+// ONLY from files compiled with those flags. Everything here has internal linkage (anonymous namespace),
+// so no out-of-line copy can be shared with, or replace, baseline code (isa_kernels.h).
 #pragma once
 
 #include <immintrin.h>

@@ -25,8 +25,10 @@ class Concat : public Op {
       for (size_t k = 0; k < widths_.size(); ++k) {
         const int64_t w = widths_[k];
         const float* src = in[k] + b * w;
-        if (w == 16) copy_n<16>(src, o);
-        else std::memcpy(o, src, sizeof(float) * size_t(w));
+        if (w == 16)
+          copy_n<16>(src, o);
+        else
+          std::memcpy(o, src, sizeof(float) * size_t(w));
         o += w;
       }
     }

@@ -103,7 +103,7 @@ class DyLinear : public Op {
   size_t scratch_floats(int64_t rows) const override {
     const int64_t cr = chunk_rows(rows);
     size_t s = size_t(rows * c_.l) + size_t(cr * panel_floats_per_row());  // h, panel
-    if (c_.decomp) s += size_t(rows * c_.r) + size_t(cr * out_.K);  // u, second panel
+    if (c_.decomp) s += size_t(rows * c_.r) + size_t(cr * out_.K);         // u, second panel
     return s;
   }
 
@@ -131,9 +131,9 @@ class DyLinear : public Op {
       for (int64_t r0 = 0; r0 < R; r0 += cr) {
         const int64_t rows = std::min(cr, R - r0);
         for (int64_t g = 0; g < c_.H; ++g) {
-          kernels::gemm_kron(x + r0 * m + g * mh, m, mh, h + r0 * l, l, l, true, rows,
-                             heads_[size_t(g)], bias_.data() + g * ch, c_.act,
-                             out + r0 * c + g * ch, c, panel, blk.threads);
+          kernels::gemm_kron(x + r0 * m + g * mh, m, mh, h + r0 * l, l, l, true, rows, heads_[size_t(g)],
+                             bias_.data() + g * ch, c_.act, out + r0 * c + g * ch, c, panel,
+                             blk.threads);
         }
       }
       return;
@@ -165,7 +165,7 @@ class DyLinear : public Op {
   Config c_;
   kernels::PackedMatrix g1_;
   std::vector<float> g1b_;
-  std::vector<float> bias_;                  // static part of the dynamic bias (g2_bias tail)
+  std::vector<float> bias_;                   // static part of the dynamic bias (g2_bias tail)
   std::vector<kernels::PackedMatrix> heads_;  // full: A'_g per head
   kernels::PackedMatrix proj_, phi_, out_;    // decomp: P, A'_phi, [Q; Bd; W0]
 };
@@ -183,11 +183,11 @@ std::unique_ptr<Op> make_dylinear(const NodeBuilder& nb) {
   cfg.decomp = nb.attr_enum("form", {"full", "decomp"}) == "decomp";
   cfg.act = nb.attr_act();
   if (nb.in_widths()[0] != cfg.m)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", attribute in=" +
-            std::to_string(cfg.m));
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
+            ", attribute in=" + std::to_string(cfg.m));
   if (nb.in_widths()[1] != cfg.n)
-    nb.fail("input z has width " + std::to_string(nb.in_widths()[1]) + ", attribute context=" +
-            std::to_string(cfg.n));
+    nb.fail("input z has width " + std::to_string(nb.in_widths()[1]) +
+            ", attribute context=" + std::to_string(cfg.n));
   // Keep every generated size within a sane bound so the arithmetic below cannot overflow.
   const int64_t lim = int64_t(1) << 24;
   if (cfg.m > lim || cfg.c > lim || cfg.n > lim || cfg.l > lim) nb.fail("attribute too large");

@@ -88,7 +88,7 @@ class FieldDyLinear : public Op {
   }
 
   void pack_attention(const float* w, const float* b, const float* q) {
-    att_.pack(w, c_.n, c_.da, 1, c_.n);      // [da, n] torch layout
+    att_.pack(w, c_.n, c_.da, 1, c_.n);  // [da, n] torch layout
     att_b_.assign(b, b + c_.da);
     query_.pack(q, c_.da, c_.t1, 1, c_.da);  // scores = u · qᵀ, q [t1, da]
   }
@@ -126,8 +126,8 @@ class FieldDyLinear : public Op {
   }
   int64_t imp_floats_per_row() const { return c_.implicit ? c_.t1 * c_.c : 0; }
   int64_t floats_per_row() const {
-    return ctx_floats_per_row() + h_floats_per_row() + att_floats_per_row() +
-           panel_floats_per_row() + imp_floats_per_row();
+    return ctx_floats_per_row() + h_floats_per_row() + att_floats_per_row() + panel_floats_per_row() +
+           imp_floats_per_row();
   }
   int64_t chunk_rows(int64_t rows) const {
     const int64_t per = std::max<int64_t>(1, floats_per_row());
@@ -244,9 +244,9 @@ class FieldDyLinear : public Op {
         auto field = [&](int64_t i, int threads) {
           const int64_t grp = c_.G > 1 ? i : 0;
           for (int64_t g = 0; g < c_.H; ++g)
-            kernels::gemm_kron(x + i * m + g * mh, t1 * m, mh, hv.p + i * hv.step, hv.ld, l, true,
-                               rows, A_[size_t(grp * c_.H + g)], bias_.data() + grp * c + g * ch,
-                               kact, out + i * c + g * ch, yw, panel, threads);
+            kernels::gemm_kron(x + i * m + g * mh, t1 * m, mh, hv.p + i * hv.step, hv.ld, l, true, rows,
+                               A_[size_t(grp * c_.H + g)], bias_.data() + grp * c + g * ch, kact,
+                               out + i * c + g * ch, yw, panel, threads);
         };
         // Small batches (the executor hands this block `threads` for column splits): the fields'
         // GEMMs are independent and each too small to split, so split the fields instead. Only
@@ -304,8 +304,8 @@ std::unique_ptr<Op> make_field_dylinear(const NodeBuilder& nb) {
   if (cfg.t1 * cfg.m > lim || cfg.t1 * cfg.c > lim || cfg.t2 * cfg.n > lim)
     nb.fail("fields × width too large");
   if (nb.in_widths()[0] != cfg.t1 * cfg.m)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", attributes fields × in = " +
-            std::to_string(cfg.t1 * cfg.m));
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
+            ", attributes fields × in = " + std::to_string(cfg.t1 * cfg.m));
   if (nb.in_widths()[1] != cfg.t2 * cfg.n)
     nb.fail("input z has width " + std::to_string(nb.in_widths()[1]) +
             ", attributes context_fields × context = " + std::to_string(cfg.t2 * cfg.n));
@@ -336,8 +336,9 @@ std::unique_ptr<Op> make_field_dylinear(const NodeBuilder& nb) {
               " and " + std::to_string(cfg.t2));
     cfg.exclude_self = nb.attr_bool("exclude_self", false);
     if (cfg.exclude_self && (cfg.agg != Agg::Summation || cfg.t1 != cfg.t2 || cfg.t2 < 2))
-      nb.fail("attribute 'exclude_self' needs aggregation 'summation' and fields == "
-              "context_fields >= 2");
+      nb.fail(
+          "attribute 'exclude_self' needs aggregation 'summation' and fields == "
+          "context_fields >= 2");
     cfg.n_in = cfg.agg == Agg::Concat ? cfg.t2 * cfg.n : cfg.n;
     cfg.mlp = nb.attr_enum("generator", {"mlp", "linear"}) == "mlp";
     cfg.l = nb.attr_int("hidden", 1);

@@ -17,18 +17,22 @@ namespace {
 
 class HomoDpo : public Op {
  public:
-  HomoDpo(int64_t T, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate,
-          const float* g1w, const float* g1b, const float* g2w, const float* g2b)
-      : T_(T), n_(n), k_(k), l_(l), sigma_(sigma), gate_(gate), g1b_(g1b, g1b + l),
+  HomoDpo(int64_t T, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate, const float* g1w,
+          const float* g1b, const float* g2w, const float* g2b)
+      : T_(T),
+        n_(n),
+        k_(k),
+        l_(l),
+        sigma_(sigma),
+        gate_(gate),
+        g1b_(g1b, g1b + l),
         g2b_(g2b, g2b + k * n) {
     width = T * n;
-    g1_.pack(g1w, n, l, 1, n);        // torch layout [l, n]
-    g2_.pack(g2w, l, k * n, 1, l);    // torch layout [k·n, l]
+    g1_.pack(g1w, n, l, 1, n);      // torch layout [l, n]
+    g2_.pack(g2w, l, k * n, 1, l);  // torch layout [k·n, l]
   }
 
-  size_t scratch_floats(int64_t rows) const override {
-    return size_t(rows * (n_ + l_ + k_ * n_));
-  }
+  size_t scratch_floats(int64_t rows) const override { return size_t(rows * (n_ + l_ + k_ * n_)); }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
     const int64_t R = blk.rows, rw = T_ * n_;
@@ -84,8 +88,8 @@ std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
     nb.fail("attribute too large");
   if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
   if (nb.in_widths()[0] != T * n)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", expected max_len*dim=" +
-            std::to_string(T * n));
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
+            ", expected max_len*dim=" + std::to_string(T * n));
   seq_len_input(nb, 1);
   const Sigma sigma = nb.attr_sigma();
   const kernels::Act gate = nb.attr_enum("gate", {"identity", "sigmoid"}, "identity") == "sigmoid"

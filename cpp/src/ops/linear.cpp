@@ -14,8 +14,8 @@ class Linear : public Op {
     w_.pack(w, in, out, 1, in);  // torch layout [out, in]: B(k, n) = w[n*in + k]
   }
   void run(const Block& blk, const float* const* in, float* out, float*) const override {
-    kernels::gemm(in[0], in_, blk.rows, w_, bias_.empty() ? nullptr : bias_.data(), act_, out,
-                  width, blk.threads);
+    kernels::gemm(in[0], in_, blk.rows, w_, bias_.empty() ? nullptr : bias_.data(), act_, out, width,
+                  blk.threads);
   }
 
  private:
@@ -31,8 +31,8 @@ std::unique_ptr<Op> make_linear(const NodeBuilder& nb) {
   nb.expect_inputs(1, 1);
   const int64_t in = nb.attr_int("in", 1), out = nb.attr_int("out", 1);
   if (nb.in_widths()[0] != in)
-    nb.fail("input width " + std::to_string(nb.in_widths()[0]) + " does not match attribute in=" +
-            std::to_string(in));
+    nb.fail("input width " + std::to_string(nb.in_widths()[0]) +
+            " does not match attribute in=" + std::to_string(in));
   const kernels::Act act = nb.attr_act();
   const float* w = nb.param("weight", {out, in});
   const float* b = nb.param_opt("bias", {out});

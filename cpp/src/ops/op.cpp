@@ -8,7 +8,10 @@ using format::Json;
 
 NodeBuilder::NodeBuilder(const Json& node, std::string label, std::vector<int64_t> in_widths,
                          const std::vector<schema::Field>& fields, const format::Container& tensors)
-    : node_(node), label_(std::move(label)), in_widths_(std::move(in_widths)), fields_(fields),
+    : node_(node),
+      label_(std::move(label)),
+      in_widths_(std::move(in_widths)),
+      fields_(fields),
       tensors_(tensors) {
   attrs_ = node_.find("attrs");
   if (attrs_ && !attrs_->is_object()) fail("'attrs' must be an object");
@@ -111,7 +114,9 @@ const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int6
   if (!v) return nullptr;
   if (!v->is_string()) fail(std::string("param '") + role + "' must name a tensor (a string)");
   const format::TensorInfo* t = tensors_.find(v->as_string());
-  if (!t) fail(std::string("param '") + role + "' names tensor '" + v->as_string() + "', which is not in the file");
+  if (!t)
+    fail(std::string("param '") + role + "' names tensor '" + v->as_string() +
+         "', which is not in the file");
   auto shape = [](const std::vector<int64_t>& d) {
     std::string s = "[";
     for (size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
@@ -140,14 +145,23 @@ Factory find_factory(const std::string& op) {
     Factory f;
   };
   static const Entry table[] = {
-      {"embedding", make_embedding}, {"dense_input", make_dense_input}, {"concat", make_concat},
-      {"linear", make_linear},       {"dylinear", make_dylinear},       {"layernorm", make_layernorm},
-      {"cross", make_cross},         {"act", make_act},
+      {"embedding", make_embedding},
+      {"dense_input", make_dense_input},
+      {"concat", make_concat},
+      {"linear", make_linear},
+      {"dylinear", make_dylinear},
+      {"layernorm", make_layernorm},
+      {"cross", make_cross},
+      {"act", make_act},
       {"field_dylinear", make_field_dylinear},  // opset 2
-      {"seq_embedding", make_seq_embedding}, {"seq_length", make_seq_length},
-      {"seq_concat", make_seq_concat},       {"seq_pool", make_seq_pool},
-      {"seq_add", make_seq_add},             {"homo_dpo", make_homo_dpo},
-      {"self_attention", make_self_attention}, {"target_attention", make_target_attention},
+      {"seq_embedding", make_seq_embedding},
+      {"seq_length", make_seq_length},
+      {"seq_concat", make_seq_concat},
+      {"seq_pool", make_seq_pool},
+      {"seq_add", make_seq_add},
+      {"homo_dpo", make_homo_dpo},
+      {"self_attention", make_self_attention},
+      {"target_attention", make_target_attention},
   };
   for (const Entry& e : table)
     if (op == e.name) return e.f;

@@ -97,14 +97,13 @@ std::unique_ptr<Op> make_self_attention(const NodeBuilder& nb) {
   const int64_t H = nb.attr_int("heads", 1, 1);
   const int64_t lim = int64_t(1) << 16;
   if (T > lim || d > lim || T * d > (int64_t(1) << 24)) nb.fail("attribute too large");
-  if (d % H != 0)
-    nb.fail("heads=" + std::to_string(H) + " must divide dim=" + std::to_string(d));
+  if (d % H != 0) nb.fail("heads=" + std::to_string(H) + " must divide dim=" + std::to_string(d));
   if (nb.in_widths()[0] != T * d)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", expected max_len*dim=" +
-            std::to_string(T * d));
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
+            ", expected max_len*dim=" + std::to_string(T * d));
   seq_len_input(nb, 1);
-  const char* roles[4][2] = {{"q_weight", "q_bias"}, {"k_weight", "k_bias"},
-                             {"v_weight", "v_bias"}, {"o_weight", "o_bias"}};
+  const char* roles[4][2] = {
+      {"q_weight", "q_bias"}, {"k_weight", "k_bias"}, {"v_weight", "v_bias"}, {"o_weight", "o_bias"}};
   const float* w[4];
   const float* b[4];
   for (int p = 0; p < 4; ++p) {

@@ -18,8 +18,8 @@ constexpr int64_t kPassFloats = int64_t(1) << 22;
 
 class TargetAttention : public Op {
  public:
-  TargetAttention(int64_t T, int64_t d, int64_t hid, kernels::Act act, const float* w1,
-                  const float* b1, const float* w2, const float* b2)
+  TargetAttention(int64_t T, int64_t d, int64_t hid, kernels::Act act, const float* w1, const float* b1,
+                  const float* w2, const float* b2)
       : T_(T), d_(d), h_(hid), act_(act), b1_(b1, b1 + hid), w2_(w2, w2 + hid), b2_(b2[0]) {
     width = d;
     // w1 is torch layout [h, 4d]; columns [0,d) q, [d,2d) k, [2d,3d) q−k, [3d,4d) q⊙k.
@@ -51,12 +51,12 @@ class TargetAttention : public Op {
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
     const int64_t pr = pass_rows(blk.rows), rw = T_ * d_;
     for (int64_t b0 = 0; b0 < blk.rows; b0 += pr)
-      run_pass(in[0] + b0 * d_, in[1] + b0 * rw, in[2] + b0, std::min(pr, blk.rows - b0),
-               out + b0 * d_, scratch, blk.threads);
+      run_pass(in[0] + b0 * d_, in[1] + b0 * rw, in[2] + b0, std::min(pr, blk.rows - b0), out + b0 * d_,
+               scratch, blk.threads);
   }
 
-  void run_pass(const float* q, const float* x, const float* len, int64_t R, float* out,
-                float* scratch, int threads) const {
+  void run_pass(const float* q, const float* x, const float* len, int64_t R, float* out, float* scratch,
+                int threads) const {
     const int64_t rw = T_ * d_;
     float* cq = scratch;     // [R, h]
     float* P = cq + R * h_;  // [N, 2d]: [k, q⊙k] per valid position
@@ -120,14 +120,14 @@ std::unique_ptr<Op> make_target_attention(const NodeBuilder& nb) {
       T * (2 * d + hid) + hid > kPassFloats)
     nb.fail("attribute too large");
   if (nb.in_widths()[0] != d)
-    nb.fail("input q has width " + std::to_string(nb.in_widths()[0]) + ", expected dim=" +
-            std::to_string(d));
+    nb.fail("input q has width " + std::to_string(nb.in_widths()[0]) +
+            ", expected dim=" + std::to_string(d));
   if (nb.in_widths()[1] != T * d)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[1]) + ", expected max_len*dim=" +
-            std::to_string(T * d));
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[1]) +
+            ", expected max_len*dim=" + std::to_string(T * d));
   seq_len_input(nb, 2);
   const std::string a = nb.attr_enum("act", {"sigmoid", "relu", "tanh"});
-  const kernels::Act act = a == "relu" ? kernels::Act::Relu
+  const kernels::Act act = a == "relu"   ? kernels::Act::Relu
                            : a == "tanh" ? kernels::Act::Tanh
                                          : kernels::Act::Sigmoid;
   const float* w1 = nb.param("fc1_weight", {hid, 4 * d});

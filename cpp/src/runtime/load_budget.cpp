@@ -28,13 +28,15 @@ void charge_pack(const void* src, uint64_t bytes) {
   if (s->file_ && p >= s->file_ && p < s->file_ + s->file_size_) {
     auto [it, fresh] = s->packed_.emplace(src, s->node_);
     if (!fresh)
-      throw FormatError("invalid model graph: " + s->node_ + ": its weight tensor is already packed for " +
-                        it->second + " (nodes may share an embedding table, not a packed weight)");
+      throw FormatError("invalid model graph: " + s->node_ +
+                        ": its weight tensor is already packed for " + it->second +
+                        " (nodes may share an embedding table, not a packed weight)");
   }
   if (bytes > s->limit_ - s->used_)
-    throw FormatError("invalid model graph: " + s->node_ + ": the model needs more than " + mib(s->limit_) +
-                      " beyond its file to load (packed weights); a caller that trusts the file can raise "
-                      "the limit (LoadOptions::max_alloc_bytes, load(..., max_alloc_bytes=))");
+    throw FormatError(
+        "invalid model graph: " + s->node_ + ": the model needs more than " + mib(s->limit_) +
+        " beyond its file to load (packed weights); a caller that trusts the file can raise "
+        "the limit (LoadOptions::max_alloc_bytes, load(..., max_alloc_bytes=))");
   s->used_ += bytes;
 }
 

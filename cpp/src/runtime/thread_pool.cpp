@@ -95,8 +95,10 @@ class Pool {
       pending_.fetch_add(helpers, std::memory_order_release);
     }
     if (helpers <= 0) return;
-    if (helpers == 1) wake_.notify_one();
-    else wake_.notify_all();
+    if (helpers == 1)
+      wake_.notify_one();
+    else
+      wake_.notify_all();
   }
 
  private:

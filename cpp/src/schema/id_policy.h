@@ -21,8 +21,8 @@ inline int64_t resolve_id(const Field& f, int64_t id) {
     case Policy::OovBucket: return v;
     case Policy::Error: break;
   }
-  throw InputError(f.info.name, "id " + std::to_string(id) + " out of range [0, " +
-                                    std::to_string(v) + ")");
+  throw InputError(f.info.name,
+                   "id " + std::to_string(id) + " out of range [0, " + std::to_string(v) + ")");
 }
 
 }  // namespace dpn::schema

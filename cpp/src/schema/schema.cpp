@@ -47,33 +47,46 @@ std::vector<Field> parse_schema(const Json& meta) {
     who = "field '" + fd.info.name + "'";
     if (!names.insert(fd.info.name).second) bad(who + " is declared twice");
     const std::string& kind = req(f, who, "kind", Json::Type::String).as_string();
-    if (kind == "sparse") fd.info.kind = FieldKind::Sparse;
-    else if (kind == "multi_hot") fd.info.kind = FieldKind::MultiHot;
-    else if (kind == "dense") fd.info.kind = FieldKind::Dense;
-    else if (kind == "sequence") fd.info.kind = FieldKind::Sequence;
+    if (kind == "sparse")
+      fd.info.kind = FieldKind::Sparse;
+    else if (kind == "multi_hot")
+      fd.info.kind = FieldKind::MultiHot;
+    else if (kind == "dense")
+      fd.info.kind = FieldKind::Dense;
+    else if (kind == "sequence")
+      fd.info.kind = FieldKind::Sequence;
     else
       throw FormatError("model.bin uses field kind '" + kind + "' (" + who +
                         "), unknown to this dpn_infer (opset " + std::to_string(kOpset) + "); " +
                         upgrade_advice());
     fd.info.dim = req_int(f, who, "dim", 1);
-    if (fd.info.dim > kMaxDim) bad(who + ": dim " + std::to_string(fd.info.dim) + " is more than " + std::to_string(kMaxDim));
+    if (fd.info.dim > kMaxDim)
+      bad(who + ": dim " + std::to_string(fd.info.dim) + " is more than " + std::to_string(kMaxDim));
     if (fd.info.kind != FieldKind::Dense) {
       fd.info.vocab = req_int(f, who, "vocab", 1);
       // Bounded so that vocab + 1 (the oov bucket) and id arithmetic never wrap; any real table is
       // far smaller (it must be in the file).
       if (fd.info.vocab > kMaxVocab)
-        bad(who + ": vocab " + std::to_string(fd.info.vocab) + " is more than " + std::to_string(kMaxVocab));
+        bad(who + ": vocab " + std::to_string(fd.info.vocab) + " is more than " +
+            std::to_string(kMaxVocab));
       const std::string& pol = req(f, who, "policy", Json::Type::String).as_string();
-      if (pol == "hash") fd.policy = Policy::Hash;
-      else if (pol == "oov_bucket") fd.policy = Policy::OovBucket;
-      else if (pol == "error") fd.policy = Policy::Error;
-      else bad(who + ": unknown policy '" + pol + "' (expected hash, oov_bucket or error)");
+      if (pol == "hash")
+        fd.policy = Policy::Hash;
+      else if (pol == "oov_bucket")
+        fd.policy = Policy::OovBucket;
+      else if (pol == "error")
+        fd.policy = Policy::Error;
+      else
+        bad(who + ": unknown policy '" + pol + "' (expected hash, oov_bucket or error)");
     }
     if (fd.info.kind == FieldKind::MultiHot) {
       const std::string& pool = req(f, who, "pooling", Json::Type::String).as_string();
-      if (pool == "sum") fd.pooling = Pooling::Sum;
-      else if (pool == "mean") fd.pooling = Pooling::Mean;
-      else bad(who + ": unknown pooling '" + pool + "' (expected sum or mean)");
+      if (pool == "sum")
+        fd.pooling = Pooling::Sum;
+      else if (pool == "mean")
+        fd.pooling = Pooling::Mean;
+      else
+        bad(who + ": unknown pooling '" + pool + "' (expected sum or mean)");
       // max_len: 0 = no limit; absent is read as 0.
       fd.info.max_len = f.find("max_len") ? req_int(f, who, "max_len", 0) : 0;
     }

@@ -33,7 +33,8 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
     const FieldInput& in = inputs[i];
     const std::string& name = f.info.name;
     if (in.rows != batch)
-      throw InputError(name, "has " + std::to_string(in.rows) + " rows, expected " + std::to_string(batch));
+      throw InputError(name,
+                       "has " + std::to_string(in.rows) + " rows, expected " + std::to_string(batch));
     if (in.cols < 0) throw InputError(name, "negative column count");
     switch (f.info.kind) {
       case FieldKind::Sparse:
@@ -52,8 +53,10 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
             // Compared, not subtracted first: a wrapped difference (offsets near INT64_MIN) could
             // pass as a long row; by induction every offset then lies in [0, cols].
             if (in.offsets[b + 1] < in.offsets[b] || in.offsets[b + 1] > in.cols)
-              throw InputError(name, "ragged offsets must be non-decreasing and at most the number of "
-                                     "values (" + std::to_string(in.cols) + "); row " + std::to_string(b));
+              throw InputError(name,
+                               "ragged offsets must be non-decreasing and at most the number of "
+                               "values (" +
+                                   std::to_string(in.cols) + "); row " + std::to_string(b));
             const int64_t n = in.offsets[b + 1] - in.offsets[b];
             if (!f.truncate && n > f.info.max_len)
               throw InputError(name, "row " + std::to_string(b) + " has " + std::to_string(n) +
@@ -61,8 +64,8 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
                                          " (the schema does not truncate)");
           }
           if (in.offsets[batch] != in.cols)
-            throw InputError(name, "ragged offsets end at " + std::to_string(in.offsets[batch]) + ", but " +
-                                       std::to_string(in.cols) + " values were given");
+            throw InputError(name, "ragged offsets end at " + std::to_string(in.offsets[batch]) +
+                                       ", but " + std::to_string(in.cols) + " values were given");
         }
         if (f.info.kind == FieldKind::Sequence && !in.offsets && !f.truncate && in.cols > f.info.max_len)
           throw InputError(name, "got " + std::to_string(in.cols) + " ids per row, more than max_len " +
@@ -74,7 +77,8 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
           const bool multi = f.info.kind != FieldKind::Sparse;
           for (int64_t k = 0; k < n; ++k) {
             const int64_t id = in.ids[k];
-            if ((id < 0 || id >= f.info.vocab) && !(multi && id == -1)) schema::resolve_id(f, id);  // throws
+            if ((id < 0 || id >= f.info.vocab) && !(multi && id == -1))
+              schema::resolve_id(f, id);  // throws
           }
         }
         break;
