@@ -241,6 +241,12 @@ py::dict cpu_info() {
   return d;
 }
 
+PyModel wrap(std::shared_ptr<const dpn::Model> m) {
+  PyModel pm{std::move(m), {}};
+  for (const auto& f : pm.model->fields()) pm.keys.emplace_back(f.name);
+  return pm;
+}
+
 // path: bytes (os.fsencode: any file name, UTF-8 or not) or str.
 PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes) {
   dpn::LoadOptions o;
@@ -251,9 +257,27 @@ PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes) {
     py::gil_scoped_release nogil;  // a large file takes a while; other Python threads go on
     m = dpn::Model::load(path, o);
   }
-  PyModel pm{std::move(m), {}};
-  for (const auto& f : pm.model->fields()) pm.keys.emplace_back(f.name);
-  return pm;
+  return wrap(std::move(m));
+}
+
+// buffer: any C-contiguous buffer (bytes, bytearray, memoryview, numpy array) holding a model file.
+// It is read in place by the engine's one copy (BufferMode::Copy), and held until load returns, so
+// a bytearray cannot be resized meanwhile (BufferError) while the GIL is released.
+PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes) {
+  Py_buffer view;
+  if (PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+  struct Release {
+    Py_buffer* v;
+    ~Release() { PyBuffer_Release(v); }  // runs after `nogil` below has taken the GIL back
+  } release{&view};
+  dpn::LoadOptions o;
+  o.max_alloc_bytes = max_alloc_bytes;
+  std::shared_ptr<const dpn::Model> m;
+  {
+    py::gil_scoped_release nogil;
+    m = dpn::Model::load_from_memory(view.buf, static_cast<size_t>(view.len), dpn::BufferMode::Copy, o);
+  }
+  return wrap(std::move(m));
 }
 
 // Messages may quote bytes from a file; decode with "replace" so raising never fails.
@@ -317,10 +341,27 @@ PYBIND11_MODULE(_engine, m) {
 
   m.def("cpu_info", &cpu_info,
         "CPU features, the kernel ISA selected for this process (DPN_ISA override) and why.");
-  py::class_<PyModel>(m, "Model")
+  // The buffer protocol exposes the model file's bytes (mapped or owned) read-only, in place: a
+  // memoryview of them keeps the model alive, so pickling needs no copy of a large file.
+  py::class_<PyModel>(m, "Model", py::buffer_protocol())
+      .def_buffer([](const PyModel& s) {
+        return py::buffer_info(const_cast<uint8_t*>(s.model->file_data()), 1,
+                               py::format_descriptor<uint8_t>::format(), 1,
+                               {static_cast<py::ssize_t>(s.model->file_size())}, {1}, true);
+      })
       .def_static("load", &load, py::arg("path"), py::arg("copy") = false,
                   py::arg("max_alloc_bytes") = 0,
                   "Load and validate a model.bin file (path as bytes or str).")
+      .def_static("load_memory", &load_memory, py::arg("buffer"), py::arg("max_alloc_bytes") = 0,
+                  "Load and validate a model file's content from a C-contiguous buffer (copied once).")
+      .def(
+          "file_bytes",
+          [](const py::object& self) {
+            PyObject* v = PyMemoryView_FromObject(self.ptr());
+            if (!v) throw py::error_already_set();
+            return py::reinterpret_steal<py::object>(v);
+          },
+          "The model file's bytes as a read-only memoryview (no copy; keeps the model alive).")
       .def("predict", &predict, py::arg("batch"), py::arg("threads") = 1, py::arg("logits") = false,
            py::arg("allow_nan") = false,
            "Predict for a dict of numpy arrays; float32 [B] probabilities (or logits).")

@@ -170,6 +170,10 @@ class Model {
   int64_t field_index(const std::string& name) const;  // -1 if the model has no such field
   const std::string& metadata_json() const;            // docs/format.md §4, as stored in the file
   int64_t opset() const;                               // the opset the file declares
+  // The model file's bytes as loaded (mapped or owned), valid while the Model lives: what
+  // load_from_memory takes to make the same model elsewhere (e.g. sent to another process).
+  const uint8_t* file_data() const;
+  size_t file_size() const;
 
   // Thread-safe; any number of concurrent calls on one Model. Scores `batch` rows into out[0..batch).
   // inputs: one per schema field, in schema order (see FieldInput). Validates everything before any

@@ -129,6 +129,8 @@ int64_t Model::num_fields() const { return static_cast<int64_t>(impl_->fields.si
 const std::vector<FieldInfo>& Model::fields() const { return impl_->infos; }
 const std::string& Model::metadata_json() const { return impl_->container.metadata; }
 int64_t Model::opset() const { return impl_->opset; }
+const uint8_t* Model::file_data() const { return impl_->data; }
+size_t Model::file_size() const { return impl_->size; }
 
 int64_t Model::field_index(const std::string& name) const {
   for (size_t i = 0; i < impl_->infos.size(); ++i)
