@@ -1,13 +1,18 @@
-"""Python face of the C++ engine: ``load(path) -> Model`` and ``Model.predict(batch)``.
+"""Python face of the C++ engine: ``load(path | bytes) -> Model`` and ``Model.predict(batch)``.
 
 Thin on purpose: the C++ extension ``dpn_infer._engine`` validates the file and every field of a
-batch; this module adds the schema as Python data and accepts path-like objects and mappings.
+batch; this module adds the schema as Python data, accepts path-like objects, bytes, mappings and
+data frames (dpn_infer/_frames.py), and makes models pickle.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
+import pickle
+import threading
+import weakref
 from typing import Any, Mapping
 
 import numpy as np
@@ -22,6 +27,7 @@ class Model:
     """A loaded model.bin. Immutable and safe to share between threads."""
 
     def __init__(self, native: "_engine.Model", path: str = "", threads: int = 1) -> None:
+        # Model(...) is made by load() and unpickling; users never call it.
         self._native = native
         self._path = path
         self._threads = _check_threads(threads)
@@ -45,14 +51,23 @@ class Model:
         """Default intra-op thread count of predict (set by ``load(path, threads=...)``)."""
         return self._threads
 
-    def predict(self, batch: Mapping[str, Any], *, threads: int | None = None,
-                logits: bool = False, allow_nan: bool = False) -> np.ndarray:
-        """float32 [B] click probabilities (or logits) for a mapping field name -> array.
+    def predict(self, batch: Any, *, threads: int | None = None, logits: bool = False,
+                allow_nan: bool = False, cast: bool = False) -> np.ndarray:
+        """float32 [B] click probabilities (or logits) for a mapping field name -> array, a
+        ``pandas.DataFrame`` or a ``pyarrow.Table`` / ``RecordBatch``.
 
         sparse: int64 [B]; multi_hot: int64 [B, T] padded with -1; dense: float32 [B] or [B, dim];
         sequence: int64 [B, T] padded with -1, or a ragged tuple (values int64 [N], offsets int64
         [B + 1]) where row b is values[offsets[b]:offsets[b + 1]].
         Values that are not numpy arrays are converted as ``np.asarray`` would (dtypes are not cast).
+        A data frame or Arrow table gives one column per field (columns that are not fields are
+        ignored; a mapping's unknown keys are an error): numeric columns for sparse and dense
+        fields; list columns for multi_hot (padded to the longest row with -1), sequence (read as
+        ragged rows, ids not copied) and dense fields of dim > 1 (rows of exactly dim values).
+        A null in a field's column (a null list included) is an InputError naming the field.
+        ``cast=True``: the safe casts — any integer dtype to int64 ids (uint64 past int64 refused),
+        float64/float16 (and 8-/16-bit integers) to float32 values; a finite value beyond float32's
+        range is an InputError, never inf. Without it a wrong dtype is an InputError.
         ``threads``: intra-op threads for this call (default: the model's); 1 runs on the calling
         thread only. Large batches are split by rows, small ones by the GEMMs' output columns.
         Raises InputError (a ValueError) naming the field at fault. A NaN score (a value that
@@ -61,11 +76,38 @@ class Model:
         ``.num_rows``; ``allow_nan=True`` returns NaN for those rows instead.
         """
         threads = self._threads if threads is None else _check_threads(threads)
-        if not isinstance(batch, Mapping):
-            raise TypeError(f"batch must be a mapping field name -> array, got {type(batch).__name__}")
-        if type(batch) is not dict:
-            batch = dict(batch)
+        if type(batch) is not dict or cast:
+            if not isinstance(batch, Mapping):
+                from . import _frames  # imports pandas / pyarrow only for their objects
+
+                if not (_frames.is_pandas(batch) or _frames.is_arrow(batch)):
+                    raise TypeError("batch must be a mapping field name -> array, a pandas.DataFrame "
+                                    f"or a pyarrow.Table / RecordBatch, got {type(batch).__name__}")
+                batch = _frames.to_batch(self._metadata["schema"]["fields"], batch, bool(cast))
+            elif cast:
+                from . import _frames
+
+                batch = _frames.to_batch(self._metadata["schema"]["fields"], batch, True)
+            elif type(batch) is not dict:
+                batch = dict(batch)
         return self._native.predict(batch, threads, bool(logits), bool(allow_nan))
+
+    def file_bytes(self) -> memoryview:
+        """The model file's content, read-only and not copied (what ``load(bytes)`` takes)."""
+        return self._native.file_bytes()
+
+    def __reduce_ex__(self, protocol):
+        # A Model pickles as its file's bytes (pickle protocol 5 sends them out of band without a
+        # copy, as Ray does); unpickling loads them once per process (_restore).
+        data = self._native.file_bytes()
+        data = pickle.PickleBuffer(data) if protocol >= 5 else bytes(data)
+        return _restore, (data, self._threads, self._path)
+
+    def __copy__(self) -> "Model":
+        return self  # immutable
+
+    def __deepcopy__(self, memo) -> "Model":
+        return self
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.get('name')}:{f.get('kind')}" for f in self._metadata["schema"]["fields"])
@@ -80,9 +122,11 @@ def _check_threads(threads) -> int:
     return int(threads)
 
 
-def load(path: str | os.PathLike, *, threads: int = 1, copy: bool = False,
-         max_alloc_bytes: int | None = None) -> Model:
-    """Load and validate a model.bin file.
+def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: int = 1,
+         copy: bool = False, max_alloc_bytes: int | None = None) -> Model:
+    """Load and validate a model.bin file, or a model file's content (bytes, bytearray,
+    memoryview or any C-contiguous buffer: read once into memory the Model owns; a path given as
+    bytes is no longer accepted — pass ``os.fsdecode(name)``).
 
     ``threads``: the default intra-op thread count of ``predict`` (1 = the calling thread only).
     ``copy``: read the file into memory instead of mapping it, so that it may be rewritten in place
@@ -91,17 +135,50 @@ def load(path: str | os.PathLike, *, threads: int = 1, copy: bool = False,
     64 MiB + 4 x the file's size, refuses files that ask for far more memory than they hold.
     Raises ModelFormatError for a bad file, OSError (FileNotFoundError, ...) when it cannot be
     opened or is not a regular file, ValueError for a path with a NUL byte (as ``open`` does)."""
-    p = os.fspath(path)
-    raw = os.fsencode(p)  # bytes: any file name, UTF-8 or not
-    if b"\0" in raw:
-        raise ValueError("embedded null byte in the model path")
     if max_alloc_bytes is None:
         max_alloc_bytes = 0
     elif isinstance(max_alloc_bytes, bool) or not isinstance(max_alloc_bytes, (int, np.integer)) \
             or not 1 <= max_alloc_bytes < 2**64:
         raise ValueError(f"max_alloc_bytes must be a positive integer, got {max_alloc_bytes!r}")
+    if isinstance(path, (bytes, bytearray, memoryview)) or _is_buffer(path):
+        _check_threads(threads)
+        return Model(_engine.Model.load_memory(path, int(max_alloc_bytes)), "", threads)
+    p = os.fspath(path)
+    if not isinstance(p, str):  # a PathLike whose __fspath__ gives bytes
+        raise TypeError("a model path must be a str or an os.PathLike giving str (bytes are the "
+                        "model's content; os.fsdecode(name) gives a str for any file name)")
+    raw = os.fsencode(p)  # bytes: any file name, UTF-8 or not
+    if b"\0" in raw:
+        raise ValueError("embedded null byte in the model path")
     native = _engine.Model.load(raw, bool(copy), int(max_alloc_bytes))
-    return Model(native, os.fsdecode(p), threads)
+    return Model(native, p, threads)
+
+
+def _is_buffer(obj) -> bool:
+    # numpy arrays, mmap.mmap, ...: anything with the buffer protocol that is not a path.
+    if isinstance(obj, (str, os.PathLike)):
+        return False
+    try:
+        memoryview(obj).release()
+    except TypeError:
+        return False
+    return True
+
+
+# Unpickled models by content hash: a process that unpickles the same model many times (a Ray
+# task's or Spark closure's argument) loads it once, while any Model made from it is alive.
+_LOADED: "weakref.WeakValueDictionary[bytes, _engine.Model]" = weakref.WeakValueDictionary()
+_LOADED_LOCK = threading.Lock()
+
+
+def _restore(data, threads: int, path: str = "") -> Model:
+    key = hashlib.blake2b(data, digest_size=32).digest()
+    with _LOADED_LOCK:  # held through the load, so concurrent unpickles of one model load it once
+        native = _LOADED.get(key)
+        if native is None:
+            native = _engine.Model.load_memory(data, 0)
+            _LOADED[key] = native
+    return Model(native, path, threads)
 
 
 def cpu_info() -> dict:
