@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what the lazy __getattr__ below returns, for type checkers and editors
     from .engine import InputError, Model, ModelFormatError, NonFiniteScoreError, cpu_info, load
+    from .holder import ModelHolder
 
 try:
     # The one version string is pyproject.toml's; an installed (or editable) dpn_infer carries it.
@@ -52,6 +53,10 @@ def __getattr__(name):
         from . import engine
 
         return getattr(engine, name)
+    if name == "ModelHolder":
+        from .holder import ModelHolder
+
+        return ModelHolder
     if name in _EXTENSIONS:  # `from dpn_infer import _engine` asks here first
         try:
             return importlib.import_module(f"{__name__}.{name}")
@@ -67,5 +72,5 @@ def save(module, path):
     return _save(module, path)
 
 
-__all__ = ["InputError", "Model", "ModelFormatError", "NonFiniteScoreError", "load", "save", "cpu_info",
-           "__version__"]
+__all__ = ["InputError", "Model", "ModelFormatError", "NonFiniteScoreError", "ModelHolder", "load", "save",
+           "cpu_info", "__version__"]

@@ -658,21 +658,20 @@ def test_path_with_nul_byte_is_refused(tiny_file):
     with pytest.raises(ValueError, match="null byte"):
         load(tiny_file.path + "\0junk")
     with pytest.raises(ValueError, match="null byte"):
-        load(os.fsencode(tiny_file.path) + b"\0junk")
+        load(os.fsdecode(os.fsencode(tiny_file.path) + b"\0junk"))
 
 
 def test_non_utf8_path(tiny_file, tmp_path):
-    """A file name that is not UTF-8 loads (bytes or the str os.fsdecode gives); a missing one is
-    FileNotFoundError naming it, never a TypeError."""
+    """A file name that is not UTF-8 loads (as the str os.fsdecode gives; bytes are a model's
+    content, not a path); a missing one is FileNotFoundError naming it, never a TypeError."""
     name = os.fsencode(str(tmp_path)) + b"/model-\xff\xfe.bin"
     with open(name, "wb") as f:
         f.write(open(tiny_file.path, "rb").read())
     b = batch()
     want = load(tiny_file.path).predict(b)
-    np.testing.assert_array_equal(load(name).predict(b), want)
     np.testing.assert_array_equal(load(os.fsdecode(name)).predict(b), want)
     with pytest.raises(FileNotFoundError) as ei:
-        load(os.fsencode(str(tmp_path)) + b"/missing-\xff.bin")
+        load(os.fsdecode(os.fsencode(str(tmp_path)) + b"/missing-\xff.bin"))
     assert ei.value.filename == os.fsdecode(os.fsencode(str(tmp_path)) + b"/missing-\xff.bin")
 
 
@@ -780,3 +779,179 @@ def test_max_alloc_bytes_is_checked(tiny_file):
     with pytest.raises(ModelFormatError, match="max_alloc_bytes"):
         load(tiny_file.path, max_alloc_bytes=16)   # the tiny model packs more than 16 bytes
     load(tiny_file.path, max_alloc_bytes=1 << 30)
+
+
+# --- models that travel: load(bytes), pickling, ModelHolder ------------------------------------------
+
+def test_load_from_bytes_like(tiny_file):
+    import mmap
+
+    raw = open(tiny_file.path, "rb").read()
+    b = batch(31)
+    want = load(tiny_file.path).predict(b)
+    with open(tiny_file.path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        sources = [raw, bytearray(raw), memoryview(raw), memoryview(bytearray(raw))[:],
+                   np.frombuffer(raw, np.uint8), mm]
+        for src in sources:
+            m = load(src, threads=2)
+            assert m.threads == 2
+            np.testing.assert_array_equal(m.predict(b), want)
+            assert bytes(m.file_bytes()) == raw
+    buf = bytearray(raw)
+    m = load(buf)
+    buf[:] = bytes(len(buf))  # the engine holds its own copy
+    np.testing.assert_array_equal(m.predict(b), want)
+    assert "from" not in repr(m)
+
+
+def test_load_damaged_buffer_is_format_error(tiny_file):
+    raw = bytearray(open(tiny_file.path, "rb").read())
+    for bad in (b"", raw[:100], raw[:-1], bytes(raw[:200]) + b"\xff" + bytes(raw[201:]), b"not a model"):
+        with pytest.raises(ModelFormatError):
+            load(bad)
+    with pytest.raises(BufferError):
+        load(memoryview(bytes(raw) * 2)[::2])  # not contiguous
+    with pytest.raises(ValueError, match="max_alloc_bytes"):
+        load(bytes(raw), max_alloc_bytes=0)
+    with pytest.raises(ModelFormatError):
+        load(bytes(raw), max_alloc_bytes=1)
+
+
+def test_bytes_path_like_is_refused(tiny_file):
+    class BytesPath:
+        def __fspath__(self):
+            return os.fsencode(tiny_file.path)
+
+    with pytest.raises(TypeError, match="fsdecode"):
+        load(BytesPath())
+
+
+def test_file_bytes_is_read_only_and_keeps_the_model(tiny_file):
+    raw = open(tiny_file.path, "rb").read()
+    for m in (load(tiny_file.path), load(tiny_file.path, copy=True), load(raw)):
+        mv = m.file_bytes()
+        assert mv.readonly and mv.nbytes == len(raw)
+        with pytest.raises(TypeError):
+            mv[0] = 1
+        del m  # the view keeps the native model (and its mapping) alive
+        assert bytes(mv) == raw
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_pickle_round_trip(tiny_file, protocol):
+    import pickle
+
+    m = load(tiny_file.path, threads=3)
+    b = batch(17)
+    want = m.predict(b)
+    data = pickle.dumps(m, protocol=protocol)
+    m2 = pickle.loads(data)
+    assert m2.threads == 3 and m2.schema == m.schema and m2.metadata == m.metadata
+    np.testing.assert_array_equal(m2.predict(b), want)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(m2, protocol=protocol)).predict(b), want)
+
+
+def test_pickle_out_of_band(tiny_file):
+    """Protocol 5 hands the file's bytes out of band without copying them (as Ray does)."""
+    import pickle
+
+    m = load(tiny_file.path)
+    buffers = []
+    data = pickle.dumps(m, protocol=5, buffer_callback=buffers.append)
+    assert len(buffers) == 1 and len(data) < 1000
+    assert bytes(buffers[0].raw()) == open(tiny_file.path, "rb").read()
+    m2 = pickle.loads(data, buffers=buffers)
+    np.testing.assert_array_equal(m2.predict(batch()), m.predict(batch()))
+
+
+def test_unpickle_loads_once_per_process(tiny_file, tmp_path):
+    import copy
+    import pickle
+
+    from dpn_infer import engine
+
+    m = load(tiny_file.path)
+    data = pickle.dumps(m)
+    a, b = pickle.loads(data), pickle.loads(data)
+    assert a is not b and a._native is b._native  # one native model for both
+    assert a._native is not m._native  # a load(path) is not shared with unpickled models
+    other = HF.tiny_bytes(seed=5)
+    c = pickle.loads(pickle.dumps(load(bytes(other))))
+    assert c._native is not a._native
+    assert copy.copy(m) is m and copy.deepcopy(m) is m
+    native_id = id(a._native)
+    del a, b
+    import gc
+
+    gc.collect()
+    assert all(id(v) != native_id for v in engine._LOADED.values())  # freed once unused
+
+
+def test_unpickle_in_child_process(tiny_file, tmp_path):
+    import pickle
+    import subprocess
+    import sys
+
+    m = load(tiny_file.path, threads=2)
+    b = batch(13)
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps({"model": m, "again": m, "batch": b}))
+    code = ("import pickle, sys, numpy as np\n"
+            "d = pickle.load(open(sys.argv[1], 'rb'))\n"
+            "assert d['model'] is d['again']\n"
+            "m2 = pickle.loads(pickle.dumps(d['model']))\n"
+            "assert m2._native is d['model']._native and m2.threads == 2\n"
+            "np.save(sys.argv[2], d['model'].predict(d['batch']))\n")
+    out = tmp_path / "out.npy"
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.pkl"), str(out)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(np.load(out), m.predict(b))
+
+
+def test_model_holder_swap_under_threads(tiny_file, tmp_path):
+    from dpn_infer import ModelHolder
+
+    raw = [bytes(HF.tiny_bytes(seed=s)) for s in (0, 1)]
+    models = [load(r) for r in raw]
+    b = batch(9)
+    wants = [m.predict(b) for m in models]
+    holder = ModelHolder()
+    assert holder.get() is None
+    assert holder.set(models[0]) is None
+    errors, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            m = holder.get()
+            got = m.predict(b)
+            if not any(np.array_equal(got, w) for w in wants):
+                errors.append(got)
+
+    def reloader():
+        for k in range(40):
+            holder.load(raw[(k + 1) % 2]) if k % 3 else holder.set(models[(k + 1) % 2])
+
+    ts = [threading.Thread(target=reader) for _ in range(4)]
+    for t in ts:
+        t.start()
+    r = threading.Thread(target=reloader)
+    r.start()
+    r.join()
+    stop.set()
+    for t in ts:
+        t.join()
+    assert not errors
+    np.testing.assert_array_equal(holder.get().predict(b), wants[0])  # 40 swaps: back to model 0
+
+    # A failed load raises and keeps the current model; a good one returns the previous.
+    current = holder.get()
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(raw[0][:-3])
+    with pytest.raises(ModelFormatError):
+        holder.load(str(bad))
+    with pytest.raises(FileNotFoundError):
+        holder.load(str(tmp_path / "missing.bin"))
+    assert holder.get() is current
+    assert holder.load(tiny_file.path, threads=2) is current
+    assert holder.get().threads == 2
+    assert ModelHolder(current).get() is current
