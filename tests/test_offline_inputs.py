@@ -296,3 +296,17 @@ def test_import_does_not_import_pandas_or_pyarrow(tiny_file):
             "assert not bad, bad\n") % (str(Path(__file__).parent), tiny_file.path)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_offline_doc_examples_run(tmp_path, monkeypatch):
+    """docs/offline.md's examples run in order, as written."""
+    import re
+
+    pytest.importorskip("torch")
+    text = (Path(__file__).resolve().parents[1] / "docs" / "offline.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    for i, code in enumerate(blocks):
+        exec(compile(code, f"docs/offline.md block {i + 1}", "exec"), scope)
