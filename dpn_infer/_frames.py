@@ -116,8 +116,7 @@ def _arrow_field(field: dict, arr, cast: bool, pa) -> Any:
     if isinstance(arr, pa.ChunkedArray):  # Tables: one chunk per column is read in place
         arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
     if pa.types.is_null(arr.type) and not len(arr):  # an empty object column: no type to read
-        return _from_ragged(field, np.zeros(0), np.zeros(1, np.int64), cast) \
-            if kind != "sparse" else np.zeros(0, np.int64)
+        return _no_rows(field, cast)
     if _is_list(arr.type, pa):
         values, offsets = _ragged(name, arr, pa)
         return _from_ragged(field, values, offsets, cast)
@@ -126,6 +125,13 @@ def _arrow_field(field: dict, arr, cast: bool, pa) -> Any:
     _no_nulls(name, arr)
     a = arr.to_numpy(zero_copy_only=False)  # no copy for a primitive array without nulls
     return _values(name, a, cast) if kind == "dense" else _ids(name, a, cast)
+
+
+def _no_rows(field: dict, cast: bool) -> Any:
+    """A field of 0 rows, from a column that has no type to read (an empty object column)."""
+    if field["kind"] == "sparse":
+        return np.zeros(0, np.int64)
+    return _from_ragged(field, np.zeros(0), np.zeros(1, np.int64), cast)
 
 
 def _from_ragged(field: dict, values: np.ndarray, offsets: np.ndarray, cast: bool) -> Any:
@@ -153,30 +159,27 @@ def _from_ragged(field: dict, values: np.ndarray, offsets: np.ndarray, cast: boo
     raise _err(name, f"a list column cannot feed a {kind} field (one value per row)")
 
 
-def _arrow_batch(fields: list[dict], table, cast: bool) -> dict:
-    import pyarrow as pa
-
-    names = table.schema.names
+def _columns(fields: list[dict], names: list, column: Callable, convert: Callable) -> dict:
+    """{field: convert(field, its column)}, each field found in exactly one column."""
     out = {}
     for f in fields:
         name = f["name"]
         if names.count(name) != 1:
             raise _missing(name, names) if name not in names else _err(name, "appears in more than one column")
-        out[name] = _arrow_field(f, table.column(name), cast, pa)
+        out[name] = convert(f, column(name))
     return out
+
+
+def _arrow_batch(fields: list[dict], table, cast: bool) -> dict:
+    import pyarrow as pa
+
+    return _columns(fields, table.schema.names, table.column, lambda f, c: _arrow_field(f, c, cast, pa))
 
 
 # --- pandas --------------------------------------------------------------------------------------
 
 def _pandas_batch(fields: list[dict], df, cast: bool) -> dict:
-    names = list(df.columns)
-    out = {}
-    for f in fields:
-        name = f["name"]
-        if names.count(name) != 1:
-            raise _missing(name, names) if name not in names else _err(name, "appears in more than one column")
-        out[name] = _pandas_field(f, df[name], cast)
-    return out
+    return _columns(fields, list(df.columns), df.__getitem__, lambda f, c: _pandas_field(f, c, cast))
 
 
 def _pandas_field(field: dict, col, cast: bool) -> Any:
@@ -208,8 +211,7 @@ def _pandas_numpy(field: dict, col, cast: bool) -> Any:
     if any(c is None or (np.ndim(c) == 0 and c != c) for c in cells):
         raise _err(name, "has missing values in its column")
     if not len(cells):
-        return _from_ragged(field, np.zeros(0), np.zeros(1, np.int64), cast) \
-            if field["kind"] != "sparse" else np.zeros(0, np.int64)
+        return _no_rows(field, cast)
     if np.ndim(cells[0]) == 0:  # scalars in an object column
         return _from_scalars(field, cells, cast)
     rows = [np.asarray(c) for c in cells]
