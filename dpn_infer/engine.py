@@ -135,13 +135,13 @@ def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: i
     64 MiB + 4 x the file's size, refuses files that ask for far more memory than they hold.
     Raises ModelFormatError for a bad file, OSError (FileNotFoundError, ...) when it cannot be
     opened or is not a regular file, ValueError for a path with a NUL byte (as ``open`` does)."""
+    _check_threads(threads)  # before a load that may take a while
     if max_alloc_bytes is None:
         max_alloc_bytes = 0
     elif isinstance(max_alloc_bytes, bool) or not isinstance(max_alloc_bytes, (int, np.integer)) \
             or not 1 <= max_alloc_bytes < 2**64:
         raise ValueError(f"max_alloc_bytes must be a positive integer, got {max_alloc_bytes!r}")
-    if isinstance(path, (bytes, bytearray, memoryview)) or _is_buffer(path):
-        _check_threads(threads)
+    if _is_buffer(path):  # bytes, bytearray, memoryview, mmap, numpy arrays: a model's content
         return Model(_engine.Model.load_memory(path, int(max_alloc_bytes)), "", threads)
     p = os.fspath(path)
     if not isinstance(p, str):  # a PathLike whose __fspath__ gives bytes
