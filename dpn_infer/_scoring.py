@@ -1,0 +1,47 @@
+"""Score one Arrow batch into an Arrow batch: the step shared by ``dpn-infer score``, the Ray Data
+scorer (``dpn_infer.ray``) and the Spark scorer (``dpn_infer.spark``).
+
+The output holds the kept input columns (zero-copy: the same Arrow buffers) followed by one float32
+score column. pyarrow is imported only when this module is.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ._engine import InputError
+
+
+def output_names(columns: Sequence[str], keep: Sequence[str] | None, output: str) -> list[str]:
+    """The kept column names (all when ``keep`` is None), checked against the input's columns and
+    the score column's name; raises InputError naming what is wrong."""
+    columns = list(columns)
+    kept = columns if keep is None else list(keep)
+    missing = [c for c in kept if c not in columns]
+    if missing:
+        raise InputError(f"columns to keep not in the input: {missing} (the input has {columns})")
+    if len(set(kept)) != len(kept):
+        raise InputError(f"a column to keep is named twice: {kept}")
+    if output in kept:
+        raise InputError(f"the score column '{output}' would replace an input column of that name; "
+                         "name it otherwise")
+    return kept
+
+
+def score_batch(model, batch, *, keep: Sequence[str] | None = None, output: str = "score",
+                threads: int | None = None, logits: bool = False, cast: bool = False,
+                allow_nan: bool = False) -> pa.RecordBatch:
+    """``batch`` (a pyarrow RecordBatch or Table) scored by ``model``: the kept columns plus
+    ``output`` (float32). ``keep=None`` keeps every input column, ``keep=[]`` none."""
+    if isinstance(batch, pa.Table):
+        chunks = batch.combine_chunks().to_batches()
+        batch = chunks[0] if chunks else pa.RecordBatch.from_pylist([], schema=batch.schema)
+    if not isinstance(batch, pa.RecordBatch):
+        raise TypeError(f"expected a pyarrow RecordBatch or Table, got {type(batch).__name__}")
+    kept = output_names(batch.schema.names, keep, output)
+    scores = model.predict(batch, threads=threads, logits=logits, cast=cast, allow_nan=allow_nan)
+    arrays = [batch.column(name) for name in kept] + [pa.array(np.asarray(scores, np.float32))]
+    fields = [batch.schema.field(name) for name in kept] + [pa.field(output, pa.float32(), nullable=False)]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
