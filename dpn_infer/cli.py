@@ -6,6 +6,9 @@
                     [--epochs N] [--batch-size N] [--lr X] [--seed N] [--out DIR]   (needs torch)
     dpn-infer eval OUT/model.bin [--dataset NAME] [--data PATH] [--seed N]
                                        score the test split with the engine (numpy only)
+    dpn-infer score model.bin --input data.parquet|data.csv|DIR --output scores.parquet|scores.csv
+                    [--threads N] [--batch-rows N] [--keep-columns COL ...]   (needs pyarrow)
+                                       stream a log through the model in bounded memory
 """
 from __future__ import annotations
 
@@ -168,6 +171,38 @@ def _eval(args) -> int:
     return 0
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _score(args) -> int:
+    try:
+        from . import _stream
+    except ImportError as e:  # pyarrow missing
+        print(f'dpn-infer score needs pyarrow (pip install pyarrow): {e}', file=sys.stderr)
+        return 2
+    from . import engine
+
+    keep = [c for arg in args.keep_columns or [] for c in arg.split(",") if c]
+    progress = True if args.progress else False if args.no_progress else None
+    try:
+        m = engine.load(args.model)
+        res = _stream.score_files(
+            m, args.input, args.output, input_format=args.input_format, output_format=args.output_format,
+            threads=args.threads or _usable_cpus(), batch_rows=args.batch_rows, keep=keep,
+            output=args.output_column, logits=args.logits, cast=args.cast, allow_nan=args.allow_nan,
+            progress=progress)
+    except (engine.ModelFormatError, engine.InputError, OSError) as e:
+        print(f"dpn-infer: {e}", file=sys.stderr)
+        return 1
+    print(f"scored {res['rows']:,} rows from {res['files']} file(s) in {res['seconds']:.2f} s "
+          f"({res['rows_per_s']:,.0f} rows/s) -> {args.output}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["demo"]:
@@ -213,7 +248,34 @@ def main(argv=None) -> int:
     e.add_argument("--json", action="store_true")
     _add_loader_flags(e)
 
+    s = sub.add_parser("score", help="score a Parquet/CSV log into a Parquet/CSV file (needs pyarrow)",
+                       description="Stream every row of the input through the model in bounded memory "
+                                   "and write the scores (float32 probabilities, or logits) in input "
+                                   "order, with any kept columns.")
+    s.add_argument("model", help="model.bin")
+    s.add_argument("--input", "-i", required=True,
+                   help="a Parquet or CSV file, or a directory of them (walked recursively, in name order)")
+    s.add_argument("--output", "-o", required=True, help="output file (.parquet or .csv)")
+    s.add_argument("--input-format", choices=("parquet", "csv"), help="default: from the file names")
+    s.add_argument("--output-format", choices=("parquet", "csv"), help="default: from the output's name")
+    s.add_argument("--threads", type=int, help="engine threads (default: every usable CPU)")
+    s.add_argument("--batch-rows", type=int, default=65536,
+                   help="rows per engine call; memory grows with it, not with the input (default 65536)")
+    s.add_argument("--keep-columns", nargs="+", metavar="COL",
+                   help="input columns copied to the output beside the score (e.g. a request id)")
+    s.add_argument("--output-column", default="score", help="the score column's name (default: score)")
+    s.add_argument("--logits", action="store_true", help="write logits instead of probabilities")
+    s.add_argument("--cast", action="store_true",
+                   help="safe casts of Parquet columns (int32 ids to int64, float64 values to float32)")
+    s.add_argument("--allow-nan", action="store_true",
+                   help="write NaN for rows whose score overflowed, instead of stopping")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     args = ap.parse_args(argv)
+    if args.cmd == "score":
+        return _score(args)
     if args.cmd == "train":
         return _train(args)
     if args.cmd == "eval":
