@@ -171,7 +171,9 @@ class _Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, unit=" rows", unit_scale=True, dynamic_ncols=True,
+                # unit_scale shows 1.2M rows, but 3.00/3.00 for a small total
+                self.bar = tqdm(total=total, unit=" rows", unit_scale=total is None or total >= 10000,
+                                dynamic_ncols=True,
                                 file=sys.stderr, desc="scoring")
 
     def update(self, n):
