@@ -225,3 +225,16 @@ def test_example_of_one_row_and_one_id_keeps_the_axes(tmp_path):
     b = _batch(model.schema, 6, 5, seed=2)
     np.testing.assert_allclose(_session(tmp_path / "m.onnx").run(None, b)[0],
                                _engine(model, tmp_path).predict(b, logits=True), **TOL)
+
+
+def test_onnx_doc_example_runs(tmp_path, monkeypatch, capsys):
+    """docs/onnx.md's example runs as written (its assert compares ONNX Runtime with the engine)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "onnx.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/onnx.md", "exec"), {})
+    assert "output logit float32 [batch]: logits" in capsys.readouterr().out
+    assert (tmp_path / "model.onnx").exists() and (tmp_path / "model.bin").exists()
