@@ -212,6 +212,8 @@ def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = 
     `example_batch` (default: ``sample_batch(model.schema)``) is the traced input; its sizes are not
     fixed in the graph, but its layout is (a dense field given as [B] stays [B]). Returns the graph's axes: input name -> list of axis
     names or sizes, output ``logit`` included. Weights over 2 GB go to a data file beside `path`."""
+    import onnxscript  # noqa: F401  (the exporter translates with it: missing, fail here by name)
+
     from dpn_infer.nn.schema import Schema
 
     if form not in ("paper", "kron"):
@@ -238,8 +240,12 @@ def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = 
             prog = torch.onnx.export(_Positional(m, names).eval(), args, None, opset_version=opset,
                                      dynamo=True, dynamic_shapes=(shapes,), verbose=False, report=False)
     except Exception as e:  # the exporter's errors span torch.export, decomposition and translation
-        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
-        raise RuntimeError(f"cannot export {type(model).__name__} to ONNX: {first}") from e
+        cause = e           # its own message is a page of next steps: name the error underneath
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        first = next((line for line in str(cause).splitlines() if line.strip()), "")
+        raise RuntimeError(f"cannot export {type(model).__name__} to ONNX: "
+                           f"{type(cause).__name__}: {first}") from e
     _name_ends(prog.model.graph, names)
     inputs = prog.model.graph.inputs
     rename = {}

@@ -42,10 +42,15 @@ def _flat_schema():
 def _seq_schema(truncate):
     return dnn.Schema([
         dnn.SparseField("item", 30, 4),
+        dnn.SparseField("kind", 5, 2, policy="error"),
         dnn.SparseField("user", 9, 3, policy="oov_bucket"),
         dnn.SequenceField("hist", 30, 4, MAX_LEN, truncate=truncate, table="item"),
+        dnn.SequenceField("hist_kind", 5, 2, MAX_LEN, policy="error", truncate=truncate, table="kind"),
         dnn.MultiHotField("tags", 7, 3, pooling="sum"),
     ])
+
+
+SEQ = dict(sequence=["hist", "hist_kind"], candidate=["item", "kind"])
 
 
 def _dyn(out, **kw):
@@ -68,12 +73,13 @@ MODELS = {
         layers=[_dyn(5)], norm="layernorm", residual=True),
     "field_parallel": lambda: dnn.FieldDPN(
         _flat_schema(), [dnn.FieldLayerSpec(3, aggregation="concat", context=["user", "genre"],
-                                            shared=True)],
+                                            shared=True),
+                         dnn.FieldLayerSpec(3, dynamic=False, implicit=True)],
         layers=[6], combine="parallel"),
-    "seqdpn": lambda: dnn.SeqDPN(_seq_schema(False), ["hist"], ["item"], heads=2, layers=[8]),
-    "seqdpn_truncate": lambda: dnn.SeqDPN(_seq_schema(True), ["hist"], ["item"], encoder=["homo_dpo"],
-                                          decoder=["hetero_dpo"], layers=[_dyn(6)]),
-    "din_heter": lambda: dnn.DINHeter(_seq_schema(True), ["hist"], ["item"], layers=[6]),
+    "seqdpn": lambda: dnn.SeqDPN(_seq_schema(False), **SEQ, heads=2, layers=[8]),
+    "seqdpn_truncate": lambda: dnn.SeqDPN(_seq_schema(True), **SEQ, encoder=["homo_dpo"],
+                                          homo_generator="se", decoder=["hetero_dpo"], layers=[_dyn(6)]),
+    "din_heter": lambda: dnn.DINHeter(_seq_schema(True), **SEQ, layers=[6]),
 }
 
 
@@ -214,6 +220,12 @@ def test_bad_exports_are_refused_naming_the_cause(tmp_path):
     ex = sample_batch(model.schema)
     with pytest.raises(ValueError, match="lacks field.*'tags'"):
         export_onnx(model, tmp_path / "m.onnx", {k: v for k, v in ex.items() if k != "tags"})
+    ex["user"] = ex["user"].astype(np.float32)      # what the model refuses, under the exporter's page
+    with pytest.raises(RuntimeError, match="cannot export DNN to ONNX: ValueError: field 'user': "
+                                           "expected int64 ids"):
+        export_onnx(model, tmp_path / "m.onnx", ex)
+    with pytest.raises(ValueError, match="field named 'logit'"):
+        export_onnx(dnn.DNN(dnn.Schema([dnn.DenseField("logit")]), [2]), tmp_path / "m.onnx")
 
 
 def test_example_of_one_row_and_one_id_keeps_the_axes(tmp_path):
