@@ -210,8 +210,9 @@ def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = 
     """Write `model` (a dpn_infer.nn model) to ONNX at `path` with the torch.export-based exporter.
 
     `example_batch` (default: ``sample_batch(model.schema)``) is the traced input; its sizes are not
-    fixed in the graph, but its layout is (a dense field given as [B] stays [B]). Returns the graph's axes: input name -> list of axis
-    names or sizes, output ``logit`` included. Weights over 2 GB go to a data file beside `path`."""
+    fixed in the graph, but its layout is (a dense field given as [B] stays [B]). Returns the graph's
+    axes: input name -> list of axis names or sizes, output ``logit`` included. Weights over 2 GB go
+    to a data file beside `path`."""
     import onnxscript  # noqa: F401  (the exporter translates with it: missing, fail here by name)
 
     from dpn_infer.nn.schema import Schema
