@@ -17,7 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="dpn-convert",
         description="Convert a dpn_infer.nn checkpoint (written by dpn_infer.nn.save_checkpoint) "
-                    "into a model.bin file for the dpn_infer engine.")
+                    "into a model.bin file for the dpn_infer engine and/or an ONNX graph (docs/onnx.md).")
     p.add_argument("checkpoint", help="checkpoint file: torch.save of {class, config, state_dict}")
     p.add_argument("-o", "--output", help="model.bin output path (default: model.bin, unless --onnx "
                                           "alone is given)")
