@@ -2,6 +2,7 @@
 
 - ``format``: the one writer (and a debug reader) of model.bin; numpy only.
 - ``torch_export``: dpn_infer.nn module -> model.bin (``export``, ``save``); needs torch.
+- ``onnx_export``: dpn_infer.nn module -> ONNX (``export_onnx``, docs/onnx.md); needs torch and onnxscript.
 - ``cli``: the ``dpn-convert`` console script.
 
 torch is imported only when ``export`` / ``save`` (or ``torch_export``) is first used, so

@@ -1,17 +1,25 @@
-"""dpn_infer.nn model -> ONNX, in two forms (a fallback for users, and the benchmark's peers).
+"""dpn_infer.nn model -> ONNX, in two forms (the ONNX fallback, docs/onnx.md, and the benchmark's peers).
 
+- ``form="kron"`` (the default, what ``dpn-convert --onnx`` writes): every DyLinear rewritten with the
+  Kronecker identity (docs/architecture.md, "The Kronecker identity"): one GEMM with a static matrix A'
+  over the left operand [1; h] ⊗ x. The strongest ONNX peer. A FieldDyLinear becomes one batched GEMM
+  over (field, head) pairs with static A'_i per field.
 - ``form="paper"``: the module as written (DyLinear materializes W(z) per row, then a batched matmul).
-- ``form="kron"``: every DyLinear rewritten with the Kronecker identity (docs/architecture.md,
-  "The Kronecker identity"): one GEMM with a static matrix A' over the left operand [1; h] ⊗ x. The
-  strongest ONNX peer. A FieldDyLinear becomes one batched GEMM over (field, head) pairs with static
-  A'_i per field.
 
-The ONNX graph takes the fields in schema order as inputs named after them and returns logits [B].
+The graph (torch.export, ``torch.onnx.export(dynamo=True)``) takes the fields in schema order as inputs
+named after them, the padded arrays ``predict`` takes (int64 ids padded with -1, float32 dense), and
+returns logits [B] (output ``logit``). Dynamic axes: the batch (``batch``) and every multi-hot /
+sequence width (``<field>_len``).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
+import os
+import warnings
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -128,15 +136,131 @@ class _Positional(nn.Module):
         return self.model(dict(zip(self.names, tensors)))
 
 
-def export_onnx(model: nn.Module, path, example_batch: dict, form: str = "paper",
-                opset: int = 17) -> None:
-    """Write `model` to ONNX at `path`; `example_batch` gives the input layout (batch axis dynamic)."""
+def _varies(f) -> bool:
+    """Whether field f's input has a width axis (multi-hot and sequence ids are [B, T])."""
+    return f.kind in ("multi_hot", "sequence")
+
+
+def _most_width(f):
+    """The largest width field f accepts (None: any): max_len unless 0 (multi-hot) or truncating."""
+    if f.kind == "multi_hot":
+        return f.max_len or None
+    return None if f.truncate else f.max_len
+
+
+def sample_batch(schema, rows: int = 3, width: int = 3, seed: int = 0) -> dict:
+    """A batch in the layout the ONNX graph takes: int64 ids ([B], or [B, T] for multi-hot and
+    sequence fields), float32 dense values [B, dim]; ``width`` ids per row, fewer where the field's
+    max_len is smaller. The export's example input when none is given."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for f in schema:
+        if f.kind == "dense":
+            out[f.name] = rng.standard_normal((rows, f.dim)).astype(np.float32)
+        elif _varies(f):
+            w = width if _most_width(f) is None else min(width, _most_width(f))
+            out[f.name] = rng.integers(0, f.vocab, (rows, w), dtype=np.int64)
+        else:
+            out[f.name] = rng.integers(0, f.vocab, rows, dtype=np.int64)
+    return out
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """Silence the two things torch 2.13's exporter emits on every export that are not about the
+    model: a FutureWarning from deep-copying torch's own deprecated pytree LeafSpec, and a log line per
+    torchvision op it skips when torchvision is not installed. Anything else still shows."""
+    log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    category=FutureWarning)
+            yield
+    finally:
+        log.setLevel(level)
+
+
+def _name_ends(graph, names) -> None:
+    """Name the graph's inputs after the fields and its output ``logit``. The exporter's own renaming
+    leaves an inner value of the same name in place (a field "cat" met the output of aten.cat, and ONNX
+    Runtime refuses the model), so such values are renamed first."""
+    import onnx_ir as ir
+
+    wanted = set(names) | {"logit"}
+    ends = set(graph.inputs) | set(graph.outputs)
+    values = [*graph.inputs, *graph.initializers.values(),
+              *(v for node in ir.traversal.RecursiveGraphIterator(graph) for v in node.outputs)]
+    taken = {v.name for v in values} | wanted
+    for v in values:
+        if v.name in wanted and v not in ends:
+            k = 1
+            while f"{v.name}_{k}" in taken:
+                k += 1
+            v.name = f"{v.name}_{k}"
+            taken.add(v.name)
+    for v, name in zip(graph.inputs, names):
+        v.name = name
+    graph.outputs[0].name = "logit"
+
+
+def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = "kron",
+                opset: int = None) -> dict:
+    """Write `model` (a dpn_infer.nn model) to ONNX at `path` with the torch.export-based exporter.
+
+    `example_batch` (default: ``sample_batch(model.schema)``) is the traced input; its sizes are not
+    fixed in the graph, but its layout is (a dense field given as [B] stays [B]). Returns the graph's
+    axes: input name -> list of axis names or sizes, output ``logit`` included. Weights over 2 GB go
+    to a data file beside `path`."""
+    import onnxscript  # noqa: F401  (the exporter translates with it: missing, fail here by name)
+
+    from dpn_infer.nn.schema import Schema
+
     if form not in ("paper", "kron"):
         raise ValueError(f"form must be 'paper' or 'kron', got {form!r}")
+    schema = getattr(model, "schema", None)
+    if not isinstance(model, nn.Module) or not isinstance(schema, Schema):
+        raise TypeError(f"export_onnx expects a dpn_infer.nn model (one with a schema), "
+                        f"got {type(model).__name__}")
+    if "logit" in schema.names:
+        raise ValueError("export_onnx: a field named 'logit' would take the name of the graph's output")
+    example = sample_batch(schema) if example_batch is None else example_batch
+    names = schema.names
+    missing = [n for n in names if n not in example]
+    if missing:
+        raise ValueError(f"export_onnx: example_batch lacks field(s) {missing}")
     m = kron_form(model) if form == "kron" else copy.deepcopy(model).eval()
-    names = list(example_batch)
-    args = tuple(torch.as_tensor(example_batch[n]) for n in names)
-    with torch.no_grad():
-        torch.onnx.export(_Positional(m, names), args, str(path), input_names=names,
-                          output_names=["logit"], opset_version=opset, dynamo=False,
-                          dynamic_axes={**{n: {0: "batch"} for n in names}, "logit": {0: "batch"}})
+    args = tuple(torch.as_tensor(np.asarray(example[n])) for n in names)
+    # Dim.AUTO: the exporter keeps each axis symbolic (sizes of 1 too) and records the model's own
+    # bounds on it (a width at most max_len); a size it had to fix anyway is refused below.
+    auto = torch.export.Dim.AUTO
+    shapes = tuple({0: auto, 1: auto} if _varies(schema[n]) else {0: auto} for n in names)
+    try:
+        with torch.no_grad(), _quiet_exporter():
+            prog = torch.onnx.export(_Positional(m, names).eval(), args, None, opset_version=opset,
+                                     dynamo=True, dynamic_shapes=(shapes,), verbose=False, report=False)
+    except Exception as e:  # the exporter's errors span torch.export, decomposition and translation
+        cause = e           # its own message is a page of next steps: name the error underneath
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        first = next((line for line in str(cause).splitlines() if line.strip()), "")
+        raise RuntimeError(f"cannot export {type(model).__name__} to ONNX: "
+                           f"{type(cause).__name__}: {first}") from e
+    _name_ends(prog.model.graph, names)
+    inputs = prog.model.graph.inputs
+    rename = {}
+    for n, v in zip(names, inputs):
+        axes = [("batch", "rows")] + ([(f"{n}_len", "ids per row")] if _varies(schema[n]) else [])
+        for i, (axis, what) in enumerate(axes):
+            d = v.shape[i]
+            if isinstance(d, int):
+                if what == "ids per row" and _most_width(schema[n]) == d:
+                    continue        # max_len 1: the one width there is
+                raise ValueError(f"export_onnx: field {n!r}: the exporter fixed its {what} at {d}, so the "
+                                 f"graph would refuse any other; export from another example")
+            rename.setdefault(d.value, axis)
+    prog.rename_axes(rename)
+    prog.save(os.fspath(path))
+    return {v.name: [d if isinstance(d, int) else d.value for d in v.shape]
+            for v in list(inputs) + list(prog.model.graph.outputs)}

@@ -383,7 +383,6 @@ def test_readme_sequence_example_runs(tmp_path, monkeypatch, capsys):
     np.testing.assert_allclose(nums[:2], nums[2:], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.filterwarnings("ignore")   # the TorchScript exporter's tracer and deprecation warnings
 @pytest.mark.parametrize("form", ["paper", "kron"])
 def test_onnx_export_of_seq_models(tmp_path, form):
     """converters.onnx_export handles SeqDPN (the bench's ONNX Runtime peers): same logits as torch,

@@ -30,13 +30,21 @@ def _module_key(name: str, index: int, taken: set) -> str:
     return key
 
 
+def exporting() -> bool:
+    """True while torch.export traces the module (the ONNX exporter, converters/onnx_export.py): a
+    check that reads the values cannot be traced, so the exported graph leaves it out (docs/onnx.md)."""
+    return torch.compiler.is_exporting()
+
+
 def apply_policy(field, ids: torch.Tensor) -> torch.Tensor:
     """Map raw ids (int64, any shape) to table rows according to the field's policy."""
     v = field.vocab
     if field.policy == "hash":
         return torch.remainder(ids, v)
     bad = (ids < 0) | (ids >= v)
-    if field.policy == "oov_bucket":
+    if field.policy == "oov_bucket" or exporting():
+        # "error" while exporting: row `vocab` is past the table (rows == vocab), so the runtime's
+        # lookup refuses it; a negative id would otherwise count from the table's end (ONNX Gather)
         return torch.where(bad, torch.full_like(ids, v), ids)
     # "error"
     if bool(bad.any()):
@@ -151,7 +159,7 @@ class InputLayer(nn.Module):
             if t.dim() != 2 or t.shape[1] != f.dim:
                 raise ValueError(f"field '{f.name}': expected shape [B, {f.dim}]"
                                  f"{' or [B]' if f.dim == 1 else ''}, got {list(t.shape)}")
-            if not bool(torch.isfinite(t).all()):
+            if not exporting() and not bool(torch.isfinite(t).all()):
                 raise ValueError(f"field '{f.name}': NaN or infinite value")
             return t
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
