@@ -1,6 +1,6 @@
 """dpn_infer.nn model -> ONNX, in two forms (a fallback for users, and the benchmark's peers).
 
-- ``form="paper"``: the module as written (DyLinear materializes W(z) per row, then a batched matmul).
+- ``form="paper"``: the module with ``impl="paper"`` (DyLinear materializes W(z) per row, then a batched matmul).
 - ``form="kron"``: every DyLinear rewritten with the Kronecker identity (docs/architecture.md,
   "The Kronecker identity"): one GEMM with a static matrix A' over the left operand [1; h] ⊗ x. The
   strongest ONNX peer. A FieldDyLinear becomes one batched GEMM over (field, head) pairs with static
@@ -15,7 +15,7 @@ import copy
 import torch
 from torch import nn
 
-from dpn_infer.nn.dylinear import DyLinear, apply_sigma
+from dpn_infer.nn.dylinear import DyLinear, apply_sigma, set_impl
 from dpn_infer.nn.field import FieldDyLinear
 
 
@@ -88,12 +88,7 @@ class KronFieldDyLinear(nn.Module):
         fl, B, t1, H = self.src, x.shape[0], self.t1, self.H
         y = None
         if fl.dynamic:
-            ctx = fl.aggregate(z)
-            if fl.generator == "mlp":
-                h = apply_sigma(fl.sigma, torch.einsum("bin,iln->bil", ctx, fl._group(fl.g1_weight)) +
-                                fl._group(fl.g1_bias))
-            else:
-                h = ctx
+            h = fl.hidden_of(z)
             one_h = torch.cat([torch.ones_like(h[..., :1]), h], dim=2)           # [B, t1, l+1]
             xh = x.reshape(B, t1, H, 1, self.m // H) * one_h[:, :, None, :, None]
             left = xh.reshape(B, t1 * H, -1).transpose(0, 1)                       # [t1*H, B, K]
@@ -133,7 +128,11 @@ def export_onnx(model: nn.Module, path, example_batch: dict, form: str = "paper"
     """Write `model` to ONNX at `path`; `example_batch` gives the input layout (batch axis dynamic)."""
     if form not in ("paper", "kron"):
         raise ValueError(f"form must be 'paper' or 'kron', got {form!r}")
-    m = kron_form(model) if form == "kron" else copy.deepcopy(model).eval()
+    if form == "kron":
+        m = kron_form(model)
+    else:                   # the modules compute by the Kronecker identity unless told otherwise
+        m = copy.deepcopy(model).eval()
+        set_impl(m, "paper")
     names = list(example_batch)
     args = tuple(torch.as_tensor(example_batch[n]) for n in names)
     with torch.no_grad():
