@@ -12,7 +12,8 @@ Two ways to compute the same thing (``impl``, not part of the config or the stat
 - ``"kron"``: the Kronecker identity (docs/architecture.md, "The Kronecker identity"):
   W(z) is linear in h, so y = ([1; h] ⊗ x) A' with A' = [A_0; A_1; ...; A_l] cut from g2 —
   one GEMM per head, differentiable, and no per-row weight: the largest intermediate is the
-  left operand, (l+1)·m floats per row instead of the m·c of W(z).
+  left operand, (l+1)·m floats per row instead of the m·c of W(z) (for HyperDense, l = n: the
+  same FLOP either way, and the operand is the larger one when n + 1 > c).
 - ``"paper"``: W(z) materialized per row, then applied: the operator exactly as written.
 - ``"auto"`` (default): "kron" in train mode, where autograd would also keep every row's W(z) for
   the backward pass; "paper" in eval mode, so inference gives bit-for-bit the logits earlier
