@@ -130,7 +130,7 @@ def export_onnx(model: nn.Module, path, example_batch: dict, form: str = "paper"
         raise ValueError(f"form must be 'paper' or 'kron', got {form!r}")
     if form == "kron":
         m = kron_form(model)
-    else:                   # the modules compute by the Kronecker identity unless told otherwise
+    else:                   # pinned: a model set to impl="kron" would otherwise export that form
         m = copy.deepcopy(model).eval()
         set_impl(m, "paper")
     names = list(example_batch)
