@@ -314,8 +314,10 @@ class Runners:
 
         import dpn_infer
         from dpn_infer.converters.onnx_export import export_onnx
+        from dpn_infer.nn import set_impl
 
         self.model = build(config)
+        set_impl(self.model, "paper")      # the "torch" peer is the paper form (the exports ignore impl)
         self.names = names
         path = Path(tmp) / f"{config}.bin"
         dpn_infer.save(self.model, path)

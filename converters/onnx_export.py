@@ -4,7 +4,7 @@
   Kronecker identity (docs/architecture.md, "The Kronecker identity"): one GEMM with a static matrix A'
   over the left operand [1; h] ⊗ x. The strongest ONNX peer. A FieldDyLinear becomes one batched GEMM
   over (field, head) pairs with static A'_i per field.
-- ``form="paper"``: the module as written (DyLinear materializes W(z) per row, then a batched matmul).
+- ``form="paper"``: the module with ``impl="paper"`` (DyLinear materializes W(z) per row, then a batched matmul).
 
 The graph (torch.export, ``torch.onnx.export(dynamo=True)``) takes the fields in schema order as inputs
 named after them, the padded arrays ``predict`` takes (int64 ids padded with -1, float32 dense), and
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dpn_infer.nn.dylinear import DyLinear, apply_sigma
+from dpn_infer.nn.dylinear import DyLinear, apply_sigma, set_impl
 from dpn_infer.nn.field import FieldDyLinear
 
 
@@ -96,12 +96,7 @@ class KronFieldDyLinear(nn.Module):
         fl, B, t1, H = self.src, x.shape[0], self.t1, self.H
         y = None
         if fl.dynamic:
-            ctx = fl.aggregate(z)
-            if fl.generator == "mlp":
-                h = apply_sigma(fl.sigma, torch.einsum("bin,iln->bil", ctx, fl._group(fl.g1_weight)) +
-                                fl._group(fl.g1_bias))
-            else:
-                h = ctx
+            h = fl.hidden_of(z)
             one_h = torch.cat([torch.ones_like(h[..., :1]), h], dim=2)           # [B, t1, l+1]
             xh = x.reshape(B, t1, H, 1, self.m // H) * one_h[:, :, None, :, None]
             left = xh.reshape(B, t1 * H, -1).transpose(0, 1)                       # [t1*H, B, K]
@@ -230,7 +225,11 @@ def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = 
     missing = [n for n in names if n not in example]
     if missing:
         raise ValueError(f"export_onnx: example_batch lacks field(s) {missing}")
-    m = kron_form(model) if form == "kron" else copy.deepcopy(model).eval()
+    if form == "kron":
+        m = kron_form(model)
+    else:                   # pinned: a model set to impl="kron" would otherwise export that form
+        m = copy.deepcopy(model).eval()
+        set_impl(m, "paper")
     args = tuple(torch.as_tensor(np.asarray(example[n])) for n in names)
     # Dim.AUTO: the exporter keeps each axis symbolic (sizes of 1 too) and records the model's own
     # bounds on it (a width at most max_len); a size it had to fix anyway is refused below.

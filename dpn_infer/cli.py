@@ -85,6 +85,7 @@ def _train(args) -> int:
         print('dpn-infer train needs PyTorch: pip install "dpn_infer[torch]"', file=sys.stderr)
         return 2
     from . import train as T
+    from .nn import set_impl
 
     try:
         cfg = T.load_config(args.config or T.DEFAULT_CONFIG[args.dataset])
@@ -109,13 +110,14 @@ def _train(args) -> int:
     except ValueError as e:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
+    set_impl(model, args.impl)
     out = args.out or os.path.join("runs", f"{args.dataset}-{args.model}-seed{args.seed}")
     print(f"data: {ds.name} from {ds.info.get('path', '(generated)')}: {len(ds.train)} train / "
           f"{len(ds.valid)} valid / {len(ds.test)} test rows, {ds.info['positive_rate']:.1%} positive")
     print(f"model: {args.model} ({type(model).__name__}), "
           f"{sum(p.numel() for p in model.parameters()):,} parameters; {hp}")
     meta = {"dataset": args.dataset, "data": data, "seed": args.seed, "loader_options": opts,
-            "model_kind": args.model, "config": cfg}
+            "model_kind": args.model, "config": cfg, "impl": args.impl}
     res = T.train(model, ds, epochs=int(hp.get("epochs", 10)), batch_size=int(hp.get("batch_size", 1024)),
                   lr=float(hp.get("lr", 1e-3)), seed=args.seed, patience=int(hp.get("patience", 2)),
                   weight_decay=float(hp.get("weight_decay", 0.0)), out=out,
@@ -235,6 +237,9 @@ def main(argv=None) -> int:
     t.add_argument("--seed", type=int, default=2022, help="seeds torch, numpy and the data split")
     t.add_argument("--out", help="output folder (default runs/DATASET-MODEL-seedN)")
     t.add_argument("--threads", type=int, help="torch threads")
+    t.add_argument("--impl", choices=("auto", "kron", "paper"), default="auto",
+                   help="how dynamic layers compute: auto (Kronecker form in training, paper form "
+                        "in evaluation), kron or paper (docs/training.md)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_loader_flags(t)
 

@@ -131,6 +131,28 @@ def test_cli_train_then_eval(tmp_path, capsys, model):
     assert "AUC" in text and "PyTorch at training time" in text
 
 
+@pytest.mark.parametrize("impl", ["auto", "paper"])
+def test_cli_train_impl(tmp_path, monkeypatch, impl):
+    """--impl reaches every dynamic layer before training (auto when not given) and train_info.json."""
+    from dpn_infer.nn.dylinear import ImplChoice
+
+    seen, real_train = [], T.train
+
+    def spy(model, *a, **kw):
+        seen.append({m.impl for m in model.modules() if isinstance(m, ImplChoice)})
+        return real_train(model, *a, **kw)
+
+    monkeypatch.setattr(T, "train", spy)
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic", "--rows", "600", "--model", "field-dpn", "--epochs", "1",
+            "--batch-size", "256", "--out", str(out), "--no-progress"]
+    assert cli.main(args + (["--impl", impl] if impl != "auto" else [])) == 0
+    assert seen == [{impl}]
+    assert json.loads((out / "train_info.json").read_text())["impl"] == impl
+    with pytest.raises(SystemExit):
+        cli.main(args + ["--impl", "bmm"])
+
+
 def test_cli_eval_needs_a_dataset(tmp_path, capsys):
     model = T.build_model("dnn", load_dataset("synthetic", rows=300).schema, T.load_config("synthetic"))
     dpn_infer.save(model, tmp_path / "model.bin")

@@ -1,11 +1,11 @@
-"""PyTorch reference modules of "Dynamic Parameterized Network for CTR Prediction" (paper form).
+"""PyTorch reference modules of "Dynamic Parameterized Network for CTR Prediction".
 
 These are what users train and the numeric reference the C++ engine is tested against.
 Needs torch (``pip install dpn_infer[torch]``).
 """
 from .checkpoint import MODEL_CLASSES, load_checkpoint, save_checkpoint
 from .crossnet import CrossLayer
-from .dylinear import DyLinear
+from .dylinear import DyLinear, set_impl
 from .field import FieldDPN, FieldDyLinear, FieldLayerSpec, fm_operator
 from .inputs import InputLayer, to_torch_batch
 from .layers import LayerSpec
@@ -15,7 +15,7 @@ from .seqdpn import DINHeter, SeqDPN
 from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean
 
 __all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer", "to_torch_batch",
-           "DyLinear", "CrossLayer", "LayerSpec", "FeatureDPN", "DNN", "CrossNet",
+           "DyLinear", "set_impl", "CrossLayer", "LayerSpec", "FeatureDPN", "DNN", "CrossNet",
            "save_checkpoint", "load_checkpoint", "MODEL_CLASSES",
            "FieldDyLinear", "FieldLayerSpec", "FieldDPN", "fm_operator", "SequenceField", "HomoDPO",
            "HeteroDPO", "SelfAttention", "TargetAttention", "masked_mean", "SeqDPN", "DINHeter"]

@@ -1,12 +1,23 @@
-"""The feature-based dynamic parameterized operator (paper Eqn. 4-5), in plain paper form.
+"""The feature-based dynamic parameterized operator (paper Eqn. 4-5).
 
     h = sigma(g1(z))            (generator "mlp")    or   h = z   (generator "linear", HyperDense)
     t = g2(h) in R^P;  b(z) = last c entries of t;  W(z) from the first P - c entries
     full:   y = W(z)^T x + b(z),  W(z) block-diagonal with `heads` blocks (m/H x c/H)
     decomp: y = Q^T phi(z)^T P^T x (+ W0^T x) + b(z),  phi(z) = t[:r*r].view(r, r)
 
-The layout of t is exactly docs/format.md §5 `dylinear`. W(z) is materialized per row: this module
-is the numeric reference, not the fast path.
+The layout of t is exactly docs/format.md §5 `dylinear`.
+
+Two ways to compute the same thing (``impl``, not part of the config or the state_dict):
+
+- ``"kron"``: the Kronecker identity (docs/architecture.md, "The Kronecker identity"):
+  W(z) is linear in h, so y = ([1; h] ⊗ x) A' with A' = [A_0; A_1; ...; A_l] cut from g2 —
+  one GEMM per head, differentiable, and no per-row weight: the largest intermediate is the
+  left operand, (l+1)·m floats per row instead of the m·c of W(z) (for HyperDense, l = n: the
+  same FLOP either way, and the operand is the larger one when n + 1 > c).
+- ``"paper"``: W(z) materialized per row, then applied: the operator exactly as written.
+- ``"auto"`` (default): "kron" in train mode, where autograd would also keep every row's W(z) for
+  the backward pass; "paper" in eval mode, so inference gives bit-for-bit the logits earlier
+  releases gave (tests/golden/checkpoints records them).
 """
 from __future__ import annotations
 
@@ -20,6 +31,7 @@ from .checks import positive_int
 SIGMAS = ("identity", "sigmoid", "softmax", "relu")
 GENERATORS = ("mlp", "linear")
 FORMS = ("full", "decomp")
+IMPLS = ("auto", "kron", "paper")
 
 
 def apply_sigma(sigma: str, x: torch.Tensor) -> torch.Tensor:
@@ -34,18 +46,64 @@ def apply_sigma(sigma: str, x: torch.Tensor) -> torch.Tensor:
     raise ValueError(f"unknown sigma {sigma!r} (expected one of {SIGMAS})")
 
 
-class DyLinear(nn.Module):
+def kron_matmul(x: torch.Tensor, h: torch.Tensor, w: torch.Tensor, a0: torch.Tensor) -> torch.Tensor:
+    """Row r of group g: x_r (A0_g + sum_k h_rk A_gk), as ([1; h_r] ⊗ x_r) @ [A0_g; A_g1; ...; A_gl].
+
+    x [..., R, mh], h [..., R, l] (leading dims broadcast against x's), w [..., mh, ch, l] (A_gk =
+    w[g, :, :, k], the layout of g2's weight rows), a0 [..., mh, ch] -> [..., R, ch]. Costs what
+    materializing costs in FLOP; A' is rebuilt per call (a copy of the generator's weight, so
+    gradients flow to g2) and never depends on the batch.
+    """
+    one_h = torch.cat([torch.ones_like(h[..., :1]), h], dim=-1)                     # [..., R, l+1]
+    left = (one_h.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)                      # [..., R, (l+1)mh]
+    A = torch.cat([a0.unsqueeze(-3), w.movedim(-1, -3)], dim=-3).flatten(-3, -2)    # [..., (l+1)mh, ch]
+    return left @ A
+
+
+class ImplChoice:
+    """The ``impl`` attribute ("auto" | "kron" | "paper") of the modules that can compute either way."""
+
+    @property
+    def impl(self) -> str:
+        return self._impl
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        if value not in IMPLS:
+            raise ValueError(f"{type(self).__name__}: impl must be one of {IMPLS}, got {value!r}")
+        self._impl = value
+
+    def uses_kron(self) -> bool:
+        return self._impl == "kron" or (self._impl == "auto" and self.training)
+
+
+def set_impl(model: nn.Module, impl: str) -> int:
+    """Set ``impl`` ("auto", "kron" or "paper") on every DyLinear / FieldDyLinear in ``model``
+    (HeteroDPO's included); returns how many were set. Outputs and gradients agree to float rounding."""
+    if impl not in IMPLS:
+        raise ValueError(f"set_impl: impl must be one of {IMPLS}, got {impl!r}")
+    n = 0
+    for mod in model.modules():
+        if isinstance(mod, ImplChoice):
+            mod.impl = impl
+            n += 1
+    return n
+
+
+class DyLinear(ImplChoice, nn.Module):
     """Dynamic linear layer y = W(z)^T x + b(z), weights generated from the context z.
 
     Parameters: ``g1`` (``nn.Linear(n, l)``, generator "mlp" only), ``g2`` (``nn.Linear(l, P)``, with
     l = n for "linear"), and for ``form="decomp"``: ``P`` [m, r], ``Q`` [r, c], ``W0`` [m, c] (w0 only).
     For generator "linear" the ``hidden`` argument is ignored (l = n) and so is ``sigma``.
+    ``impl`` chooses how forward computes (module docstring); it is not saved with the model.
     """
 
     def __init__(self, in_features: int, out_features: int, context_features: int, hidden: int = 4,
                  sigma: str = "relu", generator: str = "mlp", form: str = "full", heads: int = 1,
-                 rank: int = None, w0: bool = False):
+                 rank: int = None, w0: bool = False, impl: str = "auto"):
         super().__init__()
+        self.impl = impl
         positive_int("DyLinear", "in_features", in_features)
         positive_int("DyLinear", "out_features", out_features)
         positive_int("DyLinear", "context_features", context_features)
@@ -111,10 +169,13 @@ class DyLinear(nn.Module):
                 "sigma": self.sigma, "generator": self.generator, "form": self.form,
                 "heads": self.heads, "rank": self.rank, "w0": self.w0}
 
+    def hidden_of(self, z: torch.Tensor) -> torch.Tensor:
+        """h [B, l]: what g2 reads."""
+        return apply_sigma(self.sigma, self.g1(z)) if self.generator == "mlp" else z
+
     def generate(self, z: torch.Tensor):
         """(weight part [B, P - c], dynamic bias [B, c]) of t = g2(h(z))."""
-        h = apply_sigma(self.sigma, self.g1(z)) if self.generator == "mlp" else z
-        t = self.g2(h)
+        t = self.g2(self.hidden_of(z))
         return t[:, :self.weight_size], t[:, self.weight_size:]
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -124,6 +185,8 @@ class DyLinear(nn.Module):
         if z.dim() != 2 or z.shape[1] != self.context_features or z.shape[0] != x.shape[0]:
             raise ValueError(f"DyLinear: z must be [{x.shape[0]}, {self.context_features}], "
                              f"got {list(z.shape)}")
+        if self.uses_kron():
+            return self._forward_kron(x, z)
         wt, b = self.generate(z)
         B = x.shape[0]
         if self.form == "full":
@@ -136,4 +199,22 @@ class DyLinear(nn.Module):
             y = torch.einsum("br,brs->bs", x @ self.P, phi) @ self.Q
             if self.w0:
                 y = y + x @ self.W0
+        return y + b
+
+    def _forward_kron(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        m, c, ws, B = self.in_features, self.out_features, self.weight_size, x.shape[0]
+        h = self.hidden_of(z)
+        W2, b2 = self.g2.weight, self.g2.bias
+        l = W2.shape[1]
+        b = nn.functional.linear(h, W2[ws:], b2[ws:])                   # the dynamic bias
+        if self.form == "full":
+            H = self.heads
+            mh, ch = m // H, c // H
+            y = kron_matmul(x.view(B, H, mh).transpose(0, 1), h,
+                            W2[:ws].view(H, mh, ch, l), b2[:ws].view(H, mh, ch))   # [H, B, ch]
+            return y.transpose(0, 1).reshape(B, c) + b
+        r = self.rank                                # phi(z) between the static P and Q
+        y = kron_matmul(x @ self.P, h, W2[:ws].view(r, r, l), b2[:ws].view(r, r)) @ self.Q
+        if self.w0:
+            y = y + x @ self.W0
         return y + b

@@ -1,4 +1,4 @@
-"""The field-based dynamic parameterized operator (paper §2.4, App. B.3) and FieldDPN, in paper form.
+"""The field-based dynamic parameterized operator (paper §2.4, App. B.3) and FieldDPN.
 
 X in R^{t1 x m} (one row per field), context Z in R^{t2 x n}. Per field i the context is aggregated
 into c_i, then a generator g_i gives h_i and the generated weights of field i (the layout of
@@ -16,7 +16,9 @@ DyLinear, docs/format.md §5 `dylinear` / `field_dylinear`):
 Generators are per field (g_i, the paper's notation) unless ``shared=True`` (one g for all fields).
 The implicit Field-DNN part (App. B.3) adds W_f X W_l (W_f [t1, t1] mixes fields, W_l [m, c]
 mixes features); ``dynamic=False, implicit=True`` is the plain Field-DNN layer (with a bias [c]).
-W_i is materialized per (row, field) here: this is the numeric reference, not the fast path.
+``impl`` as in DyLinear: "kron" applies every field's W_i by the Kronecker identity, one batched
+GEMM over (field, head) pairs, W_i never built; "paper" materializes W_i per (row, field); "auto"
+(default) is "kron" in train mode and "paper" in eval mode.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import torch
 from torch import nn
 
 from .checks import positive_int
-from .dylinear import GENERATORS, SIGMAS, apply_sigma
+from .dylinear import GENERATORS, SIGMAS, ImplChoice, apply_sigma, kron_matmul
 from .inputs import InputLayer
 from .layers import (ACTIVATIONS, CTRModel, LayerSpec, as_layer_spec, build_feature_layers,
                      check_common, check_schema, run_feature_layers, x0_of)
@@ -39,22 +41,24 @@ CONTEXTS = ("x0", "prev")
 COMBINES = ("stacked", "parallel")
 
 
-class FieldDyLinear(nn.Module):
+class FieldDyLinear(ImplChoice, nn.Module):
     """Field-based dynamic linear layer: ``forward(x [B, t1, m], z [B, t2, n]) -> [B, t1, c]``.
 
     Parameters (G = 1 when ``shared`` else t1): ``g1_weight`` [G, l, n_in], ``g1_bias`` [G, l]
     ("mlp" only; n_in = t2*n for concat, else n), ``g2_weight`` [G, P, l], ``g2_bias`` [G, P]
     (P = H*(m/H)*(c/H) + c); attention: ``att`` (``nn.Linear(n, attention_hidden)``) and
     ``att_query`` [t1, attention_hidden]; implicit: ``field_weight`` [t1, t1] (W_f),
-    ``feature_weight`` [m, c] (W_l), and ``bias`` [c] when ``dynamic=False``.
+    ``feature_weight`` [m, c] (W_l), and ``bias`` [c] when ``dynamic=False``. ``impl``: module
+    docstring (not saved with the model).
     """
 
     def __init__(self, in_fields: int, in_features: int, out_features: int, context_fields: int,
                  context_features: int, aggregation: str = "attention", hidden: int = 4,
                  sigma: str = "relu", generator: str = "mlp", heads: int = 1, shared: bool = False,
                  exclude_self: bool = False, attention_hidden: int = 8, dynamic: bool = True,
-                 implicit: bool = False):
+                 implicit: bool = False, impl: str = "auto"):
         super().__init__()
+        self.impl = impl
         for k, v in (("in_fields", in_fields), ("in_features", in_features),
                      ("out_features", out_features), ("context_fields", context_fields),
                      ("context_features", context_features), ("heads", heads)):
@@ -162,17 +166,34 @@ class FieldDyLinear(nn.Module):
     def _group(self, p: torch.Tensor) -> torch.Tensor:
         return p.expand(self.in_fields, *p.shape[1:]) if self.shared else p
 
+    def hidden_of(self, z: torch.Tensor) -> torch.Tensor:
+        """h [B, t1, l]: what every field's g2 reads."""
+        ctx = self.aggregate(z)
+        if self.generator == "linear":
+            return ctx
+        pre = torch.einsum("bin,iln->bil", ctx, self._group(self.g1_weight)) + self._group(self.g1_bias)
+        return apply_sigma(self.sigma, pre)
+
     def generate(self, z: torch.Tensor):
         """(weight part [B, t1, ws], dynamic bias [B, t1, c]) of every field's generated vector."""
-        ctx = self.aggregate(z)
-        if self.generator == "mlp":
-            pre = torch.einsum("bin,iln->bil", ctx, self._group(self.g1_weight)) + \
-                self._group(self.g1_bias)
-            h = apply_sigma(self.sigma, pre)
-        else:
-            h = ctx
+        h = self.hidden_of(z)
         t = torch.einsum("bil,ipl->bip", h, self._group(self.g2_weight)) + self._group(self.g2_bias)
         return t[..., :self.weight_size], t[..., self.weight_size:]
+
+    def _dynamic_kron(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """The dynamic part W_i(Z)^T x_i + b_i by kron_matmul: groups (field, head), rows B; a
+        shared generator is one group per head, broadcast over the fields."""
+        B, t1, m, c, H, ws = x.shape[0], self.in_fields, self.in_features, self.out_features, \
+            self.heads, self.weight_size
+        mh, ch, G = m // H, c // H, self.groups
+        h = self.hidden_of(z)                                                # [B, t1, l]
+        W2, b2 = self.g2_weight, self.g2_bias                                # [G, P, l], [G, P]
+        l = W2.shape[2]
+        b = torch.einsum("bil,ipl->bip", h, self._group(W2[:, ws:])) + self._group(b2[:, ws:])
+        y = kron_matmul(x.reshape(B, t1, H, mh).permute(1, 2, 0, 3),        # [t1, H, B, mh]
+                        h.transpose(0, 1).unsqueeze(1),                      # [t1, 1, B, l]
+                        W2[:, :ws].reshape(G, H, mh, ch, l), b2[:, :ws].reshape(G, H, mh, ch))
+        return y.permute(2, 0, 1, 3).reshape(B, t1, c) + b                  # [t1, H, B, ch] -> [B, t1, c]
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         t1, m, c, H = self.in_fields, self.in_features, self.out_features, self.heads
@@ -184,7 +205,9 @@ class FieldDyLinear(nn.Module):
                              f"{self.context_features}], got {list(z.shape)}")
         B = x.shape[0]
         y = x.new_zeros(B, t1, c)
-        if self.dynamic:
+        if self.dynamic and self.uses_kron():
+            y = self._dynamic_kron(x, z)
+        elif self.dynamic:
             wt, b = self.generate(z)
             W = wt.reshape(B, t1, H, m // H, c // H)                   # W_i per (row, field)
             y = torch.einsum("bihk,bihkc->bihc", x.reshape(B, t1, H, m // H), W).reshape(B, t1, c) + b

@@ -96,13 +96,14 @@ class HomoDPO(nn.Module):
 
 class HeteroDPO(nn.Module):
     """Query-behaviour DPO: a :class:`DyLinear` (``dpo``) from the query, its context the mean of
-    the valid behaviours. forward(q [B, m], x [B, T, n], lengths) -> [B, c]."""
+    the valid behaviours. forward(q [B, m], x [B, T, n], lengths) -> [B, c]. ``impl`` is the
+    DyLinear's (``self.dpo.impl``): "auto" (default), "kron" or "paper"."""
 
     def __init__(self, query_dim: int, behaviour_dim: int, out_dim: int, hidden: int = 4,
-                 sigma: str = "relu"):
+                 sigma: str = "relu", impl: str = "auto"):
         super().__init__()
         self.query_dim, self.behaviour_dim, self.out_dim = query_dim, behaviour_dim, out_dim
-        self.dpo = DyLinear(query_dim, out_dim, behaviour_dim, hidden=hidden, sigma=sigma)
+        self.dpo = DyLinear(query_dim, out_dim, behaviour_dim, hidden=hidden, sigma=sigma, impl=impl)
 
     def forward(self, q, x, lengths):
         _check_seq("HeteroDPO", x, lengths, self.behaviour_dim)
