@@ -29,16 +29,6 @@ def local_ray():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def criteo(tmp_path_factory):
-    return O.criteo_case(tmp_path_factory.mktemp("criteo"))
-
-
-@pytest.fixture(scope="module")
-def movielens(tmp_path_factory):
-    return O.movielens_case(tmp_path_factory.mktemp("movielens"))
-
-
 def collect(ds) -> pa.Table:
     return pa.concat_tables(ray.get(ds.to_arrow_refs()))
 
@@ -64,7 +54,7 @@ def test_ray_scores_criteo_and_movielens_as_predict(local_ray, criteo, movielens
     for case, actors in ((criteo, 2), (movielens, 1)):
         model = dpn_infer.load(case.model_path)
         ref = model.predict(case.table)
-        ds = ray.data.read_parquet(case.parquet, override_num_blocks=4)
+        ds = ray.data.read_parquet(case.parquet).repartition(4)
         keep = ("row",) if case is criteo else ("row", "hist_movie")
         # a path: loaded on the driver, its bytes sent to the actors through the object store
         out = collect(dray.score(ds, case.model_path, actors=actors, batch_size=1000, keep=list(keep)))
@@ -90,7 +80,7 @@ def test_ray_actor_killed_midway_loses_and_duplicates_nothing(local_ray, criteo,
             return super().__call__(batch)
 
     model = dpn_infer.load(criteo.model_path)
-    ds = ray.data.read_parquet(criteo.parquet, override_num_blocks=4)
+    ds = ray.data.read_parquet(criteo.parquet).repartition(4)
     out = collect(dray.score(ds, model, actors=2, batch_size=250, keep=["row"], output="p", scorer=DiesOnce))
     assert os.path.exists(marker), "no actor died: the test proved nothing"
     O.assert_scored(out, criteo, model.predict(criteo.table), output="p")
@@ -122,3 +112,11 @@ def test_ray_argument_errors_and_missing_ray(local_ray, criteo, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
     with pytest.raises(ImportError, match=r"dpn_infer\[ray\]"):
         dray.score(ds, criteo.model_path)
+
+
+def test_offline_doc_ray_example_runs(local_ray, tmp_path, monkeypatch):
+    """docs/offline.md's Ray Data example, after the page's plain examples (it reuses the cluster)."""
+    from helpers import docs
+
+    monkeypatch.chdir(tmp_path)
+    assert docs.run("offline.md", tags=("", "ray")) >= 6

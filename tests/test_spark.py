@@ -37,16 +37,6 @@ def spark():
             os.environ[k] = v
 
 
-@pytest.fixture(scope="module")
-def criteo(tmp_path_factory):
-    return O.criteo_case(tmp_path_factory.mktemp("criteo"))
-
-
-@pytest.fixture(scope="module")
-def movielens(tmp_path_factory):
-    return O.movielens_case(tmp_path_factory.mktemp("movielens"))
-
-
 def test_spark_scores_criteo_and_movielens_as_predict(spark, criteo, movielens):
     for case in (criteo, movielens):
         model = dpn_infer.load(case.model_path)
@@ -125,3 +115,11 @@ def test_missing_pyspark_names_the_extra(criteo, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyspark", None)
     with pytest.raises(ImportError, match=r"dpn_infer\[spark\]"):
         dspark.score(None, criteo.model_path)
+
+
+def test_offline_doc_spark_example_runs(spark, tmp_path, monkeypatch):
+    """docs/offline.md's Spark example, after the page's plain examples (it reuses the session)."""
+    from helpers import docs
+
+    monkeypatch.chdir(tmp_path)
+    assert docs.run("offline.md", tags=("", "spark")) >= 6
