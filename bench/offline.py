@@ -110,7 +110,7 @@ def bench_spark(data: Data, args) -> list:
     out = []
     for cores in (1, 2):
         spark = (SparkSession.builder.master(f"local[{cores}]").appName("dpn_infer-bench")
-                 .config("spark.ui.enabled", "false")
+                 .config("spark.ui.enabled", "false").config("spark.ui.showConsoleProgress", "false")
                  .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(args.batch))
                  # Many small splits: Spark would otherwise read a few large ones, unevenly between cores.
                  .config("spark.sql.files.maxPartitionBytes", str(4 << 20)).getOrCreate())

@@ -14,37 +14,28 @@ worker needs to see the driver's files.
 """
 from __future__ import annotations
 
-import os
 import warnings
 from typing import Any, Sequence
 
-from ._scoring import score_batch
+try:
+    from ._scoring import as_model, need, score_batch
+except ImportError as e:  # pyarrow, which the extra installs
+    raise ImportError(f"dpn_infer.ray needs pyarrow ({e}): pip install \"dpn_infer[ray]\"") from e
 
 __all__ = ["Scorer", "score"]
 
 
 def _ray():
-    try:
-        import ray
-        import ray.data  # noqa: F401  (ray without the [data] part has no ray.data)
-    except ImportError as e:
-        raise ImportError(f"dpn_infer.ray needs Ray Data, which is not importable here ({e}); install "
-                          "the extra: pip install \"dpn_infer[ray]\" (or pip install \"ray[data]\")") from e
+    need("ray", "ray[data]", "ray", "ray.data")  # ray without its [data] part has no ray.data
+    import ray
+
     return ray
 
 
 def _as_model(model):
-    """A Model from a path, a model file's content, a Model or a Ray ObjectRef to one of those."""
-    from . import engine
-
     if type(model).__name__ == "ObjectRef":  # resolved here, in the actor, from the object store
         model = _ray().get(model)
-    if isinstance(model, engine.Model):
-        return model
-    if isinstance(model, (str, os.PathLike)) or engine._is_buffer(model):
-        return engine.load(model)
-    raise TypeError(f"model must be a path, a model file's bytes, a dpn_infer.Model or a Ray ObjectRef "
-                    f"to one, got {type(model).__name__}")
+    return as_model(model)
 
 
 class Scorer:

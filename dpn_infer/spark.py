@@ -1,7 +1,7 @@
 """Score a Spark DataFrame with a dpn_infer model: ``mapInArrow`` over Arrow batches, or a pandas UDF.
 
-Needs the ``spark`` extra (``pip install "dpn_infer[spark]"``); pyspark is imported only when a
-function here is called.
+Needs the ``spark`` extra (``pip install "dpn_infer[spark]"``: pyspark with pandas and pyarrow, and a
+Java runtime); pyspark is imported only when a function here is called.
 
 - ``score(df, model)``: a DataFrame of the kept columns plus a float32 score column, scored batch by
   batch with ``mapInArrow`` (no pandas in the way; list columns stay Arrow lists);
@@ -14,31 +14,23 @@ BLAKE2b digest), not once per task or batch.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from typing import Any, Sequence
+
+try:
+    from ._scoring import as_model as _as_model
+    from ._scoring import need
+except ImportError as e:  # pyarrow, which the extra installs
+    raise ImportError(f"dpn_infer.spark needs pyarrow ({e}): pip install \"dpn_infer[spark]\"") from e
 
 __all__ = ["score", "udf"]
 
 
 def _pyspark():
-    try:
-        import pyspark
-        from pyspark.sql import functions  # noqa: F401
-    except ImportError as e:
-        raise ImportError(f"dpn_infer.spark needs pyspark, which is not importable here ({e}); install the "
-                          "extra: pip install \"dpn_infer[spark]\" (or pip install pyspark)") from e
+    need("spark", "pyspark[sql]", "pyspark", "pyspark.sql", "pandas")
+    import pyspark
+
     return pyspark
-
-
-def _as_model(model):
-    from . import engine
-
-    if isinstance(model, engine.Model):
-        return model
-    if isinstance(model, (str, os.PathLike)) or engine._is_buffer(model):
-        return engine.load(model)
-    raise TypeError(f"model must be a path, a model file's bytes or a dpn_infer.Model, got {type(model).__name__}")
 
 
 # Models loaded in this (worker) process, by content digest: Spark reuses a Python worker for many

@@ -25,6 +25,7 @@ def spark():
     os.environ["PYSPARK_PYTHON"] = os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
     session = (SparkSession.builder.master("local[2]").appName("dpn_infer-tests")
                .config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false")
                .config("spark.sql.execution.arrow.maxRecordsPerBatch", "1000")  # several batches a task
                .getOrCreate())
     session.sparkContext.setLogLevel("FATAL")  # the error tests' task failures would flood the log
