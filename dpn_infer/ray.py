@@ -6,7 +6,8 @@ here is called. Two ways in:
 - ``score(ds, model, actors=2, threads_per_actor=1)``: the whole step, returning a lazy Dataset of
   the kept columns plus a float32 score column;
 - ``Scorer``: the callable class for ``ds.map_batches(Scorer, fn_constructor_kwargs={"model": ...},
-  batch_format="pyarrow", concurrency=...)``, for pipelines that set the options themselves.
+  batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=...))``, for pipelines that set
+  the options themselves.
 
 A model is given as a path (loaded on the driver by ``score``, which then ships its bytes), bytes,
 a ``Model`` or a Ray ``ObjectRef`` to either: its bytes travel through Ray's object store, so no
@@ -93,6 +94,7 @@ def score(ds, model: Any, *, actors: int = 2, threads_per_actor: int = 1, batch_
         scorer, fn_constructor_kwargs=dict(model=ref, threads=threads_per_actor, keep=keep, output=output,
                                            logits=logits, cast=cast, allow_nan=allow_nan),
         batch_format="pyarrow", batch_size=batch_size, num_cpus=threads_per_actor,
-        # Ray Data's actor pools restart a dead actor and rerun its tasks (max_restarts and
-        # max_task_retries default to -1 there; passing them is deprecated since Ray 2.5x).
+        # Ray Data's actor pools restart a dead actor and rerun its tasks: max_restarts and
+        # max_task_retries default to -1 there (passing them as map_batches' remote args warns as
+        # deprecated in Ray 2.60). tests/test_ray.py kills an actor mid-job to hold Ray to it.
         compute=ray.data.ActorPoolStrategy(size=actors))
