@@ -6,12 +6,36 @@ score column. pyarrow is imported only when this module is.
 """
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 
 from ._engine import InputError
+
+
+def need(extra: str, package: str, *modules: str) -> None:
+    """Import ``modules``, or raise an ImportError naming the extra (and the package) that installs them."""
+    try:
+        for name in modules:
+            importlib.import_module(name)
+    except ImportError as e:
+        raise ImportError(f"dpn_infer.{extra} needs {package}, which is not importable here ({e}); install "
+                          f"the extra: pip install \"dpn_infer[{extra}]\" (or pip install \"{package}\")") from e
+
+
+def as_model(model):
+    """A Model from a path or a model file's content (loaded and checked here), or the Model given."""
+    from . import engine
+
+    if isinstance(model, engine.Model):
+        return model
+    if isinstance(model, (str, os.PathLike)) or engine._is_buffer(model):
+        return engine.load(model)
+    raise TypeError(f"model must be a path, a model file's bytes or a dpn_infer.Model (or, for Ray, an "
+                    f"ObjectRef to one), got {type(model).__name__}")
 
 
 def output_names(columns: Sequence[str], keep: Sequence[str] | None, output: str) -> list[str]:

@@ -110,3 +110,19 @@ def tiny_err_model(tiny_err_file):
     from dpn_infer.engine import load
 
     return load(tiny_err_file.path)
+
+
+@pytest.fixture(scope="session")
+def criteo(tmp_path_factory):
+    """criteo-10k's train split as Parquet and a small model (helpers/offline.py; Ray and Spark tests)."""
+    from helpers import offline
+
+    return offline.criteo_case(tmp_path_factory.mktemp("criteo"))
+
+
+@pytest.fixture(scope="session")
+def movielens(tmp_path_factory):
+    """MovieLens-100K's test split (history list columns) as Parquet and a seq-dpn (helpers/offline.py)."""
+    from helpers import offline
+
+    return offline.movielens_case(tmp_path_factory.mktemp("movielens"))

@@ -1,0 +1,25 @@
+"""The python examples of a document, run in order in one namespace (tests of docs/*.md)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def blocks(name: str) -> list:
+    """(tag, code) for each ```python block of docs/<name>; tag: the word after ``python`` in the
+    fence ("ray" in ```python ray), "" for none."""
+    text = (DOCS / name).read_text()
+    return re.findall(r"```python[ \t]*(\w*)\n(.*?)```", text, re.S)
+
+
+def run(name: str, tags=("",)) -> int:
+    """Run the blocks tagged ``tags`` (untagged ones by default), in order; returns how many ran."""
+    scope: dict = {}
+    ran = 0
+    for i, (tag, code) in enumerate(blocks(name)):
+        if tag in tags:
+            exec(compile(code, f"docs/{name} block {i + 1}", "exec"), scope)
+            ran += 1
+    return ran
