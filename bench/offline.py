@@ -1,7 +1,8 @@
-"""Offline scoring throughput: Ray Data and Spark scorers, scaled from one worker to two.
+"""Offline scoring throughput: the Ray Data and Spark scorers scaled from one worker to two, and
+`dpn-infer score` against in-process predict.
 
-    python bench/offline.py [--modes ray,spark] [--rows 1000000] [--files 8] [--batch 8192]
-                            [--data DIR] [--json PATH]
+    python bench/offline.py [--modes ray,spark,cli] [--rows 1000000] [--files 8] [--batch 8192]
+                            [--threads 2] [--rounds 3] [--data DIR] [--json PATH]
 
 Writes ``--rows`` rows of synthetic criteo-shaped Parquet (39 sparse fields, ids uniform in
 10,000-row tables, as bench/run.py's `criteo` config) over ``--files`` files and a model of that
@@ -15,9 +16,14 @@ output materialized) and the ratio two / one:
 - ``ray``: dpn_infer.ray.score with 1 actor, then 2 actors, on ``ray.init(num_cpus=3)`` (the actors
   hold a CPU each for the job, the reads need one more); the read is repartitioned into ``--files``
   blocks, as Ray reads small files into one block, which one actor would score alone;
-- ``spark``: dpn_infer.spark.score on ``local[1]``, then ``local[2]``, into Spark's ``noop`` sink.
+- ``spark``: dpn_infer.spark.score on ``local[1]``, then ``local[2]``, into Spark's ``noop`` sink;
+- ``cli``: ``dpn-infer score`` (a child process: its start, the model's load, the Parquet reads and
+  the output file included) against ``predict`` on the same rows already in memory as numpy arrays,
+  both ``--threads`` threads and ``--batch`` rows per call; ``--rounds`` alternating turns, the
+  median of each.
 
-A mode is a function ``(data, args) -> [(label, seconds), ...]`` in MODES: add one there. On a
+A mode is a function ``(data, args) -> [(label, seconds), ...]`` in MODES, the baseline first and
+the run compared with it last: add one there. On a
 machine shared with other work, the ratio is only as steady as the neighbours; run it twice.
 """
 from __future__ import annotations
@@ -124,7 +130,34 @@ def bench_spark(data: Data, args) -> list:
     return out
 
 
-MODES = {"ray": bench_ray, "spark": bench_spark}
+def bench_cli(data: Data, args) -> list:
+    import statistics
+    import subprocess
+
+    import pyarrow.parquet as pq
+
+    import dpn_infer
+
+    table = pq.read_table(data.parquet)
+    arrays = {name: table.column(name).to_numpy() for name in table.schema.names}
+    model = dpn_infer.load(data.model)
+    cli = ["dpn-infer", "score", data.model, "--input", data.parquet, "--threads", str(args.threads),
+           "--batch-rows", str(args.batch), "--no-progress"]
+    turns = {"predict": [], "cli": []}
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(args.rounds):
+            def in_process():
+                for s in range(0, data.rows, args.batch):
+                    model.predict({k: v[s:s + args.batch] for k, v in arrays.items()}, threads=args.threads)
+            turns["predict"].append(timed(in_process))
+            turns["cli"].append(timed(lambda: subprocess.run(
+                cli + ["--output", os.path.join(out, "scores.parquet")], check=True, cwd=out)))
+    return [(f"predict in process, {args.threads} threads", statistics.median(turns["predict"])),
+            (f"dpn-infer score, {args.threads} threads", statistics.median(turns["cli"]))]
+
+
+MODES = {"ray": bench_ray, "spark": bench_spark, "cli": bench_cli}
+RATIOS = {"ray": "two actors / one", "spark": "local[2] / local[1]", "cli": "dpn-infer score / predict"}
 
 
 def main(argv=None) -> int:
@@ -133,6 +166,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=8, help="Parquet files (and Ray read blocks)")
     ap.add_argument("--batch", type=int, default=8192, help="rows per scored batch")
+    ap.add_argument("--threads", type=int, default=2, help="cli mode: engine threads")
+    ap.add_argument("--rounds", type=int, default=3, help="cli mode: alternating turns")
     ap.add_argument("--data", help="folder for the Parquet and the model (default: a temporary one)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
@@ -151,7 +186,7 @@ def main(argv=None) -> int:
             for label, seconds in runs:
                 print(f"{label:32s} {data.rows / seconds:12,.0f} rows/s  ({seconds:.1f} s)", flush=True)
             ratio = runs[0][1] / runs[-1][1]
-            print(f"{mode}: two workers / one = {ratio:.2f}x", flush=True)
+            print(f"{mode}: {RATIOS[mode]} = {ratio:.2f}x", flush=True)
             results[mode] = {"runs": [{"label": lb, "seconds": s, "rows_per_s": data.rows / s} for lb, s in runs],
                              "ratio": ratio}
     if args.json:

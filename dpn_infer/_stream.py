@@ -104,7 +104,7 @@ class Source:
                 # pre_buffer (on by default) caches every byte range read until the file is done:
                 # memory would grow with the file.
                 pf = pq.ParquetFile(path, pre_buffer=False)
-                for b in pf.iter_batches(batch_size=self.batch_rows, columns=self.columns):
+                for b in pf.iter_batches(batch_size=self.batch_rows, columns=self.columns, use_threads=False):
                     yield path, b
                 continue
             header = pacsv.open_csv(path).schema.names
