@@ -12,6 +12,7 @@ exact and the sums run in the reference's order)."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import tempfile
 
@@ -369,3 +370,16 @@ def test_corrupt_reduced_precision_files(tmp_path, make, words):
 def test_newer_opset_is_refused_with_advice(tmp_path):
     with pytest.raises(ModelFormatError, match="opset 4, newer than this dpn_infer supports \\(3\\)"):
         _load_bytes(tmp_path, _bf16_file(opset=4))
+
+
+def test_shared_bf16_weight_is_refused_like_float32(tmp_path):
+    """A packed weight belongs to one node (docs/format.md §4.2): a bfloat16 one too, though the
+    engine packs its widened copy, not the file's bytes."""
+    buf = _bf16_file()
+    meta = json.loads(bytes(buf[128:128 + HF.header(buf)["metadata_size"]]))
+    meta["graph"]["nodes"].append({"op": "linear", "name": "fc2", "inputs": ["e"], "output": "y2",
+                                   "attrs": {"in": 4, "out": 1}, "params": {"weight": "w"}})
+    _, t = F.decode(bytes(buf))
+    buf = F.encode(meta, {k: np.array(v) for k, v in t.items()})
+    with pytest.raises(ModelFormatError, match="its weight tensor is already packed for node 1"):
+        _load_bytes(tmp_path, buf)
