@@ -162,16 +162,23 @@ def _feature_specs():
     return HM.model_specs().filter(lambda s: s["norm"] != "batchnorm")
 
 
+def _prepare(spec):
+    """The model (calibrated to its batch) and batch of a feature or field spec."""
+    from helpers import models as HM
+
+    model = HM.build(spec)
+    batch = HM.make_batch(spec["fields"], spec["B"], spec["seed"] + 1)
+    HM.calibrate_(model, batch, seed=spec["seed"])
+    return model, batch
+
+
 @settings(max_examples=60, **SETTINGS)
 @given(spec=_feature_specs(), prec=PRECISIONS)
 def test_parity_feature_models(spec, prec):
     pytest.importorskip("torch")
     from helpers import models as HM
 
-    model = HM.build(spec)
-    batch = HM.make_batch(spec["fields"], spec["B"], spec["seed"] + 1)
-    HM.calibrate_(model, batch, seed=spec["seed"])
-    _check(model, batch, *prec, what=f"{prec} for spec {HM.describe(spec)}")
+    _check(*_prepare(spec), *prec, what=f"{prec} for spec {HM.describe(spec)}")
 
 
 @settings(max_examples=25, **SETTINGS)
@@ -179,13 +186,9 @@ def test_parity_feature_models(spec, prec):
 def test_parity_field_models(data, prec):
     pytest.importorskip("torch")
     from helpers import field_models as FM
-    from helpers import models as HM
 
     spec = data.draw(FM.field_dpn_specs().filter(lambda s: s["feature_norm"] != "batchnorm"))
-    model = HM.build(spec)
-    batch = HM.make_batch(spec["fields"], spec["B"], spec["seed"] + 1)
-    HM.calibrate_(model, batch, seed=spec["seed"])
-    _check(model, batch, *prec, what=f"{prec} for spec {spec!r}")
+    _check(*_prepare(spec), *prec, what=f"{prec} for spec {spec!r}")
 
 
 @settings(max_examples=25, **SETTINGS)
@@ -218,12 +221,10 @@ def test_parity_every_isa():
         jobs, refs = [], {}
         for k, (kind, spec) in enumerate(specs):
             if kind == "seq":
-                from test_seq_parity import _prepare
-                model, batch = _prepare(spec)
+                from test_seq_parity import _prepare as prepare_seq
+                model, batch = prepare_seq(spec)
             else:
-                model = HM.build(spec)
-                batch = HM.make_batch(spec["fields"], spec["B"], spec["seed"] + 1)
-                HM.calibrate_(model, batch, seed=spec["seed"])
+                model, batch = _prepare(spec)
             jid = f"job{k}"
             mp, bp = os.path.join(d, jid + ".bin"), os.path.join(d, jid + ".npz")
             ref_model = _save_rounded(model, mp, "bf16", "bf16" if k % 2 else "fp16")

@@ -12,9 +12,7 @@ HomoDPO, target attention, HeteroDPO, a shared table) with precision="bf16", emb
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import json
 import os
 import struct
 import sys
@@ -58,23 +56,12 @@ def write(name, model, batch, precision, embeddings, force):
     with open(tmp_bin, "rb") as f:
         raw = f.read()
     assert raw[:8] == b"DPNINFER" and struct.unpack_from("<I", raw, 8)[0] == 1
-    os.replace(tmp_bin, out_bin)
-    np.savez(os.path.join(here, "batch.npz"), **batch)
-    np.save(os.path.join(here, "expected.npy"), probs)
-    np.save(os.path.join(here, "expected_logits.npy"), logits)
-    print(name, json.dumps({"model.bin bytes": os.path.getsize(out_bin), "rows": len(probs),
-                            "max |logit - fp32 model|": float(np.max(np.abs(logits - full))),
-                            "logits": [round(float(x), 4) for x in logits]}))
+    make_v1_opset2.save_outputs(name, tmp_bin, batch, probs, logits,
+                                **{"max |logit - fp32 model|": float(np.max(np.abs(logits - full)))})
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--force", action="store_true", help="overwrite existing golden files (don't)")
-    args = ap.parse_args(argv)
-    from dpn_infer.engine import cpu_info
-
-    if cpu_info()["selected"] != "ref":
-        sys.exit("run with DPN_ISA=ref: golden outputs are recorded with the reference kernels")
+    args = make_v1_opset2.parse_args(argv, __doc__)
     write("v1/opset3-bf16", make_v1.build_model(), make_v1.make_batch(), "bf16", "bf16", args.force)
     write("v1/opset3-seq-fp16", make_v1_opset2.build_seq(), make_v1_opset2.batch_seq(), "bf16", "fp16",
           args.force)
