@@ -198,7 +198,7 @@ def test_parity_seq_models(data, prec):
     from helpers import seqmodels as SM
     from test_seq_parity import _prepare, _truth
 
-    spec = data.draw(SM.seq_model_specs())
+    spec = data.draw(SM.seq_model_specs().filter(lambda s: s.get("norm") != "batchnorm"))
     model, batch = _prepare(spec)
     _check(model, batch, *prec, truth=_truth, what=f"{prec} for spec {spec!r}")
 
@@ -216,7 +216,7 @@ def test_parity_every_isa():
     specs = [("feature", find(HM.model_specs(kind="feature_dpn"),
                               lambda s: s["B"] > 256 and len(s["layers"]) >= 2 and s["norm"] is None)),
              ("field", find(FM.field_dpn_specs(), lambda s: s["feature_norm"] != "batchnorm" and s["B"] > 7)),
-             ("seq", find(SM.seq_model_specs(), lambda s: s["B"] > 7))]
+             ("seq", find(SM.seq_model_specs(), lambda s: s["B"] > 7 and s.get("norm") != "batchnorm"))]
     with tempfile.TemporaryDirectory(prefix="dpn_bf16_isa_") as d:
         jobs, refs = [], {}
         for k, (kind, spec) in enumerate(specs):
