@@ -2,7 +2,7 @@
 
     python bench/run.py [--quick] [--json PATH] [--markdown PATH]
                         [--configs ml1m,criteo,prod,field,feature+field,seq] [--batches 1,16,256,2048]
-                        [--threads 1,2] [--runners engine,torch,ort-paper,ort-kron] [--seconds 1.0]
+                        [--threads 1,2] [--runners engine,engine-bf16,torch,ort-paper,ort-kron] [--seconds 1.0]
 
 For every (config x batch x threads x runner): samples/s, p50 and p99 latency of one predict call,
 and achieved GFLOP/s (the dynamic layers' 2*m*c*(l+1) FLOP per row plus generators and static
@@ -10,6 +10,8 @@ layers). It also probes the machine: the FMA peak (dpn_infer's probe when the en
 large numpy sgemm) and the read bandwidth over each config's weight working set. Ratios between runners in the
 same run are the numbers to quote; absolute times move between runs on shared machines.
 
+Runner engine-bf16 is the engine on the same model saved with precision="bf16", embeddings="bf16"
+(docs/format.md §3.1); the table gives its ratio to the engine's fp32 samples/s and both file sizes.
 Peers: PyTorch eager on the dpn_infer.nn module (paper form), ONNX Runtime on its ONNX export
 (paper form), and ONNX Runtime on the Kronecker-form export (converters/onnx_export.py).
 The paper form materializes a B x m x c weight per layer; runs whose materialized weights would
@@ -42,7 +44,9 @@ CONFIGS = {
     "feature+field": {"fields": 7, "dim": 16, "field_widths": [64, 64], "l": 4, "att": 16,
                       "feature": [64, 64]},
 }
-RUNNERS = ["engine", "torch", "ort-paper", "ort-kron"]
+RUNNERS = ["engine", "engine-bf16", "torch", "ort-paper", "ort-kron"]
+# Engine runners: the file each one loads (dpn_infer.save keywords).
+ENGINE_FILES = {"engine": {}, "engine-bf16": {"precision": "bf16", "embeddings": "bf16"}}
 VOCAB = 10000
 # Sequence configs (SeqDPN): candidate item + category, profile fields, a history of T items and
 # their categories (tables shared with the candidate's), dim each; encoder HomoDPO (kernel k) +
@@ -319,9 +323,13 @@ class Runners:
         self.model = build(config)
         set_impl(self.model, "paper")      # the "torch" peer is the paper form (the exports ignore impl)
         self.names = names
-        path = Path(tmp) / f"{config}.bin"
-        dpn_infer.save(self.model, path)
-        self.engine = dpn_infer.load(path)
+        self.engines, self.model_bytes = {}, {}
+        for name, kw in ENGINE_FILES.items():
+            if name in names:
+                path = Path(tmp) / f"{config}.{name}.bin"
+                dpn_infer.save(self.model, path, **kw)
+                self.engines[name] = dpn_infer.load(path)
+                self.model_bytes[name] = path.stat().st_size
         example = make_batch(config, 2, np.random.default_rng(1))
         self.onnx = {}
         for form in ("paper", "kron"):
@@ -332,8 +340,9 @@ class Runners:
         self.torch = torch
 
     def get(self, name, threads):
-        if name == "engine":
-            return lambda b: self.engine.predict(b, threads=threads)
+        if name in self.engines:
+            engine = self.engines[name]
+            return lambda b: engine.predict(b, threads=threads)
         if name == "torch":
             torch = self.torch
 
@@ -366,6 +375,8 @@ def measure_config(config, runners, batches, threads_list, seconds, min_calls, m
                 for r in runners:
                     rec = {"config": config, "batch": batch, "threads": threads, "runner": r,
                            "flops_per_row": fpr}
+                    if r in rs.model_bytes:
+                        rec["model_bytes"] = rs.model_bytes[r]
                     if r in ("torch", "ort-paper") and paper_bytes(config, batch) > paper_mem_gb * 2**30:
                         rec.update(skipped=f"paper form would materialize "
                                            f"{paper_bytes(config, batch) / 2**30:.1f} GiB per layer")
@@ -484,17 +495,29 @@ def summarize(records):
     """Markdown table: engine samples/s, its ratio to each peer, % of FMA peak and of read limit."""
     by = {(r["config"], r["batch"], r["threads"], r["runner"]): r for r in records}
     peers = [p for p in ("ort-kron", "ort-paper", "torch") if any(k[3] == p for k in by)]
-    head = ("| config | batch | threads | engine samples/s | p50 ms | p99 ms | " +
-            " | ".join(f"× {p}" for p in peers) + " | % FMA peak | % read limit |")
+    bf16 = any(k[3] == "engine-bf16" for k in by)
+    extra = peers + (["engine-bf16"] if bf16 else [])
+    cells = [f"× {p}" for p in peers] + (["engine-bf16 ÷ engine", "model MiB fp32 / bf16"] if bf16
+                                          else ["model MiB"])
+    head = ("| config | batch | threads | engine samples/s | p50 ms | p99 ms | " + " | ".join(cells) +
+            " | % FMA peak | % read limit |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for (config, batch, threads, runner), r in by.items():
         if runner != "engine" or "samples_per_s" not in r:
             continue
         ratios = []
-        for p in peers:
+        for p in extra:
             q = by.get((config, batch, threads, p))
-            ratios.append(f"{r['samples_per_s'] / q['samples_per_s']:.2f}" if q and "samples_per_s" in q
-                          else "skipped")
+            ok = q and "samples_per_s" in q
+            if p == "engine-bf16":   # the other way round: the speed-up of the bf16 file
+                ratios.append(f"{q['samples_per_s'] / r['samples_per_s']:.2f}" if ok else "skipped")
+            else:
+                ratios.append(f"{r['samples_per_s'] / q['samples_per_s']:.2f}" if ok else "skipped")
+        size = f"{r.get('model_bytes', 0) / 2**20:.1f}"
+        if bf16:
+            q = by.get((config, batch, threads, "engine-bf16")) or {}
+            size += f" / {q.get('model_bytes', 0) / 2**20:.1f}"
+        ratios.append(size)
         lines.append(f"| {config} | {batch} | {threads} | {r['samples_per_s']:,.0f} | {r['p50_ms']:.3f} | "
                      f"{r['p99_ms']:.3f} | " + " | ".join(ratios) +
                      f" | {r['pct_fma_peak']:.0f}% | {r['pct_read_limit']:.0f}% |")

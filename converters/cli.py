@@ -1,6 +1,7 @@
 """dpn-convert: a dpn_infer.nn checkpoint -> model.bin and/or an ONNX graph (docs/onnx.md).
 
-    dpn-convert CHECKPOINT [-o model.bin] [--onnx model.onnx]
+    dpn-convert CHECKPOINT [-o model.bin] [--onnx model.onnx] [--precision fp32|bf16]
+                [--embeddings fp32|fp16|bf16]
 
 CHECKPOINT is a file written by ``dpn_infer.nn.save_checkpoint(model, path)``. Without -o or --onnx it
 writes model.bin; with --onnx alone, only the ONNX graph.
@@ -24,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", metavar="PATH",
                    help="also (or, without -o, only) write an ONNX graph in Kronecker form for ONNX "
                         "Runtime: one input per field, output 'logit' = logits [batch]")
+    p.add_argument("--precision", default="fp32",
+                   help="model.bin's dense weight matrices: fp32 (default) or bf16 (rounded to nearest even)")
+    p.add_argument("--embeddings", default="fp32",
+                   help="model.bin's embedding tables: fp32 (default), fp16 or bf16 (rounded to nearest even)")
     p.add_argument("--version", action="version", version=f"dpn_infer {__version__}")
     return p
 
@@ -34,14 +39,20 @@ def main(argv=None) -> int:
         from dpn_infer.nn import load_checkpoint
         from .torch_export import export
         from .format import encode, write_bytes
+        from .precision import apply, check
     except ImportError as e:     # torch missing
         print(f"dpn-convert: needs torch (pip install 'dpn_infer[torch]'): {e}", file=sys.stderr)
         return 2
     out = args.output if args.output or args.onnx else "model.bin"
     try:
+        check(args.precision, args.embeddings)
+    except ValueError as e:
+        print(f"dpn-convert: {e}", file=sys.stderr)
+        return 2
+    try:
         model = load_checkpoint(args.checkpoint)
         if out:
-            metadata, tensors = export(model)
+            metadata, tensors = apply(*export(model), args.precision, args.embeddings)
             data = encode(metadata, tensors)
     except (OSError, ValueError, TypeError, KeyError, RuntimeError) as e:
         print(f"dpn-convert: {args.checkpoint}: {e}", file=sys.stderr)

@@ -16,7 +16,9 @@ import numpy as np
 
 MAGIC = b"DPNINFER"
 FORMAT_VERSION = 1
-OPSET = 2  # the newest opset this writer knows (docs/format.md §5)
+OPSET = 3  # the newest opset this writer knows (docs/format.md §5)
+# float16 / bfloat16 tensors came with opset 3 (docs/format.md §3).
+HALF_OPSET = 3
 # The opset that introduced each operator and field kind: a file records the lowest opset that holds
 # it, so a model that uses only old operators stays loadable by older engines.
 OP_OPSET = {"embedding": 1, "dense_input": 1, "concat": 1, "linear": 1, "dylinear": 1,
@@ -31,8 +33,33 @@ HEADER_SIZE = 128
 ALIGN = 64
 CHECKSUM_OFFSET = 76
 
-DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 3: np.dtype("<i8"), 4: np.dtype("<i4")}
-_CODE = {np.dtype("float32"): 0, np.dtype("float16"): 1, np.dtype("int64"): 3, np.dtype("int32"): 4}
+# numpy has no bfloat16: its tensors are arrays of this one-field record of the raw 16 bits (a dtype
+# of its own, so it is never mistaken for uint16 data). to_float32() widens them.
+BFLOAT16 = np.dtype([("bf16", "<u2")])
+DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: BFLOAT16, 3: np.dtype("<i8"), 4: np.dtype("<i4")}
+_CODE = {np.dtype("float32"): 0, np.dtype("float16"): 1, BFLOAT16: 2, np.dtype("int64"): 3,
+         np.dtype("int32"): 4}
+DTYPE_NAMES = {0: "float32", 1: "float16", 2: "bfloat16", 3: "int64", 4: "int32"}
+
+
+def to_bfloat16(a: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 (BFLOAT16 records), rounded to nearest even; NaN stays a quiet NaN."""
+    u = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
+    r = ((u + np.uint32(0x7FFF) + ((u >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)).astype(np.uint16)
+    nan = (u & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000)
+    r[nan] = ((u[nan] >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+    return r.view(BFLOAT16)
+
+
+def to_float32(a: np.ndarray) -> np.ndarray:
+    """A float tensor of any of the format's dtypes as float32 (exact for float16 and bfloat16)."""
+    if a.dtype == BFLOAT16:
+        return (a.view(np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
+    return a.astype(np.float32)
+
+
+def dtype_name(a: np.ndarray) -> str:
+    return DTYPE_NAMES[_CODE[a.dtype.newbyteorder("=")]]
 
 # Header: magic, version, bom, file_size, meta_off, meta_size, table_off, count, data_off,
 # data_size, flags, checksum; then 48 reserved bytes.

@@ -23,6 +23,7 @@ from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DINHeter, DyLin
                           SequenceField, TargetAttention)
 from dpn_infer.nn.field import FieldDPN, FieldDyLinear
 
+from . import precision as _precision
 from .format import required_opset, write
 
 PRODUCER = f"dpn_infer {__version__}"
@@ -558,8 +559,13 @@ def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
     return metadata, g.tensors
 
 
-def save(module: nn.Module, path) -> str:
-    """Export ``module`` and write it to ``path`` (model.bin). Returns the path."""
-    metadata, tensors = export(module)
+def save(module: nn.Module, path, precision: str = "fp32", embeddings: str = "fp32") -> str:
+    """Export ``module`` and write it to ``path`` (model.bin). Returns the path.
+
+    ``precision="bf16"`` stores the dense weight matrices as bfloat16, ``embeddings="fp16"|"bf16"``
+    the embedding tables as float16 / bfloat16 (rounded to nearest even; converters/precision.py).
+    """
+    _precision.check(precision, embeddings)
+    metadata, tensors = _precision.apply(*export(module), precision, embeddings)
     write(path, metadata, tensors)
     return os.fspath(path)

@@ -65,11 +65,15 @@ def __getattr__(name):
     raise AttributeError(f"module 'dpn_infer' has no attribute {name!r}")
 
 
-def save(module, path):
-    """Convert a trained ``dpn_infer.nn`` module to model.bin at ``path`` (needs torch)."""
+def save(module, path, precision="fp32", embeddings="fp32"):
+    """Convert a trained ``dpn_infer.nn`` module to model.bin at ``path`` (needs torch).
+
+    ``precision``: ``"fp32"`` or ``"bf16"`` (dense weight matrices as bfloat16); ``embeddings``:
+    ``"fp32"``, ``"fp16"`` or ``"bf16"`` (embedding tables). Both round to nearest even.
+    """
     from .converters.torch_export import save as _save
 
-    return _save(module, path)
+    return _save(module, path, precision=precision, embeddings=embeddings)
 
 
 __all__ = ["InputError", "Model", "ModelFormatError", "NonFiniteScoreError", "ModelHolder", "load", "save",

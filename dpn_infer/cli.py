@@ -48,7 +48,35 @@ def _info(args) -> int:
         src = n.get("attrs", {}).get("field") or ", ".join(n.get("inputs", []))
         print(f"  {n['output']:<12} = {n['op']}({src}) {attrs if attrs else ''}")
     print(f"output: {meta['graph']['output']}")
+    _print_tensors(args.model, meta)
     return 0
+
+
+def _print_tensors(path, meta) -> None:
+    """Each tensor's dtype and shape, and the file's bytes by part (embedding tables, dense weights,
+    the rest: header, metadata, table, alignment)."""
+    from .converters.format import read, dtype_name
+
+    _, tensors = read(path)
+    tables = {name for n in meta["graph"]["nodes"] if n["op"] in ("embedding", "seq_embedding")
+              for role, name in n.get("params", {}).items() if role == "table"}
+    print("tensors:")
+    parts = {"embeddings": 0, "dense weights": 0}
+    for name, a in tensors.items():
+        part = "embeddings" if name in tables else "dense weights"
+        parts[part] += a.nbytes
+        print(f"  {name:<32} {dtype_name(a):<9} {list(a.shape)}")
+    total = os.path.getsize(path)
+    rest = total - sum(parts.values())
+    print("size: " + ", ".join(f"{k} {_bytes(v)}" for k, v in parts.items()) +
+          f", other {_bytes(rest)}; file {_bytes(total)}")
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return f"{n} B"
 
 
 def _add_loader_flags(p):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import struct
 from pathlib import Path
 
@@ -37,6 +38,19 @@ SHA256 = {
         "expected.npy": "637b1325bff069aaa5b4122f6792729d375d880cac14ee91ea996ec2c1527b19",
         "expected_logits.npy": "4df3ce9502060d4edb40db556a01d3688098911ec03b07d27689587033b07f2b",
     },
+    # opset 3 (float16 / bfloat16 tensors) inside format version 1: make_v1_opset3.py
+    "v1/opset3-bf16": {
+        "model.bin": "bd773470a0d79f4287c0008f7d9ef4a35d1f8b39e64c7e188f2b3ded01d6aa91",
+        "batch.npz": "91ef2dea4e270ae8cf26c138777379a1ad52203863c4b49ab914d631780b52ff",
+        "expected.npy": "51ce659981ca89debdd69e7daf5ad4eb6c18f0085929d99e8e425471d916ffb2",
+        "expected_logits.npy": "a66222e23f1d1d293012a271c881a62c8e3f002debcf891d903b15155bcd5bf8",
+    },
+    "v1/opset3-seq-fp16": {
+        "model.bin": "0674fbfd7b9f95be520c1a16d733b6871c3ff615b17d34f9a373b342b18e7d30",
+        "batch.npz": "8f9b4be1a77545e2242002a515f953b6cbfe7890f1c8255331ca43e04457496c",
+        "expected.npy": "952f29ab8314d1cfc474afca920dbfadb2538b74f9d04870bc31b2f3814fea89",
+        "expected_logits.npy": "d70762e276ccae60c5c83cb1ef62b9f7064b490eb99e5916c60fd4914d473688",
+    },
 }
 
 
@@ -62,7 +76,8 @@ def test_golden_header(version):
     assert struct.unpack_from("<Q", raw, 16)[0] == len(raw)
     n = struct.unpack_from("<Q", raw, 32)[0]
     meta = json.loads(raw[128:128 + n])
-    assert meta["opset"] == (2 if "opset2" in version else 1)
+    opset = re.search(r"opset(\d+)", version)
+    assert meta["opset"] == (int(opset.group(1)) if opset else 1)
 
 
 # Outputs are recorded from the portable reference kernels (DPN_ISA=ref), which must reproduce them to

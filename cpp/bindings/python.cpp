@@ -225,6 +225,7 @@ py::dict cpu_info() {
   d["brand"] = f.brand;
   d["avx2"] = f.avx2;
   d["fma"] = f.fma;
+  d["f16c"] = f.f16c;
   d["avx512f"] = f.avx512f;
   d["avx512bw"] = f.avx512bw;
   d["avx512vl"] = f.avx512vl;
@@ -238,6 +239,12 @@ py::dict cpu_info() {
   d["selected"] = dpn::cpu::isa_name(s.isa);
   d["override"] = s.overridden ? py::object(py::str(s.override_value)) : py::object(py::none());
   d["note"] = s.note;
+  // Which code runs a reduced-precision model.bin (docs/format.md §3) with the selected ISA.
+  const std::string isa = dpn::cpu::isa_name(s.isa);
+  py::dict rp;
+  rp["embeddings"] = "float16/bfloat16 rows read in place, widened to float32 as gathered (" + isa + ")";
+  rp["weights"] = "bfloat16 weights widened to float32 at load, float32 kernels (" + isa + ")";
+  d["reduced_precision"] = rp;
   return d;
 }
 

@@ -49,10 +49,10 @@ TEST(Api, GoldenV1Outputs) {
   expect_close(run(*m, b, true), dpn_test::read_f32(data("golden.logits")), 1e-5f, 1e-6f);
 }
 
-TEST(Api, GoldenOpset2Outputs) {
-  for (const char* tag : {"golden_field", "golden_seq"}) {
+TEST(Api, GoldenOpset2And3Outputs) {
+  for (const char* tag : {"golden_field", "golden_seq", "golden_bf16", "golden_seq_fp16"}) {
     auto m = dpn::Model::load(data(std::string(tag) + ".bin"));
-    EXPECT_EQ(m->opset(), 2) << tag;
+    EXPECT_EQ(m->opset(), std::string(tag).find("16") == std::string::npos ? 2 : 3) << tag;
     BatchFile b(data(std::string(tag) + ".batch"));
     expect_close(run(*m, b, false), dpn_test::read_f32(data(std::string(tag) + ".prob")), 1e-5f, 1e-6f);
     expect_close(run(*m, b, true), dpn_test::read_f32(data(std::string(tag) + ".logits")), 1e-5f, 1e-6f);

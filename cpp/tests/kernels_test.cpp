@@ -9,6 +9,7 @@
 #include "cpu/cpu_features.h"
 #include "kernels/act.h"
 #include "kernels/gemm.h"
+#include "kernels/half.h"
 #include "kernels/rows.h"
 
 using dpn::cpu::Isa;
@@ -74,6 +75,18 @@ TEST(Kernels, RowKernelsEveryIsaMatchRef) {
       dpn::kernels::pool_rows(Isa::Ref, table.data(), d, ids, 5, 0.2f, a.data());
       dpn::kernels::pool_rows(isa, table.data(), d, ids, 5, 0.2f, b.data());
       EXPECT_EQ(a, b) << "pool d" << d;  // documented: same bits on every ISA
+      // float16 / bfloat16 tables: the same bits as pool_rows over the widened table.
+      for (bool bf16 : {true, false}) {
+        std::vector<uint16_t> half(table.size());
+        std::vector<float> wide(table.size());
+        for (size_t i = 0; i < table.size(); ++i) {
+          half[i] = bf16 ? dpn::kernels::f32_to_bf16(table[i]) : uint16_t(0x3C00u + (i * 977u) % 0x800u);
+          wide[i] = dpn::kernels::half_to_f32(half[i], bf16);
+        }
+        dpn::kernels::pool_rows(Isa::Ref, wide.data(), d, ids, 5, 0.2f, a.data());
+        dpn::kernels::pool_rows_half(isa, half.data(), bf16, d, ids, 5, 0.2f, b.data());
+        EXPECT_EQ(a, b) << "pool_half d" << d << " bf16 " << bf16;
+      }
 
       const auto x = randn(size_t(rows * d), g, 3.0f), x0 = randn(size_t(rows * d), g);
       const auto w = randn(size_t(d), g), bb = randn(size_t(d), g);

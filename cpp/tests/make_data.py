@@ -9,6 +9,8 @@ Everything is derived from the Python side, so the C++ tests check the engine ag
                             interpreter of docs/format.md, float64 then rounded)
   golden.bin, golden.batch, golden.prob, golden.logits   tests/golden/v1 (outputs frozen at release)
   golden_field.*, golden_seq.*   the same for tests/golden/v1/opset2-field and v1/opset2-seq (opset 2)
+  golden_bf16.*, golden_seq_fp16.*   the same for v1/opset3-bf16 and v1/opset3-seq-fp16 (opset 3:
+                            bfloat16 weights, bfloat16 / float16 embedding tables)
   format/NAME.EXPECT.bin    the corrupted and edge-case files of tests/test_format.py, EXPECT one of
                             error | ok | ok_or_error
 Batch files (little-endian): b"DPNB", u32 field count; per field: u32 name length, name (UTF-8),
@@ -65,7 +67,8 @@ def main(out):
 
     import json
     for version, tag in (("v1", "golden"), ("v1/opset2-field", "golden_field"),
-                         ("v1/opset2-seq", "golden_seq")):
+                         ("v1/opset2-seq", "golden_seq"), ("v1/opset3-bf16", "golden_bf16"),
+                         ("v1/opset3-seq-fp16", "golden_seq_fp16")):
         gold = os.path.join(ROOT, "tests", "golden", version)
         shutil.copyfile(os.path.join(gold, "model.bin"), os.path.join(out, f"{tag}.bin"))
         raw = open(os.path.join(gold, "model.bin"), "rb").read()

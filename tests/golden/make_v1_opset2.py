@@ -138,22 +138,35 @@ def write(name, model, batch, force):
     assert raw[:8] == b"DPNINFER" and struct.unpack_from("<I", raw, 8)[0] == 1
     n = struct.unpack_from("<Q", raw, 32)[0]
     assert json.loads(raw[128:128 + n])["opset"] == 2
+    save_outputs(name, tmp_bin, batch, probs, logits)
+
+
+def save_outputs(name, tmp_bin, batch, probs, logits, **extra):
+    """Move the checked model into ROOT/name/model.bin and record its batch and outputs."""
+    here = os.path.join(ROOT, name)
+    out_bin = os.path.join(here, "model.bin")
     os.replace(tmp_bin, out_bin)
     np.savez(os.path.join(here, "batch.npz"), **batch)
     np.save(os.path.join(here, "expected.npy"), probs)
     np.save(os.path.join(here, "expected_logits.npy"), logits)
-    print(name, json.dumps({"model.bin bytes": os.path.getsize(out_bin), "rows": len(probs),
+    print(name, json.dumps({"model.bin bytes": os.path.getsize(out_bin), "rows": len(probs), **extra,
                             "logits": [round(float(x), 4) for x in logits]}))
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(argv, doc):
+    """--force, after checking that the reference kernels run (golden outputs are theirs)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--force", action="store_true", help="overwrite existing golden files (don't)")
     args = ap.parse_args(argv)
     from dpn_infer.engine import cpu_info
 
     if cpu_info()["selected"] != "ref":
         sys.exit("run with DPN_ISA=ref: golden outputs are recorded with the reference kernels")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv, __doc__)
     write("v1/opset2-field", build_field(), batch_field(), args.force)
     write("v1/opset2-seq", build_seq(), batch_seq(), args.force)
 

@@ -64,13 +64,15 @@ Features detect() {
   }
   if (max_leaf < 1) return f;
   cpuid(1, 0, r);
-  const bool osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1, fma = (r[2] >> 12) & 1;
+  const bool osxsave = (r[2] >> 27) & 1, avx = (r[2] >> 28) & 1, fma = (r[2] >> 12) & 1,
+             f16c = (r[2] >> 29) & 1;
   if (!osxsave || !avx) return f;
   const uint64_t xcr0 = xgetbv0();
   const bool ymm_os = (xcr0 & 0x6) == 0x6;
   const bool zmm_os = ymm_os && (xcr0 & 0xE0) == 0xE0;
   if (!ymm_os) return f;
   f.fma = fma;
+  f.f16c = f16c;
   if (max_leaf < 7) return f;
   cpuid(7, 0, r);
   const uint32_t ebx = r[1], ecx = r[2], max_sub = r[0];

@@ -12,10 +12,11 @@ enum class Isa { Ref = 0, Avx2 = 1, Avx512 = 2 };
 
 struct Features {
   std::string vendor, brand;
-  bool avx2 = false, fma = false;  // with OS support for YMM state
+  bool avx2 = false, fma = false, f16c = false;  // with OS support for YMM state
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;  // + ZMM state
   bool avx512_bf16 = false, avx512_vnni = false;
-  bool has_avx2_fma() const { return avx2 && fma; }
+  // The avx2 kernels also use F16C (float16 embedding rows); every AVX2 CPU has it.
+  bool has_avx2_fma() const { return avx2 && fma && f16c; }
   bool has_avx512() const { return avx512f && avx512bw && avx512vl && avx512dq && fma; }
 };
 

@@ -11,6 +11,8 @@ namespace dpn::format {
 
 enum class DType : uint32_t { F32 = 0, F16 = 1, BF16 = 2, I64 = 3, I32 = 4 };
 const char* dtype_name(DType d);
+// float32, float16 or bfloat16: the dtypes a parameter may have (opset 3 for the last two).
+inline bool is_float(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
 
 struct TensorInfo {
   std::string name;
@@ -26,6 +28,9 @@ struct Container {
   std::string metadata;  // JSON text (copied: small, and kept for metadata_json())
   std::vector<TensorInfo> tensors;
   std::unordered_map<std::string, size_t> by_name;
+  // float32 copies of float16/bfloat16 tensors an op computes with in float32, made once at load
+  // (ops/op.cpp) and kept here, beside the mapping, for as long as the ops point into them.
+  mutable std::unordered_map<std::string, std::vector<float>> widened;
 
   const TensorInfo* find(const std::string& name) const {
     auto it = by_name.find(name);

@@ -47,6 +47,8 @@ Graph build_graph(const Json& meta, const std::vector<schema::Field>& fields,
   const Json* nodes = g->find("nodes");
   if (!nodes || !nodes->is_array()) bad("'graph.nodes' must be an array");
   if (nodes->items().empty()) bad("'graph.nodes' is empty");
+  const Json* ov = meta.find("opset");  // validated by check_opset
+  const int64_t opset = ov && ov->is_integer() ? ov->as_int() : 0;
   Graph out;
   std::unordered_map<std::string, int> values;
   size_t idx = 0;
@@ -83,7 +85,7 @@ Graph build_graph(const Json& meta, const std::vector<schema::Field>& fields,
     if (values.count(o->as_string()))
       bad(label + ": value '" + o->as_string() + "' is already defined by an earlier node");
     runtime::LoadScope::set_node(label);  // named when its packed weights pass the load's bounds
-    ops::NodeBuilder nb(n, label, std::move(in_widths), fields, tensors);
+    ops::NodeBuilder nb(n, label, std::move(in_widths), fields, tensors, opset);
     node.op = make(nb);
     if (node.op->width < 1) bad(label + ": output width is 0");
     out.row_floats += node.op->width;

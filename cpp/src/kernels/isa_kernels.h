@@ -34,6 +34,9 @@ using KronPanelFn = void(const float* x, int64_t ldx, int64_t m, const float* h,
 // rows.h
 using PoolRowsFn = void(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
                         float* out);
+// rows.h: the same over a float16 (bf16 false) or bfloat16 (bf16 true) table, widened on the fly.
+using PoolRowsHalfFn = void(const uint16_t* table, bool bf16, int64_t dim, const int64_t* rows,
+                            int64_t n, float scale, float* out);
 using LayernormRowsFn = void(const float* x, int64_t rows, int64_t d, const float* w, const float* b,
                              float eps, float* y);
 using CrossRowsFn = void(const float* x0, const float* xl, int64_t rows, int64_t d, const float* w,
@@ -62,6 +65,7 @@ struct IsaKernels {
   GemmKronFn* gemm_kron = nullptr;
   KronPanelFn* kron_panel = nullptr;
   PoolRowsFn* pool_rows = nullptr;
+  PoolRowsHalfFn* pool_rows_half = nullptr;
   LayernormRowsFn* layernorm_rows = nullptr;
   CrossRowsFn* cross_rows = nullptr;
   ActInplaceFn* act_inplace = nullptr;
@@ -84,6 +88,7 @@ namespace ref {  // portable C++, no ISA flags: the oracle every other version i
 GemmFn gemm;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
+PoolRowsHalfFn pool_rows_half;
 LayernormRowsFn layernorm_rows;
 CrossRowsFn cross_rows;
 ActInplaceFn act_inplace;
@@ -94,10 +99,11 @@ DwconvRowsFn dwconv_rows;
 AttentionRowsFn attention_rows;
 }  // namespace ref
 
-namespace avx2 {  // -mavx2 -mfma; Isa::Avx2
+namespace avx2 {  // -mavx2 -mfma -mf16c; Isa::Avx2
 GemmFn gemm;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
+PoolRowsHalfFn pool_rows_half;
 LayernormRowsFn layernorm_rows;
 CrossRowsFn cross_rows;
 ActInplaceFn act_inplace;
@@ -113,6 +119,7 @@ GemmFn gemm;
 GemmKronFn gemm_kron;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
+PoolRowsHalfFn pool_rows_half;
 LayernormRowsFn layernorm_rows;
 CrossRowsFn cross_rows;
 ActInplaceFn act_inplace;

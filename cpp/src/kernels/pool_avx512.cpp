@@ -1,8 +1,8 @@
-// AVX-512 embedding pooling (rows.h): 16 floats per vector, masked loads/stores only for the
-// ragged last vector. The same bits as pool_ref.cpp (sums in the same order per column).
-// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -ffp-contract=off; only called
-// after the runtime check (cpu::available(Isa::Avx512)). See isa_kernels.h for what this file must
-// not use.
+// AVX-512 embedding pooling (rows.h), over float32 or float16/bfloat16 tables widened as read: 16 floats
+// per vector, masked loads/stores only for the ragged last vector. The same bits as pool_ref.cpp (sums
+// in the same order per column). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma
+// -ffp-contract=off; only called after the runtime check (cpu::available(Isa::Avx512)). See
+// isa_kernels.h for what this file must not use.
 #include <immintrin.h>
 
 #include "kernels/isa_kernels.h"
@@ -14,19 +14,43 @@ namespace {
 
 constexpr int64_t kW = 16;
 
+// 16 values of a float32 / float16 / bfloat16 row as floats (widening is exact); masked: lanes
+// outside `m` read as zero and touch no memory.
+struct LoadF32 {
+  using T = float;
+  static __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+  static __m512 load(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+};
+struct LoadF16 {
+  using T = uint16_t;
+  static __m512 load(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i*)p));
+  }
+  static __m512 load(const uint16_t* p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+  }
+};
+struct LoadBF16 {
+  using T = uint16_t;
+  static __m512 widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static __m512 load(const uint16_t* p) { return widen(_mm256_loadu_si256((const __m256i*)p)); }
+  static __m512 load(const uint16_t* p, __mmask16 m) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
+};
+
 // Columns [j0, j0 + 16·V) (the last vector masked by `tail`) of the pooled rows.
-template <int V>
-inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
-                       float* out, __mmask16 tail) {
+template <int V, class L>
+inline void pool_block(const typename L::T* table, int64_t dim, const int64_t* rows, int64_t n,
+                       float scale, float* out, __mmask16 tail) {
   __m512 acc[V];
 #pragma GCC unroll 4
   for (int v = 0; v < V; ++v) acc[v] = _mm512_setzero_ps();
   for (int64_t k = 0; k < n; ++k) {
-    const float* t = table + rows[k] * dim;
+    const typename L::T* t = table + rows[k] * dim;
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v)
-      acc[v] = _mm512_add_ps(
-          acc[v], v + 1 < V ? _mm512_loadu_ps(t + v * kW) : _mm512_maskz_loadu_ps(tail, t + v * kW));
+      acc[v] = _mm512_add_ps(acc[v], v + 1 < V ? L::load(t + v * kW) : L::load(t + v * kW, tail));
   }
   if (scale != 1.0f) {
     const __m512 s = _mm512_set1_ps(scale);
@@ -38,21 +62,35 @@ inline void pool_block(const float* table, int64_t dim, const int64_t* rows, int
   _mm512_mask_storeu_ps(out + (V - 1) * kW, tail, acc[V - 1]);
 }
 
-}  // namespace
-
-void pool_rows(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
-               float* out) {
+template <class L>
+void pool_rows_t(const typename L::T* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
+                 float* out) {
   for (int64_t j0 = 0; j0 < dim; j0 += 4 * kW) {
     const int64_t rem = dim - j0;
     const int v = rem >= 4 * kW ? 4 : int((rem + kW - 1) / kW);
     const __mmask16 tail = mask16(rem - (v - 1) * kW);
     switch (v) {
-      case 4: pool_block<4>(table + j0, dim, rows, n, scale, out + j0, tail); break;
-      case 3: pool_block<3>(table + j0, dim, rows, n, scale, out + j0, tail); break;
-      case 2: pool_block<2>(table + j0, dim, rows, n, scale, out + j0, tail); break;
-      default: pool_block<1>(table + j0, dim, rows, n, scale, out + j0, tail); break;
+      case 4: pool_block<4, L>(table + j0, dim, rows, n, scale, out + j0, tail); break;
+      case 3: pool_block<3, L>(table + j0, dim, rows, n, scale, out + j0, tail); break;
+      case 2: pool_block<2, L>(table + j0, dim, rows, n, scale, out + j0, tail); break;
+      default: pool_block<1, L>(table + j0, dim, rows, n, scale, out + j0, tail); break;
     }
   }
+}
+
+}  // namespace
+
+void pool_rows(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale,
+               float* out) {
+  pool_rows_t<LoadF32>(table, dim, rows, n, scale, out);
+}
+
+void pool_rows_half(const uint16_t* table, bool bf16, int64_t dim, const int64_t* rows, int64_t n,
+                    float scale, float* out) {
+  if (bf16)
+    pool_rows_t<LoadBF16>(table, dim, rows, n, scale, out);
+  else
+    pool_rows_t<LoadF16>(table, dim, rows, n, scale, out);
 }
 
 }  // namespace dpn::kernels::avx512

@@ -20,6 +20,12 @@ namespace dpn::kernels {
 void pool_rows(const float* table, int64_t dim, const int64_t* rows, int64_t n, float scale, float* out);
 void pool_rows(cpu::Isa isa, const float* table, int64_t dim, const int64_t* rows, int64_t n,
                float scale, float* out);
+// The same over a float16 (bf16 false) or bfloat16 (bf16 true) table, each value widened to float32
+// (exactly) as it is read: the same bits as pool_rows over the widened table, on every ISA.
+void pool_rows_half(const uint16_t* table, bool bf16, int64_t dim, const int64_t* rows, int64_t n,
+                    float scale, float* out);
+void pool_rows_half(cpu::Isa isa, const uint16_t* table, bool bf16, int64_t dim, const int64_t* rows,
+                    int64_t n, float scale, float* out);
 
 // y = (x − mean) / sqrt(var + eps) · w + b over each row of width d (population variance).
 void layernorm_rows(const float* x, int64_t rows, int64_t d, const float* w, const float* b, float eps,

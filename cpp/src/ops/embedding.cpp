@@ -1,9 +1,11 @@
 // `embedding`: one table row per id (sparse) or the sum/mean of the rows of a multi-hot row.
-// The table is read in place from the mapping.
+// The table is read in place from the mapping, in its dtype (float32, or float16/bfloat16 rows
+// widened as they are read).
 #include <algorithm>
 
 #include "schema/id_policy.h"
 #include "ops/op.h"
+#include "kernels/half.h"
 #include "kernels/rows.h"
 
 namespace dpn::ops {
@@ -12,8 +14,7 @@ namespace {
 
 class Embedding : public Op {
  public:
-  Embedding(size_t field, const schema::Field& f, const float* table)
-      : field_(field), f_(f), table_(table) {
+  Embedding(size_t field, const schema::Field& f, Table table) : field_(field), f_(f), table_(table) {
     width = f.info.dim;
   }
 
@@ -35,12 +36,16 @@ class Embedding : public Op {
         const int64_t n = std::min<int64_t>(64, blk.rows - b0);
         for (int64_t i = 0; i < n; ++i) {
           rowbuf[i] = resolve_id(f_, ids[(b0 + i) * T]);
-          const char* t = reinterpret_cast<const char*>(table_ + rowbuf[i] * dim);
-          for (int64_t byte = 0; byte < dim * int64_t(sizeof(float)); byte += 64)
-            __builtin_prefetch(t + byte);
+          const int64_t row_bytes = dim * int64_t(table_.elem_size());
+          const char* t = static_cast<const char*>(table_.data) + rowbuf[i] * row_bytes;
+          for (int64_t byte = 0; byte < row_bytes; byte += 64) __builtin_prefetch(t + byte);
         }
         for (int64_t i = 0; i < n; ++i)
-          kernels::pool_rows(table_, dim, rowbuf + i, 1, 1.0f, out + (b0 + i) * dim);
+          if (table_.is_f32())
+            kernels::pool_rows(table_.f32(), dim, rowbuf + i, 1, 1.0f, out + (b0 + i) * dim);
+          else
+            kernels::pool_rows_half(table_.half(), table_.bf16(), dim, rowbuf + i, 1, 1.0f,
+                                    out + (b0 + i) * dim);
       }
       return;
     }
@@ -73,14 +78,20 @@ class Embedding : public Op {
   void accumulate(const int64_t* rows, int64_t n, float* o) const {
     const int64_t dim = f_.info.dim;
     for (int64_t k = 0; k < n; ++k) {
-      const float* t = table_ + rows[k] * dim;
-      for (int64_t j = 0; j < dim; ++j) o[j] += t[j];
+      if (table_.is_f32()) {
+        const float* t = table_.f32() + rows[k] * dim;
+        for (int64_t j = 0; j < dim; ++j) o[j] += t[j];
+      } else {
+        const uint16_t* t = table_.half() + rows[k] * dim;
+        const bool bf16 = table_.bf16();
+        for (int64_t j = 0; j < dim; ++j) o[j] += kernels::half_to_f32(t[j], bf16);
+      }
     }
   }
 
   size_t field_;
   const schema::Field& f_;
-  const float* table_;
+  Table table_;
 };
 
 }  // namespace
@@ -94,7 +105,7 @@ std::unique_ptr<Op> make_embedding(const NodeBuilder& nb) {
             (f.info.kind == FieldKind::Dense ? "dense" : "a sequence (read by seq_embedding)") +
             "; embedding needs a sparse or multi_hot field");
   const int64_t rows = f.info.vocab + (f.policy == schema::Policy::OovBucket ? 1 : 0);
-  const float* table = nb.param("table", {rows, f.info.dim});
+  const Table table = nb.table_param("table", {rows, f.info.dim});
   return std::make_unique<Embedding>(fi, f, table);
 }
 

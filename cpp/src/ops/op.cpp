@@ -2,17 +2,22 @@
 
 #include <cstring>
 
+#include "kernels/half.h"
+#include "runtime/load_budget.h"
+
 namespace dpn::ops {
 
 using format::Json;
 
 NodeBuilder::NodeBuilder(const Json& node, std::string label, std::vector<int64_t> in_widths,
-                         const std::vector<schema::Field>& fields, const format::Container& tensors)
+                         const std::vector<schema::Field>& fields, const format::Container& tensors,
+                         int64_t opset)
     : node_(node),
       label_(std::move(label)),
       in_widths_(std::move(in_widths)),
       fields_(fields),
-      tensors_(tensors) {
+      tensors_(tensors),
+      opset_(opset) {
   attrs_ = node_.find("attrs");
   if (attrs_ && !attrs_->is_object()) fail("'attrs' must be an object");
   params_ = node_.find("params");
@@ -109,7 +114,8 @@ size_t NodeBuilder::attr_field() const {
   fail("attribute 'field' names '" + v->as_string() + "', which is not in the schema");
 }
 
-const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int64_t> dims) const {
+const format::TensorInfo* NodeBuilder::tensor(const char* role,
+                                              std::initializer_list<int64_t> dims) const {
   const Json* v = params_ ? params_->find(role) : nullptr;
   if (!v) return nullptr;
   if (!v->is_string()) fail(std::string("param '") + role + "' must name a tensor (a string)");
@@ -123,14 +129,44 @@ const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int6
     return s + "]";
   };
   const std::vector<int64_t> want(dims);
-  if (t->dtype != format::DType::F32)
+  if (!format::is_float(t->dtype))
     fail(std::string("param '") + role + "' (tensor '" + t->name + "') is " +
-         format::dtype_name(t->dtype) + "; this engine reads float32 parameters");
+         format::dtype_name(t->dtype) + "; this engine reads float32, float16 or bfloat16 parameters");
+  // float16/bfloat16 came with opset 3 (docs/format.md §3.1): no earlier writer emits them.
+  if (t->dtype != format::DType::F32 && opset_ < 3)
+    fail(std::string("param '") + role + "' (tensor '" + t->name + "') is " +
+         format::dtype_name(t->dtype) + ", which needs opset 3 (the file says " +
+         std::to_string(opset_) + ")");
   if (t->dims != want)
     fail(std::string("param '") + role + "' (tensor '" + t->name + "') has shape " + shape(t->dims) +
          ", expected " + shape(want));
+  return t;
+}
+
+const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int64_t> dims) const {
+  const format::TensorInfo* t = tensor(role, dims);
+  if (!t) return nullptr;
   // Data are 64-byte aligned inside a page-aligned mapping, so reading floats in place is safe.
-  return reinterpret_cast<const float*>(t->data);
+  if (t->dtype == format::DType::F32) return reinterpret_cast<const float*>(t->data);
+  // Ops without a reduced-precision kernel compute in float32: widen (exactly) once, shared by every
+  // node that names the tensor. Not charged to the load's bound: at most 2 bytes per file byte, once.
+  auto it = tensors_.widened.find(t->name);
+  if (it == tensors_.widened.end()) {
+    const size_t n = t->nbytes / 2;
+    std::vector<float> w(n);
+    const auto* h = reinterpret_cast<const uint16_t*>(t->data);
+    const bool bf16 = t->dtype == format::DType::BF16;
+    for (size_t i = 0; i < n; ++i) w[i] = kernels::half_to_f32(h[i], bf16);
+    it = tensors_.widened.emplace(t->name, std::move(w)).first;
+    runtime::LoadScope::note_copy(it->second.data(), t->data);
+  }
+  return it->second.data();
+}
+
+Table NodeBuilder::table_param(const char* role, std::initializer_list<int64_t> dims) const {
+  const format::TensorInfo* t = tensor(role, dims);
+  if (!t) fail(std::string("missing required param '") + role + "'");
+  return Table{t->data, t->dtype};
 }
 
 const float* NodeBuilder::param(const char* role, std::initializer_list<int64_t> dims) const {

@@ -42,11 +42,22 @@ class Op {
   int64_t width = 0;  // output width, set by the factory
 };
 
+// An embedding table read in place from the mapping: float32, float16 or bfloat16 rows.
+struct Table {
+  const void* data = nullptr;
+  format::DType dtype = format::DType::F32;
+  bool is_f32() const { return dtype == format::DType::F32; }
+  bool bf16() const { return dtype == format::DType::BF16; }
+  const float* f32() const { return static_cast<const float*>(data); }
+  const uint16_t* half() const { return static_cast<const uint16_t*>(data); }
+  size_t elem_size() const { return is_f32() ? 4 : 2; }
+};
+
 // What an op factory sees at load, with helpers that validate and fail with the node named.
 class NodeBuilder {
  public:
   NodeBuilder(const format::Json& node, std::string label, std::vector<int64_t> in_widths,
-              const std::vector<schema::Field>& fields, const format::Container& tensors);
+              const std::vector<schema::Field>& fields, const format::Container& tensors, int64_t opset);
 
   const std::vector<int64_t>& in_widths() const { return in_widths_; }
   const std::vector<schema::Field>& fields() const { return fields_; }
@@ -67,17 +78,22 @@ class NodeBuilder {
   // The schema field named by attr "field" (index into fields()).
   size_t attr_field() const;
 
-  // Params: a float32 tensor of exactly `dims`; param_opt returns nullptr when the role is absent.
+  // Params: a float tensor of exactly `dims`, as float32 (a float16/bfloat16 tensor is widened once,
+  // at load, into a copy the container keeps); param_opt returns nullptr when the role is absent.
   const float* param(const char* role, std::initializer_list<int64_t> dims) const;
   const float* param_opt(const char* role, std::initializer_list<int64_t> dims) const;
+  // An embedding table of exactly `dims`, read in place in its own dtype (required).
+  Table table_param(const char* role, std::initializer_list<int64_t> dims) const;
 
  private:
   const format::Json* attr(const char* key) const;
+  const format::TensorInfo* tensor(const char* role, std::initializer_list<int64_t> dims) const;
   const format::Json& node_;
   std::string label_;
   std::vector<int64_t> in_widths_;
   const std::vector<schema::Field>& fields_;
   const format::Container& tensors_;
+  int64_t opset_;  // the file's: float16/bfloat16 params need 3
   const format::Json* attrs_ = nullptr;
   const format::Json* params_ = nullptr;
 };

@@ -1,10 +1,12 @@
 // `seq_embedding`: a sequence field's ids -> its behaviour embeddings [rows, max_len·dim], the kept
 // ids (seq.h) at positions 0..L−1 and zeros after. A field with `table` reads the shared tensor.
+// float16/bfloat16 rows are widened as they are copied.
 #include <cstring>
 
 #include "schema/id_policy.h"
 #include "ops/op.h"
 #include "ops/seq.h"
+#include "kernels/rows.h"
 
 namespace dpn::ops {
 
@@ -12,8 +14,7 @@ namespace {
 
 class SeqEmbedding : public Op {
  public:
-  SeqEmbedding(size_t field, const schema::Field& f, const float* table)
-      : field_(field), f_(f), table_(table) {
+  SeqEmbedding(size_t field, const schema::Field& f, Table table) : field_(field), f_(f), table_(table) {
     width = f.info.max_len * f.info.dim;
   }
 
@@ -25,7 +26,11 @@ class SeqEmbedding : public Op {
       int64_t cols = 0;
       const int64_t* ids = seq_row(in, blk.row0 + b, &cols);
       const int64_t L = for_each_kept_id(ids, cols, T, [&](int64_t pos, int64_t id) {
-        std::memcpy(o + pos * dim, table_ + resolve_id(f_, id) * dim, sizeof(float) * size_t(dim));
+        const int64_t row = resolve_id(f_, id);
+        if (table_.is_f32())
+          std::memcpy(o + pos * dim, table_.f32() + row * dim, sizeof(float) * size_t(dim));
+        else
+          kernels::pool_rows_half(table_.half(), table_.bf16(), dim, &row, 1, 1.0f, o + pos * dim);
       });
       std::memset(o + L * dim, 0, sizeof(float) * size_t((T - L) * dim));
     }
@@ -34,7 +39,7 @@ class SeqEmbedding : public Op {
  private:
   size_t field_;
   const schema::Field& f_;
-  const float* table_;
+  Table table_;
 };
 
 }  // namespace
@@ -47,7 +52,7 @@ std::unique_ptr<Op> make_seq_embedding(const NodeBuilder& nb) {
   if (f.info.max_len > lim || f.info.dim > lim || f.info.max_len * f.info.dim > lim)
     nb.fail("max_len x dim of field '" + f.info.name + "' too large");
   const int64_t rows = f.info.vocab + (f.policy == schema::Policy::OovBucket ? 1 : 0);
-  const float* table = nb.param("table", {rows, f.info.dim});
+  const Table table = nb.table_param("table", {rows, f.info.dim});
   return std::make_unique<SeqEmbedding>(fi, f, table);
 }
 

@@ -21,9 +21,14 @@ void LoadScope::set_node(const std::string& label) {
   if (t_scope) t_scope->node_ = label;
 }
 
+void LoadScope::note_copy(const void* copy, const void* file_src) {
+  if (t_scope) t_scope->copies_[copy] = file_src;
+}
+
 void charge_pack(const void* src, uint64_t bytes) {
   LoadScope* s = t_scope;
   if (!s) return;
+  if (auto c = s->copies_.find(src); c != s->copies_.end()) src = c->second;
   const auto* p = static_cast<const uint8_t*>(src);
   if (s->file_ && p >= s->file_ && p < s->file_ + s->file_size_) {
     auto [it, fresh] = s->packed_.emplace(src, s->node_);

@@ -22,6 +22,9 @@ class LoadScope {
 
   // The node being built, named in errors.
   static void set_node(const std::string& label);
+  // `copy` is a float32 copy of the file's tensor at `file_src` (a float16/bfloat16 tensor widened
+  // at load): packing it counts as packing that tensor, so the one-packer rule still holds.
+  static void note_copy(const void* copy, const void* file_src);
 
  private:
   friend void charge_pack(const void* src, uint64_t bytes);
@@ -30,6 +33,7 @@ class LoadScope {
   size_t file_size_;
   std::string node_;
   std::unordered_map<const void*, std::string> packed_;  // file address -> node that packed it
+  std::unordered_map<const void*, const void*> copies_;  // widened copy -> its file tensor
   LoadScope* outer_;
 };
 
