@@ -15,6 +15,7 @@ class Embedding : public Op {
   Embedding(size_t field, const schema::Field& f, const float* table)
       : field_(field), f_(f), table_(table) {
     width = f.info.dim;
+    this->field = int64_t(field);
   }
 
   size_t scratch_floats(int64_t rows) const override {

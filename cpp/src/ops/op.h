@@ -40,6 +40,9 @@ class Op {
   virtual void run(const Block& blk, const float* const* in, float* out, float* scratch) const = 0;
 
   int64_t width = 0;  // output width, set by the factory
+  // The schema field an input op (no graph inputs) reads, set by its factory; -1 for every other
+  // op. The request planner (graph/shared_plan.h) knows from it which nodes read a shared field.
+  int64_t field = -1;
 };
 
 // What an op factory sees at load, with helpers that validate and fail with the node named.
