@@ -248,6 +248,8 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     sh.users = gc.shape(0) - 1;
     if (in_batch == 0) B = sh.groups[sh.users];  // every field shared: the groups give the rows
     keep.push_back(std::move(gc));
+  } else if (in_batch == 0 && !sh.fields.empty()) {
+    B = 1;  // every field shared by one user, who owns the one row it makes
   }
   if (B < 0) B = 0;
   py::array_t<float> out(static_cast<py::ssize_t>(B));
