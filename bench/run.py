@@ -1,6 +1,7 @@
 """Throughput and latency of dpn_infer against its peers, measured in one run.
 
     python bench/run.py [--quick] [--json PATH] [--markdown PATH]
+    python bench/run.py --request [--quick] [--json PATH] ...   (ranking requests: bench/request.py)
                         [--configs ml1m,criteo,prod,field,feature+field,seq] [--batches 1,16,256,2048]
                         [--threads 1,2] [--runners engine,torch,ort-paper,ort-kron] [--seconds 1.0]
 
@@ -286,7 +287,9 @@ def probe_read_bandwidth(threads, mbytes):
     return best
 
 
-def measure(fn, batch, seconds, min_calls, max_calls):
+def measure(fn, batch, seconds, min_calls, max_calls, rows=None):
+    """rows: the rows one call scores (default: the batch's; a ranking request's batch holds only
+    its candidates' fields, bench/request.py)."""
     fn(batch)                                           # warm-up (allocations, lazy init)
     lat = []
     start = time.perf_counter()
@@ -295,7 +298,7 @@ def measure(fn, batch, seconds, min_calls, max_calls):
         fn(batch)
         lat.append(time.perf_counter() - t0)
     lat = np.array(lat)
-    rows = len(next(iter(batch.values())))
+    rows = len(next(iter(batch.values()))) if rows is None else rows
     # Throughput of the best of 3 consecutive windows of calls, like the probes' best-of-5: on a
     # shared VM a neighbour's burst otherwise lowers whichever point it lands on. Every runner is
     # measured the same way; the all-calls mean is kept too, and p50/p99 cover every call.
@@ -398,6 +401,11 @@ def measure_in_child(config, runner, point):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if "--request" in argv:  # ranking requests: bench/request.py
+        sys.path.insert(0, str(Path(__file__).parent))
+        import request
+
+        return request.main([a for a in argv if a != "--request"])
     if argv[:1] == ["--child"]:
         config, runners, point = __import__("pickle").loads(Path(argv[1]).read_bytes())
         Path(argv[2]).write_bytes(__import__("pickle").dumps(measure_config(config, runners, **point)))

@@ -296,7 +296,8 @@ struct Request {
 
 // Every subset of shared fields, users with 0, 1 and many candidates, on every family the test
 // data has (feature DPN, field DPN, sequence DPN): the scores equal the broadcast batch's within
-// 1e-6 relative (they are bitwise equal today: no GEMM is split).
+// the parity bound, rtol 1e-4 / atol 1e-5 (a layer that splits its GEMM, W_u·u + W_i·i, sums in
+// another order; the rest is gathered, bit for bit).
 TEST(Api, RequestEqualsBroadcast) {
   for (const char* tag : {"tiny_a", "golden", "golden_field", "golden_seq"}) {
     auto m = dpn::Model::load(data(std::string(tag) + ".bin"));
@@ -313,7 +314,7 @@ TEST(Api, RequestEqualsBroadcast) {
           dpn::PredictOptions o{threads, true};
           m->predict(r.broadcast, B, want.data(), o);
           m->predict(r.cand, B, r.shared, got.data(), o);
-          expect_close(got, want, 1e-6f, 1e-6f);
+          expect_close(got, want, 1e-4f, 1e-5f);
         }
         // The same through dpn::Batch.
         dpn::Batch batch(*m, B);
@@ -323,7 +324,7 @@ TEST(Api, RequestEqualsBroadcast) {
         for (const auto& s : r.shared.fields) batch.set_shared(s.field, s.input);
         std::fill(got.begin(), got.end(), -7.0f);
         m->predict(batch, got.data(), dpn::PredictOptions{1, true});
-        expect_close(got, want, 1e-6f, 1e-6f);
+        expect_close(got, want, 1e-4f, 1e-5f);
       }
     }
   }

@@ -36,9 +36,11 @@ struct Worker {
     scratch = buf.get() + total;
   }
 
-  // Runs the nodes of one block whose `skip` entry is 0 (every node when skip is null).
+  // Runs the nodes of one block whose `skip` entry is 0 (every node when skip is null); a node
+  // for which special(k, blk, in, out) returns true was run by it instead.
+  template <class Special>
   void run_nodes(const std::vector<FieldInput>& inputs, int64_t row0, int64_t rows, int col_threads,
-                 const char* skip) {
+                 const char* skip, Special&& special) {
     ops::Block blk{inputs, row0, rows, col_threads};
     std::vector<const float*> in;
     for (size_t k = 0; k < g.nodes.size(); ++k) {
@@ -46,7 +48,24 @@ struct Worker {
       const Node& n = g.nodes[k];
       in.clear();
       for (int v : n.inputs) in.push_back(value(v));
-      n.op->run(blk, in.data(), value(n.output), scratch);
+      if (!special(k, blk, in.data(), value(n.output))) n.op->run(blk, in.data(), value(n.output), scratch);
+    }
+  }
+  void run_nodes(const std::vector<FieldInput>& inputs, int64_t row0, int64_t rows, int col_threads,
+                 const char* skip) {
+    run_nodes(inputs, row0, rows, col_threads, skip,
+              [](size_t, const ops::Block&, const float* const*, float*) { return false; });
+  }
+
+  // The values `parts` side by side for the block's `rows` rows: a concat's inputs of one kind.
+  void concat(const std::vector<int>& parts, int64_t rows, float* dst, int64_t width) {
+    int64_t col = 0;
+    for (int v : parts) {
+      const int64_t w = g.widths[size_t(v)];
+      const float* src = value(v);
+      for (int64_t b = 0; b < rows; ++b)
+        std::memcpy(dst + b * width + col, src + b * w, sizeof(float) * size_t(w));
+      col += w;
     }
   }
 
@@ -132,32 +151,62 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
                      const std::vector<FieldInput>& shared, const int64_t* user_of_row, int64_t batch,
                      int64_t users, float* out, bool logits, int threads) {
   if (batch <= 0) return;
-  // Step 1: the user-only nodes on the users' rows; the boundary values they give are kept whole
-  // ([users, width] each: the request's users, not a block's).
-  std::vector<int64_t> at(sp.boundary.size() + 1, 0);
-  for (size_t k = 0; k < sp.boundary.size(); ++k)
-    at[k + 1] = at[k] + users * g.widths[size_t(sp.boundary[k])];
+  // Step 1: the user-only nodes on the users' rows; the boundary values they give, and each
+  // split's user part, are kept whole ([users, width] each: the request's users, not a block's).
+  const size_t nb = sp.boundary.size();
+  std::vector<int64_t> width(nb + sp.splits.size()), at(width.size() + 1, 0);
+  for (size_t k = 0; k < width.size(); ++k) {
+    width[k] = k < nb ? g.widths[size_t(sp.boundary[k])] : sp.splits[k - nb].op->part_width;
+    at[k + 1] = at[k] + users * width[k];
+  }
   std::unique_ptr<float[]> kept(new float[size_t(std::max<int64_t>(1, at.back()))]);
+  // A split's own buffers per block: its concat part and its scratch.
+  auto split_buffer = [&](const Split& s, int64_t n) {
+    return std::vector<float>(size_t(n * std::max(s.mu, s.mi)) + s.op->scratch_floats(n));
+  };
   run_blocks(g, users, threads, [&](Worker& w, int64_t row0, int64_t n, int col_threads) {
     w.run_nodes(shared, row0, n, col_threads, sp.candidate.data());
-    for (size_t k = 0; k < sp.boundary.size(); ++k) {
-      const int v = sp.boundary[k];
-      const int64_t wd = g.widths[size_t(v)];
-      std::memcpy(kept.get() + at[k] + row0 * wd, w.value(v), sizeof(float) * size_t(n * wd));
+    for (size_t k = 0; k < nb; ++k)
+      std::memcpy(kept.get() + at[k] + row0 * width[k], w.value(sp.boundary[k]),
+                  sizeof(float) * size_t(n * width[k]));
+    for (size_t k = 0; k < sp.splits.size(); ++k) {
+      const Split& s = sp.splits[k];
+      std::vector<float> buf = split_buffer(s, n);
+      w.concat(s.user_parts, n, buf.data(), s.mu);
+      const Node& node = g.nodes[s.node];
+      std::vector<const float*> in;
+      for (int v : node.inputs) in.push_back(w.value(v));
+      s.op->run_user(ops::Block{shared, row0, n, col_threads}, buf.data(), in.data(),
+                     kept.get() + at[nb + k] + row0 * width[nb + k], buf.data() + n * s.mu);
     }
   });
-  // Step 2: the candidate rows. Each block first gathers its rows' user values (row b reads its
-  // user's row), then runs the nodes that depend on a candidate field.
+  // Step 2: the candidate rows. Each block first gathers its rows' user values and split parts
+  // (row b reads its user's row), then runs the nodes that depend on a candidate field.
   run_blocks(g, batch, threads, [&](Worker& w, int64_t row0, int64_t n, int col_threads) {
-    for (size_t k = 0; k < sp.boundary.size(); ++k) {
-      const int v = sp.boundary[k];
-      const int64_t wd = g.widths[size_t(v)];
-      float* dst = w.value(v);
+    std::vector<std::vector<float>> parts(sp.splits.size());
+    for (size_t k = 0; k < width.size(); ++k) {
+      const int64_t wd = width[k];
+      float* dst;
+      if (k < nb) {
+        dst = w.value(sp.boundary[k]);
+      } else {
+        parts[k - nb].resize(size_t(n * wd));
+        dst = parts[k - nb].data();
+      }
       for (int64_t b = 0; b < n; ++b)
         std::memcpy(dst + b * wd, kept.get() + at[k] + user_of_row[row0 + b] * wd,
                     sizeof(float) * size_t(wd));
     }
-    w.run_nodes(inputs, row0, n, col_threads, sp.user.data());
+    w.run_nodes(inputs, row0, n, col_threads, sp.skip2.data(),
+                [&](size_t node, const ops::Block& blk, const float* const*, float* y) {
+                  if (sp.split_of[node] < 0) return false;
+                  const Split& s = sp.splits[size_t(sp.split_of[node])];
+                  std::vector<float> buf = split_buffer(s, n);
+                  w.concat(s.cand_parts, n, buf.data(), s.mi);
+                  s.op->run_candidate(blk, buf.data(), parts[size_t(sp.split_of[node])].data(), y,
+                                      buf.data() + n * s.mi);
+                  return true;
+                });
     write_scores(w, row0, n, out, logits);
   });
 }

@@ -6,6 +6,7 @@ namespace dpn::graph {
 
 SharedPlan plan_shared(const Graph& g, const std::vector<char>& shared) {
   SharedPlan p;
+  const size_t N = g.nodes.size();
   std::vector<char> user_value(g.widths.size(), 0);
   for (const Node& n : g.nodes) {
     // An input op is user-only when its field is shared; any other op when all of its inputs are
@@ -17,14 +18,51 @@ SharedPlan plan_shared(const Graph& g, const std::vector<char>& shared) {
     p.candidate.push_back(!user);
     if (user) p.user_floats += n.op->width;
   }
-  std::vector<char> is_boundary(g.widths.size(), 0);
-  for (const Node& n : g.nodes)
-    if (!user_value[size_t(n.output)])
-      for (int v : n.inputs)
-        if (user_value[size_t(v)]) is_boundary[size_t(v)] = 1;
-  if (user_value[size_t(g.output)]) is_boundary[size_t(g.output)] = 1;
-  for (size_t v = 0; v < is_boundary.size(); ++v)
-    if (is_boundary[v]) p.boundary.push_back(static_cast<int>(v));
+
+  // Candidate nodes over a concat of both kinds of values: the op may split (ops::SplitOp).
+  std::vector<int> producer(g.widths.size(), -1);
+  for (size_t k = 0; k < N; ++k) producer[size_t(g.nodes[k].output)] = int(k);
+  p.split_of.assign(N, -1);
+  for (size_t k = 0; k < N; ++k) {
+    const Node& n = g.nodes[k];
+    if (p.user[k] || n.inputs.empty()) continue;
+    const int src = producer[size_t(n.inputs[0])];
+    if (src < 0 || g.nodes[size_t(src)].kind != "concat") continue;
+    Split sp;
+    sp.node = k;
+    std::vector<char> user_cols;
+    for (int v : g.nodes[size_t(src)].inputs) {
+      const bool u = user_value[size_t(v)];
+      (u ? sp.user_parts : sp.cand_parts).push_back(v);
+      (u ? sp.mu : sp.mi) += g.widths[size_t(v)];
+      user_cols.insert(user_cols.end(), size_t(g.widths[size_t(v)]), char(u));
+    }
+    if (sp.user_parts.empty() || sp.cand_parts.empty()) continue;
+    std::vector<char> user_inputs;
+    for (int v : n.inputs) user_inputs.push_back(user_value[size_t(v)]);
+    sp.op = n.op->split(user_cols, user_inputs);
+    if (!sp.op) continue;
+    p.split_of[k] = int(p.splits.size());
+    p.splits.push_back(std::move(sp));
+  }
+
+  // Step 2 runs the candidate nodes but a concat read only by splits (which read its parts);
+  // a split reads none of its inputs there.
+  std::vector<char> needed(g.widths.size(), 0);  // read by a node step 2 runs
+  needed[size_t(g.output)] = 1;
+  p.skip2.assign(N, 1);
+  for (size_t k = N; k-- > 0;) {
+    const Node& n = g.nodes[k];
+    if (p.user[k] || !needed[size_t(n.output)]) continue;
+    p.skip2[k] = 0;
+    if (p.split_of[k] >= 0) {
+      for (int v : p.splits[size_t(p.split_of[k])].cand_parts) needed[size_t(v)] = 1;
+      continue;
+    }
+    for (int v : n.inputs) needed[size_t(v)] = 1;
+  }
+  for (size_t v = 0; v < needed.size(); ++v)
+    if (needed[v] && user_value[v]) p.boundary.push_back(static_cast<int>(v));
   return p;
 }
 

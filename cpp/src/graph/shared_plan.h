@@ -12,11 +12,23 @@
 
 namespace dpn::graph {
 
+// A candidate node whose input 0 is a concat of user-only and candidate values, run as its op's
+// SplitOp: the user columns' share once per user.
+struct Split {
+  size_t node = 0;
+  std::vector<int> user_parts, cand_parts;  // the concat's inputs (value ids) of each kind, in order
+  int64_t mu = 0, mi = 0;                   // their total widths
+  std::unique_ptr<ops::SplitOp> op;
+};
+
 struct SharedPlan {
   std::vector<char> user;       // per node: 1 when it reads only shared fields (directly or not)
   std::vector<char> candidate;  // per node: the complement (1 when a candidate field feeds it)
-  std::vector<int> boundary;    // user-only values read by a candidate node, or the graph's output
+  std::vector<char> skip2;      // per node: 1 when step 2 (the candidate rows) does not run it
+  std::vector<int> boundary;    // user-only values step 2 reads, or the graph's output
   int64_t user_floats = 0;      // Σ widths of the user-only nodes: the work a split saves per row
+  std::vector<Split> splits;
+  std::vector<int> split_of;  // per node: its index in splits, or -1
 };
 
 // shared: one entry per schema field, 1 for the fields given once per user.

@@ -28,6 +28,24 @@ struct Block {
   int threads = 1;  // intra-op threads for this block's GEMMs (column split); 1 = calling thread
 };
 
+// A ranking request's split of one op (graph/shared_plan.h): input 0 concatenates user-only and
+// candidate columns, and the user columns' share of the op's product is computed once per user.
+// run_user runs on the users' rows; run_candidate on the candidate rows, each row reading its
+// user's part. Made per shared-field set, immutable, shared by every thread like the op.
+class SplitOp {
+ public:
+  virtual ~SplitOp() = default;
+  virtual size_t scratch_floats(int64_t rows) const = 0;
+  // xu: [rows, mu], the user columns of input 0 in order; in: the op's inputs, of which only the
+  // user-only ones (other than input 0) may be read. part: [rows, part_width].
+  virtual void run_user(const Block& blk, const float* xu, const float* const* in, float* part,
+                        float* scratch) const = 0;
+  // xi: [rows, mi], the other columns in order; part: [rows, part_width], each row's user's.
+  virtual void run_candidate(const Block& blk, const float* xi, const float* part, float* out,
+                             float* scratch) const = 0;
+  int64_t part_width = 0;
+};
+
 class Op {
  public:
   virtual ~Op() = default;
@@ -43,7 +61,31 @@ class Op {
   // The schema field an input op (no graph inputs) reads, set by its factory; -1 for every other
   // op. The request planner (graph/shared_plan.h) knows from it which nodes read a shared field.
   int64_t field = -1;
+  // The split of this op for a request (SplitOp), or nullptr when it has none or it would not pay.
+  // user_cols: per column of input 0, 1 for a user-only one (some of each kind); user_inputs: per
+  // input, 1 for a user-only one.
+  virtual std::unique_ptr<SplitOp> split(const std::vector<char>& user_cols,
+                                         const std::vector<char>& user_inputs) const {
+    (void)user_cols;
+    (void)user_inputs;
+    return nullptr;
+  }
 };
+
+// A split pays when the user columns' share is at least this many columns (fewer save less than
+// the extra pass over the output costs).
+constexpr int64_t kMinSplitColumns = 8;
+
+// The rows `cols` (ascending indices into K rows) of a [K, N] matrix given as B(k, n) = src[k*rs +
+// n*cs], as a row-major [cols.size(), N] matrix: what a split packs.
+// How many columns user_cols marks user-only.
+int64_t count_user(const std::vector<char>& user_cols);
+
+// out[k] = act(out[k] + part[k]) for k < n: a split's candidate share plus its user's.
+void add_part_and_act(float* out, const float* part, int64_t n, kernels::Act act);
+
+std::vector<float> take_rows(const float* src, const std::vector<int64_t>& cols, int64_t N, int64_t rs,
+                             int64_t cs);
 
 // What an op factory sees at load, with helpers that validate and fail with the node named.
 class NodeBuilder {
