@@ -140,19 +140,13 @@ def main(argv):
     args = ap.parse_args(argv)
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     threads_list = [int(t) for t in args.threads.split(",")]
-    runners = args.runners.split(",")
-    for c in args.configs.split(","):
-        if c not in USER:
-            sys.exit(f"unknown config {c!r}; known: {', '.join(USER)}")
-    for r in runners:
-        if r not in RUNNERS:
-            sys.exit(f"unknown runner {r!r}; known: {', '.join(RUNNERS)}")
-    seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.5)
-    min_calls, max_calls = (3, 200) if args.quick else (10, 2000)
+    runners = R.checked_names(args.runners, RUNNERS, "runner")
+    configs = R.checked_names(args.configs, list(USER), "config")
+    seconds, min_calls, max_calls = R.call_budget(args)
     print(f"{'config':<8}{'users x cands':>13}{'thr':>4}  {'runner':<20}{'requests/s':>12}{'p50 ms':>10}"
           f"{'p99 ms':>10}")
     records = []
-    for config in args.configs.split(","):
+    for config in configs:
         records += measure_config(config, shapes, threads_list, seconds, min_calls, max_calls, runners)
     summary = summarize(records)
     print()

@@ -427,15 +427,9 @@ def main(argv=None):
     configs = args.configs.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     threads_list = [int(t) for t in args.threads.split(",")]
-    runners = args.runners.split(",")
-    for c in configs:
-        if c not in CONFIGS and c not in SEQ_CONFIGS:
-            sys.exit(f"unknown config {c!r}; known: {', '.join(list(CONFIGS) + list(SEQ_CONFIGS))}")
-    for r in runners:
-        if r not in RUNNERS:
-            sys.exit(f"unknown runner {r!r}; known: {', '.join(RUNNERS)}")
-    seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.5)
-    min_calls, max_calls = (3, 200) if args.quick else (10, 2000)
+    runners = checked_names(args.runners, RUNNERS, "runner")
+    checked_names(args.configs, list(CONFIGS) + list(SEQ_CONFIGS), "config")
+    seconds, min_calls, max_calls = call_budget(args)
 
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "python": platform.python_version(), "date": datetime.now(timezone.utc).isoformat()}
@@ -484,6 +478,21 @@ def main(argv=None):
     if args.markdown:
         Path(args.markdown).write_text(summary + "\n")
         print(f"wrote {args.markdown}")
+
+
+def checked_names(arg, known, what):
+    """The comma-separated names of `arg`; exits naming the first one not in `known`."""
+    names = arg.split(",")
+    for n in names:
+        if n not in known:
+            sys.exit(f"unknown {what} {n!r}; known: {', '.join(known)}")
+    return names
+
+
+def call_budget(args):
+    """(seconds per point, min calls, max calls) from --seconds and --quick."""
+    seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.5)
+    return (seconds, *((3, 200) if args.quick else (10, 2000)))
 
 
 def summarize(records):

@@ -87,6 +87,8 @@ class Model:
         """
         threads = self._threads if threads is None else _check_threads(threads)
         if shared is not None or groups is not None:
+            if type(batch) is dict and type(shared) is dict and not cast:  # the server's hot path
+                return self._native.predict(batch, threads, bool(logits), bool(allow_nan), shared, groups)
             return self._predict_request(batch, threads, logits, allow_nan, cast, shared, groups)
         if type(batch) is not dict or cast:
             if not isinstance(batch, Mapping):

@@ -165,8 +165,9 @@ def test_request_tiny_every_shared_set(tiny_model):
     users, cands = HF.tiny_batch(4, seed=3), HF.tiny_batch(9, seed=4)
     for mask in range(1 << len(names)):
         shared = [n for i, n in enumerate(names) if mask >> i & 1]
-        for counts in ([9], [0, 4, 0, 5], [1, 1, 7, 0], [0]):
-            c = {k: v[: sum(counts)] for k, v in cands.items()}
+        # Small requests take the broadcast path, large ones the split (kMinSavedPerCall).
+        for counts in ([9], [0, 4, 0, 5], [1, 1, 7, 0], [0], [0, 300, 1, 400]):
+            c = {k: np.resize(v, (sum(counts),) + v.shape[1:]) for k, v in cands.items()}
             r = make_request({k: v[: len(counts)] for k, v in users.items()}, c, shared, counts)
             _check(tiny_model, r, f"shared {shared}, counts {counts}", exact=True)
 
@@ -214,17 +215,17 @@ def test_request_threads_different_shared_sets(tmp_path):
     path.write_bytes(HF.build(meta, tensors))
     m = load(str(path))
     users = {f"f{i}": rng.integers(0, 30, 3) for i in range(8)}
-    cands = {f"f{i}": rng.integers(0, 30, 60) for i in range(8)}
+    cands = {f"f{i}": rng.integers(0, 30, 600) for i in range(8)}
     cases = []
     for mask in range(256):
         shared = [f"f{i}" for i in range(8) if mask >> i & 1]
-        r = make_request(users, cands, shared, [20, 0, 40])
+        r = make_request(users, cands, shared, [200, 0, 400])
         cases.append((r, m.predict(r["broadcast"], logits=True)))
     errors = []
 
     def work(t):
         try:
-            for k in range(t, len(cases) * 2, 8):
+            for k in range(t, len(cases), 8):
                 r, want = cases[k % len(cases)]
                 got = m.predict(r["cands"], shared=r["shared"], groups=r["groups"], logits=True,
                                 threads=1 + k % 2)

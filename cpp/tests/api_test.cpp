@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -246,8 +247,8 @@ TEST(Api, Errors) {
 namespace {
 
 // A ranking request made from a batch file: users take rows 0..U-1 of the fields in `mask` (one
-// row per user), candidates every row of the others; `broadcast` is the batch that repeats each
-// user's row on its candidates, whose scores the request must give.
+// row per user), candidate row b the file's row b mod its rows for the others; `broadcast` is the
+// batch that repeats each user's row on its candidates, whose scores the request must give.
 struct Request {
   std::vector<int64_t> groups;
   std::vector<dpn::FieldInput> cand, broadcast;
@@ -259,35 +260,36 @@ struct Request {
     groups.push_back(0);
     for (int64_t c : counts) groups.push_back(groups.back() + c);
     const int64_t B = groups.back(), U = int64_t(counts.size());
-    cand = bf.inputs(m);
-    broadcast = cand;
+    const std::vector<dpn::FieldInput> file = bf.inputs(m);
+    cand = broadcast = file;
     shared.groups = groups.data();
     shared.users = U;
-    i64.reserve(cand.size());
-    f32.reserve(cand.size());
-    for (size_t i = 0; i < cand.size(); ++i) {
-      dpn::FieldInput& c = cand[i];
-      c.rows = B;
-      broadcast[i].rows = B;
-      if (!(mask >> i & 1)) continue;
-      shared.fields.push_back(dpn::SharedInput{int64_t(i), c});
-      shared.fields.back().input.rows = U;
-      // Row b of the broadcast batch: its user's row.
-      const size_t w = size_t(c.cols);
-      if (c.ids) {
+    i64.reserve(2 * file.size());
+    f32.reserve(2 * file.size());
+    for (size_t i = 0; i < file.size(); ++i) {
+      const dpn::FieldInput& f = file[i];
+      const bool is_shared = mask >> i & 1;
+      // Row b of the broadcast batch: its user's row (shared) or the file's row b mod rows.
+      auto row_of = [&](int64_t b) {
+        if (!is_shared) return b % bf.rows;
+        return int64_t(std::upper_bound(groups.begin(), groups.end(), b) - groups.begin()) - 1;
+      };
+      const size_t w = size_t(f.cols);
+      if (f.ids) {
         auto& v = i64.emplace_back(size_t(B) * w + 1);
-        for (int64_t u = 0; u < U; ++u)
-          for (int64_t b = groups[u]; b < groups[u + 1]; ++b)
-            std::memcpy(v.data() + b * w, c.ids + u * int64_t(w), w * 8);
+        for (int64_t b = 0; b < B; ++b) std::memcpy(v.data() + b * w, f.ids + row_of(b) * int64_t(w), w * 8);
         broadcast[i].ids = v.data();
       } else {
         auto& v = f32.emplace_back(size_t(B) * w + 1);
-        for (int64_t u = 0; u < U; ++u)
-          for (int64_t b = groups[u]; b < groups[u + 1]; ++b)
-            std::memcpy(v.data() + b * w, c.values + u * int64_t(w), w * 4);
+        for (int64_t b = 0; b < B; ++b) std::memcpy(v.data() + b * w, f.values + row_of(b) * int64_t(w), w * 4);
         broadcast[i].values = v.data();
       }
-      c = dpn::FieldInput{};
+      broadcast[i].rows = B;
+      cand[i] = broadcast[i];
+      if (!is_shared) continue;
+      shared.fields.push_back(dpn::SharedInput{int64_t(i), f});
+      shared.fields.back().input.rows = U;
+      cand[i] = dpn::FieldInput{};
     }
   }
 };
@@ -302,11 +304,13 @@ TEST(Api, RequestEqualsBroadcast) {
   for (const char* tag : {"tiny_a", "golden", "golden_field", "golden_seq"}) {
     auto m = dpn::Model::load(data(std::string(tag) + ".bin"));
     BatchFile bf(data(std::string(tag[0] == 't' ? "tiny" : tag) + ".batch"));
-    ASSERT_GE(bf.rows, 12) << tag;
+    ASSERT_GE(bf.rows, 5) << tag;
     const unsigned n = unsigned(m->num_fields());
+    // Small requests take the broadcast path, large ones the split (model.cpp's kMinSavedPerCall).
     for (const auto& counts : {std::vector<int64_t>{5}, std::vector<int64_t>{0, 1, 7, 0, 3},
-                               std::vector<int64_t>{1}, std::vector<int64_t>{0}}) {
-      for (unsigned mask = 0; mask < (1u << n); mask += (n > 5 ? 7 : 1)) {
+                               std::vector<int64_t>{1}, std::vector<int64_t>{0},
+                               std::vector<int64_t>{700}, std::vector<int64_t>{0, 300, 1, 400}}) {
+      for (unsigned mask = 0; mask < (1u << n); mask += (n > 5 ? 7 : counts[0] > 100 ? 3 : 1)) {
         Request r(*m, bf, mask, counts);
         const int64_t B = r.groups.back();
         std::vector<float> want(static_cast<size_t>(B)), got(static_cast<size_t>(B), -7.0f);

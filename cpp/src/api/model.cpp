@@ -220,11 +220,16 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const 
                            is_shared[i] ? shared.users : batch);
   if (batch > 0 && !out) throw std::invalid_argument("out is null");
   if (batch == 0) return;
-  // The split runs the user-only nodes on `users` rows instead of `batch`: it pays when there are
-  // fewer users than candidates (docs/performance.md, "Ranking requests"); otherwise the broadcast
-  // batch costs no more.
+  // The split runs the user-only nodes on `users` rows instead of `batch`: it pays when what it
+  // saves on the other batch - users rows outweighs its fixed cost, a second pass over the blocks
+  // (~1 µs, about what kMinSavedPerCall floats of embedding rows cost); otherwise the broadcast
+  // batch costs no more (docs/performance.md, "Ranking requests").
+  constexpr int64_t kMinSavedPerCall = 4096;
   const auto plan = impl_->plans.get(impl_->graph, is_shared);
-  if (shared.users < batch && plan->user_floats > 0) {
+  int64_t saved = 0;
+  if (shared.users < batch && __builtin_mul_overflow(batch - shared.users, plan->saved_per_row, &saved))
+    saved = INT64_MAX;
+  if (saved >= kMinSavedPerCall) {
     graph::execute_request(impl_->graph, *plan, inputs, user, user_of_row.data(), batch,
                            shared.users, out, options.logits, options.threads);
   } else {

@@ -16,7 +16,7 @@ SharedPlan plan_shared(const Graph& g, const std::vector<char>& shared) {
     user_value[size_t(n.output)] = user;
     p.user.push_back(user);
     p.candidate.push_back(!user);
-    if (user) p.user_floats += n.op->width;
+    if (user) p.saved_per_row += n.op->width;
   }
 
   // Candidate nodes over a concat of both kinds of values: the op may split (ops::SplitOp).
@@ -42,6 +42,7 @@ SharedPlan plan_shared(const Graph& g, const std::vector<char>& shared) {
     for (int v : n.inputs) user_inputs.push_back(user_value[size_t(v)]);
     sp.op = n.op->split(user_cols, user_inputs);
     if (!sp.op) continue;
+    p.saved_per_row += sp.mu * n.op->width;
     p.split_of[k] = int(p.splits.size());
     p.splits.push_back(std::move(sp));
   }

@@ -26,7 +26,9 @@ struct SharedPlan {
   std::vector<char> candidate;  // per node: the complement (1 when a candidate field feeds it)
   std::vector<char> skip2;      // per node: 1 when step 2 (the candidate rows) does not run it
   std::vector<int> boundary;    // user-only values step 2 reads, or the graph's output
-  int64_t user_floats = 0;      // Σ widths of the user-only nodes: the work a split saves per row
+  // What the plan saves per candidate row beyond the first of each user, a proxy for its cost:
+  // the user-only nodes' widths (floats) plus each split's user columns × outputs (multiply-adds).
+  int64_t saved_per_row = 0;
   std::vector<Split> splits;
   std::vector<int> split_of;  // per node: its index in splits, or -1
 };
