@@ -46,7 +46,7 @@ constexpr int kInPlace =
 // appended to `keep`.
 int64_t to_input(const dpn::FieldInfo& f, PyObject* found, std::vector<py::array>& keep,
                  dpn::FieldInput& in) {
-py::object obj = py::reinterpret_borrow<py::object>(found);
+  py::object obj = py::reinterpret_borrow<py::object>(found);
   if (f.kind == dpn::FieldKind::Sequence && PyTuple_Check(obj.ptr())) {
     // Ragged (values, offsets): row b's ids are values[offsets[b]:offsets[b+1]].
     py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
@@ -125,10 +125,10 @@ py::object obj = py::reinterpret_borrow<py::object>(found);
       } else if (arr.ndim() == 2 && arr.shape(1) == f.dim) {
         rows = arr.shape(0);
       } else {
-        throw dpn::InputError(
-            f.name, std::string("expected shape ") +
-                        (f.dim == 1 ? "[B] or [B, 1]" : "[B, " + std::to_string(f.dim) + "]") +
-                        ", got " + shape_str(arr));
+        throw dpn::InputError(f.name,
+                              std::string("expected shape ") +
+                                  (f.dim == 1 ? "[B] or [B, 1]" : "[B, " + std::to_string(f.dim) + "]") +
+                                  ", got " + shape_str(arr));
       }
       cols = f.dim;
       break;

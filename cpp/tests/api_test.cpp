@@ -277,11 +277,13 @@ struct Request {
       const size_t w = size_t(f.cols);
       if (f.ids) {
         auto& v = i64.emplace_back(size_t(B) * w + 1);
-        for (int64_t b = 0; b < B; ++b) std::memcpy(v.data() + b * w, f.ids + row_of(b) * int64_t(w), w * 8);
+        for (int64_t b = 0; b < B; ++b)
+          std::memcpy(v.data() + b * w, f.ids + row_of(b) * int64_t(w), w * 8);
         broadcast[i].ids = v.data();
       } else {
         auto& v = f32.emplace_back(size_t(B) * w + 1);
-        for (int64_t b = 0; b < B; ++b) std::memcpy(v.data() + b * w, f.values + row_of(b) * int64_t(w), w * 4);
+        for (int64_t b = 0; b < B; ++b)
+          std::memcpy(v.data() + b * w, f.values + row_of(b) * int64_t(w), w * 4);
         broadcast[i].values = v.data();
       }
       broadcast[i].rows = B;
@@ -307,9 +309,9 @@ TEST(Api, RequestEqualsBroadcast) {
     ASSERT_GE(bf.rows, 5) << tag;
     const unsigned n = unsigned(m->num_fields());
     // Small requests take the broadcast path, large ones the split (model.cpp's kMinSavedPerCall).
-    for (const auto& counts : {std::vector<int64_t>{5}, std::vector<int64_t>{0, 1, 7, 0, 3},
-                               std::vector<int64_t>{1}, std::vector<int64_t>{0},
-                               std::vector<int64_t>{700}, std::vector<int64_t>{0, 300, 1, 400}}) {
+    for (const auto& counts :
+         {std::vector<int64_t>{5}, std::vector<int64_t>{0, 1, 7, 0, 3}, std::vector<int64_t>{1},
+          std::vector<int64_t>{0}, std::vector<int64_t>{700}, std::vector<int64_t>{0, 300, 1, 400}}) {
       for (unsigned mask = 0; mask < (1u << n); mask += (n > 5 ? 7 : counts[0] > 100 ? 3 : 1)) {
         Request r(*m, bf, mask, counts);
         const int64_t B = r.groups.back();

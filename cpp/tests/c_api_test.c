@@ -262,7 +262,8 @@ int main(int argc, char** argv) {
     rq.groups = groups;
     rq.users = 2;
     CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_OK);
-    for (int64_t r = 0; r < B; ++r) CHECK(fabsf(got_r[r] - want_r[r]) <= 1e-6f + 1e-6f * fabsf(want_r[r]));
+    for (int64_t r = 0; r < B; ++r)
+      CHECK(fabsf(got_r[r] - want_r[r]) <= 1e-6f + 1e-6f * fabsf(want_r[r]));
     /* bad requests: a status and a message, never a crash */
     rq.struct_size = sizeof rq - 8;
     CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INVALID_ARGUMENT);

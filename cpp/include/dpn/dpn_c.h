@@ -134,8 +134,8 @@ typedef struct dpn_shared_input {
 } dpn_shared_input;
 
 typedef struct dpn_request {
-  size_t struct_size; /* sizeof(dpn_request) as the caller was compiled: later versions append
-                         members, and bytes past the ones this library knows must be zero */
+  size_t struct_size;            /* sizeof(dpn_request) as the caller was compiled: later versions append
+                                    members, and bytes past the ones this library knows must be zero */
   const dpn_field_input* inputs; /* num_inputs == num_fields, schema order: the candidate rows;
                                     a shared field's entry is all zero (NULL pointers, 0 rows) */
   size_t num_inputs;

@@ -236,7 +236,8 @@ dpn_status dpn_model_predict_request(const dpn_model* model, const dpn_request* 
     // A newer caller's struct: accepted when it asks for nothing this library does not know.
     const unsigned char* tail = reinterpret_cast<const unsigned char*>(request) + sizeof(dpn_request);
     for (size_t k = 0; k < size - sizeof(dpn_request); ++k)
-      if (tail[k]) throw std::invalid_argument("dpn_request: members past this library's version must be zero");
+      if (tail[k])
+        throw std::invalid_argument("dpn_request: members past this library's version must be zero");
     const dpn::PredictOptions po = predict_options(options);
     dpn::SharedInputs sh;
     if (request->num_shared > size_t(model->model->num_fields()))
@@ -245,10 +246,12 @@ dpn_status dpn_model_predict_request(const dpn_model* model, const dpn_request* 
                               " fields (each is shared at most once)");
     if (request->num_shared > 0) need(request->shared, "request->shared");
     for (size_t k = 0; k < request->num_shared; ++k)
-      sh.fields.push_back(dpn::SharedInput{request->shared[k].field, field_input(request->shared[k].input)});
+      sh.fields.push_back(
+          dpn::SharedInput{request->shared[k].field, field_input(request->shared[k].input)});
     sh.groups = request->groups;
     sh.users = request->users;
-    model->model->predict(field_inputs(request->inputs, request->num_inputs), request->batch, sh, out, po);
+    model->model->predict(field_inputs(request->inputs, request->num_inputs), request->batch, sh, out,
+                          po);
   });
 }
 

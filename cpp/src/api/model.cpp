@@ -230,8 +230,8 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const 
   if (shared.users < batch && __builtin_mul_overflow(batch - shared.users, plan->saved_per_row, &saved))
     saved = INT64_MAX;
   if (saved >= kMinSavedPerCall) {
-    graph::execute_request(impl_->graph, *plan, inputs, user, user_of_row.data(), batch,
-                           shared.users, out, options.logits, options.threads);
+    graph::execute_request(impl_->graph, *plan, inputs, user, user_of_row.data(), batch, shared.users,
+                           out, options.logits, options.threads);
   } else {
     const api::Broadcast b = api::broadcast(inputs, batch, user, is_shared, user_of_row);
     graph::execute(impl_->graph, b.inputs, batch, out, options.logits, options.threads);

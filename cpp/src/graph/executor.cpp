@@ -48,7 +48,8 @@ struct Worker {
       const Node& n = g.nodes[k];
       in.clear();
       for (int v : n.inputs) in.push_back(value(v));
-      if (!special(k, blk, in.data(), value(n.output))) n.op->run(blk, in.data(), value(n.output), scratch);
+      if (!special(k, blk, in.data(), value(n.output)))
+        n.op->run(blk, in.data(), value(n.output), scratch);
     }
   }
   void run_nodes(const std::vector<FieldInput>& inputs, int64_t row0, int64_t rows, int col_threads,
@@ -160,9 +161,10 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
     at[k + 1] = at[k] + users * width[k];
   }
   std::unique_ptr<float[]> kept(new float[size_t(std::max<int64_t>(1, at.back()))]);
-  // A split's own buffers per block: its concat part and its scratch.
+  // A split's own buffers per block: its concat part (by columns) and its scratch.
   auto split_buffer = [&](const Split& s, int64_t n) {
-    return std::vector<float>(size_t(n * std::max(s.mu, s.mi)) + s.op->scratch_floats(n));
+    const int64_t cols = s.op->by_columns ? std::max(s.mu, s.mi) : 0;
+    return std::vector<float>(size_t(n * cols) + s.op->scratch_floats(n));
   };
   run_blocks(g, users, threads, [&](Worker& w, int64_t row0, int64_t n, int col_threads) {
     w.run_nodes(shared, row0, n, col_threads, sp.candidate.data());
@@ -172,39 +174,37 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
     for (size_t k = 0; k < sp.splits.size(); ++k) {
       const Split& s = sp.splits[k];
       std::vector<float> buf = split_buffer(s, n);
-      w.concat(s.user_parts, n, buf.data(), s.mu);
+      const int64_t cols = s.op->by_columns ? s.mu : 0;
+      if (cols) w.concat(s.user_parts, n, buf.data(), s.mu);
       const Node& node = g.nodes[s.node];
       std::vector<const float*> in;
       for (int v : node.inputs) in.push_back(w.value(v));
-      s.op->run_user(ops::Block{shared, row0, n, col_threads}, buf.data(), in.data(),
-                     kept.get() + at[nb + k] + row0 * width[nb + k], buf.data() + n * s.mu);
+      s.op->run_user(ops::Block{shared, row0, n, col_threads}, cols ? buf.data() : nullptr, in.data(),
+                     kept.get() + at[nb + k] + row0 * width[nb + k], buf.data() + n * cols);
     }
   });
-  // Step 2: the candidate rows. Each block first gathers its rows' user values and split parts
-  // (row b reads its user's row), then runs the nodes that depend on a candidate field.
+  // Step 2: the candidate rows. Each block first gathers its rows' user values (row b reads its
+  // user's row), then runs the nodes that depend on a candidate field; splits read their users'
+  // parts in place.
   run_blocks(g, batch, threads, [&](Worker& w, int64_t row0, int64_t n, int col_threads) {
-    std::vector<std::vector<float>> parts(sp.splits.size());
-    for (size_t k = 0; k < width.size(); ++k) {
+    for (size_t k = 0; k < nb; ++k) {
       const int64_t wd = width[k];
-      float* dst;
-      if (k < nb) {
-        dst = w.value(sp.boundary[k]);
-      } else {
-        parts[k - nb].resize(size_t(n * wd));
-        dst = parts[k - nb].data();
-      }
+      float* dst = w.value(sp.boundary[k]);
       for (int64_t b = 0; b < n; ++b)
         std::memcpy(dst + b * wd, kept.get() + at[k] + user_of_row[row0 + b] * wd,
                     sizeof(float) * size_t(wd));
     }
     w.run_nodes(inputs, row0, n, col_threads, sp.skip2.data(),
-                [&](size_t node, const ops::Block& blk, const float* const*, float* y) {
+                [&](size_t node, const ops::Block& blk, const float* const* in, float* y) {
                   if (sp.split_of[node] < 0) return false;
-                  const Split& s = sp.splits[size_t(sp.split_of[node])];
+                  const size_t k = size_t(sp.split_of[node]);
+                  const Split& s = sp.splits[k];
                   std::vector<float> buf = split_buffer(s, n);
-                  w.concat(s.cand_parts, n, buf.data(), s.mi);
-                  s.op->run_candidate(blk, buf.data(), parts[size_t(sp.split_of[node])].data(), y,
-                                      buf.data() + n * s.mi);
+                  const int64_t cols = s.op->by_columns ? s.mi : 0;
+                  if (cols) w.concat(s.cand_parts, n, buf.data(), s.mi);
+                  const ops::UserRows part{kept.get() + at[nb + k], width[nb + k], user_of_row + row0};
+                  s.op->run_candidate(blk, cols ? buf.data() : nullptr, in, part, y,
+                                      buf.data() + n * cols);
                   return true;
                 });
     write_scores(w, row0, n, out, logits);

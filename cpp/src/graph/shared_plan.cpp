@@ -19,36 +19,49 @@ SharedPlan plan_shared(const Graph& g, const std::vector<char>& shared) {
     if (user) p.saved_per_row += n.op->width;
   }
 
-  // Candidate nodes over a concat of both kinds of values: the op may split (ops::SplitOp).
+  // Candidate nodes with a user-only input, or over a concat of both kinds of values: the op
+  // may split (ops::SplitOp).
   std::vector<int> producer(g.widths.size(), -1);
   for (size_t k = 0; k < N; ++k) producer[size_t(g.nodes[k].output)] = int(k);
   p.split_of.assign(N, -1);
   for (size_t k = 0; k < N; ++k) {
     const Node& n = g.nodes[k];
     if (p.user[k] || n.inputs.empty()) continue;
-    const int src = producer[size_t(n.inputs[0])];
-    if (src < 0 || g.nodes[size_t(src)].kind != "concat") continue;
     Split sp;
     sp.node = k;
-    std::vector<char> user_cols;
-    for (int v : g.nodes[size_t(src)].inputs) {
-      const bool u = user_value[size_t(v)];
-      (u ? sp.user_parts : sp.cand_parts).push_back(v);
-      (u ? sp.mu : sp.mi) += g.widths[size_t(v)];
-      user_cols.insert(user_cols.end(), size_t(g.widths[size_t(v)]), char(u));
+    std::vector<char> user_cols, user_inputs;
+    const int src = producer[size_t(n.inputs[0])];
+    if (src >= 0 && g.nodes[size_t(src)].kind == "concat") {
+      for (int v : g.nodes[size_t(src)].inputs) {
+        const bool u = user_value[size_t(v)];
+        (u ? sp.user_parts : sp.cand_parts).push_back(v);
+        (u ? sp.mu : sp.mi) += g.widths[size_t(v)];
+        user_cols.insert(user_cols.end(), size_t(g.widths[size_t(v)]), char(u));
+      }
+      if (sp.user_parts.empty() || sp.cand_parts.empty()) user_cols.clear();
     }
-    if (sp.user_parts.empty() || sp.cand_parts.empty()) continue;
-    std::vector<char> user_inputs;
-    for (int v : n.inputs) user_inputs.push_back(user_value[size_t(v)]);
+    bool any_user = !user_cols.empty();
+    for (int v : n.inputs) {
+      user_inputs.push_back(user_value[size_t(v)]);
+      any_user = any_user || user_value[size_t(v)];
+    }
+    if (!any_user) continue;
     sp.op = n.op->split(user_cols, user_inputs);
     if (!sp.op) continue;
-    p.saved_per_row += sp.mu * n.op->width;
+    if (sp.op->by_columns) {
+      sp.reads = sp.cand_parts;
+      p.saved_per_row += sp.mu * n.op->width;
+    } else {
+      for (int v : n.inputs)
+        if (!user_value[size_t(v)]) sp.reads.push_back(v);
+      p.saved_per_row += sp.op->part_width;
+    }
     p.split_of[k] = int(p.splits.size());
     p.splits.push_back(std::move(sp));
   }
 
   // Step 2 runs the candidate nodes but a concat read only by splits (which read its parts);
-  // a split reads none of its inputs there.
+  // a split reads only its `reads` there.
   std::vector<char> needed(g.widths.size(), 0);  // read by a node step 2 runs
   needed[size_t(g.output)] = 1;
   p.skip2.assign(N, 1);
@@ -57,7 +70,7 @@ SharedPlan plan_shared(const Graph& g, const std::vector<char>& shared) {
     if (p.user[k] || !needed[size_t(n.output)]) continue;
     p.skip2[k] = 0;
     if (p.split_of[k] >= 0) {
-      for (int v : p.splits[size_t(p.split_of[k])].cand_parts) needed[size_t(v)] = 1;
+      for (int v : p.splits[size_t(p.split_of[k])].reads) needed[size_t(v)] = 1;
       continue;
     }
     for (int v : n.inputs) needed[size_t(v)] = 1;

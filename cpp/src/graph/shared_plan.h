@@ -12,12 +12,13 @@
 
 namespace dpn::graph {
 
-// A candidate node whose input 0 is a concat of user-only and candidate values, run as its op's
-// SplitOp: the user columns' share once per user.
+// A candidate node run as its op's SplitOp (ops/op.h): what it computes from user-only inputs,
+// once per user. By columns: its input 0 is a concat of user-only and candidate values.
 struct Split {
   size_t node = 0;
-  std::vector<int> user_parts, cand_parts;  // the concat's inputs (value ids) of each kind, in order
+  std::vector<int> user_parts, cand_parts;  // by columns: the concat's inputs of each kind, in order
   int64_t mu = 0, mi = 0;                   // their total widths
+  std::vector<int> reads;                   // the values it reads on the candidate rows
   std::unique_ptr<ops::SplitOp> op;
 };
 

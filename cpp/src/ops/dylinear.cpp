@@ -4,6 +4,7 @@
 // load, A' = [A_0; A_1; …; A_l; Bd], with the left panel [x, h_1·x, …, h_l·x, h] built per chunk.
 // The per-row m×c weight is never built.
 #include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include "kernels/gemm.h"
@@ -212,24 +213,25 @@ class DyLinearSplit : public SplitOp {
     float* panel = scratch + R * c.l;
     const int64_t cr = chunk(R);
     for (int64_t r0 = 0; r0 < R; r0 += cr)
-      kernels::gemm_kron(xu + r0 * mu_, mu_, mu_, h + r0 * c.l, c.l, c.l, true, std::min(cr, R - r0), au_,
-                         op_.bias_.data(), kernels::Act::Identity, part + r0 * ld, ld, panel, blk.threads);
+      kernels::gemm_kron(xu + r0 * mu_, mu_, mu_, h + r0 * c.l, c.l, c.l, true, std::min(cr, R - r0),
+                         au_, op_.bias_.data(), kernels::Act::Identity, part + r0 * ld, ld, panel,
+                         blk.threads);
     for (int64_t b = 0; b < R; ++b)
       for (int64_t k = 0; k < c.l; ++k) part[b * ld + c.c + k] = h[b * c.l + k];
   }
 
-  void run_candidate(const Block& blk, const float* xi, const float* part, float* out,
+  void run_candidate(const Block& blk, const float* xi, const float* const*, UserRows part, float* out,
                      float* scratch) const override {
     const Config& c = op_.c_;
-    const int64_t R = blk.rows, ld = part_width, cr = chunk(R);
+    const int64_t R = blk.rows, cr = chunk(R);
+    float* h = scratch;  // each row's user's h, side by side for the Kronecker GEMM
+    for (int64_t b = 0; b < R; ++b)
+      std::memcpy(h + b * c.l, part.row(b) + c.c, sizeof(float) * size_t(c.l));
     float* panel = scratch + R * c.l;
     for (int64_t r0 = 0; r0 < R; r0 += cr)
-      kernels::gemm_kron(xi + r0 * mi_, mi_, mi_, part + r0 * ld + c.c, ld, c.l, false,
-                         std::min(cr, R - r0), ai_, nullptr, kernels::Act::Identity, out + r0 * c.c, c.c,
-                         panel, blk.threads);
-    for (int64_t b = 0; b < R; ++b)
-      for (int64_t j = 0; j < c.c; ++j) out[b * c.c + j] += part[b * ld + j];
-    kernels::act_inplace(out, R * c.c, c.act);
+      kernels::gemm_kron(xi + r0 * mi_, mi_, mi_, h + r0 * c.l, c.l, c.l, false, std::min(cr, R - r0),
+                         ai_, nullptr, kernels::Act::Identity, out + r0 * c.c, c.c, panel, blk.threads);
+    add_part_and_act(out, part, R, c.c, c.act);
   }
 
  private:

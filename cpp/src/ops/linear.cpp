@@ -24,10 +24,10 @@ class LinearSplit : public SplitOp {
                 float*) const override {
     kernels::gemm(xu, wu_.K, blk.rows, wu_, bias_, kernels::Act::Identity, part, out_, blk.threads);
   }
-  void run_candidate(const Block& blk, const float* xi, const float* part, float* out,
+  void run_candidate(const Block& blk, const float* xi, const float* const*, UserRows part, float* out,
                      float*) const override {
     kernels::gemm(xi, wi_.K, blk.rows, wi_, nullptr, kernels::Act::Identity, out, out_, blk.threads);
-    add_part_and_act(out, part, blk.rows * out_, act_);
+    add_part_and_act(out, part, blk.rows, out_, act_);
   }
 
  private:
@@ -40,7 +40,9 @@ class LinearSplit : public SplitOp {
 class Linear : public Op {
  public:
   Linear(const float* w, const float* bias, int64_t in, int64_t out, kernels::Act act)
-      : in_(in), act_(act), bias_(bias ? std::vector<float>(bias, bias + out) : std::vector<float>()),
+      : in_(in),
+        act_(act),
+        bias_(bias ? std::vector<float>(bias, bias + out) : std::vector<float>()),
         raw_(w) {
     width = out;
     w_.pack(w, in, out, 1, in);  // torch layout [out, in]: B(k, n) = w[n*in + k]

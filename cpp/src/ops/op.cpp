@@ -145,9 +145,12 @@ int64_t count_user(const std::vector<char>& user_cols) {
   return n;
 }
 
-void add_part_and_act(float* out, const float* part, int64_t n, kernels::Act act) {
-  for (int64_t k = 0; k < n; ++k) out[k] += part[k];
-  kernels::act_inplace(out, n, act);
+void add_part_and_act(float* out, UserRows part, int64_t rows, int64_t n, kernels::Act act) {
+  for (int64_t b = 0; b < rows; ++b) {
+    const float* p = part.row(b);
+    for (int64_t j = 0; j < n; ++j) out[b * n + j] += p[j];
+  }
+  kernels::act_inplace(out, rows * n, act);
 }
 
 std::vector<float> take_rows(const float* src, const std::vector<int64_t>& cols, int64_t N, int64_t rs,
