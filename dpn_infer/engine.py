@@ -83,7 +83,8 @@ class Model:
         ``groups`` (int64 [U + 1] offsets from 0 to B) makes it U users in one call: user u's
         candidates are rows ``groups[u]:groups[u + 1]`` and ``shared`` has U rows. Any field may be
         shared; one given both ways, groups that do not cover the rows or shared rows that are not
-        U raise InputError.
+        U raise InputError. With a data frame or Arrow table of candidates, a shared field's
+        column, if it has one, is not read.
         """
         threads = self._threads if threads is None else _check_threads(threads)
         if shared is not None or groups is not None:

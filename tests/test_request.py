@@ -295,3 +295,17 @@ def test_request_refused(tiny_model):
     wide = dict(r["shared"], ctx=r["shared"]["ctx"].astype(np.float64))
     np.testing.assert_array_equal(p(r["cands"], shared=wide, groups=r["groups"], cast=True),
                                   p(r["broadcast"]))
+
+
+def test_request_data_frame_candidates(tiny_model):
+    """Candidates as a pandas DataFrame or an Arrow table, the user's fields as a dict."""
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    users, cands = HF.tiny_batch(1, seed=3), HF.tiny_batch(9, seed=4)
+    r = make_request(users, cands, ["tags", "ctx"], [9])
+    frame = pd.DataFrame({k: v for k, v in r["cands"].items()})
+    want = tiny_model.predict(r["broadcast"])
+    np.testing.assert_array_equal(tiny_model.predict(frame, shared=r["shared"]), want)
+    np.testing.assert_array_equal(tiny_model.predict(pa.Table.from_pandas(frame), shared=r["shared"]), want)
+    wide = frame.astype({"price": np.float64})
+    np.testing.assert_array_equal(tiny_model.predict(wide, shared=r["shared"], cast=True), want)
