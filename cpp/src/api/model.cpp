@@ -214,10 +214,10 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const 
     is_shared[i] = 1;
     user[i] = s.input;
   }
-  const std::vector<int64_t> user_of_row = api::users_of_rows(shared, batch);
   for (size_t i = 0; i < fields.size(); ++i)
     schema::validate_field(fields[i], is_shared[i] ? user[i] : inputs[i],
                            is_shared[i] ? shared.users : batch);
+  const std::vector<int64_t> user_of_row = api::users_of_rows(shared, batch);
   if (batch > 0 && !out) throw std::invalid_argument("out is null");
   if (batch == 0) return;
   // The split runs the user-only nodes on `users` rows instead of `batch`: it pays when what it

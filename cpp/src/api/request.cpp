@@ -29,18 +29,18 @@ std::vector<int64_t> users_of_rows(const SharedInputs& shared, int64_t batch) {
   if (U < 0) throw RequestError("request: users must be >= 0, got " + std::to_string(U));
   const int64_t* g = shared.groups;
   if (g[0] != 0) throw RequestError("request: groups must start at 0, got " + std::to_string(g[0]));
-  std::vector<int64_t> of(static_cast<size_t>(batch));
-  for (int64_t u = 0; u < U; ++u) {
+  for (int64_t u = 0; u < U; ++u)
     // Compared, not subtracted: every offset then lies in [0, batch] by induction.
     if (g[u + 1] < g[u] || g[u + 1] > batch)
       throw RequestError("request: groups must be non-decreasing offsets into the " +
                          std::to_string(batch) + " candidate rows; groups[" + std::to_string(u + 1) +
                          "] = " + std::to_string(g[u + 1]) + " after " + std::to_string(g[u]));
-    for (int64_t b = g[u]; b < g[u + 1]; ++b) of[size_t(b)] = u;
-  }
   if (g[U] != batch)
     throw RequestError("request: groups end at " + std::to_string(g[U]) + ", but the batch has " +
                        std::to_string(batch) + " candidate rows (groups[users] must equal it)");
+  std::vector<int64_t> of(static_cast<size_t>(batch));
+  for (int64_t u = 0; u < U; ++u)
+    for (int64_t b = g[u]; b < g[u + 1]; ++b) of[size_t(b)] = u;
   return of;
 }
 
