@@ -224,12 +224,15 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const 
   // saves on the other batch - users rows outweighs its fixed cost, a second pass over the blocks
   // (~1 µs, about what kMinSavedPerCall floats of embedding rows cost); otherwise the broadcast
   // batch costs no more (docs/performance.md, "Ranking requests").
-  constexpr int64_t kMinSavedPerCall = 4096;
+  // The values it keeps per user are bounded too (kMaxKeptFloats, as a block's scratch is): a
+  // request of very many users takes the broadcast path's bounded blocks instead.
+  constexpr int64_t kMinSavedPerCall = 4096, kMaxKeptFloats = int64_t(1) << 26;
   const auto plan = impl_->plans.get(impl_->graph, is_shared);
-  int64_t saved = 0;
+  int64_t saved = 0, kept = 0;
   if (shared.users < batch && __builtin_mul_overflow(batch - shared.users, plan->saved_per_row, &saved))
     saved = INT64_MAX;
-  if (saved >= kMinSavedPerCall) {
+  if (__builtin_mul_overflow(shared.users, plan->kept_per_user, &kept)) kept = INT64_MAX;
+  if (saved >= kMinSavedPerCall && kept <= kMaxKeptFloats) {
     graph::execute_request(impl_->graph, *plan, inputs, user, user_of_row.data(), batch, shared.users,
                            out, options.logits, options.threads);
   } else {

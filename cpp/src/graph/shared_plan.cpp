@@ -76,7 +76,11 @@ SharedPlan plan_shared(const Graph& g, const std::vector<char>& shared) {
     for (int v : n.inputs) needed[size_t(v)] = 1;
   }
   for (size_t v = 0; v < needed.size(); ++v)
-    if (needed[v] && user_value[v]) p.boundary.push_back(static_cast<int>(v));
+    if (needed[v] && user_value[v]) {
+      p.boundary.push_back(static_cast<int>(v));
+      p.kept_per_user += g.widths[v];
+    }
+  for (const Split& s : p.splits) p.kept_per_user += s.op->part_width;
   return p;
 }
 

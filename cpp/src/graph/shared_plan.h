@@ -30,6 +30,7 @@ struct SharedPlan {
   // What the plan saves per candidate row beyond the first of each user, a proxy for its cost:
   // the user-only nodes' widths (floats) plus each split's user columns × outputs (multiply-adds).
   int64_t saved_per_row = 0;
+  int64_t kept_per_user = 0;  // floats a request keeps per user: the boundary widths, the parts
   std::vector<Split> splits;
   std::vector<int> split_of;  // per node: its index in splits, or -1
 };
