@@ -1,6 +1,7 @@
 """Throughput and latency of dpn_infer against its peers, measured in one run.
 
     python bench/run.py [--quick] [--json PATH] [--markdown PATH]
+    python bench/run.py --request [--quick] [--json PATH] ...   (ranking requests: bench/request.py)
                         [--configs ml1m,criteo,prod,field,feature+field,seq] [--batches 1,16,256,2048]
                         [--threads 1,2] [--runners engine,engine-bf16,torch,ort-paper,ort-kron] [--seconds 1.0]
 
@@ -290,7 +291,9 @@ def probe_read_bandwidth(threads, mbytes):
     return best
 
 
-def measure(fn, batch, seconds, min_calls, max_calls):
+def measure(fn, batch, seconds, min_calls, max_calls, rows=None):
+    """rows: the rows one call scores (default: the batch's; a ranking request's batch holds only
+    its candidates' fields, bench/request.py)."""
     fn(batch)                                           # warm-up (allocations, lazy init)
     lat = []
     start = time.perf_counter()
@@ -299,7 +302,7 @@ def measure(fn, batch, seconds, min_calls, max_calls):
         fn(batch)
         lat.append(time.perf_counter() - t0)
     lat = np.array(lat)
-    rows = len(next(iter(batch.values())))
+    rows = len(next(iter(batch.values()))) if rows is None else rows
     # Throughput of the best of 3 consecutive windows of calls, like the probes' best-of-5: on a
     # shared VM a neighbour's burst otherwise lowers whichever point it lands on. Every runner is
     # measured the same way; the all-calls mean is kept too, and p50/p99 cover every call.
@@ -411,6 +414,11 @@ def measure_in_child(config, runner, point):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if "--request" in argv:  # ranking requests: bench/request.py
+        sys.path.insert(0, str(Path(__file__).parent))
+        import request
+
+        return request.main([a for a in argv if a != "--request"])
     if argv[:1] == ["--child"]:
         config, runners, point = __import__("pickle").loads(Path(argv[1]).read_bytes())
         Path(argv[2]).write_bytes(__import__("pickle").dumps(measure_config(config, runners, **point)))
@@ -432,15 +440,9 @@ def main(argv=None):
     configs = args.configs.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     threads_list = [int(t) for t in args.threads.split(",")]
-    runners = args.runners.split(",")
-    for c in configs:
-        if c not in CONFIGS and c not in SEQ_CONFIGS:
-            sys.exit(f"unknown config {c!r}; known: {', '.join(list(CONFIGS) + list(SEQ_CONFIGS))}")
-    for r in runners:
-        if r not in RUNNERS:
-            sys.exit(f"unknown runner {r!r}; known: {', '.join(RUNNERS)}")
-    seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.5)
-    min_calls, max_calls = (3, 200) if args.quick else (10, 2000)
+    runners = checked_names(args.runners, RUNNERS, "runner")
+    checked_names(args.configs, list(CONFIGS) + list(SEQ_CONFIGS), "config")
+    seconds, min_calls, max_calls = call_budget(args)
 
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "python": platform.python_version(), "date": datetime.now(timezone.utc).isoformat()}
@@ -489,6 +491,21 @@ def main(argv=None):
     if args.markdown:
         Path(args.markdown).write_text(summary + "\n")
         print(f"wrote {args.markdown}")
+
+
+def checked_names(arg, known, what):
+    """The comma-separated names of `arg`; exits naming the first one not in `known`."""
+    names = arg.split(",")
+    for n in names:
+        if n not in known:
+            sys.exit(f"unknown {what} {n!r}; known: {', '.join(known)}")
+    return names
+
+
+def call_budget(args):
+    """(seconds per point, min calls, max calls) from --seconds and --quick."""
+    seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.5)
+    return (seconds, *((3, 200) if args.quick else (10, 2000)))
 
 
 def summarize(records):

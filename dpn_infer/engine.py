@@ -52,7 +52,8 @@ class Model:
         return self._threads
 
     def predict(self, batch: Any, *, threads: int | None = None, logits: bool = False,
-                allow_nan: bool = False, cast: bool = False) -> np.ndarray:
+                allow_nan: bool = False, cast: bool = False, shared: Mapping | None = None,
+                groups: Any = None) -> np.ndarray:
         """float32 [B] click probabilities (or logits) for a mapping field name -> array, a
         ``pandas.DataFrame`` or a ``pyarrow.Table`` / ``RecordBatch``.
 
@@ -74,8 +75,22 @@ class Model:
         overflowed float32 inside the model, where PyTorch gives NaN too) raises
         NonFiniteScoreError, an InputError with ``.rows`` (the first rows at fault) and
         ``.num_rows``; ``allow_nan=True`` returns NaN for those rows instead.
+
+        A ranking request (one user, many candidates): ``shared`` maps the fields common to every
+        row to 1-row arrays (the same forms as in a batch), and ``batch`` holds only the other
+        fields, one row per candidate; the scores are those of the batch that repeats the shared
+        values on every row, computed with the shared fields' part of the model once.
+        ``groups`` (int64 [U + 1] offsets from 0 to B) makes it U users in one call: user u's
+        candidates are rows ``groups[u]:groups[u + 1]`` and ``shared`` has U rows. Any field may be
+        shared; one given both ways, groups that do not cover the rows or shared rows that are not
+        U raise InputError. With a data frame or Arrow table of candidates, a shared field's
+        column, if it has one, is not read.
         """
         threads = self._threads if threads is None else _check_threads(threads)
+        if shared is not None or groups is not None:
+            if type(batch) is dict and type(shared) is dict and not cast:  # the server's hot path
+                return self._native.predict(batch, threads, bool(logits), bool(allow_nan), shared, groups)
+            return self._predict_request(batch, threads, logits, allow_nan, cast, shared, groups)
         if type(batch) is not dict or cast:
             if not isinstance(batch, Mapping):
                 from . import _frames  # imports pandas / pyarrow only for their objects
@@ -91,6 +106,25 @@ class Model:
             elif type(batch) is not dict:
                 batch = dict(batch)
         return self._native.predict(batch, threads, bool(logits), bool(allow_nan))
+
+    def _predict_request(self, batch, threads, logits, allow_nan, cast, shared, groups) -> np.ndarray:
+        shared = {} if shared is None else shared
+        if not isinstance(shared, Mapping):
+            raise TypeError(f"shared must be a mapping field name -> array, got {type(shared).__name__}")
+        fields = self._metadata["schema"]["fields"]
+        if not isinstance(batch, Mapping) or cast:
+            from . import _frames
+
+            if not isinstance(batch, Mapping) and not (_frames.is_pandas(batch) or _frames.is_arrow(batch)):
+                raise TypeError("batch must be a mapping field name -> array, a pandas.DataFrame "
+                                f"or a pyarrow.Table / RecordBatch, got {type(batch).__name__}")
+            # A frame's columns for the fields not shared (a shared one left there is ignored, as
+            # any column that is not a field).
+            batch = _frames.to_batch([f for f in fields if f["name"] not in shared], batch, bool(cast))
+            if cast:
+                shared = _frames.to_batch(fields, shared, True)
+        return self._native.predict(dict(batch), threads, bool(logits), bool(allow_nan),
+                                    dict(shared), groups)
 
     def file_bytes(self) -> memoryview:
         """The model file's content, read-only and not copied (what ``load(bytes)`` takes)."""

@@ -42,16 +42,158 @@ std::string field_list(const dpn::Model& m) {
 constexpr int kInPlace =
     py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
 
+// One field's array (or ragged tuple) as a FieldInput; returns its rows. The arrays it reads are
+// appended to `keep`.
+int64_t to_input(const dpn::FieldInfo& f, PyObject* found, std::vector<py::array>& keep,
+                 dpn::FieldInput& in) {
+  py::object obj = py::reinterpret_borrow<py::object>(found);
+  if (f.kind == dpn::FieldKind::Sequence && PyTuple_Check(obj.ptr())) {
+    // Ragged (values, offsets): row b's ids are values[offsets[b]:offsets[b+1]].
+    py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
+    if (t.size() != 2)
+      throw dpn::InputError(f.name, "a ragged sequence is a tuple (values, offsets), got a tuple of " +
+                                        std::to_string(t.size()));
+    py::array parts[2];
+    const char* what[2] = {"values", "offsets"};
+    for (int k = 0; k < 2; ++k) {
+      parts[k] = py::array::ensure(t[size_t(k)]);
+      if (!parts[k]) {
+        PyErr_Clear();
+        throw dpn::InputError(f.name, std::string("ragged ") + what[k] + " must be an array");
+      }
+      if (!py::isinstance<py::array_t<int64_t>>(parts[k]) || parts[k].ndim() != 1)
+        throw dpn::InputError(f.name,
+                              std::string("ragged ") + what[k] + " must be a 1-d int64 array, got " +
+                                  std::string(py::str(parts[k].dtype())) + " " + shape_str(parts[k]));
+    }
+    if (parts[1].shape(0) < 1)
+      throw dpn::InputError(f.name, "ragged offsets need B + 1 entries (at least 1)");
+    auto v = py::array_t<int64_t, py::array::c_style>::ensure(parts[0]);
+    auto o = py::array_t<int64_t, py::array::c_style>::ensure(parts[1]);
+    if (!v || !o)
+      throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
+    const int64_t rows = o.shape(0) - 1;
+    in.rows = rows;
+    in.cols = v.shape(0);
+    in.ids = v.data();
+    in.offsets = o.data();
+    keep.push_back(std::move(v));
+    keep.push_back(std::move(o));
+    return rows;
+  }
+  py::array arr;
+  if (py::isinstance<py::array>(obj)) {
+    arr = py::reinterpret_borrow<py::array>(obj);
+  } else {  // lists, scalars, array-likes: as np.asarray would, never casting the dtype
+    arr = py::array::ensure(obj);
+    if (!arr) {
+      PyErr_Clear();
+      throw dpn::InputError(f.name, std::string("expected a numpy array, got ") +
+                                        std::string(py::str(py::type::of(obj).attr("__name__"))));
+    }
+  }
+  const bool ids = f.kind != dpn::FieldKind::Dense;
+  if (ids && !py::isinstance<py::array_t<int64_t>>(arr))
+    throw dpn::InputError(f.name, "expected int64 ids, got " + std::string(py::str(arr.dtype())));
+  if (!ids && !py::isinstance<py::array_t<float>>(arr))
+    throw dpn::InputError(f.name, "expected float32 values, got " + std::string(py::str(arr.dtype())));
+  int64_t rows = 0, cols = 0;
+  switch (f.kind) {
+    case dpn::FieldKind::Sparse:
+      if (arr.ndim() != 1)
+        throw dpn::InputError(f.name, "expected shape [B] (one id per row), got " + shape_str(arr));
+      rows = arr.shape(0);
+      cols = 1;
+      break;
+    case dpn::FieldKind::MultiHot:
+      if (arr.ndim() != 2)
+        throw dpn::InputError(f.name,
+                              "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
+      rows = arr.shape(0);
+      cols = arr.shape(1);  // max_len is checked with the rest of the schema (schema/validate.cpp)
+      break;
+    case dpn::FieldKind::Sequence:  // T > max_len: the engine refuses or truncates, as the schema says
+      if (arr.ndim() != 2)
+        throw dpn::InputError(f.name,
+                              "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
+      rows = arr.shape(0);
+      cols = arr.shape(1);
+      break;
+    case dpn::FieldKind::Dense:
+      if (arr.ndim() == 1 && f.dim == 1) {
+        rows = arr.shape(0);
+      } else if (arr.ndim() == 2 && arr.shape(1) == f.dim) {
+        rows = arr.shape(0);
+      } else {
+        throw dpn::InputError(f.name,
+                              std::string("expected shape ") +
+                                  (f.dim == 1 ? "[B] or [B, 1]" : "[B, " + std::to_string(f.dim) + "]") +
+                                  ", got " + shape_str(arr));
+      }
+      cols = f.dim;
+      break;
+  }
+  in.rows = rows;
+  in.cols = cols;
+  // Fast path: the dtype matched above, so an aligned C-contiguous array is read in place
+  // (ensure() costs ~0.2 µs a field, which adds up at batch 1 with many fields); it is kept
+  // referenced, not borrowed, for the GIL-free part.
+  const int flags = py::detail::array_proxy(arr.ptr())->flags;
+  if ((flags & kInPlace) == kInPlace) {
+    if (ids)
+      in.ids = static_cast<const int64_t*>(arr.data());
+    else
+      in.values = static_cast<const float*>(arr.data());
+    keep.push_back(std::move(arr));
+    return rows;
+  }
+  if (ids) {
+    auto c = py::array_t<int64_t, py::array::c_style>::ensure(arr);
+    if (!c)
+      throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
+    in.ids = c.data();
+    keep.push_back(std::move(c));
+  } else {
+    auto c = py::array_t<float, py::array::c_style>::ensure(arr);
+    if (!c)
+      throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
+    in.values = c.data();
+    keep.push_back(std::move(c));
+  }
+  return rows;
+}
+
+// The names of `d`'s keys that are not fields of the model, checked only when d has more keys
+// than the fields it gives (so a good call builds no strings).
+void no_unknown_keys(const dpn::Model& m, const py::dict& d) {
+  std::unordered_set<std::string> names;
+  for (const auto& f : m.fields()) names.insert(f.name);
+  for (auto item : d) {
+    const std::string key = py::str(item.first);
+    if (!names.count(key))
+      throw dpn::InputError(key, "is not a field of this model (its fields are " + field_list(m) + ")");
+  }
+}
+
+// shared: None or a dict of the fields given once per user; groups: None or int64 [U + 1].
 py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threads, bool logits,
-                           bool allow_nan) {
+                           bool allow_nan, const py::object& shared_obj, const py::object& groups_obj) {
   const dpn::Model& m = *self.model;
   if (threads < 1) throw py::value_error("threads must be >= 1");
   const auto& fields = m.fields();
+  const bool request = !shared_obj.is_none() || !groups_obj.is_none();
+  py::dict shared;
+  if (!shared_obj.is_none()) {
+    if (!PyDict_Check(shared_obj.ptr()))
+      throw py::type_error("shared must be a dict field name -> array (one row per user)");
+    shared = py::reinterpret_borrow<py::dict>(shared_obj);
+  }
   // Every array predict reads, referenced until it returns: the GIL is released while the engine
   // reads them, and another thread may drop the batch's own references meanwhile (dict.clear()).
   std::vector<py::array> keep;
-  keep.reserve(2 * fields.size());
+  keep.reserve(2 * fields.size() + 1);
   std::vector<dpn::FieldInput> inputs(fields.size());
+  dpn::SharedInputs sh;
   int64_t B = -1;
   std::string b_field;
   // Every field must give the batch size the first one gave.
@@ -66,142 +208,48 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     }
   };
   // This runs on every call: no per-call string building unless something is wrong.
+  size_t in_batch = 0;
   for (size_t i = 0; i < fields.size(); ++i) {
     const dpn::FieldInfo& f = fields[i];
     PyObject* found = PyDict_GetItemWithError(batch.ptr(), self.keys[i].ptr());  // borrowed
     if (!found && PyErr_Occurred()) throw py::error_already_set();
+    PyObject* once = nullptr;
+    if (request) {
+      once = PyDict_GetItemWithError(shared.ptr(), self.keys[i].ptr());
+      if (!once && PyErr_Occurred()) throw py::error_already_set();
+    }
+    if (found && once)
+      throw dpn::InputError(f.name, "is given both in the batch and in shared; pass it one way");
+    if (once) {
+      dpn::SharedInput s;
+      s.field = static_cast<int64_t>(i);
+      to_input(f, once, keep, s.input);  // its rows are checked against the users by predict
+      sh.fields.push_back(s);
+      continue;
+    }
     if (!found)
-      throw dpn::InputError(f.name,
-                            "missing from the batch (the model's fields are " + field_list(m) + ")");
-    py::object obj = py::reinterpret_borrow<py::object>(found);
-    if (f.kind == dpn::FieldKind::Sequence && PyTuple_Check(obj.ptr())) {
-      // Ragged (values, offsets): row b's ids are values[offsets[b]:offsets[b+1]].
-      py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
-      if (t.size() != 2)
-        throw dpn::InputError(f.name, "a ragged sequence is a tuple (values, offsets), got a tuple of " +
-                                          std::to_string(t.size()));
-      py::array parts[2];
-      const char* what[2] = {"values", "offsets"};
-      for (int k = 0; k < 2; ++k) {
-        parts[k] = py::array::ensure(t[size_t(k)]);
-        if (!parts[k]) {
-          PyErr_Clear();
-          throw dpn::InputError(f.name, std::string("ragged ") + what[k] + " must be an array");
-        }
-        if (!py::isinstance<py::array_t<int64_t>>(parts[k]) || parts[k].ndim() != 1)
-          throw dpn::InputError(f.name,
-                                std::string("ragged ") + what[k] + " must be a 1-d int64 array, got " +
-                                    std::string(py::str(parts[k].dtype())) + " " + shape_str(parts[k]));
-      }
-      if (parts[1].shape(0) < 1)
-        throw dpn::InputError(f.name, "ragged offsets need B + 1 entries (at least 1)");
-      auto v = py::array_t<int64_t, py::array::c_style>::ensure(parts[0]);
-      auto o = py::array_t<int64_t, py::array::c_style>::ensure(parts[1]);
-      if (!v || !o)
-        throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
-      const int64_t rows = o.shape(0) - 1;
-      same_rows(f.name, rows);
-      dpn::FieldInput& in = inputs[i];
-      in.rows = rows;
-      in.cols = v.shape(0);
-      in.ids = v.data();
-      in.offsets = o.data();
-      keep.push_back(std::move(v));
-      keep.push_back(std::move(o));
-      continue;
-    }
-    py::array arr;
-    if (py::isinstance<py::array>(obj)) {
-      arr = py::reinterpret_borrow<py::array>(obj);
-    } else {  // lists, scalars, array-likes: as np.asarray would, never casting the dtype
-      arr = py::array::ensure(obj);
-      if (!arr) {
-        PyErr_Clear();
-        throw dpn::InputError(f.name, std::string("expected a numpy array, got ") +
-                                          std::string(py::str(py::type::of(obj).attr("__name__"))));
-      }
-    }
-    const bool ids = f.kind != dpn::FieldKind::Dense;
-    if (ids && !py::isinstance<py::array_t<int64_t>>(arr))
-      throw dpn::InputError(f.name, "expected int64 ids, got " + std::string(py::str(arr.dtype())));
-    if (!ids && !py::isinstance<py::array_t<float>>(arr))
-      throw dpn::InputError(f.name, "expected float32 values, got " + std::string(py::str(arr.dtype())));
-    int64_t rows = 0, cols = 0;
-    switch (f.kind) {
-      case dpn::FieldKind::Sparse:
-        if (arr.ndim() != 1)
-          throw dpn::InputError(f.name, "expected shape [B] (one id per row), got " + shape_str(arr));
-        rows = arr.shape(0);
-        cols = 1;
-        break;
-      case dpn::FieldKind::MultiHot:
-        if (arr.ndim() != 2)
-          throw dpn::InputError(f.name,
-                                "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
-        rows = arr.shape(0);
-        cols = arr.shape(1);  // max_len is checked with the rest of the schema (schema/validate.cpp)
-        break;
-      case dpn::FieldKind::Sequence:  // T > max_len: the engine refuses or truncates, as the schema says
-        if (arr.ndim() != 2)
-          throw dpn::InputError(f.name,
-                                "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
-        rows = arr.shape(0);
-        cols = arr.shape(1);
-        break;
-      case dpn::FieldKind::Dense:
-        if (arr.ndim() == 1 && f.dim == 1) {
-          rows = arr.shape(0);
-        } else if (arr.ndim() == 2 && arr.shape(1) == f.dim) {
-          rows = arr.shape(0);
-        } else {
-          throw dpn::InputError(
-              f.name, std::string("expected shape ") +
-                          (f.dim == 1 ? "[B] or [B, 1]" : "[B, " + std::to_string(f.dim) + "]") +
-                          ", got " + shape_str(arr));
-        }
-        cols = f.dim;
-        break;
-    }
-    same_rows(f.name, rows);
-    dpn::FieldInput& in = inputs[i];
-    in.rows = rows;
-    in.cols = cols;
-    // Fast path: the dtype matched above, so an aligned C-contiguous array is read in place
-    // (ensure() costs ~0.2 µs a field, which adds up at batch 1 with many fields); it is kept
-    // referenced, not borrowed, for the GIL-free part.
-    const int flags = py::detail::array_proxy(arr.ptr())->flags;
-    if ((flags & kInPlace) == kInPlace) {
-      if (ids)
-        in.ids = static_cast<const int64_t*>(arr.data());
-      else
-        in.values = static_cast<const float*>(arr.data());
-      keep.push_back(std::move(arr));
-      continue;
-    }
-    if (ids) {
-      auto c = py::array_t<int64_t, py::array::c_style>::ensure(arr);
-      if (!c)
-        throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
-      in.ids = c.data();
-      keep.push_back(std::move(c));
-    } else {
-      auto c = py::array_t<float, py::array::c_style>::ensure(arr);
-      if (!c)
-        throw dpn::InputError(f.name, "could not make a contiguous copy of the array (out of memory?)");
-      in.values = c.data();
-      keep.push_back(std::move(c));
-    }
+      throw dpn::InputError(f.name, std::string("missing from the batch") +
+                                        (request ? " and from shared" : "") +
+                                        " (the model's fields are " + field_list(m) + ")");
+    ++in_batch;
+    same_rows(f.name, to_input(f, found, keep, inputs[i]));
   }
-  // Every field was found, so the batch has extra keys exactly when it is larger.
-  if (batch.size() != fields.size()) {
-    std::unordered_set<std::string> names;
-    for (const auto& f : fields) names.insert(f.name);
-    for (auto item : batch) {
-      const std::string key = py::str(item.first);
-      if (!names.count(key))
-        throw dpn::InputError(key,
-                              "is not a field of this model (its fields are " + field_list(m) + ")");
-    }
+  // Every field was found, so a dict has extra keys exactly when it is larger.
+  if (size_t(batch.size()) != in_batch) no_unknown_keys(m, batch);
+  if (size_t(shared.size()) != sh.fields.size()) no_unknown_keys(m, shared);
+  if (!groups_obj.is_none()) {
+    py::array g = py::array::ensure(groups_obj);
+    if (!g) PyErr_Clear();
+    if (!g || !py::isinstance<py::array_t<int64_t>>(g) || g.ndim() != 1 || g.shape(0) < 1)
+      throw dpn::RequestError("request: groups must be a 1-d int64 array of users + 1 offsets");
+    auto gc = py::array_t<int64_t, py::array::c_style>::ensure(g);
+    if (!gc) throw dpn::RequestError("request: could not make a contiguous copy of groups");
+    sh.groups = gc.data();
+    sh.users = gc.shape(0) - 1;
+    if (in_batch == 0) B = sh.groups[sh.users];  // every field shared: the groups give the rows
+    keep.push_back(std::move(gc));
+  } else if (in_batch == 0 && !sh.fields.empty()) {
+    B = 1;  // every field shared by one user, who owns the one row it makes
   }
   if (B < 0) B = 0;
   py::array_t<float> out(static_cast<py::ssize_t>(B));
@@ -212,7 +260,10 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
   opt.allow_nan = allow_nan;
   {
     py::gil_scoped_release nogil;
-    m.predict(inputs, B, po, opt);
+    if (request)
+      m.predict(inputs, B, sh, po, opt);
+    else
+      m.predict(inputs, B, po, opt);
   }
   return out;
 }
@@ -370,8 +421,9 @@ PYBIND11_MODULE(_engine, m) {
           },
           "The model file's bytes as a read-only memoryview (no copy; keeps the model alive).")
       .def("predict", &predict, py::arg("batch"), py::arg("threads") = 1, py::arg("logits") = false,
-           py::arg("allow_nan") = false,
-           "Predict for a dict of numpy arrays; float32 [B] probabilities (or logits).")
+           py::arg("allow_nan") = false, py::arg("shared") = py::none(), py::arg("groups") = py::none(),
+           "Predict for a dict of numpy arrays; float32 [B] probabilities (or logits). shared: the "
+           "fields given once per user (a dict); groups: int64 [U + 1] offsets of each user's rows.")
       .def_property_readonly("metadata_json", [](const PyModel& s) { return s.model->metadata_json(); })
       .def_property_readonly("num_fields", [](const PyModel& s) { return s.model->num_fields(); });
 }

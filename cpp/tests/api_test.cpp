@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -15,6 +16,7 @@
 
 using dpn_test::BatchFile;
 using dpn_test::data;
+using dpn_test::Request;
 
 namespace {
 
@@ -241,4 +243,84 @@ TEST(Api, Errors) {
   }
   dpn::Batch empty(*m, 0);
   m->predict(empty, nullptr);
+}
+
+// Every subset of shared fields, users with 0, 1 and many candidates, on every family the test
+// data has (feature DPN, field DPN, sequence DPN): the scores equal the broadcast batch's within
+// the parity bound, rtol 1e-4 / atol 1e-5 (a layer that splits its GEMM, W_u·u + W_i·i, sums in
+// another order; the rest is gathered, bit for bit).
+TEST(Api, RequestEqualsBroadcast) {
+  for (const char* tag : {"tiny_a", "golden", "golden_field", "golden_seq"}) {
+    auto m = dpn::Model::load(data(std::string(tag) + ".bin"));
+    BatchFile bf(data(std::string(tag[0] == 't' ? "tiny" : tag) + ".batch"));
+    ASSERT_GE(bf.rows, 5) << tag;
+    const unsigned n = unsigned(m->num_fields());
+    // Small requests take the broadcast path, large ones the split (model.cpp's kMinSavedPerCall).
+    for (const auto& counts :
+         {std::vector<int64_t>{5}, std::vector<int64_t>{0, 1, 7, 0, 3}, std::vector<int64_t>{1},
+          std::vector<int64_t>{0}, std::vector<int64_t>{700}, std::vector<int64_t>{0, 300, 1, 400}}) {
+      for (unsigned mask = 0; mask < (1u << n); mask += (n > 5 ? 7 : counts[0] > 100 ? 3 : 1)) {
+        Request r(*m, bf, mask, counts);
+        const int64_t B = r.groups.back();
+        std::vector<float> want(static_cast<size_t>(B)), got(static_cast<size_t>(B), -7.0f);
+        for (int threads : {1, 3}) {
+          dpn::PredictOptions o{threads, true};
+          m->predict(r.broadcast, B, want.data(), o);
+          m->predict(r.cand, B, r.shared, got.data(), o);
+          expect_close(got, want, 1e-4f, 1e-5f);
+        }
+        // The same through dpn::Batch.
+        dpn::Batch batch(*m, B);
+        batch.set_groups(r.groups.data(), r.shared.users);
+        for (size_t i = 0; i < r.cand.size(); ++i)
+          if (!(mask >> i & 1)) batch.set(int64_t(i), r.cand[i]);
+        for (const auto& s : r.shared.fields) batch.set_shared(s.field, s.input);
+        std::fill(got.begin(), got.end(), -7.0f);
+        m->predict(batch, got.data(), dpn::PredictOptions{1, true});
+        expect_close(got, want, 1e-4f, 1e-5f);
+      }
+    }
+  }
+}
+
+TEST(Api, RequestErrors) {
+  auto m = dpn::Model::load(data("tiny_a.bin"));
+  BatchFile bf(data("tiny.batch"));
+  Request r(*m, bf, 0x3, {2, 3});
+  std::vector<float> out(8);
+  auto refused = [&](const dpn::SharedInputs& s, const std::vector<dpn::FieldInput>& in, int64_t B,
+                     const char* what) {
+    try {
+      m->predict(in, B, s, out.data());
+      ADD_FAILURE() << "no exception for " << what;
+    } catch (const dpn::InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+    }
+  };
+  m->predict(r.cand, 5, r.shared, out.data());  // the good request
+  std::vector<int64_t> g = {1, 2, 5};
+  dpn::SharedInputs s = r.shared;
+  s.groups = g.data();
+  refused(s, r.cand, 5, "start at 0");
+  g = {0, 3, 2};
+  refused(s, r.cand, 5, "non-decreasing");
+  g = {0, 2, 4};
+  refused(s, r.cand, 5, "groups end at 4");
+  s = r.shared;
+  s.groups = nullptr;
+  refused(s, r.cand, 5, "no groups");
+  s.users = 1;
+  refused(s, r.cand, 5, "one row per user");  // the shared fields have 2 rows
+  s = r.shared;
+  s.fields.push_back(s.fields[0]);
+  refused(s, r.cand, 5, "shared twice");
+  auto both = r.cand;
+  both[0] = r.broadcast[0];
+  refused(r.shared, both, 5, "both per candidate and shared");
+  auto missing = r.cand;
+  missing[3] = dpn::FieldInput{};
+  refused(r.shared, missing, 5, "has 0 rows, expected 5");
+  s = r.shared;
+  s.fields[0].field = 9;
+  EXPECT_THROW(m->predict(r.cand, 5, s, out.data()), std::invalid_argument);
 }

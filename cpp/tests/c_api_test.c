@@ -218,6 +218,92 @@ int main(int argc, char** argv) {
     CHECK(dpn_model_predict(m, b.in, b.n, b.rows, out, &opt) == DPN_OK);
   }
 
+  /* a ranking request: 'user' (0) and 'ctx' (4, dense 3) shared by two users (rows 0 and 1 of the
+   * batch), who own rows [0, 2) and [2, B); it must score as the batch repeating them (1e-6) */
+  {
+    const int64_t B = b.rows;
+    int64_t* uid = malloc((size_t)B * 8);
+    float* uctx = malloc((size_t)B * 12);
+    const int64_t* ids0 = b.in[0].ids;
+    const float* ctx0 = b.in[4].values;
+    for (int64_t r = 0; r < B; ++r) {
+      const int64_t u = r < 2 ? 0 : 1;
+      uid[r] = ids0[u];
+      memcpy(uctx + r * 3, ctx0 + u * 3, 12);
+    }
+    dpn_field_input bro[16];
+    memcpy(bro, b.in, sizeof bro);
+    bro[0].ids = uid;
+    bro[4].values = uctx;
+    float* want_r = calloc((size_t)B, sizeof(float));
+    float* got_r = calloc((size_t)B, sizeof(float));
+    CHECK(dpn_model_predict(m, bro, b.n, B, want_r, &opt) == DPN_OK);
+    dpn_field_input cand[16];
+    memcpy(cand, b.in, sizeof cand);
+    memset(&cand[0], 0, sizeof cand[0]);
+    memset(&cand[4], 0, sizeof cand[4]);
+    dpn_shared_input sh[2];
+    memset(sh, 0, sizeof sh);
+    sh[0].field = 0;
+    sh[0].input = b.in[0];
+    sh[0].input.rows = 2;
+    sh[1].field = 4;
+    sh[1].input = b.in[4];
+    sh[1].input.rows = 2;
+    int64_t groups[3] = {0, 2, B};
+    dpn_request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.struct_size = sizeof rq;
+    rq.inputs = cand;
+    rq.num_inputs = b.n;
+    rq.batch = B;
+    rq.shared = sh;
+    rq.num_shared = 2;
+    rq.groups = groups;
+    rq.users = 2;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_OK);
+    for (int64_t r = 0; r < B; ++r)
+      CHECK(fabsf(got_r[r] - want_r[r]) <= 1e-6f + 1e-6f * fabsf(want_r[r]));
+    /* bad requests: a status and a message, never a crash */
+    rq.struct_size = sizeof rq - 8;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INVALID_ARGUMENT);
+    rq.struct_size = sizeof rq;
+    CHECK(dpn_model_predict_request(m, NULL, got_r, &opt) == DPN_ERR_INVALID_ARGUMENT);
+    CHECK(dpn_model_predict_request(m, &rq, NULL, &opt) == DPN_ERR_INVALID_ARGUMENT);
+    groups[0] = 1;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INPUT);
+    CHECK(strstr(dpn_last_error(), "start at 0") != NULL);
+    groups[0] = 0;
+    groups[1] = B + 1;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INPUT);
+    groups[1] = 2;
+    groups[2] = B - 1;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INPUT);
+    CHECK(strstr(dpn_last_error(), "groups end at") != NULL);
+    groups[2] = B;
+    rq.users = 1;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INPUT);
+    rq.users = 2;
+    rq.num_shared = 99;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INPUT);
+    rq.num_shared = 2;
+    cand[0] = b.in[0];
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INPUT);
+    CHECK(strstr(dpn_last_error(), "both") != NULL);
+    memset(&cand[0], 0, sizeof cand[0]);
+    sh[1].input.cols = INT64_MAX;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INPUT);
+    sh[1].input.cols = 3;
+    sh[1].input.reserved[1] = uid;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_ERR_INVALID_ARGUMENT);
+    sh[1].input.reserved[1] = NULL;
+    CHECK(dpn_model_predict_request(m, &rq, got_r, &opt) == DPN_OK);
+    free(uid);
+    free(uctx);
+    free(want_r);
+    free(got_r);
+  }
+
   /* load options: read into memory; bad flags; a FIFO is refused at once, never waited on */
   {
     dpn_load_options lo = {DPN_LOAD_READ, 0, 0, {0, 0}};

@@ -12,6 +12,7 @@
 
 using dpn_test::BatchFile;
 using dpn_test::data;
+using dpn_test::Request;
 
 namespace {
 
@@ -99,4 +100,38 @@ TEST(Concurrency, HotReloadWhileEightThreadsPredict) {
   EXPECT_GE(n_a.load(), 50);
   EXPECT_GE(n_b.load(), 50);
   EXPECT_GE(swaps, 400);
+}
+
+// Ranking requests from 8 threads on one model, each thread with its own sets of shared fields (the
+// plans are made and cached while other threads use them), every answer its broadcast batch's.
+TEST(Concurrency, RequestsWithDifferentSharedSets) {
+  auto m = dpn::Model::load(data("golden_seq.bin"));
+  BatchFile b(data("golden_seq.batch"));
+  const unsigned n = unsigned(m->num_fields());
+  std::vector<Request> reqs;
+  std::vector<std::vector<float>> want;
+  for (unsigned mask = 1; mask < (1u << n); mask += 3) {
+    reqs.emplace_back(*m, b, mask, std::vector<int64_t>{300, 0, 200});
+    want.emplace_back(500);
+    m->predict(reqs.back().broadcast, 500, want.back().data(), dpn::PredictOptions{1, true});
+  }
+  std::atomic<int> wrong{0}, failed{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 8; ++t)
+    ts.emplace_back([&, t] {
+      std::vector<float> got(500);
+      for (size_t k = size_t(t); k < reqs.size(); k += 8) {
+        try {
+          m->predict(reqs[k].cand, 500, reqs[k].shared, got.data(),
+                     dpn::PredictOptions{1 + t % 2, true});
+          for (size_t r = 0; r < got.size(); ++r)
+            if (std::fabs(got[r] - want[k][r]) > 1e-5f + 1e-4f * std::fabs(want[k][r])) ++wrong;
+        } catch (...) {
+          ++failed;
+        }
+      }
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
 }

@@ -2,6 +2,7 @@
 // and the outputs the Python side computed for them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cmath>
@@ -93,6 +94,56 @@ struct BatchFile {
           v.push_back(dpn::FieldInput{c.ids ? c.i64.data() : nullptr, c.ids ? nullptr : c.f32.data(),
                                       c.rows, c.cols});
     return v;
+  }
+};
+
+// A ranking request made from a batch file: users take rows 0..U-1 of the fields in `mask` (one
+// row per user), candidate row b the file's row b mod its rows for the others; `broadcast` is the
+// batch that repeats each user's row on its candidates, whose scores the request must give.
+struct Request {
+  std::vector<int64_t> groups;
+  std::vector<dpn::FieldInput> cand, broadcast;
+  dpn::SharedInputs shared;
+  std::vector<std::vector<int64_t>> i64;
+  std::vector<std::vector<float>> f32;
+
+  Request(const dpn::Model& m, const BatchFile& bf, unsigned mask, const std::vector<int64_t>& counts) {
+    groups.push_back(0);
+    for (int64_t c : counts) groups.push_back(groups.back() + c);
+    const int64_t B = groups.back(), U = int64_t(counts.size());
+    const std::vector<dpn::FieldInput> file = bf.inputs(m);
+    cand = broadcast = file;
+    shared.groups = groups.data();
+    shared.users = U;
+    i64.reserve(2 * file.size());
+    f32.reserve(2 * file.size());
+    for (size_t i = 0; i < file.size(); ++i) {
+      const dpn::FieldInput& f = file[i];
+      const bool is_shared = mask >> i & 1;
+      // Row b of the broadcast batch: its user's row (shared) or the file's row b mod rows.
+      auto row_of = [&](int64_t b) {
+        if (!is_shared) return b % bf.rows;
+        return int64_t(std::upper_bound(groups.begin(), groups.end(), b) - groups.begin()) - 1;
+      };
+      const size_t w = size_t(f.cols);
+      if (f.ids) {
+        auto& v = i64.emplace_back(size_t(B) * w + 1);
+        for (int64_t b = 0; b < B; ++b)
+          std::memcpy(v.data() + b * w, f.ids + row_of(b) * int64_t(w), w * 8);
+        broadcast[i].ids = v.data();
+      } else {
+        auto& v = f32.emplace_back(size_t(B) * w + 1);
+        for (int64_t b = 0; b < B; ++b)
+          std::memcpy(v.data() + b * w, f.values + row_of(b) * int64_t(w), w * 4);
+        broadcast[i].values = v.data();
+      }
+      broadcast[i].rows = B;
+      cand[i] = broadcast[i];
+      if (!is_shared) continue;
+      shared.fields.push_back(dpn::SharedInput{int64_t(i), f});
+      shared.fields.back().input.rows = U;
+      cand[i] = dpn::FieldInput{};
+    }
   }
 };
 

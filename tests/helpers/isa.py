@@ -21,19 +21,25 @@ def available_isas():
     return [i for i in ALL_ISAS if i in avail]
 
 
-def predict_under_isa(isa, jobs, workdir, timeout=300):
-    """jobs: list of {"id", "model", "batch"} (paths). Returns (selected_isa, {id: (logits, probs,
-    logits_with_threads=3)})."""
+def run_under_isa(isa, jobs, workdir, worker=WORKER, timeout=300):
+    """Runs ``worker JOBS.json OUT.npz`` with DPN_ISA=isa; returns the loaded npz's arrays (a dict)."""
     listing = os.path.join(workdir, f"jobs_{isa}.json")
     out = os.path.join(workdir, f"out_{isa}.npz")
     with open(listing, "w") as f:
         json.dump(jobs, f)
     env = dict(os.environ, DPN_ISA=isa)
-    p = subprocess.run([sys.executable, WORKER, listing, out], env=env, capture_output=True, text=True,
+    p = subprocess.run([sys.executable, worker, listing, out], env=env, capture_output=True, text=True,
                        timeout=timeout)
     if p.returncode != 0:
         raise AssertionError(f"DPN_ISA={isa} worker exited with {p.returncode}:\n{p.stderr[-3000:]}")
     with np.load(out) as z:
-        res = {j["id"]: (z[j["id"] + "/logits"], z[j["id"] + "/probs"], z[j["id"] + "/logits_t3"])
-               for j in jobs}
-        return str(z["__isa__"]), res
+        return {k: z[k] for k in z.files}
+
+
+def predict_under_isa(isa, jobs, workdir, timeout=300):
+    """jobs: list of {"id", "model", "batch"} (paths). Returns (selected_isa, {id: (logits, probs,
+    logits_with_threads=3)})."""
+    z = run_under_isa(isa, jobs, workdir, timeout=timeout)
+    res = {j["id"]: (z[j["id"] + "/logits"], z[j["id"] + "/probs"], z[j["id"] + "/logits_t3"])
+           for j in jobs}
+    return str(z["__isa__"]), res

@@ -87,6 +87,14 @@ class NonFiniteScoreError : public InputError {
   int64_t num_rows_;
 };
 
+// A ranking request whose shape is wrong: groups that do not cover the candidate rows, a field
+// shared twice or given both ways, users that do not match (docs/cpp.md, "Ranking requests").
+// field() is "".
+class RequestError : public InputError {
+ public:
+  explicit RequestError(const std::string& message) : InputError(Whole{}, message) {}
+};
+
 enum class FieldKind { Sparse, MultiHot, Dense, Sequence };
 
 // One field of the schema, as the model file declares it (docs/format.md §4.1).
@@ -109,6 +117,25 @@ struct FieldInput {
   // sequence only, optional: ragged rows. ids holds cols values in all; row b's ids are
   // ids[offsets[b], offsets[b+1]) (rows + 1 non-decreasing offsets from 0 to cols).
   const int64_t* offsets = nullptr;
+};
+
+// A field of a ranking request given once per user instead of once per candidate row.
+struct SharedInput {
+  int64_t field = -1;  // schema index (Model::field_index)
+  FieldInput input;    // as FieldInput, with input.rows = the request's users
+};
+
+// The shared part of a ranking request (docs/cpp.md, "Ranking requests"): the fields common to
+// every candidate of a user, passed once per user, and which candidate rows belong to which user.
+// The engine computes what depends only on these fields once per user; the scores equal those of
+// the batch that repeats each user's values on every one of its rows.
+struct SharedInputs {
+  std::vector<SharedInput> fields;  // at most one per schema field; any field may be shared
+  // users + 1 non-decreasing offsets from 0 to the batch size: user u's candidates are rows
+  // [groups[u], groups[u + 1]) (a user may have none). nullptr: one user owns every row, and
+  // users must be 1.
+  const int64_t* groups = nullptr;
+  int64_t users = 1;
 };
 
 // How a model file in memory is held (Model::load_from_memory).
@@ -190,6 +217,12 @@ class Model {
   // Thread-safe as above; the batch must have been made for this Model's schema (Batch(model, ...))
   // or for one with the same field names in the same order.
   void predict(const Batch& batch, float* out, const PredictOptions& options = {}) const;
+  // A ranking request, thread-safe as above: inputs (one per schema field, schema order) holds the
+  // candidate rows; each field of `shared` is left unset there (FieldInput{}) and given once per
+  // user instead. Throws RequestError for a request whose shape is wrong, InputError naming the
+  // field for a bad field (a shared field's rows must be shared.users).
+  void predict(const std::vector<FieldInput>& inputs, int64_t batch, const SharedInputs& shared,
+               float* out, const PredictOptions& options = {}) const;
 
   struct Impl;
 
@@ -217,14 +250,30 @@ class Batch {
   // By schema position (no name lookup; for hot paths). Throws std::out_of_range.
   Batch& set(int64_t field_index, const FieldInput& input);
 
+  // Ranking requests (docs/cpp.md): a field given once per user, one row per user (1 unless
+  // set_groups says otherwise), instead of once per row. Setting a field one way unsets it the
+  // other way. Same checks and arguments as the setters above.
+  Batch& set_shared_ids(const std::string& name, const int64_t* ids, int64_t cols = 1);
+  Batch& set_shared_ragged(const std::string& name, const int64_t* ids, const int64_t* offsets,
+                           int64_t total);
+  Batch& set_shared_values(const std::string& name, const float* values, int64_t cols);
+  Batch& set_shared(int64_t field_index, const FieldInput& input);
+  // `users` users own the rows: user u's are rows [offsets[u], offsets[u + 1]) (users + 1 offsets
+  // from 0 to rows(), checked by predict). The default: one user owns every row.
+  Batch& set_groups(const int64_t* offsets, int64_t users);
+
   int64_t rows() const { return rows_; }
   const std::vector<FieldInput>& inputs() const { return inputs_; }
+  const SharedInputs& shared() const { return shared_; }
 
  private:
   const std::vector<FieldInfo>* fields_;
   int64_t rows_;
   std::vector<FieldInput> inputs_;
+  SharedInputs shared_;
   int64_t index_of(const std::string& name) const;
+  int64_t checked(const std::string& name, bool ids, bool ragged) const;
+  void unshare(int64_t field_index);
 };
 
 // Hot reload: one slot holding the current model. Request threads call get() once per request and

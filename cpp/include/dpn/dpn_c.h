@@ -126,6 +126,34 @@ const char* dpn_model_metadata_json(const dpn_model* model);
 dpn_status dpn_model_predict(const dpn_model* model, const dpn_field_input* inputs, size_t num_inputs,
                              int64_t batch, float* out, const dpn_predict_options* options);
 
+/* Ranking requests (docs/cpp.md, "Ranking requests"): fields common to every candidate of a user
+ * given once per user; the engine computes what depends only on them once per user. */
+typedef struct dpn_shared_input {
+  int64_t field;         /* schema index (dpn_model_field_index) */
+  dpn_field_input input; /* as for predict, with input.rows = the request's users */
+} dpn_shared_input;
+
+typedef struct dpn_request {
+  size_t struct_size;            /* sizeof(dpn_request) as the caller was compiled: later versions append
+                                    members, and bytes past the ones this library knows must be zero */
+  const dpn_field_input* inputs; /* num_inputs == num_fields, schema order: the candidate rows;
+                                    a shared field's entry is all zero (NULL pointers, 0 rows) */
+  size_t num_inputs;
+  int64_t batch;                  /* candidate rows */
+  const dpn_shared_input* shared; /* num_shared entries (NULL when 0), at most one per field */
+  size_t num_shared;
+  const int64_t* groups; /* users + 1 non-decreasing offsets from 0 to batch (user u's candidates
+                            are rows [groups[u], groups[u + 1])), or NULL: one user, users = 1 */
+  int64_t users;
+} dpn_request;
+
+/* out[0..request->batch) as dpn_model_predict gives for the batch that repeats each user's shared
+ * values on its rows. A request whose shape is wrong (groups that do not cover the rows, a field
+ * shared twice or given both ways, shared rows != users) fails with DPN_ERR_INPUT naming it; a bad
+ * struct_size with DPN_ERR_INVALID_ARGUMENT. */
+dpn_status dpn_model_predict_request(const dpn_model* model, const dpn_request* request, float* out,
+                                     const dpn_predict_options* options);
+
 /* Hot reload slot (dpn::ModelHolder). model may be NULL (empty slot). */
 dpn_status dpn_holder_create(const dpn_model* model, dpn_holder** out);
 void dpn_holder_free(dpn_holder* holder);

@@ -86,6 +86,40 @@ dpn::LoadOptions load_options(const dpn_load_options* o) {
   return lo;
 }
 
+dpn::PredictOptions predict_options(const dpn_predict_options* options) {
+  dpn::PredictOptions po;
+  if (options) {
+    if (options->reserved[0]) throw std::invalid_argument("dpn_predict_options.reserved must be zero");
+    if (options->logits != 0 && options->logits != 1)
+      throw std::invalid_argument("dpn_predict_options.logits must be 0 or 1");
+    if (options->flags & ~DPN_PREDICT_ALLOW_NAN)
+      throw std::invalid_argument("dpn_predict_options.flags: unknown bits");
+    po.threads = options->threads;
+    po.logits = options->logits != 0;
+    po.allow_nan = (options->flags & DPN_PREDICT_ALLOW_NAN) != 0;
+  }
+  return po;
+}
+
+dpn::FieldInput field_input(const dpn_field_input& in) {
+  for (const void* r : in.reserved)
+    if (r) throw std::invalid_argument("dpn_field_input.reserved must be NULL");
+  dpn::FieldInput v;
+  v.ids = in.ids;
+  v.values = in.values;
+  v.rows = in.rows;
+  v.cols = in.cols;
+  v.offsets = in.offsets;
+  return v;
+}
+
+std::vector<dpn::FieldInput> field_inputs(const dpn_field_input* inputs, size_t num_inputs) {
+  if (num_inputs > 0) need(inputs, "inputs");
+  std::vector<dpn::FieldInput> v(num_inputs);
+  for (size_t i = 0; i < num_inputs; ++i) v[i] = field_input(inputs[i]);
+  return v;
+}
+
 }  // namespace
 
 extern "C" {
@@ -184,30 +218,40 @@ dpn_status dpn_model_predict(const dpn_model* model, const dpn_field_input* inpu
                              int64_t batch, float* out, const dpn_predict_options* options) {
   return guard([&] {
     need(model, "model");
-    if (num_inputs > 0) need(inputs, "inputs");
-    dpn::PredictOptions po;
-    if (options) {
-      if (options->reserved[0]) throw std::invalid_argument("dpn_predict_options.reserved must be zero");
-      if (options->logits != 0 && options->logits != 1)
-        throw std::invalid_argument("dpn_predict_options.logits must be 0 or 1");
-      if (options->flags & ~DPN_PREDICT_ALLOW_NAN)
-        throw std::invalid_argument("dpn_predict_options.flags: unknown bits");
-      po.threads = options->threads;
-      po.logits = options->logits != 0;
-      po.allow_nan = (options->flags & DPN_PREDICT_ALLOW_NAN) != 0;
-    }
-    std::vector<dpn::FieldInput> v(num_inputs);
-    for (size_t i = 0; i < num_inputs; ++i) {
-      const dpn_field_input& in = inputs[i];
-      for (const void* r : in.reserved)
-        if (r) throw std::invalid_argument("dpn_field_input.reserved must be NULL");
-      v[i].ids = in.ids;
-      v[i].values = in.values;
-      v[i].rows = in.rows;
-      v[i].cols = in.cols;
-      v[i].offsets = in.offsets;
-    }
-    model->model->predict(v, batch, out, po);
+    const dpn::PredictOptions po = predict_options(options);
+    model->model->predict(field_inputs(inputs, num_inputs), batch, out, po);
+  });
+}
+
+dpn_status dpn_model_predict_request(const dpn_model* model, const dpn_request* request, float* out,
+                                     const dpn_predict_options* options) {
+  return guard([&] {
+    need(model, "model");
+    need(request, "request");
+    const size_t size = request->struct_size;
+    if (size < sizeof(dpn_request))
+      throw std::invalid_argument("dpn_request.struct_size is " + std::to_string(size) +
+                                  ", less than this library's sizeof(dpn_request) (" +
+                                  std::to_string(sizeof(dpn_request)) + ")");
+    // A newer caller's struct: accepted when it asks for nothing this library does not know.
+    const unsigned char* tail = reinterpret_cast<const unsigned char*>(request) + sizeof(dpn_request);
+    for (size_t k = 0; k < size - sizeof(dpn_request); ++k)
+      if (tail[k])
+        throw std::invalid_argument("dpn_request: members past this library's version must be zero");
+    const dpn::PredictOptions po = predict_options(options);
+    dpn::SharedInputs sh;
+    if (request->num_shared > size_t(model->model->num_fields()))
+      throw dpn::RequestError("request: num_shared is " + std::to_string(request->num_shared) +
+                              ", more than the model's " + std::to_string(model->model->num_fields()) +
+                              " fields (each is shared at most once)");
+    if (request->num_shared > 0) need(request->shared, "request->shared");
+    for (size_t k = 0; k < request->num_shared; ++k)
+      sh.fields.push_back(
+          dpn::SharedInput{request->shared[k].field, field_input(request->shared[k].input)});
+    sh.groups = request->groups;
+    sh.users = request->users;
+    model->model->predict(field_inputs(request->inputs, request->num_inputs), request->batch, sh, out,
+                          po);
   });
 }
 

@@ -7,12 +7,14 @@
 #include <optional>
 #include <stdexcept>
 
+#include "api/request.h"
 #include "dpn/dpn.h"
 #include "format/json.h"
 #include "format/mapped_file.h"
 #include "format/reader.h"
 #include "graph/executor.h"
 #include "graph/graph.h"
+#include "graph/shared_plan.h"
 #include "schema/validate.h"
 #include "schema/schema.h"
 #include "runtime/load_budget.h"
@@ -55,6 +57,7 @@ struct Model::Impl {
   std::vector<FieldInfo> infos;
   graph::Graph graph;
   int64_t opset = 0;
+  graph::PlanCache plans;  // ranking requests: one plan per distinct set of shared fields
 };
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -154,6 +157,19 @@ NonFiniteScoreError::NonFiniteScoreError(std::vector<int64_t> rows, int64_t num_
       rows_(std::move(rows)),
       num_rows_(num_rows) {}
 
+namespace {
+// A NaN score is never returned as if it were one (a finite one never is where PyTorch has NaN:
+// every activation propagates NaN). ±inf logits are returned: PyTorch gives them too.
+void check_scores(const float* out, int64_t batch, const PredictOptions& options) {
+  if (options.allow_nan) return;
+  int64_t bad = 0;
+  std::vector<int64_t> rows;
+  for (int64_t b = 0; b < batch; ++b)
+    if (std::isnan(out[b]) && bad++ < 10) rows.push_back(b);
+  if (bad) throw NonFiniteScoreError(std::move(rows), bad);
+}
+}  // namespace
+
 void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float* out, bool logits,
                     int threads) const {
   PredictOptions o;
@@ -168,14 +184,62 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, float*
   schema::validate_inputs(impl_->fields, inputs, batch);
   if (batch > 0 && !out) throw std::invalid_argument("out is null");
   graph::execute(impl_->graph, inputs, batch, out, options.logits, options.threads);
-  if (options.allow_nan) return;
-  // A NaN score is never returned as if it were one (a finite one never is where PyTorch has NaN:
-  // every activation propagates NaN). ±inf logits are returned: PyTorch gives them too.
-  int64_t bad = 0;
-  std::vector<int64_t> rows;
-  for (int64_t b = 0; b < batch; ++b)
-    if (std::isnan(out[b]) && bad++ < 10) rows.push_back(b);
-  if (bad) throw NonFiniteScoreError(std::move(rows), bad);
+  check_scores(out, batch, options);
+}
+
+void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const SharedInputs& shared,
+                    float* out, const PredictOptions& options) const {
+  if (options.threads < 1) throw std::invalid_argument("threads must be >= 1");
+  const auto& fields = impl_->fields;
+  if (batch < 0) throw Error("batch must be >= 0");
+  if (inputs.size() != fields.size())
+    throw Error("predict needs " + std::to_string(fields.size()) + " field inputs, got " +
+                std::to_string(inputs.size()));
+  std::vector<char> is_shared(fields.size(), 0);
+  std::vector<FieldInput> user(fields.size());
+  for (const SharedInput& s : shared.fields) {
+    if (s.field < 0 || s.field >= static_cast<int64_t>(fields.size()))
+      throw std::invalid_argument("SharedInput.field " + std::to_string(s.field) + " out of range");
+    const size_t i = size_t(s.field);
+    const std::string& name = impl_->infos[i].name;
+    if (is_shared[i]) throw RequestError("request: field '" + name + "' is shared twice");
+    const FieldInput& c = inputs[i];
+    if (c.rows || c.ids || c.values || c.offsets)
+      throw RequestError("request: field '" + name +
+                         "' is given both per candidate and shared; pass it one way");
+    if (s.input.rows != shared.users)
+      throw InputError(name, "is shared with " + std::to_string(s.input.rows) +
+                                 " rows, but the request has " + std::to_string(shared.users) +
+                                 (shared.users == 1 ? " user" : " users") + " (one row per user)");
+    is_shared[i] = 1;
+    user[i] = s.input;
+  }
+  for (size_t i = 0; i < fields.size(); ++i)
+    schema::validate_field(fields[i], is_shared[i] ? user[i] : inputs[i],
+                           is_shared[i] ? shared.users : batch);
+  const std::vector<int64_t> user_of_row = api::users_of_rows(shared, batch);
+  if (batch > 0 && !out) throw std::invalid_argument("out is null");
+  if (batch == 0) return;
+  // The split runs the user-only nodes on `users` rows instead of `batch`: it pays when what it
+  // saves on the other batch - users rows outweighs its fixed cost, a second pass over the blocks
+  // (~1 µs, about what kMinSavedPerCall floats of embedding rows cost); otherwise the broadcast
+  // batch costs no more (docs/performance.md, "Ranking requests").
+  // The values it keeps per user are bounded too (kMaxKeptFloats, as a block's scratch is): a
+  // request of very many users takes the broadcast path's bounded blocks instead.
+  constexpr int64_t kMinSavedPerCall = 4096, kMaxKeptFloats = int64_t(1) << 26;
+  const auto plan = impl_->plans.get(impl_->graph, is_shared);
+  int64_t saved = 0, kept = 0;
+  if (shared.users < batch && __builtin_mul_overflow(batch - shared.users, plan->saved_per_row, &saved))
+    saved = INT64_MAX;
+  if (__builtin_mul_overflow(shared.users, plan->kept_per_user, &kept)) kept = INT64_MAX;
+  if (saved >= kMinSavedPerCall && kept <= kMaxKeptFloats) {
+    graph::execute_request(impl_->graph, *plan, inputs, user, user_of_row.data(), batch, shared.users,
+                           out, options.logits, options.threads);
+  } else {
+    const api::Broadcast b = api::broadcast(inputs, batch, user, is_shared, user_of_row);
+    graph::execute(impl_->graph, b.inputs, batch, out, options.logits, options.threads);
+  }
+  check_scores(out, batch, options);
 }
 
 void Model::predict(const FieldInput* inputs, size_t num_inputs, int64_t batch, float* out,
@@ -189,10 +253,18 @@ void Model::predict(const Batch& batch, float* out, const PredictOptions& option
   const auto& in = batch.inputs();
   if (in.size() != impl_->fields.size())
     throw std::invalid_argument("the batch was made for a model with a different schema");
+  const SharedInputs& shared = batch.shared();
+  std::vector<char> is_shared(in.size(), 0);
+  for (const SharedInput& s : shared.fields)
+    if (s.field >= 0 && s.field < static_cast<int64_t>(in.size())) is_shared[size_t(s.field)] = 1;
   if (batch.rows() > 0)
     for (size_t i = 0; i < in.size(); ++i)
-      if (in[i].rows != batch.rows()) throw InputError(impl_->infos[i].name, "was not set in the batch");
-  predict(in, batch.rows(), out, options);
+      if (!is_shared[i] && in[i].rows != batch.rows())
+        throw InputError(impl_->infos[i].name, "was not set in the batch");
+  if (shared.fields.empty() && !shared.groups)
+    predict(in, batch.rows(), out, options);
+  else
+    predict(in, batch.rows(), shared, out, options);
 }
 
 }  // namespace dpn

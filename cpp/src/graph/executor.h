@@ -6,6 +6,7 @@
 
 #include "dpn/dpn.h"
 #include "graph/graph.h"
+#include "graph/shared_plan.h"
 
 namespace dpn::graph {
 
@@ -15,5 +16,13 @@ constexpr int64_t kBlockRows = 256;
 // threads (the calling one included); each has its own scratch.
 void execute(const Graph& g, const std::vector<FieldInput>& inputs, int64_t batch, float* out,
              bool logits, int threads);
+
+// A ranking request split by `plan` (graph/shared_plan.h): the user-only nodes run on the
+// `users` rows of `shared` (an entry per schema field; only the shared fields' are read), the
+// rest on the `batch` candidate rows of `inputs`, which read user values through user_of_row
+// (batch entries in [0, users)). Gives what execute() gives for the broadcast batch.
+void execute_request(const Graph& g, const SharedPlan& plan, const std::vector<FieldInput>& inputs,
+                     const std::vector<FieldInput>& shared, const int64_t* user_of_row, int64_t batch,
+                     int64_t users, float* out, bool logits, int threads);
 
 }  // namespace dpn::graph

@@ -87,6 +87,7 @@ Graph build_graph(const Json& meta, const std::vector<schema::Field>& fields,
     runtime::LoadScope::set_node(label);  // named when its packed weights pass the load's bounds
     ops::NodeBuilder nb(n, label, std::move(in_widths), fields, tensors, opset);
     node.op = make(nb);
+    node.kind = op->as_string();
     if (node.op->width < 1) bad(label + ": output width is 0");
     out.row_floats += node.op->width;
     if (out.row_floats > kMaxRowFloats)

@@ -15,6 +15,7 @@ namespace dpn::graph {
 
 struct Node {
   std::unique_ptr<ops::Op> op;
+  std::string kind;         // the operator's name in the file ("concat", "linear", ...)
   std::vector<int> inputs;  // value ids
   int output = -1;          // value id
 };

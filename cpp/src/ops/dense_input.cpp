@@ -9,7 +9,10 @@ namespace {
 
 class DenseInput : public Op {
  public:
-  DenseInput(size_t field, int64_t dim) : field_(field) { width = dim; }
+  DenseInput(size_t field, int64_t dim) : field_(field) {
+    width = dim;
+    this->field = int64_t(field);
+  }
   void run(const Block& blk, const float* const*, float* out, float*) const override {
     const FieldInput& in = blk.inputs[field_];
     std::memcpy(out, in.values + blk.row0 * width, sizeof(float) * size_t(blk.rows * width));

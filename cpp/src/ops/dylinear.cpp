@@ -4,6 +4,8 @@
 // load, A' = [A_0; A_1; …; A_l; Bd], with the left panel [x, h_1·x, …, h_l·x, h] built per chunk.
 // The per-row m×c weight is never built.
 #include <algorithm>
+#include <cstring>
+#include <memory>
 
 #include "kernels/gemm.h"
 #include "kernels/kron.h"
@@ -40,6 +42,9 @@ class DyLinear : public Op {
 
   // full form: one packed A'_g of K_g = (l+1)·mh + l rows × ch columns per head.
   void pack_full(const float* g2w, const float* g2b, int64_t P) {
+    g2w_ = g2w;
+    g2b_ = g2b;
+    P_ = P;
     const int64_t mh = c_.m / c_.H, ch = c_.c / c_.H, l = c_.l, Kg = (l + 1) * mh + l;
     bias_.assign(g2b + (P - c_.c), g2b + P);
     heads_.resize(static_cast<size_t>(c_.H));
@@ -107,22 +112,24 @@ class DyLinear : public Op {
     return s;
   }
 
+  // h = σ(W1ᵀz + b1) for R rows into hb ([R, l]); the linear generator's h is z itself (l == n).
+  const float* hidden(const float* z, int64_t R, float* hb, int threads) const {
+    if (!c_.mlp) return z;
+    kernels::Act a = c_.sigma == Sigma::Sigmoid ? kernels::Act::Sigmoid
+                     : c_.sigma == Sigma::Relu  ? kernels::Act::Relu
+                                                : kernels::Act::Identity;
+    kernels::gemm(z, c_.n, R, g1_, g1b_.data(), a, hb, c_.l, threads);
+    if (c_.sigma == Sigma::Softmax) kernels::softmax_rows(hb, R, c_.l, c_.l);
+    return hb;
+  }
+
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
     const int64_t R = blk.rows, m = c_.m, c = c_.c, l = c_.l;
     const float* x = in[0];
     // h for the whole block: [R, l].
-    const float* h = in[1];  // linear generator: h = z (l == n)
     float* s = scratch;
-    if (c_.mlp) {
-      float* hb = s;
-      s += R * l;
-      kernels::Act a = c_.sigma == Sigma::Sigmoid ? kernels::Act::Sigmoid
-                       : c_.sigma == Sigma::Relu  ? kernels::Act::Relu
-                                                  : kernels::Act::Identity;
-      kernels::gemm(in[1], c_.n, R, g1_, g1b_.data(), a, hb, l, blk.threads);
-      if (c_.sigma == Sigma::Softmax) kernels::softmax_rows(hb, R, l, l);
-      h = hb;
-    }
+    const float* h = hidden(in[1], R, s, blk.threads);
+    if (c_.mlp) s += R * l;
     const int64_t cr = chunk_rows(R);
     float* panel = s;
     s += cr * panel_floats_per_row();
@@ -161,14 +168,110 @@ class DyLinear : public Op {
     }
   }
 
+  std::unique_ptr<SplitOp> split(const std::vector<char>& user_cols,
+                                 const std::vector<char>& user_inputs) const override;
+
  private:
+  friend class DyLinearSplit;
   Config c_;
+  const float *g2w_ = nullptr, *g2b_ = nullptr;  // full form, in the file: what a split repacks
+  int64_t P_ = 0;
   kernels::PackedMatrix g1_;
   std::vector<float> g1b_;
   std::vector<float> bias_;                   // static part of the dynamic bias (g2_bias tail)
   std::vector<kernels::PackedMatrix> heads_;  // full: A'_g per head
   kernels::PackedMatrix proj_, phi_, out_;    // decomp: P, A'_phi, [Q; Bd; W0]
 };
+
+// A dynamic layer whose context is user-only and whose x concatenates user and candidate columns:
+// h once per user, and through the Kronecker identity the user columns' share
+// A'_uᵀ([1; h] ⊗ x_u) + B_d h + b once per user; per candidate only A'_iᵀ([1; h] ⊗ x_i).
+// part: [c + l] per user, its share then its h. Full form with one head.
+class DyLinearSplit : public SplitOp {
+ public:
+  DyLinearSplit(const DyLinear& op, const std::vector<char>& user_cols) : op_(op) {
+    const Config& c = op.c_;
+    part_width = c.c + c.l;
+    std::vector<int64_t> u, i;
+    for (int64_t k = 0; k < c.m; ++k) (user_cols[size_t(k)] ? u : i).push_back(k);
+    mu_ = int64_t(u.size());
+    mi_ = int64_t(i.size());
+    pack(u, true, au_);
+    pack(i, false, ai_);
+  }
+
+  size_t scratch_floats(int64_t rows) const override {
+    const int64_t panel = kernels::kron_needs_panel(au_) ? std::max(au_.K, ai_.K) : 0;
+    return size_t(rows * op_.c_.l) + size_t(chunk(rows) * panel);
+  }
+
+  void run_user(const Block& blk, const float* xu, const float* const* in, float* part,
+                float* scratch) const override {
+    const Config& c = op_.c_;
+    const int64_t R = blk.rows, ld = part_width;
+    const float* h = op_.hidden(in[1], R, scratch, blk.threads);
+    float* panel = scratch + R * c.l;
+    const int64_t cr = chunk(R);
+    for (int64_t r0 = 0; r0 < R; r0 += cr)
+      kernels::gemm_kron(xu + r0 * mu_, mu_, mu_, h + r0 * c.l, c.l, c.l, true, std::min(cr, R - r0),
+                         au_, op_.bias_.data(), kernels::Act::Identity, part + r0 * ld, ld, panel,
+                         blk.threads);
+    for (int64_t b = 0; b < R; ++b)
+      for (int64_t k = 0; k < c.l; ++k) part[b * ld + c.c + k] = h[b * c.l + k];
+  }
+
+  void run_candidate(const Block& blk, const float* xi, const float* const*, UserRows part, float* out,
+                     float* scratch) const override {
+    const Config& c = op_.c_;
+    const int64_t R = blk.rows, cr = chunk(R);
+    float* h = scratch;  // each row's user's h, side by side for the Kronecker GEMM
+    for (int64_t b = 0; b < R; ++b)
+      std::memcpy(h + b * c.l, part.row(b) + c.c, sizeof(float) * size_t(c.l));
+    float* panel = scratch + R * c.l;
+    for (int64_t r0 = 0; r0 < R; r0 += cr)
+      kernels::gemm_kron(xi + r0 * mi_, mi_, mi_, h + r0 * c.l, c.l, c.l, false, std::min(cr, R - r0),
+                         ai_, nullptr, kernels::Act::Identity, out + r0 * c.c, c.c, panel, blk.threads);
+    add_part_and_act(out, part, R, c.c, c.act);
+  }
+
+ private:
+  // A' restricted to the columns `cols` of x: rows [A_0; A_1; …; A_l] at those columns, then
+  // (with_h) the dynamic bias rows B_d, in the layout gemm_kron's panel has.
+  void pack(const std::vector<int64_t>& cols, bool with_h, kernels::PackedMatrix& dst) const {
+    const Config& c = op_.c_;
+    const int64_t l = c.l, mc = int64_t(cols.size()), K = (l + 1) * mc + (with_h ? l : 0);
+    std::vector<float> A(size_t(K * c.c));
+    for (int64_t k = 0; k <= l; ++k)
+      for (int64_t i = 0; i < mc; ++i)
+        for (int64_t j = 0; j < c.c; ++j) {
+          const int64_t t = cols[size_t(i)] * c.c + j;
+          A[size_t((k * mc + i) * c.c + j)] = k == 0 ? op_.g2b_[t] : op_.g2w_[t * l + (k - 1)];
+        }
+    if (with_h)
+      for (int64_t k = 0; k < l; ++k)
+        for (int64_t j = 0; j < c.c; ++j)
+          A[size_t(((l + 1) * mc + k) * c.c + j)] = op_.g2w_[(op_.P_ - c.c + j) * l + k];
+    dst.pack(A.data(), K, c.c, c.c, 1);
+  }
+  int64_t chunk(int64_t rows) const {
+    const int64_t w = std::max(au_.K, ai_.K);
+    if (!kernels::kron_needs_panel(au_)) return rows;
+    return std::min(rows, std::max(kMinChunkRows, kPanelFloats / std::max<int64_t>(1, w)));
+  }
+
+  const DyLinear& op_;
+  int64_t mu_ = 0, mi_ = 0;
+  kernels::PackedMatrix au_, ai_;
+};
+
+std::unique_ptr<SplitOp> DyLinear::split(const std::vector<char>& user_cols,
+                                         const std::vector<char>& user_inputs) const {
+  // h must be the user's (a candidate context makes [1; h] ⊗ x_u per candidate), and the heads of
+  // the full form would cut x into blocks of their own.
+  if (c_.decomp || c_.H != 1 || !user_inputs[1] || count_user(user_cols) < kMinSplitColumns)
+    return nullptr;
+  return std::make_unique<DyLinearSplit>(*this, user_cols);
+}
 
 }  // namespace
 

@@ -16,6 +16,7 @@ class Embedding : public Op {
  public:
   Embedding(size_t field, const schema::Field& f, Table table) : field_(field), f_(f), table_(table) {
     width = f.info.dim;
+    this->field = int64_t(field);
   }
 
   size_t scratch_floats(int64_t rows) const override {

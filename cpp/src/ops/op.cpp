@@ -175,6 +175,28 @@ const float* NodeBuilder::param(const char* role, std::initializer_list<int64_t>
   return p;
 }
 
+int64_t count_user(const std::vector<char>& user_cols) {
+  int64_t n = 0;
+  for (char c : user_cols) n += c != 0;
+  return n;
+}
+
+void add_part_and_act(float* out, UserRows part, int64_t rows, int64_t n, kernels::Act act) {
+  for (int64_t b = 0; b < rows; ++b) {
+    const float* p = part.row(b);
+    for (int64_t j = 0; j < n; ++j) out[b * n + j] += p[j];
+  }
+  kernels::act_inplace(out, rows * n, act);
+}
+
+std::vector<float> take_rows(const float* src, const std::vector<int64_t>& cols, int64_t N, int64_t rs,
+                             int64_t cs) {
+  std::vector<float> out(cols.size() * size_t(N));
+  for (size_t k = 0; k < cols.size(); ++k)
+    for (int64_t n = 0; n < N; ++n) out[k * size_t(N) + size_t(n)] = src[cols[k] * rs + n * cs];
+  return out;
+}
+
 Factory find_factory(const std::string& op) {
   struct Entry {
     const char* name;

@@ -28,6 +28,38 @@ struct Block {
   int threads = 1;  // intra-op threads for this block's GEMMs (column split); 1 = calling thread
 };
 
+// Per candidate row, its user's row of a split's user part: base + user[b] * stride for row b of
+// the block (user already offset to the block's first row).
+struct UserRows {
+  const float* base = nullptr;
+  int64_t stride = 0;
+  const int64_t* user = nullptr;
+  const float* row(int64_t b) const { return base + user[b] * stride; }
+};
+
+// A ranking request's split of one op (graph/shared_plan.h): what the op computes from user-only
+// inputs is computed once per user. run_user runs on the users' rows and writes each user's part;
+// run_candidate runs on the candidate rows, each reading its user's part. Made per shared-field
+// set, immutable, shared by every thread like the op.
+// by_columns: the op's input 0 concatenates user-only and candidate columns, and the split takes
+// the user columns' share of its product (xu, xi below are those columns); otherwise xu and xi
+// are null and the op reads its inputs as they are (user-only ones in run_user only).
+class SplitOp {
+ public:
+  virtual ~SplitOp() = default;
+  virtual size_t scratch_floats(int64_t rows) const = 0;
+  // xu: [rows, mu], the user columns of input 0 in order; in: the op's inputs, of which only the
+  // user-only ones (other than a split input 0) may be read. part: [rows, part_width].
+  virtual void run_user(const Block& blk, const float* xu, const float* const* in, float* part,
+                        float* scratch) const = 0;
+  // xi: [rows, mi], the other columns in order; in: the op's inputs, of which only the candidate
+  // ones may be read.
+  virtual void run_candidate(const Block& blk, const float* xi, const float* const* in, UserRows part,
+                             float* out, float* scratch) const = 0;
+  int64_t part_width = 0;
+  bool by_columns = true;
+};
+
 class Op {
  public:
   virtual ~Op() = default;
@@ -40,6 +72,18 @@ class Op {
   virtual void run(const Block& blk, const float* const* in, float* out, float* scratch) const = 0;
 
   int64_t width = 0;  // output width, set by the factory
+  // The schema field an input op (no graph inputs) reads, set by its factory; -1 for every other
+  // op. The request planner (graph/shared_plan.h) knows from it which nodes read a shared field.
+  int64_t field = -1;
+  // The split of this op for a request (SplitOp), or nullptr when it has none or it would not pay.
+  // user_cols: per column of input 0, 1 for a user-only one, when input 0 is a concat with some of
+  // each kind (else empty); user_inputs: per input, 1 for a user-only one.
+  virtual std::unique_ptr<SplitOp> split(const std::vector<char>& user_cols,
+                                         const std::vector<char>& user_inputs) const {
+    (void)user_cols;
+    (void)user_inputs;
+    return nullptr;
+  }
 };
 
 // An embedding table read in place from the mapping: float32, float16 or bfloat16 rows.
@@ -52,6 +96,22 @@ struct Table {
   const uint16_t* half() const { return static_cast<const uint16_t*>(data); }
   size_t elem_size() const { return is_f32() ? 4 : 2; }
 };
+
+// A split pays when the user columns' share is at least this many columns (fewer save less than
+// the extra pass over the output costs).
+constexpr int64_t kMinSplitColumns = 8;
+
+// How many columns user_cols marks user-only.
+int64_t count_user(const std::vector<char>& user_cols);
+
+// out[b][j] = act(out[b][j] + part.row(b)[j]) for rows b < rows, j < n: a split's candidate share
+// plus its user's.
+void add_part_and_act(float* out, UserRows part, int64_t rows, int64_t n, kernels::Act act);
+
+// The rows `cols` (ascending indices into K rows) of a [K, N] matrix given as B(k, n) = src[k*rs +
+// n*cs], as a row-major [cols.size(), N] matrix: what a split packs.
+std::vector<float> take_rows(const float* src, const std::vector<int64_t>& cols, int64_t N, int64_t rs,
+                             int64_t cs);
 
 // What an op factory sees at load, with helpers that validate and fail with the node named.
 class NodeBuilder {

@@ -16,6 +16,7 @@ class SeqEmbedding : public Op {
  public:
   SeqEmbedding(size_t field, const schema::Field& f, Table table) : field_(field), f_(f), table_(table) {
     width = f.info.max_len * f.info.dim;
+    this->field = int64_t(field);
   }
 
   void run(const Block& blk, const float* const*, float* out, float*) const override {

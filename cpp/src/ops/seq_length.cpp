@@ -8,7 +8,10 @@ namespace {
 
 class SeqLength : public Op {
  public:
-  SeqLength(size_t field, int64_t T) : field_(field), T_(T) { width = 1; }
+  SeqLength(size_t field, int64_t T) : field_(field), T_(T) {
+    width = 1;
+    this->field = int64_t(field);
+  }
   void run(const Block& blk, const float* const*, float* out, float*) const override {
     const FieldInput& in = blk.inputs[field_];
     for (int64_t b = 0; b < blk.rows; ++b) {

@@ -28,9 +28,11 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
   if (inputs.size() != fields.size())
     throw Error("predict needs " + std::to_string(fields.size()) + " field inputs, got " +
                 std::to_string(inputs.size()));
-  for (size_t i = 0; i < fields.size(); ++i) {
-    const Field& f = fields[i];
-    const FieldInput& in = inputs[i];
+  for (size_t i = 0; i < fields.size(); ++i) validate_field(fields[i], inputs[i], batch);
+}
+
+void validate_field(const Field& f, const FieldInput& in, int64_t batch) {
+  {
     const std::string& name = f.info.name;
     if (in.rows != batch)
       throw InputError(name,

@@ -14,4 +14,8 @@ namespace dpn::schema {
 void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldInput>& inputs,
                      int64_t batch);
 
+// The same checks for one field's input of `rows` rows (a request's shared fields have one row
+// per user).
+void validate_field(const Field& f, const FieldInput& in, int64_t rows);
+
 }  // namespace dpn::schema
