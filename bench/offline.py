@@ -91,7 +91,14 @@ def bench_ray(data: Data, args) -> list:
 
     import dpn_infer.ray as dray
 
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Ray puts the driver's working folder on the workers' sys.path: from a checkout, that would be
+    # its source tree (no compiled engine) rather than the installed package.
+    cwd = os.getcwd()
+    os.chdir(tempfile.gettempdir())
+    try:
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    finally:
+        os.chdir(cwd)
     ray.data.DataContext.get_current().enable_progress_bars = False
     try:
         out = []

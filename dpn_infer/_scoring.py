@@ -56,16 +56,14 @@ def output_names(columns: Sequence[str], keep: Sequence[str] | None, output: str
 
 def score_batch(model, batch, *, keep: Sequence[str] | None = None, output: str = "score",
                 threads: int | None = None, logits: bool = False, cast: bool = False,
-                allow_nan: bool = False) -> pa.RecordBatch:
-    """``batch`` (a pyarrow RecordBatch or Table) scored by ``model``: the kept columns plus
-    ``output`` (float32). ``keep=None`` keeps every input column, ``keep=[]`` none."""
-    if isinstance(batch, pa.Table):
-        chunks = batch.combine_chunks().to_batches()
-        batch = chunks[0] if chunks else pa.RecordBatch.from_pylist([], schema=batch.schema)
-    if not isinstance(batch, pa.RecordBatch):
+                allow_nan: bool = False):
+    """``batch`` (a pyarrow RecordBatch or Table) scored by ``model``: the kept columns (the same
+    Arrow arrays, not copied) plus ``output`` (float32), as the same kind of object.
+    ``keep=None`` keeps every input column, ``keep=[]`` none."""
+    if not isinstance(batch, (pa.RecordBatch, pa.Table)):
         raise TypeError(f"expected a pyarrow RecordBatch or Table, got {type(batch).__name__}")
     kept = output_names(batch.schema.names, keep, output)
     scores = model.predict(batch, threads=threads, logits=logits, cast=cast, allow_nan=allow_nan)
     arrays = [batch.column(name) for name in kept] + [pa.array(np.asarray(scores, np.float32))]
-    fields = [batch.schema.field(name) for name in kept] + [pa.field(output, pa.float32(), nullable=False)]
-    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
+    schema = pa.schema([batch.schema.field(name) for name in kept] + [pa.field(output, pa.float32(), nullable=False)])
+    return type(batch).from_arrays(arrays, schema=schema)

@@ -201,6 +201,13 @@ def _eval(args) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def _usable_cpus() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -222,7 +229,7 @@ def _score(args) -> int:
         m = engine.load(args.model)
         res = _stream.score_files(
             m, args.input, args.output, input_format=args.input_format, output_format=args.output_format,
-            threads=args.threads or _usable_cpus(), batch_rows=args.batch_rows, keep=keep,
+            threads=_usable_cpus() if args.threads is None else args.threads, batch_rows=args.batch_rows, keep=keep,
             output=args.output_column, logits=args.logits, cast=args.cast, allow_nan=args.allow_nan,
             progress=progress)
     except (engine.ModelFormatError, engine.InputError, OSError) as e:
@@ -291,8 +298,8 @@ def main(argv=None) -> int:
     s.add_argument("--output", "-o", required=True, help="output file (.parquet or .csv)")
     s.add_argument("--input-format", choices=("parquet", "csv"), help="default: from the file names")
     s.add_argument("--output-format", choices=("parquet", "csv"), help="default: from the output's name")
-    s.add_argument("--threads", type=int, help="engine threads (default: every usable CPU)")
-    s.add_argument("--batch-rows", type=int, default=65536,
+    s.add_argument("--threads", type=_positive, help="engine threads (default: every usable CPU)")
+    s.add_argument("--batch-rows", type=_positive, default=65536,
                    help="rows per engine call; memory grows with it, not with the input (default 65536)")
     s.add_argument("--keep-columns", nargs="+", metavar="COL",
                    help="input columns copied to the output beside the score (e.g. a request id)")

@@ -20,7 +20,9 @@ from typing import Any, Sequence
 
 try:
     from ._scoring import as_model, need, score_batch
-except ImportError as e:  # pyarrow, which the extra installs
+except ModuleNotFoundError as e:  # pyarrow, which the extra installs
+    if e.name != "pyarrow":
+        raise
     raise ImportError(f"dpn_infer.ray needs pyarrow ({e}): pip install \"dpn_infer[ray]\"") from e
 
 __all__ = ["Scorer", "score"]
@@ -56,9 +58,7 @@ class Scorer:
                             output=output, logits=logits, cast=cast, allow_nan=allow_nan)
 
     def __call__(self, batch):
-        import pyarrow as pa
-
-        return pa.Table.from_batches([score_batch(self.model, batch, **self.options)])
+        return score_batch(self.model, batch, **self.options)
 
 
 def score(ds, model: Any, *, actors: int = 2, threads_per_actor: int = 1, batch_size: int = 8192,

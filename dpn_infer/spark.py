@@ -20,7 +20,9 @@ from typing import Any, Sequence
 try:
     from ._scoring import as_model as _as_model
     from ._scoring import need
-except ImportError as e:  # pyarrow, which the extra installs
+except ModuleNotFoundError as e:  # pyarrow, which the extra installs
+    if e.name != "pyarrow":
+        raise
     raise ImportError(f"dpn_infer.spark needs pyarrow ({e}): pip install \"dpn_infer[spark]\"") from e
 
 __all__ = ["score", "udf"]

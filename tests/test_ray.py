@@ -3,6 +3,7 @@ scored by actors give exactly the in-process predictions, every row once, also w
 dies mid-job; errors in the data reach the driver with the engine's message."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -18,11 +19,24 @@ import dpn_infer.ray as dray
 from helpers import offline as O
 
 
+@contextlib.contextmanager
+def _chdir(path):
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(tmp_path_factory):
     # 3 logical CPUs: two single-thread actors hold two for the whole job, the Parquet reads need one.
-    ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20,
-             configure_logging=False)
+    # Ray puts the driver's working folder on its workers' sys.path: started from the checkout, the
+    # workers would import its source tree (no compiled engine) instead of the installed package.
+    with _chdir(tmp_path_factory.mktemp("ray")):
+        ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False, object_store_memory=256 << 20,
+                 configure_logging=False)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     yield ray

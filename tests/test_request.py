@@ -195,7 +195,8 @@ def test_request_ragged_shared_sequence():
 
 def test_request_threads_different_shared_sets(tmp_path):
     """8 threads on one model, each with its own shared sets (more sets in all than the model caches,
-    so both the cached and the per-call plans run), every answer equal to its broadcast batch's."""
+    so both the cached plans and, past the cache, the broadcast path run), every answer equal to its
+    broadcast batch's."""
     fields = [{"name": f"f{i}", "kind": "sparse", "dim": 4, "vocab": 30, "policy": "hash"} for i in range(8)]
     meta, tensors = HF.tiny_model(0)
     meta["schema"]["fields"] = fields
@@ -261,6 +262,15 @@ def test_request_bad_groups(tiny_model, groups, match):
     r = _good(tiny_model)
     with pytest.raises(InputError, match=match):
         tiny_model.predict(r["cands"], shared=r["shared"], groups=np.array(groups, np.int64))
+
+
+def test_request_every_field_shared_checks_groups_before_sizing(tiny_model):
+    """With no per-candidate field the groups give the row count: they are checked first (a
+    decreasing or huge last offset must not size the output)."""
+    users = HF.tiny_batch(2, seed=3)
+    for groups in ([0, 5, 2], [3, 1, 2**50]):
+        with pytest.raises(InputError, match="non-decreasing offsets starting at 0"):
+            tiny_model.predict({}, shared=users, groups=np.array(groups, np.int64))
 
 
 def test_request_refused(tiny_model):

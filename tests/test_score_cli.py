@@ -149,14 +149,70 @@ def test_errors_name_the_problem_and_leave_no_file(tmp_path, seq):
         (["-i", "badtype.parquet", "-o", "o.parquet"], "'item'"),
         (["-i", "missing.parquet", "-o", "o.parquet"], "missing.parquet"),
         (["-i", "ok.parquet", "-o", "o.txt"], "--output-format"),
-        (["-i", "ok.parquet", "-o", "o.parquet", "--batch-rows", "0"], "batch_rows"),
+        (["-i", "damaged.parquet", "-o", "o.parquet"], "damaged.parquet"),
+        (["-i", "ok.parquet", "-o", "o.csv", "--keep-columns", "hist_item"], "CSV cannot hold"),
     ]
+    (tmp_path / "damaged.parquet").write_bytes((tmp_path / "ok.parquet").read_bytes()[:-100])
     for args, needle in cases:
         rc, err, _ = score(tmp_path, SEQ_DIR / "model.bin", *args)
         assert rc == 1, (args, err)
+        assert "Traceback" not in err, (args, err)
         assert needle in err, (args, err)
         left = sorted(f for f in os.listdir(tmp_path) if not f.endswith(".parquet") or f == "o.parquet")
         assert left == [], (args, left)
+    for bad in ("0", "-2"):  # usage errors: argparse's status 2
+        rc, err, _ = score(tmp_path, SEQ_DIR / "model.bin", "-i", "ok.parquet", "-o", "o.parquet", "--threads", bad)
+        assert rc == 2 and "at least 1" in err, err
+
+
+def test_error_rows_count_within_the_file(tmp_path):
+    """The message names the file and the batch's rows in that file; the engine's row counts from
+    the batch's first row."""
+    small_model(tmp_path / "m.bin")
+    rng = np.random.default_rng(2)
+    n = 300
+    t = pa.table({"user": rng.integers(0, 50, n), "item": rng.integers(0, 30, n),
+                  "price": rng.standard_normal(n).astype(np.float32)})
+    d = tmp_path / "log"
+    d.mkdir()
+    pq.write_table(t, d / "a.parquet")
+    price = t.column("price").to_numpy().copy()
+    price[107] = np.nan                                    # a NaN dense value is refused
+    pq.write_table(t.set_column(2, "price", pa.array(price)), d / "b.parquet")
+    rc, err, _ = score(tmp_path, "m.bin", "-i", "log", "-o", "o.parquet", "--batch-rows", 50)
+    assert rc == 1 and "b.parquet, rows 100..149 of the file" in err and "row 7" in err, err
+
+
+def test_rerun_into_the_input_directory_does_not_read_its_output(tmp_path, seq):
+    model, table, want = seq
+    d = tmp_path / "log"
+    d.mkdir()
+    pq.write_table(table, d / "part-0.parquet")
+    for _ in range(2):
+        rc, err, _ = score(tmp_path, SEQ_DIR / "model.bin", "-i", "log", "-o", "log/scores.parquet",
+                           "--keep-columns", "rid,item,cat,user,hist_item,hist_cat")
+        assert rc == 0, err
+        assert "scored 600 rows from 1 file(s)" in err, err
+    assert np.array_equal(pq.read_table(d / "scores.parquet").column("score").to_numpy(), want)
+
+
+def test_csv_kept_columns_are_copied_as_text_and_errors_name_the_column(tmp_path):
+    small_model(tmp_path / "m.bin")
+    (tmp_path / "a.csv").write_text("user,item,price,zip\n1,2,0.5,01234\n3,4,1.5,00042\n")
+    rc, err, _ = score(tmp_path, "m.bin", "-i", "a.csv", "-o", "o.csv", "--keep-columns", "zip")
+    assert rc == 0, err
+    assert pacsv.read_csv(tmp_path / "o.csv", convert_options=pacsv.ConvertOptions(
+        column_types={"zip": pa.string()})).column("zip").to_pylist() == ["01234", "00042"]
+    (tmp_path / "b.csv").write_text("user,item,price\n1,2,0.5\n3,x4,1.5\n")
+    rc, err, _ = score(tmp_path, "m.bin", "-i", "b.csv", "-o", "o.csv")
+    assert rc == 1 and "b.csv" in err and "'item'" in err and "Traceback" not in err, err
+    (tmp_path / "c.csv").write_text("user,item,price,user\n1,2,0.5,7\n")
+    rc, err, _ = score(tmp_path, "m.bin", "-i", "c.csv", "-o", "o.csv")
+    assert rc == 1 and "more than one column named ['user']" in err, err
+    (tmp_path / "e.csv").write_text("user,item,price,zip\n")
+    rc, err, _ = score(tmp_path, "m.bin", "-i", "e.csv", "-o", "e_out.csv", "--keep-columns", "zip")
+    assert rc == 0, err
+    assert (tmp_path / "e_out.csv").read_text().splitlines()[0] == '"zip","score"'
 
 
 def test_memory_is_bounded_by_the_batch_not_the_input(tmp_path):

@@ -246,7 +246,12 @@ py::array_t<float> predict(const PyModel& self, const py::dict& batch, int threa
     if (!gc) throw dpn::RequestError("request: could not make a contiguous copy of groups");
     sh.groups = gc.data();
     sh.users = gc.shape(0) - 1;
-    if (in_batch == 0) B = sh.groups[sh.users];  // every field shared: the groups give the rows
+    if (in_batch == 0) {  // every field shared: the groups give the rows (checked before sizing)
+      for (int64_t u = 0; u < sh.users; ++u)
+        if (sh.groups[0] != 0 || sh.groups[u + 1] < sh.groups[u])
+          throw dpn::RequestError("request: groups must be non-decreasing offsets starting at 0");
+      B = sh.groups[sh.users];
+    }
     keep.push_back(std::move(gc));
   } else if (in_batch == 0 && !sh.fields.empty()) {
     B = 1;  // every field shared by one user, who owns the one row it makes

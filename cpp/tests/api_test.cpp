@@ -323,4 +323,8 @@ TEST(Api, RequestErrors) {
   s = r.shared;
   s.fields[0].field = 9;
   EXPECT_THROW(m->predict(r.cand, 5, s, out.data()), std::invalid_argument);
+  // Refused before any field is read against it (a ragged field would read offsets[users]).
+  s = r.shared;
+  s.users = -1;
+  refused(s, r.cand, 5, "users must be >= 0");
 }

@@ -192,6 +192,9 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const 
   if (options.threads < 1) throw std::invalid_argument("threads must be >= 1");
   const auto& fields = impl_->fields;
   if (batch < 0) throw Error("batch must be >= 0");
+  // Before any field is validated against it (a ragged field reads offsets[users]).
+  if (shared.users < 0)
+    throw RequestError("request: users must be >= 0, got " + std::to_string(shared.users));
   if (inputs.size() != fields.size())
     throw Error("predict needs " + std::to_string(fields.size()) + " field inputs, got " +
                 std::to_string(inputs.size()));
@@ -227,12 +230,13 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const 
   // The values it keeps per user are bounded too (kMaxKeptFloats, as a block's scratch is): a
   // request of very many users takes the broadcast path's bounded blocks instead.
   constexpr int64_t kMinSavedPerCall = 4096, kMaxKeptFloats = int64_t(1) << 26;
-  const auto plan = impl_->plans.get(impl_->graph, is_shared);
+  const auto plan = impl_->plans.get(impl_->graph, is_shared);  // null: too many shared sets
   int64_t saved = 0, kept = 0;
-  if (shared.users < batch && __builtin_mul_overflow(batch - shared.users, plan->saved_per_row, &saved))
+  if (plan && shared.users < batch &&
+      __builtin_mul_overflow(batch - shared.users, plan->saved_per_row, &saved))
     saved = INT64_MAX;
-  if (__builtin_mul_overflow(shared.users, plan->kept_per_user, &kept)) kept = INT64_MAX;
-  if (saved >= kMinSavedPerCall && kept <= kMaxKeptFloats) {
+  if (plan && __builtin_mul_overflow(shared.users, plan->kept_per_user, &kept)) kept = INT64_MAX;
+  if (plan && saved >= kMinSavedPerCall && kept <= kMaxKeptFloats) {
     graph::execute_request(impl_->graph, *plan, inputs, user, user_of_row.data(), batch, shared.users,
                            out, options.logits, options.threads);
   } else {

@@ -92,12 +92,18 @@ std::shared_ptr<const SharedPlan> PlanCache::get(const Graph& g, const std::vect
         if (e.first == key) return e.second;
     return std::shared_ptr<const SharedPlan>();
   };
-  if (auto hit = find(std::atomic_load(&plans_))) return hit;
+  {
+    auto list = std::atomic_load(&plans_);
+    if (auto hit = find(list)) return hit;
+    // Full: no plan (the caller takes the broadcast path). Planning per call would repack the
+    // split layers' weights on every request.
+    if (list && list->size() >= kMaxPlans) return nullptr;
+  }
   auto made = std::make_shared<const SharedPlan>(plan_shared(g, shared));
   std::lock_guard<std::mutex> lock(add_);
   auto list = std::atomic_load(&plans_);
   if (auto hit = find(list)) return hit;  // another thread planned the same set meanwhile
-  if (list && list->size() >= kMaxPlans) return made;
+  if (list && list->size() >= kMaxPlans) return nullptr;
   auto next = std::make_shared<std::vector<Entry>>(list ? *list : std::vector<Entry>());
   next->emplace_back(key, made);
   std::atomic_store(&plans_, std::shared_ptr<const std::vector<Entry>>(std::move(next)));

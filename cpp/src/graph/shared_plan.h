@@ -40,7 +40,8 @@ SharedPlan plan_shared(const Graph& g, const std::vector<char>& shared);
 
 // The plans of one model by shared-field set, made once per distinct set. Lookups take no lock
 // (a snapshot read through std::atomic_load, as ModelHolder does); a new set is added under a
-// mutex, copy-on-write. At most kMaxPlans sets are kept; later ones are planned per call.
+// mutex, copy-on-write. At most kMaxPlans sets are kept; get() returns null for later ones
+// (their requests take the broadcast path: planning per call would repack weights each time).
 class PlanCache {
  public:
   static constexpr size_t kMaxPlans = 64;
