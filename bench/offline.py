@@ -1,17 +1,18 @@
 """Offline scoring throughput: the Ray Data and Spark scorers scaled from one worker to two, and
 `dpn-infer score` against in-process predict.
 
-    python bench/offline.py [--modes ray,spark,cli] [--rows 1000000] [--files 8] [--batch 8192]
-                            [--threads 2] [--rounds 3] [--data DIR] [--json PATH]
+    python bench/offline.py [--modes ray,spark,cli] [--model config|bench] [--rows 1000000]
+                            [--files 8] [--batch 8192] [--threads 2] [--rounds 3] [--data DIR]
+                            [--json PATH]
 
 Writes ``--rows`` rows of synthetic criteo-shaped Parquet (39 sparse fields, ids uniform in
 10,000-row tables, as bench/run.py's `criteo` config) over ``--files`` files and a model of that
-schema shaped by dpn_infer/configs/criteo.json's feature-dpn (16-dim embeddings, a decomposed
-dynamic 400 layer, then 400-400; needs the torch extra) into ``--data`` (kept for the next run when
-given), then for
-each mode scores all of it with one worker and with two (one intra-op thread each), printing rows/s
-of the whole job (cluster already up; the workers' start and the Parquet reads included, the
-output materialized) and the ratio two / one:
+schema (needs the torch extra) into ``--data`` (kept for the next run when given). ``--model
+config``: dpn_infer/configs/criteo.json's feature-dpn (16-dim embeddings, a decomposed dynamic 400
+layer, then 400-400): light, so reading and moving rows weigh; ``--model bench``: bench/run.py's
+criteo (three full dynamic 400-wide layers), where the engine's work dominates. Then each mode
+prints rows/s of the whole job (cluster already up; the workers' start and the Parquet reads
+included, the output materialized) and a ratio:
 
 - ``ray``: dpn_infer.ray.score with 1 actor, then 2 actors, on ``ray.init(num_cpus=3)`` (the actors
   hold a CPU each for the job, the reads need one more); the read is repartitioned into ``--files``
@@ -23,8 +24,8 @@ output materialized) and the ratio two / one:
   median of each.
 
 A mode is a function ``(data, args) -> [(label, seconds), ...]`` in MODES, the baseline first and
-the run compared with it last: add one there. On a
-machine shared with other work, the ratio is only as steady as the neighbours; run it twice.
+the run compared with it last: add one there. On a machine shared with other work, the ratio is
+only as steady as the neighbours; run it twice.
 """
 from __future__ import annotations
 
@@ -44,30 +45,35 @@ HERE = Path(__file__).resolve().parent
 class Data:
     """The Parquet folder, the model file and the row count a mode scores."""
 
-    def __init__(self, folder: Path, rows: int):
+    def __init__(self, folder: Path, rows: int, model: str):
         self.parquet = str(folder / "parquet")
-        self.model = str(folder / "criteo.bin")
+        self.model = str(folder / f"criteo-{model}.bin")
         self.rows = rows
 
 
-def prepare(folder: Path, rows: int, files: int) -> Data:
+def prepare(folder: Path, rows: int, files: int, model: str) -> Data:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(HERE))
     import run  # bench/run.py: the criteo config's batches
 
-    data = Data(folder, rows)
-    stamp = folder / "rows.txt"
-    if stamp.exists() and stamp.read_text() == f"{rows} {files}":
-        return data
     import dpn_infer
     from dpn_infer import train
 
-    n_fields, dim = run.CONFIGS["criteo"][:2]
-    schema = [{"name": f"f{i}", "kind": "sparse", "vocab": run.VOCAB, "dim": dim, "policy": "hash"}
-              for i in range(n_fields)]
-    dpn_infer.save(train.build_model("feature-dpn", schema, train.load_config("criteo"), seed=0).eval(), data.model)
+    data = Data(folder, rows, model)
+    if not os.path.exists(data.model):
+        if model == "bench":  # bench/run.py's criteo: three full dynamic 400-wide layers
+            module = run.build("criteo")
+        else:
+            n_fields, dim = run.CONFIGS["criteo"][:2]
+            schema = [{"name": f"f{i}", "kind": "sparse", "vocab": run.VOCAB, "dim": dim, "policy": "hash"}
+                      for i in range(n_fields)]
+            module = train.build_model("feature-dpn", schema, train.load_config("criteo"), seed=0).eval()
+        dpn_infer.save(module, data.model)
+    stamp = folder / "rows.txt"
+    if stamp.exists() and stamp.read_text() == f"{rows} {files}":
+        return data
     out = Path(data.parquet)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -173,6 +179,10 @@ def main(argv=None) -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=8, help="Parquet files (and Ray read blocks)")
     ap.add_argument("--batch", type=int, default=8192, help="rows per scored batch")
+    ap.add_argument("--model", choices=("config", "bench"), default="config",
+                    help="config: configs/criteo.json's feature-dpn (a decomposed dynamic layer, then "
+                         "400-400: light, so reading and moving rows weigh); bench: bench/run.py's criteo "
+                         "(three full dynamic 400 layers: the engine's work dominates)")
     ap.add_argument("--threads", type=int, default=2, help="cli mode: engine threads")
     ap.add_argument("--rounds", type=int, default=3, help="cli mode: alternating turns")
     ap.add_argument("--data", help="folder for the Parquet and the model (default: a temporary one)")
@@ -185,8 +195,9 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.data) if args.data else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        data = prepare(folder, args.rows, args.files)
-        print(f"{data.rows:,} rows of criteo-shaped Parquet in {args.files} files; {os.cpu_count()} CPUs here")
+        data = prepare(folder, args.rows, args.files, args.model)
+        print(f"{data.rows:,} rows of criteo-shaped Parquet in {args.files} files, model '{args.model}'; "
+              f"{os.cpu_count()} CPUs here")
         results = {}
         for mode in modes:
             runs = MODES[mode](data, args)
@@ -197,7 +208,8 @@ def main(argv=None) -> int:
             results[mode] = {"runs": [{"label": lb, "seconds": s, "rows_per_s": data.rows / s} for lb, s in runs],
                              "ratio": ratio}
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": data.rows, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"rows": data.rows, "model": args.model, "results": results},
+                                              indent=2))
     return 0
 
 
