@@ -11,9 +11,15 @@ import os
 from typing import Sequence
 
 import numpy as np
-import pyarrow as pa
 
 from ._engine import InputError
+
+try:
+    import pyarrow as pa
+except ModuleNotFoundError as e:  # the one place the offline scorers' pyarrow need is told
+    raise ImportError(f"dpn_infer's offline scoring (dpn-infer score, dpn_infer.ray, dpn_infer.spark) needs "
+                      f"pyarrow ({e}): pip install pyarrow, or the extra: pip install \"dpn_infer[ray]\" "
+                      f"or \"dpn_infer[spark]\"") from e
 
 
 def need(extra: str, package: str, *modules: str) -> None:

@@ -18,12 +18,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, Sequence
 
-try:
-    from ._scoring import as_model, need, score_batch
-except ModuleNotFoundError as e:  # pyarrow, which the extra installs
-    if e.name != "pyarrow":
-        raise
-    raise ImportError(f"dpn_infer.ray needs pyarrow ({e}): pip install \"dpn_infer[ray]\"") from e
+from ._scoring import as_model, need, score_batch  # pyarrow missing: an ImportError naming the extra
 
 __all__ = ["Scorer", "score"]
 

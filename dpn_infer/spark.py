@@ -17,13 +17,8 @@ import hashlib
 import threading
 from typing import Any, Sequence
 
-try:
-    from ._scoring import as_model as _as_model
-    from ._scoring import need
-except ModuleNotFoundError as e:  # pyarrow, which the extra installs
-    if e.name != "pyarrow":
-        raise
-    raise ImportError(f"dpn_infer.spark needs pyarrow ({e}): pip install \"dpn_infer[spark]\"") from e
+from ._scoring import as_model as _as_model
+from ._scoring import need  # pyarrow missing: an ImportError naming the extra
 
 __all__ = ["score", "udf"]
 
