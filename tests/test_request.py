@@ -18,6 +18,7 @@ import tempfile
 import threading
 
 import numpy as np
+from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -262,6 +263,24 @@ def test_request_bad_groups(tiny_model, groups, match):
     r = _good(tiny_model)
     with pytest.raises(InputError, match=match):
         tiny_model.predict(r["cands"], shared=r["shared"], groups=np.array(groups, np.int64))
+
+
+def test_request_long_truncated_history_broadcast(tiny_model):
+    """A truncating sequence field's shared row may be far longer than max_len (hist_cat: 6): the
+    broadcast path repeats only the ids the model keeps (the last 6 valid ones), so its scores equal
+    the broadcast batch's exactly, -1 padding inside the row included. Few candidates per user
+    take the broadcast path (a split would not pay)."""
+    m = load(str(Path(__file__).parent / "golden" / "v1" / "opset2-seq" / "model.bin"))
+    rng = np.random.default_rng(5)
+    for n_ids, n_cands in ((1000, 1), (1000, 2), (3, 2), (0, 3)):
+        ids = rng.integers(-1, 7, n_ids)                     # -1 anywhere: padding, skipped
+        shared = {"user": np.array([4]), "hist_cat": (ids, np.array([0, n_ids])),
+                  "hist_item": (np.array([1, 2, 3]), np.array([0, 3]))}
+        cands = {"item": rng.integers(0, 40, n_cands), "cat": rng.integers(0, 7, n_cands)}
+        offs = np.arange(n_cands + 1) * n_ids
+        full = dict(cands, user=np.full(n_cands, 4), hist_cat=(np.tile(ids, n_cands), offs),
+                    hist_item=(np.tile([1, 2, 3], n_cands), np.arange(n_cands + 1) * 3))
+        assert np.array_equal(m.predict(cands, shared=shared), m.predict(full)), (n_ids, n_cands)
 
 
 def test_request_every_field_shared_checks_groups_before_sizing(tiny_model):

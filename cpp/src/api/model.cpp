@@ -240,7 +240,7 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const 
     graph::execute_request(impl_->graph, *plan, inputs, user, user_of_row.data(), batch, shared.users,
                            out, options.logits, options.threads);
   } else {
-    const api::Broadcast b = api::broadcast(inputs, batch, user, is_shared, user_of_row);
+    const api::Broadcast b = api::broadcast(fields, inputs, batch, user, is_shared, user_of_row);
     graph::execute(impl_->graph, b.inputs, batch, out, options.logits, options.threads);
   }
   check_scores(out, batch, options);

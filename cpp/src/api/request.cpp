@@ -3,6 +3,8 @@
 #include <cstring>
 #include <string>
 
+#include "ops/seq.h"
+
 namespace dpn::api {
 
 namespace {
@@ -44,13 +46,40 @@ std::vector<int64_t> users_of_rows(const SharedInputs& shared, int64_t batch) {
   return of;
 }
 
-Broadcast broadcast(const std::vector<FieldInput>& inputs, int64_t batch,
-                    const std::vector<FieldInput>& user, const std::vector<char>& is_shared,
-                    const std::vector<int64_t>& user_of_row) {
+namespace {
+// A truncating sequence field's user rows reduced to the ids the model keeps (ops/seq.h), as a
+// ragged input of the same rows: at most max_len ids a row.
+FieldInput kept_ids(const FieldInput& u, int64_t max_len,
+                    std::vector<std::unique_ptr<int64_t[]>>& arrays) {
+  int64_t total = 0;
+  for (int64_t r = 0; r < u.rows; ++r) {
+    int64_t n = 0;
+    ops::seq_row(u, r, &n);
+    total += n < max_len ? n : max_len;
+  }
+  int64_t* offs = keep(arrays, size_t(u.rows) + 1);
+  int64_t* ids = keep(arrays, size_t(total));
+  offs[0] = 0;
+  for (int64_t r = 0; r < u.rows; ++r) {
+    int64_t n = 0;
+    const int64_t* row = ops::seq_row(u, r, &n);
+    int64_t* dst = ids + offs[r];
+    offs[r + 1] =
+        offs[r] + ops::for_each_kept_id(row, n, max_len, [&](int64_t t, int64_t id) { dst[t] = id; });
+  }
+  return FieldInput{ids, nullptr, u.rows, offs[u.rows], offs};
+}
+}  // namespace
+
+Broadcast broadcast(const std::vector<schema::Field>& fields, const std::vector<FieldInput>& inputs,
+                    int64_t batch, const std::vector<FieldInput>& user,
+                    const std::vector<char>& is_shared, const std::vector<int64_t>& user_of_row) {
   Broadcast out{inputs, {}, {}};
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!is_shared[i]) continue;
-    const FieldInput& u = user[i];
+    const schema::Field& f = fields[i];
+    const bool trims = f.info.kind == FieldKind::Sequence && f.truncate;
+    const FieldInput u = trims ? kept_ids(user[i], f.info.max_len, out.ids) : user[i];
     FieldInput& in = out.inputs[i];
     in = FieldInput{nullptr, nullptr, batch, u.cols};
     if (u.offsets) {  // ragged: each row's ids again, with new offsets
