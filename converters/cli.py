@@ -1,7 +1,7 @@
 """dpn-convert: a dpn_infer.nn checkpoint -> model.bin and/or an ONNX graph (docs/onnx.md).
 
-    dpn-convert CHECKPOINT [-o model.bin] [--onnx model.onnx] [--precision fp32|bf16]
-                [--embeddings fp32|fp16|bf16]
+    dpn-convert CHECKPOINT [-o model.bin] [--onnx model.onnx] [--precision fp32|bf16|int8]
+                [--embeddings fp32|fp16|bf16|int8]
 
 CHECKPOINT is a file written by ``dpn_infer.nn.save_checkpoint(model, path)``. Without -o or --onnx it
 writes model.bin; with --onnx alone, only the ONNX graph.
@@ -26,9 +26,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="also (or, without -o, only) write an ONNX graph in Kronecker form for ONNX "
                         "Runtime: one input per field, output 'logit' = logits [batch]")
     p.add_argument("--precision", default="fp32",
-                   help="model.bin's dense weight matrices: fp32 (default) or bf16 (rounded to nearest even)")
+                   help="model.bin's dense weight matrices: fp32 (default), bf16 (rounded to nearest "
+                        "even) or int8 (symmetric, one float32 scale per output; no calibration data)")
     p.add_argument("--embeddings", default="fp32",
-                   help="model.bin's embedding tables: fp32 (default), fp16 or bf16 (rounded to nearest even)")
+                   help="model.bin's embedding tables: fp32 (default), fp16, bf16 (rounded to nearest "
+                        "even) or int8 (symmetric, one float32 scale per row)")
     p.add_argument("--version", action="version", version=f"dpn_infer {__version__}")
     return p
 

@@ -16,9 +16,12 @@ import numpy as np
 
 MAGIC = b"DPNINFER"
 FORMAT_VERSION = 1
-OPSET = 3  # the newest opset this writer knows (docs/format.md §5)
-# float16 / bfloat16 tensors came with opset 3 (docs/format.md §3).
+OPSET = 4  # the newest opset this writer knows (docs/format.md §5)
+# float16 / bfloat16 tensors came with opset 3 (docs/format.md §3), int8 ones with opset 4 (§3.2).
 HALF_OPSET = 3
+INT8_OPSET = 4
+# An int8 tensor's float32 scales are the tensor of this name (docs/format.md §3.2).
+SCALE_SUFFIX = ".scale"
 # The opset that introduced each operator and field kind: a file records the lowest opset that holds
 # it, so a model that uses only old operators stays loadable by older engines.
 OP_OPSET = {"embedding": 1, "dense_input": 1, "concat": 1, "linear": 1, "dylinear": 1,
@@ -36,10 +39,11 @@ CHECKSUM_OFFSET = 76
 # numpy has no bfloat16: its tensors are arrays of this one-field record of the raw 16 bits (a dtype
 # of its own, so it is never mistaken for uint16 data). to_float32() widens them.
 BFLOAT16 = np.dtype([("bf16", "<u2")])
-DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: BFLOAT16, 3: np.dtype("<i8"), 4: np.dtype("<i4")}
+DTYPES = {0: np.dtype("<f4"), 1: np.dtype("<f2"), 2: BFLOAT16, 3: np.dtype("<i8"), 4: np.dtype("<i4"),
+          5: np.dtype("i1")}
 _CODE = {np.dtype("float32"): 0, np.dtype("float16"): 1, BFLOAT16: 2, np.dtype("int64"): 3,
-         np.dtype("int32"): 4}
-DTYPE_NAMES = {0: "float32", 1: "float16", 2: "bfloat16", 3: "int64", 4: "int32"}
+         np.dtype("int32"): 4, np.dtype("int8"): 5}
+DTYPE_NAMES = {0: "float32", 1: "float16", 2: "bfloat16", 3: "int64", 4: "int32", 5: "int8"}
 
 
 def to_bfloat16(a: np.ndarray) -> np.ndarray:
@@ -56,6 +60,11 @@ def to_float32(a: np.ndarray) -> np.ndarray:
     if a.dtype == BFLOAT16:
         return (a.view(np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
     return a.astype(np.float32)
+
+
+def dequantize(q: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """An int8 tensor's float32 values: ``scale · q`` (scale per row or per column, broadcast; §3.2)."""
+    return q.astype(np.float32) * np.asarray(scale, dtype=np.float32)
 
 
 def dtype_name(a: np.ndarray) -> str:

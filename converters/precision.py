@@ -1,14 +1,18 @@
-"""Reduced-precision storage of an exported model (docs/format.md §3, opset 3); numpy only.
+"""Reduced-precision storage of an exported model (docs/format.md §3.1-§3.2, opsets 3-4); numpy only.
 
-``apply(metadata, tensors, precision, embeddings)`` rounds, to nearest even:
+``apply(metadata, tensors, precision, embeddings)`` stores:
 
 - ``embeddings``: every embedding table (the ``table`` param of ``embedding`` / ``seq_embedding``
-  nodes) to float16 or bfloat16;
+  nodes) as float16 or bfloat16 (rounded to nearest even), or int8 with one float32 scale per row;
 - ``precision``: every dense weight matrix (a param of two or more dimensions whose role does not end
-  in ``bias``: Linear / DyLinear / FieldDyLinear / attention / generator weights) to bfloat16.
+  in ``bias``: Linear / DyLinear / FieldDyLinear / attention / generator weights) as bfloat16, or int8
+  with one float32 scale per output (per row of an ``[out, in]`` matrix, per column of the roles
+  stored ``[in, out]``).
 
-Biases, LayerNorm and cross vectors stay float32 (they are tiny and enter the fp32 epilogue). A file
-with a float16 or bfloat16 tensor records opset 3 at least.
+int8 is symmetric (scale = max|x| / 127, q = round(x / scale) in [-127, 127], no zero point) and needs
+no calibration data. Biases, LayerNorm and cross vectors stay float32 (they are tiny and enter the
+fp32 epilogue). A file with a float16 or bfloat16 tensor records opset 3 at least, one with an int8
+tensor opset 4.
 """
 from __future__ import annotations
 
@@ -16,22 +20,44 @@ from typing import Dict, Mapping, Tuple
 
 import numpy as np
 
-from .format import HALF_OPSET, to_bfloat16
+from .format import HALF_OPSET, INT8_OPSET, SCALE_SUFFIX, to_bfloat16
 
-PRECISIONS = ("fp32", "bf16")
-EMBEDDINGS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
+EMBEDDINGS = ("fp32", "fp16", "bf16", "int8")
 _TABLE_OPS = ("embedding", "seq_embedding")
+# Weights stored [in, out] (docs/format.md §3.2): their outputs are columns, so their scales are too.
+COLUMN_ROLES = {("dylinear", "P"), ("dylinear", "Q"), ("dylinear", "W0"),
+                ("field_dylinear", "feature_weight")}
 _FP16_MAX = float(np.finfo(np.float16).max)
 
 
 def check(precision: str, embeddings: str) -> None:
     """A clear ValueError for a precision this converter does not write."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)} "
-                         f"(int8 is not supported yet)")
+        raise ValueError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     if embeddings not in EMBEDDINGS:
         raise ValueError(f"unknown embeddings precision {embeddings!r}: expected one of "
-                         f"{', '.join(EMBEDDINGS)} (int8 is not supported yet)")
+                         f"{', '.join(EMBEDDINGS)}")
+
+
+def quantize(x: np.ndarray, per_column: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+    """(q int8, scale float32) of a float tensor of 2+ dims, symmetric: scale = max|x| / 127 per row
+    (the last axis) or per column, q = round(x / scale) to nearest even in [-127, 127]; an all-zero
+    row (column) gets scale 0 and q = 0. The scale has the broadcasting shape of docs/format.md §3.2."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim < 2:
+        raise ValueError("int8 needs a tensor of 2 or more dimensions")
+    if not np.isfinite(x).all():
+        raise ValueError("has a non-finite value")
+    axis = -2 if per_column else -1
+    amax = np.max(np.abs(x), axis=axis, keepdims=True) if x.size else \
+        np.zeros(x.shape[:axis] + (1,) + (x.shape[-1:] if per_column else ()), np.float32)
+    scale = (amax / np.float32(127)).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(scale > 0, np.rint(x / scale), np.float32(0))
+    q = np.clip(q, -127, 127).astype(np.int8)
+    # A row so small that max/127 underflows to 0 means zeros (scale 0), as the format says.
+    return q, scale
 
 
 def _round(name: str, a: np.ndarray, to: str) -> np.ndarray:
@@ -46,9 +72,10 @@ def _round(name: str, a: np.ndarray, to: str) -> np.ndarray:
 
 def apply(metadata: dict, tensors: Mapping[str, np.ndarray], precision: str = "fp32",
           embeddings: str = "fp32") -> Tuple[dict, Dict[str, np.ndarray]]:
-    """(metadata, tensors) with the chosen tensors rounded; the inputs are left unchanged."""
+    """(metadata, tensors) with the chosen tensors rounded or quantized; the inputs are left unchanged.
+    An int8 tensor ``T`` is followed by its scales ``T.scale``."""
     check(precision, embeddings)
-    want: Dict[str, str] = {}
+    want: Dict[str, Tuple[str, bool]] = {}  # name -> (precision, per-column scales)
     for n in metadata["graph"]["nodes"]:
         for role, name in n.get("params", {}).items():
             if n["op"] in _TABLE_OPS and role == "table":
@@ -58,9 +85,25 @@ def apply(metadata: dict, tensors: Mapping[str, np.ndarray], precision: str = "f
             else:
                 continue
             if to != "fp32":
-                want[name] = to
-    out = {name: (_round(name, a, want[name]) if name in want else a) for name, a in tensors.items()}
+                want[name] = (to, (n["op"], role) in COLUMN_ROLES)
+    out: Dict[str, np.ndarray] = {}
+    for name, a in tensors.items():
+        to, per_column = want.get(name, ("fp32", False))
+        if to != "int8":
+            out[name] = _round(name, a, to) if to != "fp32" else a
+            continue
+        sname = name + SCALE_SUFFIX
+        if sname in tensors:
+            raise ValueError(f"cannot store tensor '{name}' as int8: the file already has a tensor "
+                             f"'{sname}' (the name of its scales)")
+        try:
+            out[name], out[sname] = quantize(a, per_column)
+        except ValueError as e:
+            raise ValueError(f"tensor '{name}' cannot be stored as int8: {e}") from None
     meta = dict(metadata)
-    if want:
+    kinds = {to for to, _ in want.values()}
+    if kinds - {"int8"}:
         meta["opset"] = max(meta["opset"], HALF_OPSET)
+    if "int8" in kinds:
+        meta["opset"] = max(meta["opset"], INT8_OPSET)
     return meta, out

@@ -562,8 +562,9 @@ def export(module: nn.Module) -> Tuple[dict, Dict[str, np.ndarray]]:
 def save(module: nn.Module, path, precision: str = "fp32", embeddings: str = "fp32") -> str:
     """Export ``module`` and write it to ``path`` (model.bin). Returns the path.
 
-    ``precision="bf16"`` stores the dense weight matrices as bfloat16, ``embeddings="fp16"|"bf16"``
-    the embedding tables as float16 / bfloat16 (rounded to nearest even; converters/precision.py).
+    ``precision="bf16"|"int8"`` stores the dense weight matrices as bfloat16 / int8 (a scale per
+    output), ``embeddings="fp16"|"bf16"|"int8"`` the embedding tables as float16 / bfloat16 / int8 (a
+    scale per row) (converters/precision.py).
     """
     _precision.check(precision, embeddings)
     metadata, tensors = _precision.apply(*export(module), precision, embeddings)

@@ -68,8 +68,10 @@ def __getattr__(name):
 def save(module, path, precision="fp32", embeddings="fp32"):
     """Convert a trained ``dpn_infer.nn`` module to model.bin at ``path`` (needs torch).
 
-    ``precision``: ``"fp32"`` or ``"bf16"`` (dense weight matrices as bfloat16); ``embeddings``:
-    ``"fp32"``, ``"fp16"`` or ``"bf16"`` (embedding tables). Both round to nearest even.
+    ``precision``: ``"fp32"``, ``"bf16"`` (dense weight matrices as bfloat16) or ``"int8"`` (int8 with
+    one float32 scale per output); ``embeddings``: ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"``
+    (embedding tables; int8 with one scale per row). Floats round to nearest even; int8 is symmetric,
+    scale = max|x| / 127, and needs no calibration data (docs/format.md §3.1-§3.2).
     """
     from .converters.torch_export import save as _save
 

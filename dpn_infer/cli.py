@@ -54,8 +54,8 @@ def _info(args) -> int:
 
 def _print_tensors(path, meta) -> None:
     """Each tensor's dtype and shape, and the file's bytes by part (embedding tables, dense weights,
-    the rest: header, metadata, table, alignment)."""
-    from .converters.format import read, dtype_name
+    the rest: header, metadata, table, alignment). An int8 tensor's scales count with its part."""
+    from .converters.format import SCALE_SUFFIX, read, dtype_name
 
     _, tensors = read(path)
     tables = {name for n in meta["graph"]["nodes"] if n["op"] in ("embedding", "seq_embedding")
@@ -63,7 +63,8 @@ def _print_tensors(path, meta) -> None:
     print("tensors:")
     parts = {"embeddings": 0, "dense weights": 0}
     for name, a in tensors.items():
-        part = "embeddings" if name in tables else "dense weights"
+        owner = name[:-len(SCALE_SUFFIX)] if name.endswith(SCALE_SUFFIX) else name
+        part = "embeddings" if owner in tables else "dense weights"
         parts[part] += a.nbytes
         print(f"  {name:<32} {dtype_name(a):<9} {list(a.shape)}")
     total = os.path.getsize(path)
