@@ -257,7 +257,7 @@ def _small_model():
     return HM.build(spec), HM.make_batch(spec["fields"], 9, 6)
 
 
-@pytest.mark.parametrize("kw, words", [({"precision": "int8"}, "unknown precision 'int8'"),
+@pytest.mark.parametrize("kw, words", [({"precision": "int4"}, "unknown precision 'int4'"),
                                        ({"embeddings": "fp8"}, "unknown embeddings precision 'fp8'"),
                                        ({"precision": "fp16"}, "expected one of fp32, bf16")])
 def test_unknown_precision_is_refused(tmp_path, kw, words):
@@ -290,8 +290,8 @@ def test_dpn_convert_and_info(tmp_path, capsys):
     model, batch = _small_model()
     ck = tmp_path / "m.pt"
     save_checkpoint(model, ck)
-    assert convert_main([str(ck), "-o", str(tmp_path / "a.bin"), "--precision", "int8"]) == 2
-    assert "unknown precision 'int8'" in capsys.readouterr().err
+    assert convert_main([str(ck), "-o", str(tmp_path / "a.bin"), "--precision", "int4"]) == 2
+    assert "unknown precision 'int4'" in capsys.readouterr().err
     assert convert_main([str(ck), "-o", str(tmp_path / "f.bin")]) == 0
     assert convert_main([str(ck), "-o", str(tmp_path / "b.bin"), "--precision", "bf16",
                          "--embeddings", "fp16"]) == 0
@@ -369,8 +369,8 @@ def test_corrupt_reduced_precision_files(tmp_path, make, words):
 
 
 def test_newer_opset_is_refused_with_advice(tmp_path):
-    with pytest.raises(ModelFormatError, match="opset 4, newer than this dpn_infer supports \\(3\\)"):
-        _load_bytes(tmp_path, _bf16_file(opset=4))
+    with pytest.raises(ModelFormatError, match="opset 5, newer than this dpn_infer supports \\(4\\)"):
+        _load_bytes(tmp_path, _bf16_file(opset=5))
 
 
 def test_shared_bf16_weight_is_refused_like_float32(tmp_path):

@@ -118,6 +118,7 @@ F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
 // many times, for timing scripts). Keywords per kernel (returns a new array):
 //   pool:      table [V, dim], rows int64 [R, n], scale=1.0   -> [R, dim] (one pool_rows per row)
 //   pool_half: table uint16 [V, dim] (the raw bits), bf16=True, rows, scale as pool -> [R, dim]
+//   pool_int8: table int8 [V, dim], scales float32 [V], rows, scale as pool -> [R, dim]
 //   layernorm: x [R, d], w [d], b [d], eps=1e-5               -> [R, d]
 //   cross:     x0 [R, d], xl [R, d], w [d], b [d]             -> [R, d]
 //   act:       x [n], act="relu"                              -> [n]
@@ -133,28 +134,38 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
     py::gil_scoped_release nogil;
     for (int r = 0; r < repeat; ++r) fn();
   };
-  if (kernel == "pool" || kernel == "pool_half") {
-    const bool half = kernel == "pool_half";
+  if (kernel == "pool" || kernel == "pool_half" || kernel == "pool_int8") {
+    const bool half = kernel == "pool_half", i8 = kernel == "pool_int8";
     using U16 = py::array_t<uint16_t, py::array::c_style | py::array::forcecast>;
-    F32 t = half ? F32() : kw_f32(kw, "table", 2);
+    using I8 = py::array_t<int8_t, py::array::c_style | py::array::forcecast>;
+    F32 t = half || i8 ? F32() : kw_f32(kw, "table", 2);
     U16 th = half ? U16::ensure(kw["table"]) : U16();
     if (half && (!th || th.ndim() != 2)) throw py::value_error("'table' must be a 2-d uint16 array");
+    I8 tq = i8 ? I8::ensure(kw["table"]) : I8();
+    if (i8 && (!tq || tq.ndim() != 2)) throw py::value_error("'table' must be a 2-d int8 array");
+    F32 sc = i8 ? kw_f32(kw, "scales", 1) : F32();
+    if (i8 && sc.shape(0) != tq.shape(0)) throw py::value_error("'scales' must have one value per row");
     const bool bf16 = !kw.contains("bf16") || kw["bf16"].cast<bool>();
     auto rows = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(kw["rows"]);
     if (!rows || rows.ndim() != 2) throw py::value_error("'rows' must be a 2-d int64 array");
-    const int64_t V = half ? th.shape(0) : t.shape(0), dim = half ? th.shape(1) : t.shape(1);
+    const int64_t V = half ? th.shape(0) : i8 ? tq.shape(0) : t.shape(0);
+    const int64_t dim = half ? th.shape(1) : i8 ? tq.shape(1) : t.shape(1);
     const int64_t R = rows.shape(0), n = rows.shape(1);
     for (int64_t i = 0; i < R * n; ++i)
       if (rows.data()[i] < 0 || rows.data()[i] >= V) throw py::value_error("row index out of range");
     const float scale = kw.contains("scale") ? kw["scale"].cast<float>() : 1.0f;
     py::array_t<float> out({R, dim});
     float* po = out.mutable_data();
-    const float* pt = half ? nullptr : t.data();
+    const float* pt = half || i8 ? nullptr : t.data();
     const uint16_t* ph = half ? th.data() : nullptr;
+    const int8_t* pq = i8 ? tq.data() : nullptr;
+    const float* ps = i8 ? sc.data() : nullptr;
     const int64_t* pr = rows.data();
     run([&] {
       for (int64_t i = 0; i < R; ++i)
-        if (half)
+        if (i8)
+          k::pool_rows_int8(which, pq, ps, dim, pr + i * n, n, scale, po + i * dim);
+        else if (half)
           k::pool_rows_half(which, ph, bf16, dim, pr + i * n, n, scale, po + i * dim);
         else
           k::pool_rows(which, pt, dim, pr + i * n, n, scale, po + i * dim);
@@ -265,7 +276,7 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
   }
   throw py::value_error(
       "unknown kernel '" + kernel +
-      "' (pool, pool_half, layernorm, cross, act, softmax, kron, field_mix, field_attention, "
+      "' (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, field_mix, field_attention, "
       "dwconv, attention)");
 }
 
@@ -297,6 +308,6 @@ PYBIND11_MODULE(_testing, m) {
         py::arg("isa") = "ref", py::arg("repeat") = 1,
         "The Kronecker GEMM of a dynamic layer with one ISA.");
   m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
-        "One row/elementwise kernel (pool, pool_half, layernorm, cross, act, softmax, kron, field_mix, "
+        "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, field_mix, "
         "field_attention, dwconv, attention) with one ISA's version; arrays and options as keywords.");
 }

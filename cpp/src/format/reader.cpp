@@ -1,6 +1,7 @@
 #include "format/reader.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -36,6 +37,7 @@ size_t dtype_size(uint32_t d) {
     case 2: return 2;
     case 3: return 8;
     case 4: return 4;
+    case 5: return 1;
     default: return 0;
   }
 }
@@ -64,6 +66,35 @@ struct Cursor {
   }
 };
 
+// An int8 tensor's scales (§3.2): `<name>.scale`, float32, per row (dims[:-1] + [1]) or per column
+// (dims[:-2] + [1, dims[-1]]), every value finite and >= 0 (0: that row or column means zeros).
+void bind_scales(const Container& c, TensorInfo& t) {
+  const std::string who = "int8 tensor '" + t.name + "'";
+  if (t.dims.size() < 2) bad(who + " has " + u(t.dims.size()) + " dimension(s); int8 needs 2 or more");
+  const std::string sname = t.name + ".scale";
+  const TensorInfo* s = c.find(sname);
+  if (!s) bad(who + " has no scales (tensor '" + sname + "')");
+  if (s->dtype != DType::F32)
+    bad(who + ": its scales '" + sname + "' are " + dtype_name(s->dtype) + ", not float32");
+  std::vector<int64_t> rows(t.dims), cols(t.dims);
+  rows.back() = 1;
+  cols[cols.size() - 2] = 1;
+  auto shape = [](const std::vector<int64_t>& d) {
+    std::string r = "[";
+    for (size_t i = 0; i < d.size(); ++i) r += (i ? ", " : "") + std::to_string(d[i]);
+    return r + "]";
+  };
+  if (s->dims != rows && s->dims != cols)
+    bad(who + " " + shape(t.dims) + ": its scales '" + sname + "' have shape " + shape(s->dims) +
+        ", expected " + shape(rows) + " (per row) or " + shape(cols) + " (per column)");
+  const float* v = reinterpret_cast<const float*>(s->data);  // 64-byte aligned in the mapping
+  for (uint64_t i = 0; i < s->nbytes / 4; ++i)
+    if (!(v[i] >= 0.0f) || v[i] == INFINITY)  // NaN fails the first test
+      bad(who + ": scale " + u(i) + " is " + std::to_string(v[i]) + " (scales must be finite and >= 0)");
+  t.scales = v;
+  t.per_column = s->dims != rows;
+}
+
 }  // namespace
 
 const char* dtype_name(DType d) {
@@ -73,6 +104,7 @@ const char* dtype_name(DType d) {
     case DType::BF16: return "bfloat16";
     case DType::I64: return "int64";
     case DType::I32: return "int32";
+    case DType::I8: return "int8";
   }
   return "?";
 }
@@ -193,6 +225,8 @@ Container read_container(const uint8_t* p, size_t real_size) {
   for (size_t k = 1; k < order.size(); ++k)
     if (order[k - 1]->offset + order[k - 1]->nbytes > order[k]->offset)
       bad("tensors '" + order[k - 1]->name + "' and '" + order[k]->name + "' overlap");
+  for (auto& t : c.tensors)
+    if (t.dtype == DType::I8) bind_scales(c, t);
   return c;
 }
 

@@ -9,10 +9,12 @@
 
 namespace dpn::format {
 
-enum class DType : uint32_t { F32 = 0, F16 = 1, BF16 = 2, I64 = 3, I32 = 4 };
+enum class DType : uint32_t { F32 = 0, F16 = 1, BF16 = 2, I64 = 3, I32 = 4, I8 = 5 };
 const char* dtype_name(DType d);
-// float32, float16 or bfloat16: the dtypes a parameter may have (opset 3 for the last two).
+// float32, float16 or bfloat16 (opset 3 for the last two).
 inline bool is_float(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
+// The dtypes a parameter may have: the floats, or int8 with its scales (opset 4, docs/format.md §3.2).
+inline bool is_param_dtype(DType d) { return is_float(d) || d == DType::I8; }
 
 struct TensorInfo {
   std::string name;
@@ -21,6 +23,10 @@ struct TensorInfo {
   uint64_t offset = 0;  // absolute offset in the file
   uint64_t nbytes = 0;
   const uint8_t* data = nullptr;  // points into the mapping
+  // int8 only (§3.2): its float32 scales (the tensor `<name>.scale`, in the mapping, checked finite
+  // and >= 0), one per row (product(dims[:-1]) of them) or, when per_column, one per column.
+  const float* scales = nullptr;
+  bool per_column = false;
 };
 
 struct Container {

@@ -27,6 +27,7 @@ IsaKernels ref_kernels() {
   k.kron_panel = ref::kron_panel;
   k.pool_rows = ref::pool_rows;
   k.pool_rows_half = ref::pool_rows_half;
+  k.pool_rows_int8 = ref::pool_rows_int8;
   k.layernorm_rows = ref::layernorm_rows;
   k.cross_rows = ref::cross_rows;
   k.act_inplace = ref::act_inplace;
@@ -46,6 +47,7 @@ IsaKernels avx2_kernels() {
   k.kron_panel = avx2::kron_panel;
   k.pool_rows = avx2::pool_rows;
   k.pool_rows_half = avx2::pool_rows_half;
+  k.pool_rows_int8 = avx2::pool_rows_int8;
   k.layernorm_rows = avx2::layernorm_rows;
   k.cross_rows = avx2::cross_rows;
   k.act_inplace = avx2::act_inplace;
@@ -65,6 +67,7 @@ IsaKernels avx512_kernels() {
   k.kron_panel = avx512::kron_panel;
   k.pool_rows = avx512::pool_rows;
   k.pool_rows_half = avx512::pool_rows_half;
+  k.pool_rows_int8 = avx512::pool_rows_int8;
   k.layernorm_rows = avx512::layernorm_rows;
   k.cross_rows = avx512::cross_rows;
   k.act_inplace = avx512::act_inplace;
@@ -119,6 +122,15 @@ void pool_rows_half(cpu::Isa isa, const uint16_t* table, bool bf16, int64_t dim,
 void pool_rows_half(const uint16_t* table, bool bf16, int64_t dim, const int64_t* rows, int64_t n,
                     float scale, float* out) {
   isa_kernels().pool_rows_half(table, bf16, dim, rows, n, scale, out);
+}
+
+void pool_rows_int8(cpu::Isa isa, const int8_t* table, const float* scales, int64_t dim,
+                    const int64_t* rows, int64_t n, float scale, float* out) {
+  isa_kernels(isa).pool_rows_int8(table, scales, dim, rows, n, scale, out);
+}
+void pool_rows_int8(const int8_t* table, const float* scales, int64_t dim, const int64_t* rows, int64_t n,
+                    float scale, float* out) {
+  isa_kernels().pool_rows_int8(table, scales, dim, rows, n, scale, out);
 }
 
 void layernorm_rows(cpu::Isa isa, const float* x, int64_t rows, int64_t d, const float* w,

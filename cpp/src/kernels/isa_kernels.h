@@ -37,6 +37,9 @@ using PoolRowsFn = void(const float* table, int64_t dim, const int64_t* rows, in
 // rows.h: the same over a float16 (bf16 false) or bfloat16 (bf16 true) table, widened on the fly.
 using PoolRowsHalfFn = void(const uint16_t* table, bool bf16, int64_t dim, const int64_t* rows,
                             int64_t n, float scale, float* out);
+// rows.h: the same over an int8 table, row r dequantized as scales[r] · q on the fly.
+using PoolRowsInt8Fn = void(const int8_t* table, const float* scales, int64_t dim, const int64_t* rows,
+                            int64_t n, float scale, float* out);
 using LayernormRowsFn = void(const float* x, int64_t rows, int64_t d, const float* w, const float* b,
                              float eps, float* y);
 using CrossRowsFn = void(const float* x0, const float* xl, int64_t rows, int64_t d, const float* w,
@@ -66,6 +69,7 @@ struct IsaKernels {
   KronPanelFn* kron_panel = nullptr;
   PoolRowsFn* pool_rows = nullptr;
   PoolRowsHalfFn* pool_rows_half = nullptr;
+  PoolRowsInt8Fn* pool_rows_int8 = nullptr;
   LayernormRowsFn* layernorm_rows = nullptr;
   CrossRowsFn* cross_rows = nullptr;
   ActInplaceFn* act_inplace = nullptr;
@@ -89,6 +93,7 @@ GemmFn gemm;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
 PoolRowsHalfFn pool_rows_half;
+PoolRowsInt8Fn pool_rows_int8;
 LayernormRowsFn layernorm_rows;
 CrossRowsFn cross_rows;
 ActInplaceFn act_inplace;
@@ -104,6 +109,7 @@ GemmFn gemm;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
 PoolRowsHalfFn pool_rows_half;
+PoolRowsInt8Fn pool_rows_int8;
 LayernormRowsFn layernorm_rows;
 CrossRowsFn cross_rows;
 ActInplaceFn act_inplace;
@@ -120,6 +126,7 @@ GemmKronFn gemm_kron;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
 PoolRowsHalfFn pool_rows_half;
+PoolRowsInt8Fn pool_rows_int8;
 LayernormRowsFn layernorm_rows;
 CrossRowsFn cross_rows;
 ActInplaceFn act_inplace;

@@ -1,6 +1,6 @@
 // `embedding`: one table row per id (sparse) or the sum/mean of the rows of a multi-hot row.
 // The table is read in place from the mapping, in its dtype (float32, or float16/bfloat16 rows
-// widened as they are read).
+// widened, int8 rows dequantized with their scale, as they are read).
 #include <algorithm>
 
 #include "schema/id_policy.h"
@@ -44,6 +44,9 @@ class Embedding : public Op {
         for (int64_t i = 0; i < n; ++i)
           if (table_.is_f32())
             kernels::pool_rows(table_.f32(), dim, rowbuf + i, 1, 1.0f, out + (b0 + i) * dim);
+          else if (table_.is_i8())
+            kernels::pool_rows_int8(table_.i8(), table_.scales, dim, rowbuf + i, 1, 1.0f,
+                                    out + (b0 + i) * dim);
           else
             kernels::pool_rows_half(table_.half(), table_.bf16(), dim, rowbuf + i, 1, 1.0f,
                                     out + (b0 + i) * dim);
@@ -82,6 +85,11 @@ class Embedding : public Op {
       if (table_.is_f32()) {
         const float* t = table_.f32() + rows[k] * dim;
         for (int64_t j = 0; j < dim; ++j) o[j] += t[j];
+      } else if (table_.is_i8()) {
+        // One multiply, then the add (no FMA on the baseline build): the dequantized table's bits.
+        const int8_t* t = table_.i8() + rows[k] * dim;
+        const float s = table_.scales[rows[k]];
+        for (int64_t j = 0; j < dim; ++j) o[j] += s * float(t[j]);
       } else {
         const uint16_t* t = table_.half() + rows[k] * dim;
         const bool bf16 = table_.bf16();

@@ -129,14 +129,22 @@ const format::TensorInfo* NodeBuilder::tensor(const char* role,
     return s + "]";
   };
   const std::vector<int64_t> want(dims);
-  if (!format::is_float(t->dtype))
+  if (!format::is_param_dtype(t->dtype))
     fail(std::string("param '") + role + "' (tensor '" + t->name + "') is " +
-         format::dtype_name(t->dtype) + "; this engine reads float32, float16 or bfloat16 parameters");
-  // float16/bfloat16 came with opset 3 (docs/format.md §3.1): no earlier writer emits them.
-  if (t->dtype != format::DType::F32 && opset_ < 3)
+         format::dtype_name(t->dtype) +
+         "; this engine reads float32, float16 or bfloat16 parameters (or int8 ones with scales)");
+  // float16/bfloat16 came with opset 3 (docs/format.md §3.1), int8 with opset 4 (§3.2): no earlier
+  // writer emits them.
+  const int64_t need = t->dtype == format::DType::I8 ? 4 : t->dtype != format::DType::F32 ? 3 : 1;
+  if (opset_ < need)
     fail(std::string("param '") + role + "' (tensor '" + t->name + "') is " +
-         format::dtype_name(t->dtype) + ", which needs opset 3 (the file says " +
-         std::to_string(opset_) + ")");
+         format::dtype_name(t->dtype) + ", which needs opset " + std::to_string(need) +
+         " (the file says " + std::to_string(opset_) + ")");
+  // int8 is for tables and weight matrices (§3.2): a bias enters the float32 epilogue as is.
+  const std::string r(role);
+  if (t->dtype == format::DType::I8 && r.size() >= 4 && r.compare(r.size() - 4, 4, "bias") == 0)
+    fail("param '" + r + "' (tensor '" + t->name + "') is int8; a bias must be float32, float16 or "
+         "bfloat16");
   if (t->dims != want)
     fail(std::string("param '") + role + "' (tensor '" + t->name + "') has shape " + shape(t->dims) +
          ", expected " + shape(want));
@@ -150,13 +158,27 @@ const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int6
   if (t->dtype == format::DType::F32) return reinterpret_cast<const float*>(t->data);
   // Ops without a reduced-precision kernel compute in float32: widen (exactly) once, shared by every
   // node that names the tensor. Not charged to the load's bound: at most 2 bytes per file byte, once.
+  // int8 (no int8 GEMM yet): dequantized, scale · q per element, the same at 4 bytes per file byte.
   auto it = tensors_.widened.find(t->name);
   if (it == tensors_.widened.end()) {
-    const size_t n = t->nbytes / 2;
-    std::vector<float> w(n);
-    const auto* h = reinterpret_cast<const uint16_t*>(t->data);
-    const bool bf16 = t->dtype == format::DType::BF16;
-    for (size_t i = 0; i < n; ++i) w[i] = kernels::half_to_f32(h[i], bf16);
+    std::vector<float> w;
+    if (t->dtype == format::DType::I8) {
+      w.resize(t->nbytes);
+      const auto* q = reinterpret_cast<const int8_t*>(t->data);
+      const size_t cols = size_t(t->dims.back()), rows = cols ? t->nbytes / cols : 0;
+      const size_t inner = size_t(t->dims[t->dims.size() - 2]);  // rows per matrix, for per-column
+      for (size_t r = 0; r < rows; ++r)
+        for (size_t j = 0; j < cols; ++j) {
+          const float s = t->per_column ? t->scales[(r / inner) * cols + j] : t->scales[r];
+          w[r * cols + j] = s * float(q[r * cols + j]);
+        }
+    } else {
+      const size_t n = t->nbytes / 2;
+      w.resize(n);
+      const auto* h = reinterpret_cast<const uint16_t*>(t->data);
+      const bool bf16 = t->dtype == format::DType::BF16;
+      for (size_t i = 0; i < n; ++i) w[i] = kernels::half_to_f32(h[i], bf16);
+    }
     it = tensors_.widened.emplace(t->name, std::move(w)).first;
     runtime::LoadScope::note_copy(it->second.data(), t->data);
   }
@@ -166,7 +188,11 @@ const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int6
 Table NodeBuilder::table_param(const char* role, std::initializer_list<int64_t> dims) const {
   const format::TensorInfo* t = tensor(role, dims);
   if (!t) fail(std::string("missing required param '") + role + "'");
-  return Table{t->data, t->dtype};
+  // Rows are dequantized as they are gathered, each with its own scale (§3.2).
+  if (t->dtype == format::DType::I8 && t->per_column)
+    fail(std::string("param '") + role + "' (tensor '" + t->name +
+         "') is an int8 table with per-column scales; a table needs one scale per row");
+  return Table{t->data, t->dtype, t->scales};
 }
 
 const float* NodeBuilder::param(const char* role, std::initializer_list<int64_t> dims) const {

@@ -86,15 +86,19 @@ class Op {
   }
 };
 
-// An embedding table read in place from the mapping: float32, float16 or bfloat16 rows.
+// An embedding table read in place from the mapping: float32, float16, bfloat16 or int8 rows (the
+// last with one float32 scale per row, also in the mapping).
 struct Table {
   const void* data = nullptr;
   format::DType dtype = format::DType::F32;
+  const float* scales = nullptr;  // int8 only
   bool is_f32() const { return dtype == format::DType::F32; }
+  bool is_i8() const { return dtype == format::DType::I8; }
   bool bf16() const { return dtype == format::DType::BF16; }
   const float* f32() const { return static_cast<const float*>(data); }
   const uint16_t* half() const { return static_cast<const uint16_t*>(data); }
-  size_t elem_size() const { return is_f32() ? 4 : 2; }
+  const int8_t* i8() const { return static_cast<const int8_t*>(data); }
+  size_t elem_size() const { return is_f32() ? 4 : is_i8() ? 1 : 2; }
 };
 
 // A split pays when the user columns' share is at least this many columns (fewer save less than
@@ -138,8 +142,9 @@ class NodeBuilder {
   // The schema field named by attr "field" (index into fields()).
   size_t attr_field() const;
 
-  // Params: a float tensor of exactly `dims`, as float32 (a float16/bfloat16 tensor is widened once,
-  // at load, into a copy the container keeps); param_opt returns nullptr when the role is absent.
+  // Params: a tensor of exactly `dims`, as float32 (a float16/bfloat16 tensor is widened, an int8 one
+  // dequantized, once, at load, into a copy the container keeps); param_opt returns nullptr when the
+  // role is absent.
   const float* param(const char* role, std::initializer_list<int64_t> dims) const;
   const float* param_opt(const char* role, std::initializer_list<int64_t> dims) const;
   // An embedding table of exactly `dims`, read in place in its own dtype (required).

@@ -1,6 +1,6 @@
 // `seq_embedding`: a sequence field's ids -> its behaviour embeddings [rows, max_len·dim], the kept
 // ids (seq.h) at positions 0..L−1 and zeros after. A field with `table` reads the shared tensor.
-// float16/bfloat16 rows are widened as they are copied.
+// float16/bfloat16 rows are widened, int8 rows dequantized with their scale, as they are copied.
 #include <cstring>
 
 #include "schema/id_policy.h"
@@ -30,6 +30,8 @@ class SeqEmbedding : public Op {
         const int64_t row = resolve_id(f_, id);
         if (table_.is_f32())
           std::memcpy(o + pos * dim, table_.f32() + row * dim, sizeof(float) * size_t(dim));
+        else if (table_.is_i8())
+          kernels::pool_rows_int8(table_.i8(), table_.scales, dim, &row, 1, 1.0f, o + pos * dim);
         else
           kernels::pool_rows_half(table_.half(), table_.bf16(), dim, &row, 1, 1.0f, o + pos * dim);
       });
