@@ -51,6 +51,19 @@ SHA256 = {
         "expected.npy": "952f29ab8314d1cfc474afca920dbfadb2538b74f9d04870bc31b2f3814fea89",
         "expected_logits.npy": "d70762e276ccae60c5c83cb1ef62b9f7064b490eb99e5916c60fd4914d473688",
     },
+    # opset 4 (int8 tensors with float32 scales) inside format version 1: make_v1_opset4.py
+    "v1/opset4-int8-emb": {
+        "model.bin": "46245a45f370a5608e125642741eb382c89e3d0f6e348b14bbf0c51c3f5b22cc",
+        "batch.npz": "8f9b4be1a77545e2242002a515f953b6cbfe7890f1c8255331ca43e04457496c",
+        "expected.npy": "8d641f929e0e7952dfe9ab871a6d454964ba6da398a559246a35db3521ea05ef",
+        "expected_logits.npy": "91ad325defc133420a225abf540fa568976972f5ad0278d05bf8fba12be8937e",
+    },
+    "v1/opset4-int8-weights": {
+        "model.bin": "8c5c70154ad09b4064d3980c599c67a621c499a1dfb1a2dfaf6044c6205f1ded",
+        "batch.npz": "91ef2dea4e270ae8cf26c138777379a1ad52203863c4b49ab914d631780b52ff",
+        "expected.npy": "55b5b20d49d96d1ab663e40996a43b8a8b75eaa14c3fb73001bef980f6bf528c",
+        "expected_logits.npy": "b5345f6aea990697b0d6289992c19b1ab757f419423aa99774c30fc72532eb99",
+    },
 }
 
 
