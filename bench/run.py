@@ -3,7 +3,8 @@
     python bench/run.py [--quick] [--json PATH] [--markdown PATH]
     python bench/run.py --request [--quick] [--json PATH] ...   (ranking requests: bench/request.py)
                         [--configs ml1m,criteo,prod,field,feature+field,seq] [--batches 1,16,256,2048]
-                        [--threads 1,2] [--runners engine,engine-bf16,torch,ort-paper,ort-kron] [--seconds 1.0]
+                        [--threads 1,2] [--runners engine,engine-bf16,engine-int8,torch,ort-paper,ort-kron]
+                        [--seconds 1.0]
 
 For every (config x batch x threads x runner): samples/s, p50 and p99 latency of one predict call,
 and achieved GFLOP/s (the dynamic layers' 2*m*c*(l+1) FLOP per row plus generators and static
@@ -12,7 +13,10 @@ large numpy sgemm) and the read bandwidth over each config's weight working set.
 same run are the numbers to quote; absolute times move between runs on shared machines.
 
 Runner engine-bf16 is the engine on the same model saved with precision="bf16", embeddings="bf16"
-(docs/format.md §3.1); the table gives its ratio to the engine's fp32 samples/s and both file sizes.
+(docs/format.md §3.1); engine-int8 the same model saved with precision="int8", embeddings="int8"
+(§3.2: int8 tables gathered as they are, int8 weights dequantized to float32 at load, so its speed is
+about fp32's until an int8 GEMM lands). The table gives their ratios to the engine's fp32 samples/s
+and every file's size.
 Peers: PyTorch eager on the dpn_infer.nn module (paper form), ONNX Runtime on its ONNX export
 (paper form), and ONNX Runtime on the Kronecker-form export (converters/onnx_export.py).
 The paper form materializes a B x m x c weight per layer; runs whose materialized weights would
@@ -45,9 +49,10 @@ CONFIGS = {
     "feature+field": {"fields": 7, "dim": 16, "field_widths": [64, 64], "l": 4, "att": 16,
                       "feature": [64, 64]},
 }
-RUNNERS = ["engine", "engine-bf16", "torch", "ort-paper", "ort-kron"]
+RUNNERS = ["engine", "engine-bf16", "engine-int8", "torch", "ort-paper", "ort-kron"]
 # Engine runners: the file each one loads (dpn_infer.save keywords).
-ENGINE_FILES = {"engine": {}, "engine-bf16": {"precision": "bf16", "embeddings": "bf16"}}
+ENGINE_FILES = {"engine": {}, "engine-bf16": {"precision": "bf16", "embeddings": "bf16"},
+                "engine-int8": {"precision": "int8", "embeddings": "int8"}}
 VOCAB = 10000
 # Sequence configs (SeqDPN): candidate item + category, profile fields, a history of T items and
 # their categories (tables shared with the candidate's), dim each; encoder HomoDPO (kernel k) +
@@ -512,10 +517,11 @@ def summarize(records):
     """Markdown table: engine samples/s, its ratio to each peer, % of FMA peak and of read limit."""
     by = {(r["config"], r["batch"], r["threads"], r["runner"]): r for r in records}
     peers = [p for p in ("ort-kron", "ort-paper", "torch") if any(k[3] == p for k in by)]
-    bf16 = any(k[3] == "engine-bf16" for k in by)
-    extra = peers + (["engine-bf16"] if bf16 else [])
-    cells = [f"× {p}" for p in peers] + (["engine-bf16 ÷ engine", "model MiB fp32 / bf16"] if bf16
-                                          else ["model MiB"])
+    # the reduced-precision engine runners of the run (engine-bf16, engine-int8)
+    reduced = [e for e in ENGINE_FILES if e != "engine" and any(k[3] == e for k in by)]
+    extra = peers + reduced
+    cells = [f"× {p}" for p in peers] + [f"{e} ÷ engine" for e in reduced] + \
+        ["model MiB " + " / ".join(["fp32"] + [e[len("engine-"):] for e in reduced])]
     head = ("| config | batch | threads | engine samples/s | p50 ms | p99 ms | " + " | ".join(cells) +
             " | % FMA peak | % read limit |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -526,15 +532,12 @@ def summarize(records):
         for p in extra:
             q = by.get((config, batch, threads, p))
             ok = q and "samples_per_s" in q
-            if p == "engine-bf16":   # the other way round: the speed-up of the bf16 file
+            if p in reduced:   # the other way round: the speed-up of the reduced-precision file
                 ratios.append(f"{q['samples_per_s'] / r['samples_per_s']:.2f}" if ok else "skipped")
             else:
                 ratios.append(f"{r['samples_per_s'] / q['samples_per_s']:.2f}" if ok else "skipped")
-        size = f"{r.get('model_bytes', 0) / 2**20:.1f}"
-        if bf16:
-            q = by.get((config, batch, threads, "engine-bf16")) or {}
-            size += f" / {q.get('model_bytes', 0) / 2**20:.1f}"
-        ratios.append(size)
+        sizes = [(by.get((config, batch, threads, e)) or {}).get("model_bytes", 0) for e in ["engine"] + reduced]
+        ratios.append(" / ".join(f"{n / 2**20:.1f}" for n in sizes))
         lines.append(f"| {config} | {batch} | {threads} | {r['samples_per_s']:,.0f} | {r['p50_ms']:.3f} | "
                      f"{r['p99_ms']:.3f} | " + " | ".join(ratios) +
                      f" | {r['pct_fma_peak']:.0f}% | {r['pct_read_limit']:.0f}% |")
