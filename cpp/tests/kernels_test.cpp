@@ -87,6 +87,19 @@ TEST(Kernels, RowKernelsEveryIsaMatchRef) {
         dpn::kernels::pool_rows_half(isa, half.data(), bf16, d, ids, 5, 0.2f, b.data());
         EXPECT_EQ(a, b) << "pool_half d" << d << " bf16 " << bf16;
       }
+      // int8 tables: scales[r] * q, one multiply each, then the same sums as over the dequantized table.
+      {
+        std::vector<int8_t> q(table.size());
+        std::vector<float> scales(size_t(vocab)), wide(table.size());
+        for (int64_t r = 0; r < vocab; ++r) scales[size_t(r)] = r == 2 ? 0.0f : 0.01f * float(r + 1);
+        for (size_t i = 0; i < table.size(); ++i) {
+          q[i] = int8_t(int((i * 37u) % 255u) - 127);
+          wide[i] = scales[i / size_t(d)] * float(q[i]);
+        }
+        dpn::kernels::pool_rows(Isa::Ref, wide.data(), d, ids, 5, 0.2f, a.data());
+        dpn::kernels::pool_rows_int8(isa, q.data(), scales.data(), d, ids, 5, 0.2f, b.data());
+        EXPECT_EQ(a, b) << "pool_int8 d" << d;
+      }
 
       const auto x = randn(size_t(rows * d), g, 3.0f), x0 = randn(size_t(rows * d), g);
       const auto w = randn(size_t(d), g), bb = randn(size_t(d), g);
