@@ -90,7 +90,7 @@ TEST(Kernels, RowKernelsEveryIsaMatchRef) {
       // int8 tables: scales[r] * q, one multiply each, then the same sums as over the dequantized table.
       {
         std::vector<int8_t> q(table.size());
-        std::vector<float> scales(size_t(vocab)), wide(table.size());
+        std::vector<float> scales(static_cast<size_t>(vocab)), wide(table.size());
         for (int64_t r = 0; r < vocab; ++r) scales[size_t(r)] = r == 2 ? 0.0f : 0.01f * float(r + 1);
         for (size_t i = 0; i < table.size(); ++i) {
           q[i] = int8_t(int((i * 37u) % 255u) - 127);
