@@ -300,7 +300,8 @@ py::dict cpu_info() {
   py::dict rp;
   rp["embeddings"] = "float16/bfloat16 rows read in place, widened to float32 as gathered (" + isa + ")";
   rp["weights"] = "bfloat16 weights widened to float32 at load, float32 kernels (" + isa + ")";
-  // int8 (opset 4, §3.2): tables dequantized per row as gathered; weights once at load (no VNNI GEMM yet).
+  // int8 (opset 4, §3.2): tables dequantized per row as gathered; weights once at load (no VNNI GEMM
+  // yet).
   rp["int8"] = "int8 rows dequantized (scale x q) as gathered (" + isa +
                "); int8 weights dequantized to float32 at load, float32 kernels";
   d["reduced_precision"] = rp;

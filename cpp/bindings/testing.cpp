@@ -308,6 +308,7 @@ PYBIND11_MODULE(_testing, m) {
         py::arg("isa") = "ref", py::arg("repeat") = 1,
         "The Kronecker GEMM of a dynamic layer with one ISA.");
   m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
-        "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, field_mix, "
-        "field_attention, dwconv, attention) with one ISA's version; arrays and options as keywords.");
+        "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
+        "field_mix, field_attention, dwconv, attention) with one ISA's version; arrays and options as "
+        "keywords.");
 }

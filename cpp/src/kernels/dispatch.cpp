@@ -128,8 +128,8 @@ void pool_rows_int8(cpu::Isa isa, const int8_t* table, const float* scales, int6
                     const int64_t* rows, int64_t n, float scale, float* out) {
   isa_kernels(isa).pool_rows_int8(table, scales, dim, rows, n, scale, out);
 }
-void pool_rows_int8(const int8_t* table, const float* scales, int64_t dim, const int64_t* rows, int64_t n,
-                    float scale, float* out) {
+void pool_rows_int8(const int8_t* table, const float* scales, int64_t dim, const int64_t* rows,
+                    int64_t n, float scale, float* out) {
   isa_kernels().pool_rows_int8(table, scales, dim, rows, n, scale, out);
 }
 

@@ -1,6 +1,6 @@
-// AVX2 embedding pooling (rows.h), float32 / float16 / bfloat16 / int8 rows: 8 floats per vector, masked loads/stores only for the
-// ragged last vector. The same bits as pool_ref.cpp (sums in the same order per column).
-// Compiled with -mavx2 -mfma -mf16c -ffp-contract=off; only called after the runtime check
+// AVX2 embedding pooling (rows.h), float32 / float16 / bfloat16 / int8 rows: 8 floats per vector, masked
+// loads/stores only for the ragged last vector. The same bits as pool_ref.cpp (sums in the same order
+// per column). Compiled with -mavx2 -mfma -mf16c -ffp-contract=off; only called after the runtime check
 // (cpu::available(Isa::Avx2)). See isa_kernels.h for what this file must not use.
 #include <immintrin.h>
 
@@ -98,16 +98,18 @@ void pool_rows_t(const typename L::T* table, const float* scales, int64_t dim, c
     const int v = rem >= 4 * kW ? 4 : int((rem + kW - 1) / kW);
     const int64_t last = rem - (v - 1) * kW;
     const __m256i tail = mask8(last);
+    const typename L::T* t = table + j0;
+    float* o = out + j0;
     // maskload/maskstore cost more than plain moves: only the ragged last vector uses them.
     switch (v * 2 + (last < kW)) {
-      case 9: pool_block<4, true, L>(table + j0, scales, dim, rows, n, scale, out + j0, tail, last); break;
-      case 8: pool_block<4, false, L>(table + j0, scales, dim, rows, n, scale, out + j0, tail, last); break;
-      case 7: pool_block<3, true, L>(table + j0, scales, dim, rows, n, scale, out + j0, tail, last); break;
-      case 6: pool_block<3, false, L>(table + j0, scales, dim, rows, n, scale, out + j0, tail, last); break;
-      case 5: pool_block<2, true, L>(table + j0, scales, dim, rows, n, scale, out + j0, tail, last); break;
-      case 4: pool_block<2, false, L>(table + j0, scales, dim, rows, n, scale, out + j0, tail, last); break;
-      case 3: pool_block<1, true, L>(table + j0, scales, dim, rows, n, scale, out + j0, tail, last); break;
-      default: pool_block<1, false, L>(table + j0, scales, dim, rows, n, scale, out + j0, tail, last); break;
+      case 9: pool_block<4, true, L>(t, scales, dim, rows, n, scale, o, tail, last); break;
+      case 8: pool_block<4, false, L>(t, scales, dim, rows, n, scale, o, tail, last); break;
+      case 7: pool_block<3, true, L>(t, scales, dim, rows, n, scale, o, tail, last); break;
+      case 6: pool_block<3, false, L>(t, scales, dim, rows, n, scale, o, tail, last); break;
+      case 5: pool_block<2, true, L>(t, scales, dim, rows, n, scale, o, tail, last); break;
+      case 4: pool_block<2, false, L>(t, scales, dim, rows, n, scale, o, tail, last); break;
+      case 3: pool_block<1, true, L>(t, scales, dim, rows, n, scale, o, tail, last); break;
+      default: pool_block<1, false, L>(t, scales, dim, rows, n, scale, o, tail, last); break;
     }
   }
 }

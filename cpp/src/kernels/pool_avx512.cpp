@@ -1,8 +1,8 @@
-// AVX-512 embedding pooling (rows.h), over float32, float16/bfloat16 or int8 tables widened (dequantized) as read: 16 floats
-// per vector, masked loads/stores only for the ragged last vector. The same bits as pool_ref.cpp (sums
-// in the same order per column). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma
-// -ffp-contract=off; only called after the runtime check (cpu::available(Isa::Avx512)). See
-// isa_kernels.h for what this file must not use.
+// AVX-512 embedding pooling (rows.h), over float32, float16/bfloat16 or int8 tables widened
+// (dequantized) as read: 16 floats per vector, masked loads/stores only for the ragged last vector. The
+// same bits as pool_ref.cpp (sums in the same order per column). Compiled with -mavx512f -mavx512bw
+// -mavx512vl -mavx512dq -mfma -ffp-contract=off; only called after the runtime check
+// (cpu::available(Isa::Avx512)). See isa_kernels.h for what this file must not use.
 #include <immintrin.h>
 
 #include "kernels/isa_kernels.h"

@@ -29,8 +29,8 @@ void pool_rows_half(cpu::Isa isa, const uint16_t* table, bool bf16, int64_t dim,
 // The same over an int8 table (docs/format.md §3.2): each value of row r read as scales[r] · q, one
 // float32 multiply, then summed as pool_rows sums: the same bits as pool_rows over the dequantized
 // table, on every ISA.
-void pool_rows_int8(const int8_t* table, const float* scales, int64_t dim, const int64_t* rows, int64_t n,
-                    float scale, float* out);
+void pool_rows_int8(const int8_t* table, const float* scales, int64_t dim, const int64_t* rows,
+                    int64_t n, float scale, float* out);
 void pool_rows_int8(cpu::Isa isa, const int8_t* table, const float* scales, int64_t dim,
                     const int64_t* rows, int64_t n, float scale, float* out);
 

@@ -143,8 +143,8 @@ const format::TensorInfo* NodeBuilder::tensor(const char* role,
   // int8 is for tables and weight matrices (§3.2): a bias enters the float32 epilogue as is.
   const std::string r(role);
   if (t->dtype == format::DType::I8 && r.size() >= 4 && r.compare(r.size() - 4, 4, "bias") == 0)
-    fail("param '" + r + "' (tensor '" + t->name + "') is int8; a bias must be float32, float16 or "
-         "bfloat16");
+    fail("param '" + r + "' (tensor '" + t->name + "') is int8; a bias must be float32, float16 " +
+         "or bfloat16");
   if (t->dims != want)
     fail(std::string("param '") + role + "' (tensor '" + t->name + "') has shape " + shape(t->dims) +
          ", expected " + shape(want));
