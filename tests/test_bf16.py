@@ -64,17 +64,28 @@ DIMS = list(range(1, 70)) + [127, 128, 129]
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("bf16", [True, False])
 def test_pool_half_kernel(isa, bf16):
-    rng = np.random.default_rng(3)
-    for dim in DIMS:
-        V = 11
+    def table(rng, V, dim):
         t = (rng.standard_normal((V, dim)) * 3).astype(np.float32)
         raw = F.to_bfloat16(t).view(np.uint16) if bf16 else t.astype(np.float16).view(np.uint16)
         wide = F.to_float32(raw.view(F.BFLOAT16)) if bf16 else raw.view(np.float16).astype(np.float32)
+        return {"table": raw, "bf16": bf16}, wide
+
+    check_pool_kernel(isa, "pool_half", table, 3, DIMS)
+
+
+def check_pool_kernel(isa, kernel, table, seed, dims):
+    """``kernel`` under ``isa`` over tables ``table(rng, V, dim)`` -> (its keywords, the float32 values)
+    for every dim: bit-equal to the reference kernel, which is bit-equal to the float32 gather of
+    the widened table (widening / dequantizing is exact or one rounding, the sums run in order)."""
+    rng = np.random.default_rng(seed)
+    for dim in dims:
+        V = 11
+        kw, wide = table(rng, V, dim)
         n = dim % 5  # 0..4 rows pooled per output row (0: zeros)
         rows = rng.integers(0, V, (6, n)).astype(np.int64)
         for scale in (1.0, 0.25):
-            out = _testing.kernel("pool_half", isa, table=raw, rows=rows, bf16=bf16, scale=scale)
-            ref = _testing.kernel("pool_half", "ref", table=raw, rows=rows, bf16=bf16, scale=scale)
+            out = _testing.kernel(kernel, isa, rows=rows, scale=scale, **kw)
+            ref = _testing.kernel(kernel, "ref", rows=rows, scale=scale, **kw)
             f32 = _testing.kernel("pool", "ref", table=wide, rows=rows, scale=scale)
             np.testing.assert_array_equal(out.view(np.uint32), ref.view(np.uint32), err_msg=f"{isa} dim {dim}")
             np.testing.assert_array_equal(ref.view(np.uint32), f32.view(np.uint32), err_msg=f"dim {dim}")
@@ -205,7 +216,16 @@ def test_parity_seq_models(data, prec):
 
 def test_parity_every_isa():
     """Fixed bf16 models (feature, field, sequence) under every ISA, in child processes."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
+    check_every_isa(lambda s: s["B"] > 256 and len(s["layers"]) >= 2 and s["norm"] is None,
+                    lambda k: ("bf16", "bf16" if k % 2 else "fp16"))
+
+
+def check_every_isa(feature, precision):
+    """A feature model (the first spec ``feature`` accepts), a field and a sequence model, job ``k``
+    saved with ``precision(k)`` = (precision, embeddings), under every ISA against torch with the
+    same rounded parameters."""
+    import torch
     from helpers import field_models as FM
     from helpers import models as HM
     from helpers import seqmodels as SM
@@ -213,11 +233,10 @@ def test_parity_every_isa():
     from test_parity import judge
 
     from hypothesis import find
-    specs = [("feature", find(HM.model_specs(kind="feature_dpn"),
-                              lambda s: s["B"] > 256 and len(s["layers"]) >= 2 and s["norm"] is None)),
+    specs = [("feature", find(HM.model_specs(kind="feature_dpn"), feature)),
              ("field", find(FM.field_dpn_specs(), lambda s: s["feature_norm"] != "batchnorm" and s["B"] > 7)),
              ("seq", find(SM.seq_model_specs(), lambda s: s["B"] > 7 and s.get("norm") != "batchnorm"))]
-    with tempfile.TemporaryDirectory(prefix="dpn_bf16_isa_") as d:
+    with tempfile.TemporaryDirectory(prefix="dpn_reduced_isa_") as d:
         jobs, refs = [], {}
         for k, (kind, spec) in enumerate(specs):
             if kind == "seq":
@@ -227,7 +246,7 @@ def test_parity_every_isa():
                 model, batch = _prepare(spec)
             jid = f"job{k}"
             mp, bp = os.path.join(d, jid + ".bin"), os.path.join(d, jid + ".npz")
-            ref_model = _save_rounded(model, mp, "bf16", "bf16" if k % 2 else "fp16")
+            ref_model = _save_rounded(model, mp, *precision(k))
             np.savez(bp, **batch)
             with torch.no_grad():
                 refs[jid] = (spec, ref_model(batch).numpy())
@@ -244,7 +263,9 @@ def test_parity_every_isa():
 # converter and CLI
 
 
-def _small_model():
+def _small_model(**layer):
+    """A small FeatureDPN (a sparse and a multi-hot field, one dynamic layer; ``layer`` overrides its
+    full-form attributes) and a batch."""
     pytest.importorskip("torch")
     from helpers import models as HM
 
@@ -253,7 +274,7 @@ def _small_model():
                        {"name": "tags", "kind": "multi_hot", "dim": 8, "vocab": 50, "policy": "hash",
                         "pooling": "mean", "T": 3, "max_len": 3}],
             "layers": [{"out": 16, "dynamic": True, "context": "x0", "hidden": 3, "sigma": "relu",
-                        "form": "full"}]}
+                        "form": "full", **layer}]}
     return HM.build(spec), HM.make_batch(spec["fields"], 9, 6)
 
 

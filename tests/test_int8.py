@@ -11,7 +11,6 @@ test_parity's float32 one (rtol 1e-4 / atol 1e-5, float64 fallback): only summat
 The quantization error itself (|x - scale·q| ≤ scale / 2 per value) is checked on the converter."""
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
@@ -28,9 +27,9 @@ from dpn_infer.converters import format as F
 from dpn_infer.converters.precision import quantize
 from dpn_infer.engine import cpu_info, load
 
+from test_bf16 import SETTINGS, _feature_specs, _prepare, _save_rounded, check_pool_kernel
+
 ISAS = cpu_info()["available"]
-SETTINGS = dict(deadline=None, print_blob=True,
-                suppress_health_check=list(__import__("hypothesis").HealthCheck))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,23 +76,13 @@ DIMS = list(range(1, 71)) + [127, 128, 129]
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_pool_int8_kernel(isa):
-    rng = np.random.default_rng(5)
-    for dim in DIMS:
-        V = 11
+    def table(rng, V, dim):
         q = rng.integers(-128, 128, (V, dim)).astype(np.int8)  # -128 too: the kernel takes any byte
         scales = (rng.random(V) * 0.1).astype(np.float32)
         scales[3] = 0.0
-        wide = F.dequantize(q, scales[:, None])
-        n = dim % 5  # 0..4 rows pooled per output row (0: zeros)
-        rows = rng.integers(0, V, (6, n)).astype(np.int64)
-        for scale in (1.0, 0.25):
-            out = _testing.kernel("pool_int8", isa, table=q, scales=scales, rows=rows, scale=scale)
-            ref = _testing.kernel("pool_int8", "ref", table=q, scales=scales, rows=rows, scale=scale)
-            f32 = _testing.kernel("pool", "ref", table=wide, rows=rows, scale=scale)
-            np.testing.assert_array_equal(out.view(np.uint32), ref.view(np.uint32), err_msg=f"{isa} dim {dim}")
-            np.testing.assert_array_equal(ref.view(np.uint32), f32.view(np.uint32), err_msg=f"dim {dim}")
-            want = wide[rows].astype(np.float64).sum(axis=1) * scale
-            np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+        return {"table": q, "scales": scales}, F.dequantize(q, scales[:, None])
+
+    check_pool_kernel(isa, "pool_int8", table, 5, DIMS)
 
 
 def test_every_int8_value_dequantizes_exactly():
@@ -122,14 +111,11 @@ def dequantized_file(src, dst):
 def _check(model, batch, precision, embeddings, truth=None, what=""):
     import torch
 
-    from dpn_infer.converters import torch_export
-    from helpers.precision import round_params_
     from test_parity import _truth, judge
 
-    ref_model = round_params_(copy.deepcopy(model), precision, embeddings)
     with tempfile.TemporaryDirectory(prefix="dpn_int8_") as d:
         path, deq = os.path.join(d, "model.bin"), os.path.join(d, "deq.bin")
-        torch_export.save(model, path, precision=precision, embeddings=embeddings)
+        ref_model = _save_rounded(model, path, precision, embeddings)
         dequantized_file(path, deq)
         m = load(path)
         z = m.predict(batch, logits=True)
@@ -175,88 +161,34 @@ def _check_dtypes(meta, tensors, precision, embeddings):
 PRECISIONS = st.sampled_from([("int8", "int8"), ("int8", "fp32"), ("fp32", "int8")])
 
 
-def _prepare(spec):
-    from helpers import models as HM
-
-    model = HM.build(spec)
-    batch = HM.make_batch(spec["fields"], spec["B"], spec["seed"] + 1)
-    HM.calibrate_(model, batch, seed=spec["seed"])
-    return model, batch
-
-
-@settings(max_examples=30, **SETTINGS)
-@given(data=st.data(), prec=PRECISIONS)
-def test_parity_feature_models(data, prec):
-    pytest.importorskip("torch")
-    from helpers import models as HM
-
-    # BatchNorm is folded into the weights by the exporter: its torch model is not the reference.
-    spec = data.draw(HM.model_specs().filter(lambda s: s["norm"] != "batchnorm"))
-    _check(*_prepare(spec), *prec, what=f"{prec} for spec {HM.describe(spec)}")
-
-
-@settings(max_examples=15, **SETTINGS)
-@given(data=st.data(), prec=PRECISIONS)
-def test_parity_field_models(data, prec):
+@settings(max_examples=60, **SETTINGS)
+@given(data=st.data(), kind=st.sampled_from(["feature", "field", "seq"]), prec=PRECISIONS)
+def test_parity_models(data, kind, prec):
+    """Feature, field and sequence models (no BatchNorm: the exporter folds it into the weights, so
+    its torch model is not the reference) with int8 tables and/or weights."""
     pytest.importorskip("torch")
     from helpers import field_models as FM
-
-    spec = data.draw(FM.field_dpn_specs().filter(lambda s: s["feature_norm"] != "batchnorm"))
-    _check(*_prepare(spec), *prec, what=f"{prec} for spec {spec!r}")
-
-
-@settings(max_examples=15, **SETTINGS)
-@given(data=st.data(), prec=PRECISIONS)
-def test_parity_seq_models(data, prec):
-    pytest.importorskip("torch")
     from helpers import seqmodels as SM
     from test_seq_parity import _prepare as prepare_seq, _truth
 
-    spec = data.draw(SM.seq_model_specs().filter(lambda s: s.get("norm") != "batchnorm"))
-    model, batch = prepare_seq(spec)
-    _check(model, batch, *prec, truth=_truth, what=f"{prec} for spec {spec!r}")
+    if kind == "seq":
+        spec = data.draw(SM.seq_model_specs().filter(lambda s: s.get("norm") != "batchnorm"))
+        model, batch = prepare_seq(spec)
+    else:
+        spec = data.draw(_feature_specs() if kind == "feature" else
+                         FM.field_dpn_specs().filter(lambda s: s["feature_norm"] != "batchnorm"))
+        model, batch = _prepare(spec)
+    _check(model, batch, *prec, truth=_truth if kind == "seq" else None, what=f"{prec} {kind} spec {spec!r}")
 
 
 def test_parity_every_isa():
-    """Fixed int8 models (feature, field, sequence; int8 tables and weights) under every ISA, in child
-    processes, each against torch with the dequantized parameters."""
-    torch = pytest.importorskip("torch")
-    from hypothesis import find
+    """Fixed int8 models (feature with a multi-hot field, field, sequence; int8 tables and weights)
+    under every ISA, in child processes, each against torch with the dequantized parameters."""
+    pytest.importorskip("torch")
+    from test_bf16 import check_every_isa
 
-    from dpn_infer.converters import torch_export
-    from helpers import field_models as FM
-    from helpers import models as HM
-    from helpers import seqmodels as SM
-    from helpers.isa import available_isas, predict_under_isa
-    from helpers.precision import round_params_
-    from test_parity import judge
-    from test_seq_parity import _prepare as prepare_seq
-
-    specs = [("feature", find(HM.model_specs(kind="feature_dpn"),
-                              lambda s: s["B"] > 64 and len(s["layers"]) >= 2 and s["norm"] is None
-                              and any(f["kind"] == "multi_hot" for f in s["fields"]))),
-             ("field", find(FM.field_dpn_specs(), lambda s: s["feature_norm"] != "batchnorm" and s["B"] > 7)),
-             ("seq", find(SM.seq_model_specs(), lambda s: s["B"] > 7 and s.get("norm") != "batchnorm"))]
-    with tempfile.TemporaryDirectory(prefix="dpn_int8_isa_") as d:
-        jobs, refs = [], {}
-        for k, (kind, spec) in enumerate(specs):
-            model, batch = prepare_seq(spec) if kind == "seq" else _prepare(spec)
-            jid = f"job{k}"
-            mp, bp = os.path.join(d, jid + ".bin"), os.path.join(d, jid + ".npz")
-            torch_export.save(model, mp, precision="int8", embeddings="int8")
-            np.savez(bp, **batch)
-            with torch.no_grad():
-                refs[jid] = (spec, round_params_(copy.deepcopy(model), "int8", "int8")(batch).numpy())
-            jobs.append({"id": jid, "model": mp, "batch": bp})
-        outs = {}
-        for isa in available_isas():
-            selected, res = predict_under_isa(isa, jobs, d)
-            assert selected == isa
-            for jid, (z, p, z3) in res.items():
-                spec, ref = refs[jid]
-                judge(z, p, ref, lambda: pytest.fail(f"{isa}: {spec!r}"), {}, f"under DPN_ISA={isa}")
-                outs.setdefault(jid, []).append(z)
-        assert outs and all(len(v) == len(available_isas()) for v in outs.values())
+    check_every_isa(lambda s: s["B"] > 64 and len(s["layers"]) >= 2 and s["norm"] is None
+                    and any(f["kind"] == "multi_hot" for f in s["fields"]), lambda k: ("int8", "int8"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,16 +196,9 @@ def test_parity_every_isa():
 
 
 def _small_model():
-    pytest.importorskip("torch")
-    from helpers import models as HM
+    from test_bf16 import _small_model as small
 
-    spec = {"kind": "feature_dpn", "activation": "relu", "norm": None, "seed": 5, "B": 9,
-            "fields": [{"name": "user", "kind": "sparse", "dim": 8, "vocab": 500, "policy": "hash"},
-                       {"name": "tags", "kind": "multi_hot", "dim": 8, "vocab": 50, "policy": "hash",
-                        "pooling": "mean", "T": 3, "max_len": 3}],
-            "layers": [{"out": 16, "dynamic": True, "context": "x0", "hidden": 3, "sigma": "relu",
-                        "form": "decomp", "rank": 3, "w0": True}]}
-    return HM.build(spec), HM.make_batch(spec["fields"], 9, 6)
+    return small(form="decomp", rank=3, w0=True)  # decomp: P, Q, W0 get per-column scales
 
 
 def test_dpn_convert_and_info(tmp_path, capsys):

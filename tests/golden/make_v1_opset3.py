@@ -26,7 +26,9 @@ import make_v1  # noqa: E402
 import make_v1_opset2  # noqa: E402
 
 
-def write(name, model, batch, precision, embeddings, force):
+def write(name, model, batch, precision, embeddings, force, opset=3, dtype="bfloat16"):
+    """Save ``model`` with the given precision, check it against torch with the same rounded (or
+    dequantized) parameters, and record it as golden ``name``: a file of ``opset`` holding ``dtype``."""
     import torch
     from dpn_infer.converters import format as F
     from dpn_infer.converters import torch_export
@@ -51,8 +53,8 @@ def write(name, model, batch, precision, embeddings, force):
     assert np.ptp(logits) > 1.0, "logits too flat to be a useful golden test"
     assert np.max(np.abs(logits - full)) > 1e-4, "rounding left no trace: not a reduced-precision test"
     meta, tensors = F.read(tmp_bin)
-    assert meta["opset"] == 3
-    assert {F.dtype_name(a) for a in tensors.values()} >= {"bfloat16", "float32"}
+    assert meta["opset"] == opset
+    assert {F.dtype_name(a) for a in tensors.values()} >= {dtype, "float32"}
     with open(tmp_bin, "rb") as f:
         raw = f.read()
     assert raw[:8] == b"DPNINFER" and struct.unpack_from("<I", raw, 8)[0] == 1

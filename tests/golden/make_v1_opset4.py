@@ -13,60 +13,23 @@ precision="int8", embeddings float32.
 """
 from __future__ import annotations
 
-import copy
 import os
-import struct
 import sys
-
-import numpy as np
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [ROOT, os.path.dirname(ROOT)]  # the sibling make_* scripts, tests/helpers
 
 import make_v1  # noqa: E402
 import make_v1_opset2  # noqa: E402
-
-
-def write(name, model, batch, precision, embeddings, force):
-    import torch
-    from dpn_infer.converters import format as F
-    from dpn_infer.converters import torch_export
-    from dpn_infer.engine import load
-    from helpers.precision import round_params_
-
-    here = os.path.join(ROOT, name)
-    os.makedirs(here, exist_ok=True)
-    out_bin = os.path.join(here, "model.bin")
-    if os.path.exists(out_bin) and not force:
-        sys.exit(f"{out_bin} exists; golden files are never regenerated")
-    tmp_bin = out_bin + ".tmp"
-    torch_export.save(model, tmp_bin, precision=precision, embeddings=embeddings)
-    engine = load(tmp_bin)
-    deq = round_params_(copy.deepcopy(model), precision, embeddings)
-    with torch.no_grad():
-        ref = deq(batch).numpy()
-        full = model(batch).numpy()
-    logits = engine.predict(batch, logits=True)
-    probs = engine.predict(batch)
-    np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5)
-    assert np.ptp(logits) > 1.0, "logits too flat to be a useful golden test"
-    assert np.max(np.abs(logits - full)) > 1e-4, "quantization left no trace: not an int8 test"
-    meta, tensors = F.read(tmp_bin)
-    assert meta["opset"] == 4
-    assert "int8" in {F.dtype_name(a) for a in tensors.values()}
-    with open(tmp_bin, "rb") as f:
-        raw = f.read()
-    assert raw[:8] == b"DPNINFER" and struct.unpack_from("<I", raw, 8)[0] == 1
-    make_v1_opset2.save_outputs(name, tmp_bin, batch, probs, logits,
-                                **{"max |logit - fp32 model|": float(np.max(np.abs(logits - full)))})
+import make_v1_opset3  # noqa: E402
 
 
 def main(argv=None):
     args = make_v1_opset2.parse_args(argv, __doc__)
-    write("v1/opset4-int8-emb", make_v1_opset2.build_seq(), make_v1_opset2.batch_seq(), "fp32", "int8",
-          args.force)
-    write("v1/opset4-int8-weights", make_v1.build_model(), make_v1.make_batch(), "int8", "fp32",
-          args.force)
+    make_v1_opset3.write("v1/opset4-int8-emb", make_v1_opset2.build_seq(), make_v1_opset2.batch_seq(),
+                         "fp32", "int8", args.force, opset=4, dtype="int8")
+    make_v1_opset3.write("v1/opset4-int8-weights", make_v1.build_model(), make_v1.make_batch(), "int8",
+                         "fp32", args.force, opset=4, dtype="int8")
 
 
 if __name__ == "__main__":
