@@ -397,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-rows", type=_positive, default=65536,
                    help="rows per engine call; memory grows with it, not with the input (default 65536)")
     s.add_argument("--keep-columns", nargs="+", metavar="COL",
-                   help="input columns copied to the output beside the score (e.g. a request id)")
+                   help="input columns copied to the output beside the score, e.g. a request id "
+                        "(default: none)")
     s.add_argument("--output-column", default="score", help="the score column's name (default: score)")
     s.add_argument("--logits", action="store_true", help="write logits instead of probabilities")
     s.add_argument("--cast", action="store_true",
