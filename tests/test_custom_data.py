@@ -227,9 +227,14 @@ def test_cli_table_errors(tmp_path, capsys):
 
 def test_docs_training_on_your_own_data(tmp_path, monkeypatch):
     """docs/training.md "Training on your own data": its example blocks run as written."""
-    pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
     from helpers import docs
 
     monkeypatch.chdir(tmp_path)
-    assert docs.run("training.md", tags=("custom",)) >= 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)        # the example's two epochs stall on shared, busy cores otherwise
+    try:
+        assert docs.run("training.md", tags=("custom",)) >= 2
+    finally:
+        torch.set_num_threads(threads)
     assert (tmp_path / "runs" / "mine" / "indexer.json").is_file()
