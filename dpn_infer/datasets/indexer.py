@@ -13,7 +13,8 @@ A token is the value's text: ``7``, ``7.0``, ``np.int64(7)`` and ``"7"`` are one
 column of ids with a gap reads as float); ``None``, NaN and ``""`` are missing. A multi-hot column
 holds a list (or array) of values per row, or a string split at ``sep``; each row is padded with -1
 to ``max_len`` (default: the longest row ``fit`` saw) and longer rows keep their first ``max_len``
-values; missing entries are dropped. Dense columns pass through as float32 (NaN -> 0.0).
+values; missing entries are dropped (in a 2-D integer array every entry is a value, -1 included:
+give ragged rows as lists). Dense columns pass through as float32 (NaN -> 0.0).
 
 ``save`` / ``load`` keep the fitted mapping as JSON (training writes OUT/indexer.json beside
 model.bin), so serving indexes new rows exactly as training did::
