@@ -202,7 +202,7 @@ def _train(args) -> int:
     data = os.path.abspath(args.data) if args.data else None
     try:
         ds = _load(name, data, args.seed, opts)
-    except (FileNotFoundError, TypeError, ValueError, KeyError, ImportError) as e:
+    except (FileNotFoundError, TypeError, ValueError, ImportError) as e:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
     try:
@@ -268,7 +268,7 @@ def _eval(args) -> int:
     try:
         m = engine.load(args.model)
         ds = _load(name, data, seed, load_opts)
-    except (engine.ModelFormatError, OSError, TypeError, ValueError, KeyError, ImportError) as e:
+    except (engine.ModelFormatError, OSError, TypeError, ValueError, ImportError) as e:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
     logits = engine_predict(m, ds.test, batch_size=args.batch_size, threads=args.threads, logits=True)

@@ -246,7 +246,7 @@ class Indexer:
             else columns_of(data)
         missing = [n for n in self.columns if n not in cols]
         if missing:
-            raise KeyError(f"columns {missing} are not in the data (it has {sorted(cols)[:20]})")
+            raise ValueError(f"columns {missing} are not in the data (it has {sorted(cols)[:20]})")
         return cols
 
     # -- what the model sees ------------------------------------------------------------------------

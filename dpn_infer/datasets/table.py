@@ -64,7 +64,7 @@ def _infer_columns(cols: dict, label: str, split) -> tuple:
 
 def _labels(cols: dict, label: str) -> np.ndarray:
     if label not in cols:
-        raise KeyError(f"label column {label!r} is not in the data (it has {sorted(cols)[:20]})")
+        raise ValueError(f"label column {label!r} is not in the data (it has {sorted(cols)[:20]})")
     y = np.asarray(cols[label], dtype=np.float64)
     bad = ~np.isin(y, (0.0, 1.0))
     if bad.any():
@@ -76,7 +76,7 @@ def _labels(cols: dict, label: str) -> np.ndarray:
 def _split_rows(cols: dict, n: int, split, seed: int):
     if isinstance(split, str):
         if split not in cols:
-            raise KeyError(f"split column {split!r} is not in the data")
+            raise ValueError(f"split column {split!r} is not in the data")
         v = np.asarray(cols[split]).astype(str)
         unknown = sorted(set(v.tolist()) - set(SPLITS))
         if unknown:
