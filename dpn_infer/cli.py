@@ -4,8 +4,11 @@
     dpn-infer info model.bin           print a model file's schema and operator graph
     dpn-infer train --dataset NAME --model feature-dpn|field-dpn|dnn|crossnet [--data PATH] [--config NAME|FILE]
                     [--epochs N] [--batch-size N] [--lr X] [--seed N] [--out DIR]   (needs torch)
+    dpn-infer train --data table.csv|table.parquet --label COL [--categorical COL ...] [--dense COL ...]
+                    [--multi-hot COL ...] ...      train on your own table (dataset "table")
     dpn-infer eval OUT/model.bin [--dataset NAME] [--data PATH] [--seed N]
-                                       score the test split with the engine (numpy only)
+                                       score the test split with the engine (numpy only; a table
+                                       needs pyarrow to be read)
     dpn-infer score model.bin --input data.parquet|data.csv|DIR --output scores.parquet|scores.csv
                     [--threads N] [--batch-rows N] [--keep-columns COL ...]   (needs pyarrow)
                                        stream a log through the model in bounded memory
@@ -19,8 +22,21 @@ import sys
 
 from . import __version__
 
-DATASET_NAMES = ("movielens-100k", "movielens-1m", "criteo", "frappe", "ml-tag", "synthetic")
-LOADER_FLAGS = ("sequences", "max_seq_len", "min_count", "hash_buckets", "rows", "download")
+DATASET_NAMES = ("movielens-100k", "movielens-1m", "criteo", "frappe", "ml-tag", "synthetic", "table")
+LOADER_FLAGS = ("sequences", "max_seq_len", "min_count", "hash_buckets", "rows", "download",
+                "label", "categorical", "dense", "multi_hot", "sep", "max_len", "split")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to an option's help when it has a default and its help does not say
+    it already (an option without a default says in its help what happens instead)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("default" in text or not action.option_strings or action.default in (None, False)
+                or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _info(args) -> int:
@@ -85,11 +101,42 @@ def _add_loader_flags(p):
     g.add_argument("--sequences", action="store_true", default=None,
                    help="MovieLens: add behaviour sequences hist_movie / hist_genre")
     g.add_argument("--max-seq-len", type=int, help="MovieLens: sequence length (default 20)")
-    g.add_argument("--min-count", type=int, help="Criteo: categories seen fewer times -> OOV (default 10)")
-    g.add_argument("--hash-buckets", type=int, help="Criteo: hash categories into N buckets instead")
-    g.add_argument("--rows", type=int, help="synthetic: number of generated rows")
+    g.add_argument("--min-count", type=int,
+                   help="Criteo and tables: categories seen fewer times in the train split -> the "
+                        "OOV id 0 (default: 10 for Criteo, 1 for a table)")
+    g.add_argument("--hash-buckets", type=int,
+                   help="Criteo and tables: hash categories into N buckets instead (default: off)")
+    g.add_argument("--rows", type=int, help="synthetic: number of generated rows (default 60000)")
     g.add_argument("--download", action="store_true", default=None,
                    help="MovieLens-100K: download from GroupLens when not found (needs network)")
+    t = p.add_argument_group("your own table (--data FILE.csv|FILE.parquet|FOLDER; docs/training.md)")
+    t.add_argument("--label", metavar="COL", help="the 0/1 label column (required for a table; "
+                                                  "default: none)")
+    t.add_argument("--categorical", nargs="+", metavar="COL",
+                   help="categorical columns, indexed on the train split (default: when no column "
+                        "list is given, every column that is not float, a list or the label)")
+    t.add_argument("--dense", nargs="+", metavar="COL",
+                   help="numeric columns, fed as float32 (default: the float columns, when no "
+                        "column list is given)")
+    t.add_argument("--multi-hot", nargs="+", metavar="COL",
+                   help="columns of lists, or of strings split at --sep (default: the list columns, "
+                        "when no column list is given)")
+    t.add_argument("--sep", help="separator of multi-hot strings (default: |)")
+    t.add_argument("--max-len", type=int,
+                   help="ids kept per multi-hot row (default: the longest row in the train split)")
+    t.add_argument("--split", nargs="+", metavar="X",
+                   help="train valid test fractions, or the name of a column holding "
+                        "train/valid/test (default: 0.8 0.1 0.1, seeded by --seed)")
+
+
+def _split_arg(values):
+    """--split 0.8 0.1 0.1 -> [0.8, 0.1, 0.1]; --split COLUMN -> "COLUMN"."""
+    if len(values) == 1:
+        return values[0]
+    try:
+        return [float(v) for v in values]
+    except ValueError:
+        raise SystemExit(f"dpn-infer: --split takes three fractions or one column name, got {values}")
 
 
 def _loader_options(args, base=None) -> dict:
@@ -97,8 +144,28 @@ def _loader_options(args, base=None) -> dict:
     for k in LOADER_FLAGS:
         v = getattr(args, k, None)
         if v is not None:
-            opts[k] = v
+            opts[k] = _split_arg(v) if k == "split" else v
     return opts
+
+
+def _dataset_name(args) -> str | None:
+    """--dataset, else "table" when the call names a label or a .csv / .parquet file."""
+    from .datasets import TABLE_SUFFIXES
+
+    if args.dataset:
+        return args.dataset
+    if args.label or (args.data and os.path.splitext(args.data)[1].lower() in TABLE_SUFFIXES):
+        return "table"
+    return None
+
+
+def _found_data(ds_info) -> str | None:
+    """The data path a loader read (``Dataset.info["path"]``; several files -> their folder)."""
+    path = (ds_info or {}).get("path")
+    if not path:
+        return None
+    parts = str(path).split(";")
+    return os.path.abspath(parts[0] if len(parts) == 1 else os.path.commonpath(parts))
 
 
 def _load(name, path, seed, opts):
@@ -116,8 +183,13 @@ def _train(args) -> int:
     from . import train as T
     from .nn import set_impl
 
+    name = _dataset_name(args)
+    if name is None:
+        print("dpn-infer: train needs --dataset NAME, or --data FILE.csv|FILE.parquet --label COL "
+              "for your own table", file=sys.stderr)
+        return 2
     try:
-        cfg = T.load_config(args.config or T.DEFAULT_CONFIG[args.dataset])
+        cfg = T.load_config(args.config or T.DEFAULT_CONFIG[name])
     except (FileNotFoundError, ValueError) as e:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
@@ -130,8 +202,8 @@ def _train(args) -> int:
     opts = _loader_options(args, cfg.get("loader"))
     data = os.path.abspath(args.data) if args.data else None
     try:
-        ds = _load(args.dataset, data, args.seed, opts)
-    except (FileNotFoundError, TypeError, ValueError) as e:
+        ds = _load(name, data, args.seed, opts)
+    except (FileNotFoundError, TypeError, ValueError, ImportError) as e:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
     try:
@@ -140,12 +212,14 @@ def _train(args) -> int:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
     set_impl(model, args.impl)
-    out = args.out or os.path.join("runs", f"{args.dataset}-{args.model}-seed{args.seed}")
+    out = args.out or os.path.join("runs", f"{name}-{args.model}-seed{args.seed}")
     print(f"data: {ds.name} from {ds.info.get('path', '(generated)')}: {len(ds.train)} train / "
           f"{len(ds.valid)} valid / {len(ds.test)} test rows, {ds.info['positive_rate']:.1%} positive")
     print(f"model: {args.model} ({type(model).__name__}), "
           f"{sum(p.numel() for p in model.parameters()):,} parameters; {hp}")
-    meta = {"dataset": args.dataset, "data": data, "seed": args.seed, "loader_options": opts,
+    # The data path is recorded even when the loader found it ($DPN_DATA, ../shared/data): eval
+    # falls back to it, so it scores the split training held out wherever it runs from.
+    meta = {"dataset": name, "data": data or _found_data(ds.info), "seed": args.seed, "loader_options": opts,
             "model_kind": args.model, "config": cfg, "impl": args.impl}
     res = T.train(model, ds, epochs=int(hp.get("epochs", 10)), batch_size=int(hp.get("batch_size", 1024)),
                   lr=float(hp.get("lr", 1e-3)), seed=args.seed, patience=int(hp.get("patience", 2)),
@@ -161,7 +235,7 @@ def _train(args) -> int:
 
 def _eval(args) -> int:
     from . import engine
-    from .train import engine_predict, evaluate_logits, read_train_info
+    from .train import INDEXER_FILE, engine_predict, evaluate_logits, read_train_info
 
     info = read_train_info(args.model) or {}
     name = args.dataset or info.get("dataset")
@@ -174,15 +248,28 @@ def _eval(args) -> int:
               f"scoring {args.dataset!r}", file=sys.stderr)
     same = info.get("dataset") == name
     seed = args.seed if args.seed is not None else (info.get("seed", 2022) if same else 2022)
-    data = args.data or (info.get("data") if same else None)
+    # The data: --data, else the path training read (recorded even when it was found through
+    # $DPN_DATA; older train_info.json files have it in dataset_info), else the loader's search.
+    recorded = (info.get("data") or _found_data(info.get("dataset_info"))) if same else None
+    if recorded and not args.data and not os.path.exists(recorded):
+        print(f"dpn-infer: warning: {recorded} (the data training read) is gone; looking in "
+              f"$DPN_DATA and ../shared/data", file=sys.stderr)
+        recorded = None
+    data = args.data or recorded
     opts = _loader_options(args, info.get("loader_options") if same else None)
+    load_opts = dict(opts)
+    indexer_path = os.path.join(os.path.dirname(os.path.abspath(args.model)), INDEXER_FILE)
+    if name == "table" and same and os.path.isfile(indexer_path):
+        from .datasets import Indexer
+
+        load_opts["indexer"] = Indexer.load(indexer_path)   # the ids training's model was fitted to
     if same and seed != info.get("seed"):
         print(f"dpn-infer: warning: seed {seed} differs from the training seed {info.get('seed')}: "
               f"the test split is not the one training held out", file=sys.stderr)
     try:
         m = engine.load(args.model)
-        ds = _load(name, data, seed, opts)
-    except (engine.ModelFormatError, OSError, TypeError, ValueError) as e:
+        ds = _load(name, data, seed, load_opts)
+    except (engine.ModelFormatError, OSError, TypeError, ValueError, ImportError) as e:
         print(f"dpn-infer: {e}", file=sys.stderr)
         return 2
     logits = engine_predict(m, ds.test, batch_size=args.batch_size, threads=args.threads, logits=True)
@@ -241,55 +328,63 @@ def _score(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["demo"]:
-        # The demo parses its own options (argparse.REMAINDER would reject a leading --option).
-        from .demo import main as demo_main
+def build_parser() -> argparse.ArgumentParser:
+    """The `dpn-infer` parser (every option has a help text that gives its default)."""
+    from .train import MODELS   # numpy only at import; torch is imported when training starts
 
-        demo_main(argv[1:])
-        return 0
-    ap = argparse.ArgumentParser(prog="dpn-infer", description="dpn_infer command line")
+    ap = argparse.ArgumentParser(prog="dpn-infer", description="dpn_infer command line",
+                                 formatter_class=HelpFormatter)
     ap.add_argument("--version", action="version", version=f"dpn_infer {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    d = sub.add_parser("demo", help="train, convert and serve a small FeatureDPN (needs torch)",
-                       add_help=False)
-    d.add_argument("rest", nargs=argparse.REMAINDER)
-    i = sub.add_parser("info", help="show a model.bin's schema and graph")
-    i.add_argument("model")
+    d = sub.add_parser("demo", help="train, convert and serve a small FeatureDPN (needs torch; "
+                                    "dpn-infer demo --help for its options)", add_help=False)
+    d.add_argument("rest", nargs=argparse.REMAINDER, help="the demo's options")
+    i = sub.add_parser("info", help="show a model.bin's schema and graph", formatter_class=HelpFormatter)
+    i.add_argument("model", help="a model.bin file")
     i.add_argument("--json", action="store_true", help="print the metadata as JSON")
 
-    t = sub.add_parser("train", help="train a model on a dataset, save model.bin (needs torch)")
-    t.add_argument("--dataset", required=True, choices=DATASET_NAMES)
-    t.add_argument("--data", help="dataset file or folder (default: $DPN_DATA or ../shared/data)")
-    t.add_argument("--model", default="feature-dpn", choices=("feature-dpn", "field-dpn", "dnn", "crossnet", "seq-dpn"))
+    t = sub.add_parser("train", help="train a model on a dataset, save model.bin (needs torch)",
+                       formatter_class=HelpFormatter)
+    t.add_argument("--dataset", choices=DATASET_NAMES,
+                   help="which loader reads the data (default: 'table' when --label is given or "
+                        "--data is a .csv / .parquet file; otherwise required)")
+    t.add_argument("--data", help="dataset file or folder, or the folder holding it (default: "
+                                  "$DPN_DATA, then ../shared/data)")
+    t.add_argument("--model", default="feature-dpn", choices=MODELS, help="model kind")
     t.add_argument("--config", help="a shipped config name (movielens, criteo, frappe, ml-tag, "
-                                    "synthetic) or a JSON file; default: the dataset's")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--patience", type=int, help="early stopping: epochs without valid AUC gain (0 = off)")
-    t.add_argument("--weight-decay", type=float)
+                                    "synthetic, table) or a JSON file (default: the dataset's)")
+    t.add_argument("--epochs", type=int, help="most epochs (default: the config's train.epochs)")
+    t.add_argument("--batch-size", type=int, help="rows per step (default: the config's train.batch_size)")
+    t.add_argument("--lr", type=float, help="Adam learning rate (default: the config's train.lr)")
+    t.add_argument("--patience", type=int, help="early stopping: epochs without valid AUC gain, 0 = off "
+                                                "(default: the config's train.patience)")
+    t.add_argument("--weight-decay", type=float, help="Adam weight decay (default: the config's "
+                                                      "train.weight_decay)")
     t.add_argument("--seed", type=int, default=2022, help="seeds torch, numpy and the data split")
-    t.add_argument("--out", help="output folder (default runs/DATASET-MODEL-seedN)")
-    t.add_argument("--threads", type=int, help="torch threads")
+    t.add_argument("--out", help="output folder (default: runs/DATASET-MODEL-seedN)")
+    t.add_argument("--threads", type=int, help="torch threads (default: PyTorch's, one per core)")
     t.add_argument("--impl", choices=("auto", "kron", "paper"), default="auto",
                    help="how dynamic layers compute: auto (Kronecker form in training, paper form "
                         "in evaluation), kron or paper (docs/training.md)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (one is drawn on stderr when it is a terminal; the one line "
+                        "per epoch on stdout is always printed)")
     _add_loader_flags(t)
 
-    e = sub.add_parser("eval", help="score a dataset's test split with the engine")
+    e = sub.add_parser("eval", help="score a dataset's test split with the engine",
+                       formatter_class=HelpFormatter)
     e.add_argument("model", help="model.bin (train_info.json beside it gives the defaults)")
-    e.add_argument("--dataset", choices=DATASET_NAMES)
-    e.add_argument("--data")
+    e.add_argument("--dataset", choices=DATASET_NAMES, help="default: the one training recorded")
+    e.add_argument("--data", help="dataset file or folder, or the folder holding it (default: the "
+                                  "path training read, then $DPN_DATA, then ../shared/data)")
     e.add_argument("--seed", type=int, help="split seed (default: the training seed)")
-    e.add_argument("--batch-size", type=int, default=8192)
-    e.add_argument("--threads", type=int, default=1)
-    e.add_argument("--json", action="store_true")
+    e.add_argument("--batch-size", type=int, default=8192, help="rows per engine call")
+    e.add_argument("--threads", type=int, default=1, help="engine threads")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     _add_loader_flags(e)
 
     s = sub.add_parser("score", help="score a Parquet/CSV log into a Parquet/CSV file (needs pyarrow)",
+                       formatter_class=HelpFormatter,
                        description="Stream every row of the input through the model in bounded memory "
                                    "and write the scores (float32 probabilities, or logits) in input "
                                    "order, with any kept columns.")
@@ -303,7 +398,8 @@ def main(argv=None) -> int:
     s.add_argument("--batch-rows", type=_positive, default=65536,
                    help="rows per engine call; memory grows with it, not with the input (default 65536)")
     s.add_argument("--keep-columns", nargs="+", metavar="COL",
-                   help="input columns copied to the output beside the score (e.g. a request id)")
+                   help="input columns copied to the output beside the score, e.g. a request id "
+                        "(default: none)")
     s.add_argument("--output-column", default="score", help="the score column's name (default: score)")
     s.add_argument("--logits", action="store_true", help="write logits instead of probabilities")
     s.add_argument("--cast", action="store_true",
@@ -314,7 +410,18 @@ def main(argv=None) -> int:
     g.add_argument("--progress", action="store_true", help="progress bar even when stderr is not a terminal")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:
+        # The demo parses its own options (argparse.REMAINDER would reject a leading --option).
+        from .demo import main as demo_main
+
+        demo_main(argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
     if args.cmd == "score":
         return _score(args)
     if args.cmd == "train":

@@ -50,6 +50,15 @@ def build_model(ds):
     return FeatureDPN(schema, layers, activation="relu", norm="batchnorm")
 
 
+def _meta(ds, seed) -> dict:
+    """What train_info.json needs for `dpn-infer eval dpn_demo/model.bin` to rebuild the test split."""
+    if "path" in ds.info:
+        return {"dataset": "movielens-100k", "data": ds.info["path"], "seed": seed,
+                "loader_options": {}, "demo": True}
+    return {"dataset": "synthetic", "data": None, "seed": seed,
+            "loader_options": {"rows": ds.info["rows"]}, "demo": True}
+
+
 def throughput(fn, batch, reps):
     """Samples/s from the median of `reps` timed calls (after one warm-up)."""
     fn(batch)
@@ -62,17 +71,27 @@ def throughput(fn, batch, reps):
     return rows / statistics.median(times)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="dpn-infer demo", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", help="MovieLens-100K folder (default: $DPN_DATA or ../shared/data)")
+def build_parser() -> argparse.ArgumentParser:
+    from .cli import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="dpn-infer demo", description=__doc__.split("\n\n")[0],
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--data", help="MovieLens-100K folder, or the folder holding it (default: "
+                                   "$DPN_DATA, then ../shared/data, else a generated click log)")
     ap.add_argument("--out", default="dpn_demo", help="output folder for model.bin, checkpoint.pt and train_info.json (default: dpn_demo)")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=512)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--seed", type=int, default=2022)
+    ap.add_argument("--epochs", type=int, default=3, help="training epochs")
+    ap.add_argument("--batch-size", type=int, default=512, help="rows per training step")
+    ap.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate")
+    ap.add_argument("--seed", type=int, default=2022,
+                    help="seeds the weights, the data split, the batch order (and the generated log)")
     ap.add_argument("--synthetic", type=int, metavar="ROWS", default=None,
-                    help="use a generated click log of ROWS rows even when MovieLens is on disk")
-    args = ap.parse_args(argv)
+                    help="use a generated click log of ROWS rows even when MovieLens is on disk "
+                         "(default: only when MovieLens is not found, 60000 rows)")
+    return ap
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
 
     try:
         import torch
@@ -85,7 +104,7 @@ def main(argv=None):
     from .train import seed_everything, train
 
     ds = load_data(args.data, args.seed, args.synthetic)
-    seed_everything(args.seed)
+    seed_everything(args.seed)          # the initial weights: same --seed, same model and AUC
     model = build_model(ds)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: FeatureDPN, {n_params:,} parameters, {len(ds.train)} train / {len(ds.valid)} valid / "
@@ -93,7 +112,7 @@ def main(argv=None):
     # The trainer keeps the best epoch, writes model.bin (+ checkpoint.pt, train_info.json) and
     # scores the test split with the engine too.
     res = train(model, ds, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                patience=0, out=args.out, meta={"dataset": ds.name, "demo": True})
+                patience=0, out=args.out, meta=_meta(ds, args.seed))
     path = Path(res["model_bin"])
     engine = dpn_infer.load(path)
     print(f"model.bin: {path.stat().st_size / 1024:.0f} KiB")

@@ -11,7 +11,8 @@ seeds, a progress bar; the best model goes straight to model.bin (needs the ``to
 
 ``out`` receives ``model.bin`` (the engine's file), ``checkpoint.pt``
 (``dpn_infer.nn.save_checkpoint``) and ``train_info.json`` (dataset, loader options, seed, config,
-per-epoch history, valid/test metrics) that ``dpn-infer eval`` reads to rebuild the same test split.
+per-epoch history, valid/test metrics) that ``dpn-infer eval`` reads to rebuild the same test split;
+for a user's table (``dpn_infer.datasets.from_frame``) also ``indexer.json``, its fitted Indexer.
 """
 from __future__ import annotations
 
@@ -31,8 +32,15 @@ from .metrics import auc, logloss
 MODELS = ("feature-dpn", "field-dpn", "dnn", "crossnet", "seq-dpn")
 # dataset name -> the config shipped for it
 DEFAULT_CONFIG = {"movielens-100k": "movielens", "movielens-1m": "movielens", "criteo": "criteo",
-                  "frappe": "frappe", "ml-tag": "ml-tag", "synthetic": "synthetic"}
+                  "frappe": "frappe", "ml-tag": "ml-tag", "synthetic": "synthetic", "table": "table"}
 INFO_FILE = "train_info.json"
+INDEXER_FILE = "indexer.json"   # a user table's fitted Indexer (dataset.indexer), for serving and eval
+
+
+def say(*args) -> None:
+    """print, flushed: the one line per epoch must reach a pipe or a log file when it is written,
+    not when the run ends (stdout is block-buffered when it is not a terminal)."""
+    print(*args, flush=True)
 
 
 def config_names() -> list:
@@ -183,7 +191,7 @@ def engine_predict(engine_model, split, batch_size: int = 8192, threads: int = 1
 
 def train(model, dataset, epochs: int = 10, batch_size: int = 1024, lr: float = 1e-3,
           seed: int = 2022, patience: int = 2, weight_decay: float = 0.0, out=None,
-          progress: bool | None = None, log=print, meta: dict | None = None,
+          progress: bool | None = None, log=say, meta: dict | None = None,
           check_engine: bool = True) -> dict:
     """Train ``model`` on ``dataset.train`` with Adam and BCE; after each epoch score
     ``dataset.valid``; stop when valid AUC has not improved for ``patience`` epochs (0 = never stop
@@ -264,8 +272,9 @@ def train(model, dataset, epochs: int = 10, batch_size: int = 1024, lr: float = 
     return result
 
 
-def save_run(model, dataset, out, result, meta=None, check_engine=True, z_test=None, log=print) -> dict:
-    """Write OUT/model.bin, OUT/checkpoint.pt, OUT/train_info.json; -> extra result keys.
+def save_run(model, dataset, out, result, meta=None, check_engine=True, z_test=None, log=say) -> dict:
+    """Write OUT/model.bin, OUT/checkpoint.pt, OUT/train_info.json (and OUT/indexer.json for a
+    dataset with an ``indexer``); -> extra result keys.
     ``z_test``: PyTorch's test logits, to compare with the engine's."""
     import dpn_infer
     from .nn import save_checkpoint
@@ -276,6 +285,8 @@ def save_run(model, dataset, out, result, meta=None, check_engine=True, z_test=N
     dpn_infer.save(model, bin_path)
     save_checkpoint(model, ck_path)
     extra = {"model_bin": str(bin_path), "checkpoint": str(ck_path)}
+    if getattr(dataset, "indexer", None) is not None:
+        extra["indexer"] = str(dataset.indexer.save(out / INDEXER_FILE))
     if check_engine:
         eng = dpn_infer.load(bin_path)
         z_eng = engine_predict(eng, dataset.test, logits=True)
@@ -289,7 +300,7 @@ def save_run(model, dataset, out, result, meta=None, check_engine=True, z_test=N
             **(meta or {}), **{k: v for k, v in result.items()}, **extra}
     (out / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
     if log:
-        log(f"saved {bin_path}, {ck_path}, {out / INFO_FILE}")
+        log(f"saved {bin_path}, {ck_path}, {out / INFO_FILE}" + (f", {extra['indexer']}" if "indexer" in extra else ""))
     return extra
 
 

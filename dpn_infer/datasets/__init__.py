@@ -6,12 +6,18 @@ the PyTorch schema.
 
 ``load_dataset(name, path, seed, **options)`` picks a loader by the names the CLI uses
 (:data:`DATASETS`). A loader raises FileNotFoundError saying where to put data it cannot find.
+
+Your own data: ``from_frame(df_or_dict, label=..., categorical=[...], dense=[...])`` (or
+``load_table(path, label=...)`` for a CSV / Parquet file; dataset name "table") returns a Dataset
+whose ``indexer`` (an :class:`Indexer`, fitted on the train rows) turns raw rows into the batch.
 """
-from ._common import Dataset, Split, find_shared_data
+from ._common import Dataset, Split, dataset_path, find_shared_data
 from .criteo import bucket_int, load_criteo
+from .indexer import Indexer
 from .libfm import infer_fields, load_frappe, load_libfm, load_ml_tag, read_libfm
 from .movielens import download_movielens_100k, load_movielens_100k, load_movielens_1m
 from .synthetic import make_click_log
+from .table import TABLE_SUFFIXES, from_frame, load_table, read_table
 
 # name -> (loader, options the loader accepts besides path / seed / embed_dim)
 DATASETS = {
@@ -21,6 +27,8 @@ DATASETS = {
     "frappe": (load_frappe, ()),
     "ml-tag": (load_ml_tag, ()),
     "synthetic": (None, ("rows",)),
+    "table": (load_table, ("label", "categorical", "dense", "multi_hot", "split", "min_count",
+                           "hash_buckets", "max_len", "sep", "indexer")),
 }
 
 
@@ -39,7 +47,7 @@ def load_dataset(name: str, path=None, seed: int = 2022, embed_dim: int = 16, **
     return fn(path, seed=seed, embed_dim=embed_dim, **opts)
 
 
-__all__ = ["Dataset", "Split", "find_shared_data", "load_dataset", "DATASETS",
+__all__ = ["Dataset", "Split", "Indexer", "dataset_path", "find_shared_data", "load_dataset", "DATASETS",
            "load_movielens_100k", "load_movielens_1m", "download_movielens_100k", "load_criteo",
            "bucket_int", "load_libfm", "read_libfm", "infer_fields", "load_frappe", "load_ml_tag",
-           "make_click_log"]
+           "make_click_log", "from_frame", "load_table", "read_table", "TABLE_SUFFIXES"]

@@ -34,6 +34,9 @@ class Dataset:
     valid: Split
     test: Split
     info: dict = field(default_factory=dict)
+    # The fitted dpn_infer.datasets.Indexer of a user's table (None for the built-in loaders):
+    # training saves it beside model.bin so serving indexes new rows the same way.
+    indexer: object = None
 
 
 def split_indices(n: int, fractions, seed: int):
@@ -43,11 +46,40 @@ def split_indices(n: int, fractions, seed: int):
     return np.split(order, cuts)
 
 
+# Files that mark a dataset's own folder (so a path to it is told apart from a path to its parent).
+MARKERS = {"movielens-100k": ("u.data", "ml-100k.inter"), "movielens-1m": ("ratings.dat",),
+           "criteo-10k": ("train.tsv", "train.txt"), "ml-tag-sample": ("ml-tag-sample.data",),
+           "frappe": ("frappe.train.libfm", "frappe.validation.libfm", "frappe.test.libfm")}
+
+
+def _is_dataset(folder: Path, name: str) -> bool:
+    if not folder.is_dir():
+        return False
+    marks = MARKERS.get(name)
+    return any((folder / m).exists() for m in marks) if marks else folder.name == name
+
+
+def dataset_path(name: str, path=None) -> Path | None:
+    """Where dataset ``name`` is: ``path`` (a --data argument) when given — the dataset's folder
+    or file itself, or a folder holding ``<name>`` (e.g. ``shared/data``) — else
+    :func:`find_shared_data`."""
+    if path is None or str(path) == "":
+        return find_shared_data(name)
+    p = Path(path)
+    if p.is_dir() and not _is_dataset(p, name) and _is_dataset(p / name, name):
+        return p / name
+    return p
+
+
 def find_shared_data(name: str) -> Path | None:
-    """Locate ``shared/data/<name>``: $DPN_DATA, then ../shared/data beside the cwd or the checkout."""
+    """Locate ``shared/data/<name>``: $DPN_DATA (the folder holding ``<name>``, or that dataset's
+    folder itself), then ../shared/data beside the cwd or the checkout."""
     roots = []
-    if os.environ.get("DPN_DATA"):
-        roots.append(Path(os.environ["DPN_DATA"]))
+    env = os.environ.get("DPN_DATA")
+    if env:
+        if _is_dataset(Path(env), name) and not _is_dataset(Path(env) / name, name):
+            return Path(env)
+        roots.append(Path(env))
     here = Path(__file__).resolve()
     for base in [Path.cwd(), *Path.cwd().parents[:2], *here.parents[:4]]:
         roots.append(base / "shared" / "data")

@@ -7,6 +7,7 @@ tab-separated, empty fields for missing values.
 - Categorical features: indexed by frequency on the train split with a ``min_count`` threshold —
   tokens seen fewer than ``min_count`` times in train, unseen tokens and missing values share one
   OOV id (0); or, with ``hash_buckets=N``, hashed (``crc32(field:token) % N``, schema policy "hash").
+  Both are :class:`dpn_infer.datasets.Indexer` rules (the one a user's table is indexed by).
 - Random 7:2:1 train/valid/test split (seeded).
 
 Every field is "sparse": integers become bucket ids, so the schema has no dense fields.
@@ -14,12 +15,12 @@ Every field is "sparse": integers become bucket ids, so the schema has no dense 
 from __future__ import annotations
 
 import math
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from ._common import Dataset, Split, find_shared_data, split_indices
+from ._common import Dataset, Split, dataset_path, split_indices
+from .indexer import Indexer
 
 INT_FIELDS = [f"I{i}" for i in range(1, 14)]
 CAT_FIELDS = [f"C{i}" for i in range(1, 27)]
@@ -59,13 +60,9 @@ def _read(path: Path):
 def load_criteo(path=None, seed: int = 2022, embed_dim: int = 16, min_count: int = 10,
                 hash_buckets: int | None = None) -> Dataset:
     """Load a Criteo raw TSV file as a CTR task (see the module doc for the preprocessing)."""
-    if path:
-        p = Path(path)
-        if p.is_dir():
-            p = p / "train.tsv" if (p / "train.tsv").exists() else p / "train.txt"
-    else:
-        d = find_shared_data("criteo-10k")
-        p = d / "train.tsv" if d else None
+    p = dataset_path("criteo-10k", path)         # the TSV, its folder, or the folder's parent
+    if p is not None and p.is_dir():
+        p = p / "train.tsv" if (p / "train.tsv").exists() else p / "train.txt"
     if p is None or not p.is_file():
         raise FileNotFoundError(WHERE if p is None else f"{p}: not found. {WHERE}")
     if min_count < 1:
@@ -75,28 +72,14 @@ def load_criteo(path=None, seed: int = 2022, embed_dim: int = 16, min_count: int
     labels, ints, cats = _read(p)
     n = len(labels)
     tr, va, te = split_indices(n, (0.7, 0.2, 0.1), seed)
-    features, schema = {}, []
+    columns = {name: np.array([r[j] for r in ints], dtype=object) for j, name in enumerate(INT_FIELDS)}
+    columns.update({name: np.array([r[j] for r in cats], dtype=object) for j, name in enumerate(CAT_FIELDS)})
     # Integer buckets: always indexed (few distinct values), min_count 1 on train; unseen -> OOV 0.
-    columns = [(name, [r[j] for r in ints], False) for j, name in enumerate(INT_FIELDS)]
-    columns += [(name, [r[j] for r in cats], True) for j, name in enumerate(CAT_FIELDS)]
-    for name, col, is_cat in columns:
-        if is_cat and hash_buckets:
-            ids = np.array([zlib.crc32(f"{name}:{v}".encode()) % hash_buckets if v else 0
-                            for v in col], dtype=np.int64)
-            features[name] = ids
-            schema.append({"name": name, "kind": "sparse", "vocab": int(hash_buckets), "dim": embed_dim,
-                           "policy": "hash"})
-            continue
-        threshold = min_count if is_cat else 1
-        counts: dict = {}
-        for i in tr:
-            v = col[i]
-            counts[v] = counts.get(v, 0) + 1
-        kept = sorted(v for v, c in counts.items() if c >= threshold and v != "")
-        lut = {v: i + 1 for i, v in enumerate(kept)}            # 0 = OOV / rare / missing
-        features[name] = np.array([lut.get(v, 0) for v in col], dtype=np.int64)
-        schema.append({"name": name, "kind": "sparse", "vocab": len(kept) + 1, "dim": embed_dim,
-                       "policy": "oov_bucket"})
+    indexer = Indexer(INT_FIELDS + CAT_FIELDS,
+                      min_count={**{k: 1 for k in INT_FIELDS}, **{k: min_count for k in CAT_FIELDS}},
+                      hash_buckets={k: hash_buckets for k in CAT_FIELDS})
+    features = indexer.fit_transform(columns, rows=tr)
+    schema = indexer.schema(embed_dim)
     all_rows = Split(features, labels)
     return Dataset("criteo", schema, all_rows.take(tr), all_rows.take(va), all_rows.take(te),
                    info={"path": str(p), "rows": n, "positive_rate": float(labels.mean()),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Dataset, Split, find_shared_data, split_indices
+from ._common import Dataset, Split, dataset_path, find_shared_data, split_indices
 
 WHERE_FRAPPE = ("frappe not found. Pass NFM's frappe folder (frappe.train.libfm and/or "
                 "frappe.validation.libfm, frappe.test.libfm; github.com/hexiangnan/neural_factorization_machine "
@@ -118,7 +118,7 @@ def load_libfm(path_or_files, seed: int = 2022, embed_dim: int = 16, field_names
 
 def load_frappe(path=None, seed: int = 2022, embed_dim: int = 16) -> Dataset:
     """frappe (NFM libfm files) pooled and re-split 7:2:1; see the module doc."""
-    folder = Path(path) if path else find_shared_data("frappe")
+    folder = dataset_path("frappe", path)
     if folder is None:
         raise FileNotFoundError(WHERE_FRAPPE)
     if folder.is_file():
@@ -134,7 +134,7 @@ def load_frappe(path=None, seed: int = 2022, embed_dim: int = 16) -> Dataset:
 def load_ml_tag(path=None, seed: int = 2022, embed_dim: int = 16) -> Dataset:
     """MovieLens-tag: 'label user movie tag' rows (or NFM's ml-tag libfm files), split 7:2:1."""
     if path:
-        p = Path(path)
+        p = dataset_path("ml-tag-sample", path)
     else:
         d = find_shared_data("ml-tag-sample")
         p = d / "ml-tag-sample.data" if d else None

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import Dataset, Split, find_shared_data, split_indices
+from ._common import Dataset, Split, dataset_path, split_indices
 
 GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
           "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery",
@@ -191,7 +191,7 @@ def load_movielens_100k(path=None, seed: int = 2022, embed_dim: int = 16, sequen
 
     ``download=True``: when no folder is found, fetch it from GroupLens (MD5-checked) into
     ~/.cache/dpn_infer."""
-    folder = Path(path) if path else find_shared_data("movielens-100k")
+    folder = dataset_path("movielens-100k", path)
     if folder is None and download:
         folder = download_movielens_100k()
     if folder is None or not folder.is_dir():
@@ -202,7 +202,7 @@ def load_movielens_100k(path=None, seed: int = 2022, embed_dim: int = 16, sequen
 def load_movielens_1m(path=None, seed: int = 2022, embed_dim: int = 16, sequences: bool = False,
                       max_seq_len: int = 20) -> Dataset:
     """Load MovieLens-1M (GroupLens ``ml-1m`` layout) in the AutoInt setting."""
-    folder = Path(path) if path else find_shared_data("movielens-1m")
+    folder = dataset_path("movielens-1m", path)
     if folder is None or not (folder / "ratings.dat").exists():
         raise FileNotFoundError(WHERE_1M if folder is None else f"{folder}: no ratings.dat. {WHERE_1M}")
     return _build(folder, "movielens-1m", seed, embed_dim, sequences, max_seq_len)

@@ -1,7 +1,13 @@
 """A generated click log, for demos and tests on machines without real data.
 
-Clicks come from a hidden model whose user-item affinity depends on the item's category, so a
-dynamic (context-dependent) layer has something real to learn. Not a benchmark of anything.
+Clicks come from a hidden logit: a bias per user and per item (each seen about 100 times in 60,000
+rows, so an embedding row can learn it), a slope in the dense ``price`` and a daily cycle in
+``hour`` (any model reads those directly), plus a user-item affinity that depends on the item's
+category (``u^T M_cat i``), for a dynamic (context-dependent) layer to find. The hidden logit
+itself ranks the rows at AUC ~0.82; a DNN reaches ~0.79 in one epoch on 60,000 rows and beats
+0.7 on 5,000 (tests/test_demo_and_data.py checks > 0.6). The biases are what makes it learnable:
+without them (an earlier version) the mean click rate of every user and item is the same and a
+model stays near AUC 0.5. Not a benchmark of anything.
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ def make_click_log(rows: int = 60000, n_users: int = 500, n_items: int = 800, n_
     u_vec = rng.normal(size=(n_users, 8))
     i_vec = rng.normal(size=(n_items, 8))
     cat_mix = rng.normal(size=(n_cats, 8, 8)) / np.sqrt(8)
+    u_bias = rng.normal(size=n_users)
+    i_bias = rng.normal(size=n_items)
     user = rng.integers(0, n_users, rows)
     item = rng.integers(0, n_items, rows)
     hour = rng.integers(0, 24, rows)
@@ -25,8 +33,9 @@ def make_click_log(rows: int = 60000, n_users: int = 500, n_items: int = 800, n_
     price = rng.lognormal(size=rows).astype(np.float32)
     cat = item_cat[item]
     # Affinity u^T M_cat i: the interaction itself depends on the category (a dynamic weight).
-    score = np.einsum("bi,bij,bj->b", u_vec[user], cat_mix[cat], i_vec[item]) - 0.3 * np.log(price)
-    score += 0.3 * np.sin(hour / 24 * 2 * np.pi)
+    affinity = np.einsum("bi,bij,bj->b", u_vec[user], cat_mix[cat], i_vec[item]) / np.sqrt(8)
+    score = u_bias[user] + i_bias[item] + 0.5 * affinity - 0.5 * np.log(price)
+    score += 0.5 * np.sin(hour / 24 * 2 * np.pi)
     labels = (rng.random(rows) < 1 / (1 + np.exp(-(score - 0.5)))).astype(np.float32)
     features = {"user": user.astype(np.int64), "item": item.astype(np.int64),
                 "category": cat.astype(np.int64), "hour": hour.astype(np.int64),
