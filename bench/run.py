@@ -12,7 +12,8 @@ large numpy sgemm) and the read bandwidth over each config's weight working set.
 same run are the numbers to quote; absolute times move between runs on shared machines.
 
 Runner engine-bf16 is the engine on the same model saved with precision="bf16", embeddings="bf16"
-(docs/format.md §3.1); the table gives its ratio to the engine's fp32 samples/s and both file sizes.
+(docs/format.md §3.1) and loaded with bf16_gemm=True (bfloat16 GEMMs: AVX512_BF16 where the CPU has
+it); the table gives its ratio to the engine's fp32 samples/s and both file sizes.
 Peers: PyTorch eager on the dpn_infer.nn module (paper form), ONNX Runtime on its ONNX export
 (paper form), and ONNX Runtime on the Kronecker-form export (converters/onnx_export.py).
 The paper form materializes a B x m x c weight per layer; runs whose materialized weights would
@@ -48,6 +49,7 @@ CONFIGS = {
 RUNNERS = ["engine", "engine-bf16", "torch", "ort-paper", "ort-kron"]
 # Engine runners: the file each one loads (dpn_infer.save keywords).
 ENGINE_FILES = {"engine": {}, "engine-bf16": {"precision": "bf16", "embeddings": "bf16"}}
+ENGINE_LOADS = {"engine": {}, "engine-bf16": {"bf16_gemm": True}}
 VOCAB = 10000
 # Sequence configs (SeqDPN): candidate item + category, profile fields, a history of T items and
 # their categories (tables shared with the candidate's), dim each; encoder HomoDPO (kernel k) +
@@ -331,7 +333,7 @@ class Runners:
             if name in names:
                 path = Path(tmp) / f"{config}.{name}.bin"
                 dpn_infer.save(self.model, path, **kw)
-                self.engines[name] = dpn_infer.load(path)
+                self.engines[name] = dpn_infer.load(path, **ENGINE_LOADS[name])
                 self.model_bytes[name] = path.stat().st_size
         example = make_batch(config, 2, np.random.default_rng(1))
         self.onnx = {}

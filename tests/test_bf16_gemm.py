@@ -243,3 +243,174 @@ def test_avx512bf16_level():
         assert info["selected"] == "avx512bf16"
     native = info["selected"] == "avx512bf16"
     assert ("vdpbf16ps" in info["reduced_precision"]["weights"]) == native
+
+
+# ---------------------------------------------------------------------------------------------
+# whole models: a bfloat16 file loaded with bf16_gemm=True against torch computing the same
+# roundings (helpers/bf16ref.py, whose docstring derives the bound)
+
+import copy  # noqa: E402
+import os  # noqa: E402
+import tempfile  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+SETTINGS = dict(deadline=None, print_blob=True,
+                suppress_health_check=list(__import__("hypothesis").HealthCheck))
+RTOL, ATOL = 1e-4, 1e-5  # float32 summation order (test_parity's criterion)
+
+
+def judge_bf16(z, ref, F, what=""):
+    """Every row within the float32 tolerance plus twice the first-order flip bound 2^-7·F; and,
+    from 8 rows on, at least half of them within the float32 tolerance alone (the engine rounds
+    where the reference rounds: unrounded inputs would move nearly every row by ~2^-9 relative)."""
+    z, ref = np.asarray(z, np.float64), np.asarray(ref, np.float64)
+    err = np.abs(z - ref)
+    tight = err <= ATOL + RTOL * np.abs(ref)
+    loose = err <= ATOL + RTOL * np.abs(ref) + 2 * 2.0 ** -7 * F
+    i = int(np.argmax(err - ATOL - RTOL * np.abs(ref) - 2 * 2.0 ** -7 * F))
+    assert loose.all(), (f"engine != bf16 reference {what}: row {i} engine {z[i]!r} torch {ref[i]!r} "
+                         f"flip bound {2 * 2.0 ** -7 * F[i]:.3g}; {int((~loose).sum())} of {len(z)} rows off")
+    if len(z) >= 8:
+        assert tight.mean() >= 0.5, f"only {tight.mean():.0%} of rows within float32 tolerance {what}"
+
+
+def _save(model, path):
+    from dpn_infer.converters import torch_export
+    from helpers.precision import round_params_
+
+    rounded = round_params_(copy.deepcopy(model), "bf16", "bf16")
+    torch_export.save(model, path, precision="bf16", embeddings="bf16")
+    return rounded
+
+
+def _check_model(model, batch, what):
+    pytest.importorskip("torch")
+    from dpn_infer.engine import load
+    from helpers import bf16ref
+
+    with tempfile.TemporaryDirectory(prefix="dpn_bf16g_") as d:
+        path = os.path.join(d, "model.bin")
+        rounded = _save(model, path)
+        meta, _ = F.read(path)
+        m = load(path, bf16_gemm=True)
+        z = m.predict(batch, logits=True)
+        z3 = m.predict(batch, logits=True, threads=3)
+    ref, sens = bf16ref.reference(rounded, meta, batch)
+    np.testing.assert_array_equal(z3, z, err_msg=f"threads=3 {what}")
+    judge_bf16(z, ref, sens, what)
+
+
+def _prepare(spec):
+    from helpers import models as HM
+
+    model = HM.build(spec)
+    batch = HM.make_batch(spec["fields"], spec["B"], spec["seed"] + 1)
+    HM.calibrate_(model, batch, seed=spec["seed"])
+    return model, batch
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(data=st.data())
+def test_bf16_gemm_feature_models(data):
+    pytest.importorskip("torch")
+    from helpers import models as HM
+
+    # BatchNorm is folded into the exported weights (not the torch model's); see test_bf16.py
+    spec = data.draw(HM.model_specs().filter(lambda s: s["norm"] != "batchnorm"))
+    _check_model(*_prepare(spec), what=f"for spec {HM.describe(spec)}")
+
+
+@settings(max_examples=10, **SETTINGS)
+@given(data=st.data())
+def test_bf16_gemm_field_models(data):
+    pytest.importorskip("torch")
+    from helpers import field_models as FM
+
+    spec = data.draw(FM.field_dpn_specs().filter(lambda s: s["feature_norm"] != "batchnorm"))
+    _check_model(*_prepare(spec), what=f"for spec {spec!r}")
+
+
+@settings(max_examples=10, **SETTINGS)
+@given(data=st.data())
+def test_bf16_gemm_seq_models(data):
+    pytest.importorskip("torch")
+    from helpers import seqmodels as SM
+    from test_seq_parity import _prepare as prepare_seq
+
+    spec = data.draw(SM.seq_model_specs().filter(lambda s: s.get("norm") != "batchnorm"))
+    _check_model(*prepare_seq(spec), what=f"for spec {spec!r}")
+
+
+def test_bf16_gemm_models_every_isa():
+    """Fixed models (batch 1, an odd batch, a batch past the 72-row blocks; full with heads, decomp
+    with W0) under every ISA (DPN_ISA, child processes), each against the same torch reference."""
+    torch = pytest.importorskip("torch")
+    from helpers import bf16ref
+    from helpers import models as HM
+    from helpers.isa import available_isas, predict_under_isa
+
+    fields = [{"name": "user", "kind": "sparse", "dim": 8, "vocab": 50, "policy": "hash"},
+              {"name": "item", "kind": "sparse", "dim": 16, "vocab": 40, "policy": "oov_bucket"},
+              {"name": "tags", "kind": "multi_hot", "dim": 8, "vocab": 30, "policy": "hash",
+               "pooling": "mean", "T": 5, "max_len": 0},
+              {"name": "feat", "kind": "dense", "dim": 9}]
+    dyn = {"dynamic": True, "context": "x0", "generator": "mlp", "hidden": 6, "sigma": "relu"}
+    cases = [
+        [dict(dyn, out=40, form="full", heads=1), {"out": 33},
+         dict(dyn, out=17, context="prev", sigma="softmax", form="full", heads=1)],
+        [{"out": 48}, dict(dyn, out=64, form="full", heads=4, generator="linear", hidden=41),
+         dict(dyn, out=7, form="decomp", rank=4, w0=True, context="prev")],
+    ]
+    with tempfile.TemporaryDirectory(prefix="dpn_bf16g_isa_") as d:
+        jobs, refs = [], {}
+        for i, layers in enumerate(cases):
+            for B in (1, 37, 257):
+                spec = {"kind": "feature_dpn", "fields": fields, "layers": layers, "activation": "relu",
+                        "norm": None, "seed": 300 + i, "B": B}
+                model, batch = _prepare(spec)
+                jid = f"m{i}b{B}"
+                mp, bp = os.path.join(d, jid + ".bin"), os.path.join(d, jid + ".npz")
+                rounded = _save(model, mp)
+                np.savez(bp, **batch)
+                meta, _ = F.read(mp)
+                refs[jid] = bf16ref.reference(rounded, meta, batch)
+                jobs.append({"id": jid, "model": mp, "batch": bp, "bf16_gemm": True})
+        for isa in available_isas():
+            selected, res = predict_under_isa(isa, jobs, d)
+            assert selected == isa
+            for jid, (z, p, z3) in res.items():
+                ref, sens = refs[jid]
+                judge_bf16(z, ref, sens, f"{jid} under DPN_ISA={isa}")
+                np.testing.assert_array_equal(z3, z, err_msg=f"{jid} threads=3 under DPN_ISA={isa}")
+                np.testing.assert_allclose(p, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-5, atol=1e-6)
+    del torch
+
+
+def test_bf16_gemm_is_opt_in(tmp_path):
+    """Without bf16_gemm a bfloat16 file computes in float32 on the widened weights (the outputs
+    recorded in tests/golden); with it, its GEMM inputs are rounded: the outputs move, by about
+    bfloat16's rounding. A float32 file gives the same bits either way."""
+    pytest.importorskip("torch")
+    from dpn_infer.converters import torch_export
+    from dpn_infer.engine import load
+    from helpers import models as HM
+
+    spec = {"kind": "feature_dpn", "activation": "relu", "norm": None, "seed": 5, "B": 64,
+            "fields": [{"name": "user", "kind": "sparse", "dim": 8, "vocab": 500, "policy": "hash"},
+                       {"name": "feat", "kind": "dense", "dim": 7}],
+            "layers": [{"out": 32, "dynamic": True, "context": "x0", "hidden": 3, "sigma": "relu",
+                        "form": "full"}, {"out": 16}]}
+    model, batch = _prepare(spec)
+    torch_export.save(model, tmp_path / "b.bin", precision="bf16")
+    torch_export.save(model, tmp_path / "f.bin")
+    z0 = load(tmp_path / "b.bin").predict(batch, logits=True)
+    z1 = load(tmp_path / "b.bin", bf16_gemm=True).predict(batch, logits=True)
+    assert 1e-5 < np.max(np.abs(z1 - z0)) < 0.05 * (1 + np.max(np.abs(z0)))
+    np.testing.assert_array_equal(load(tmp_path / "f.bin", bf16_gemm=True).predict(batch, logits=True),
+                                  load(tmp_path / "f.bin").predict(batch, logits=True))
+    import pickle
+
+    m = pickle.loads(pickle.dumps(load(tmp_path / "b.bin", bf16_gemm=True)))
+    np.testing.assert_array_equal(m.predict(batch, logits=True), z1)
