@@ -47,12 +47,17 @@ void pack_b_bf16(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs,
   for (int64_t p = 0; p < panels; ++p) {
     uint16_t* d = dst + p * Kp * nr * 2;
     const int64_t w = p == panels - 1 && narrow_tail(N, nr) ? nr / 2 : nr;
-    for (int64_t q = 0; q < Kp; ++q)
-      for (int64_t j = 0; j < w; ++j)
-        for (int64_t e = 0; e < 2; ++e) {
-          const int64_t n = p * nr + j, k = 2 * q + e;
-          d[(q * w + j) * 2 + e] = n < N && k < K ? f32_to_bf16(src[k * rs + n * cs]) : 0;
-        }
+    const int64_t cols = std::min(nr, N - p * nr);  // <= w; the rest of a pair row stays 0
+    for (int64_t q = 0; q < Kp; ++q, d += w * 2) {
+      // Rows 2q and 2q + 1 (absent for an odd K's last pair) of this panel's columns.
+      const float* r0 = src + 2 * q * rs + p * nr * cs;
+      const float* r1 = 2 * q + 1 < K ? r0 + rs : nullptr;
+      for (int64_t j = 0; j < cols; ++j) {
+        d[2 * j] = f32_to_bf16(r0[j * cs]);
+        d[2 * j + 1] = r1 ? f32_to_bf16(r1[j * cs]) : 0;
+      }
+      for (int64_t j = cols; j < w; ++j) d[2 * j] = d[2 * j + 1] = 0;
+    }
   }
 }
 
