@@ -13,8 +13,14 @@ every sum exact: there all paths must give the same bits as float64.
 """
 from __future__ import annotations
 
+import copy
+import os
+import tempfile
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dpn_infer import _engine, _testing
 from dpn_infer.converters import format as F
@@ -249,13 +255,6 @@ def test_avx512bf16_level():
 # whole models: a bfloat16 file loaded with bf16_gemm=True against torch computing the same
 # roundings (helpers/bf16ref.py, whose docstring derives the bound)
 
-import copy  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
 SETTINGS = dict(deadline=None, print_blob=True,
                 suppress_health_check=list(__import__("hypothesis").HealthCheck))
 RTOL, ATOL = 1e-4, 1e-5  # float32 summation order (test_parity's criterion)
@@ -346,9 +345,8 @@ def test_bf16_gemm_seq_models(data):
 def test_bf16_gemm_models_every_isa():
     """Fixed models (batch 1, an odd batch, a batch past the 72-row blocks; full with heads, decomp
     with W0) under every ISA (DPN_ISA, child processes), each against the same torch reference."""
-    torch = pytest.importorskip("torch")
+    pytest.importorskip("torch")
     from helpers import bf16ref
-    from helpers import models as HM
     from helpers.isa import available_isas, predict_under_isa
 
     fields = [{"name": "user", "kind": "sparse", "dim": 8, "vocab": 50, "policy": "hash"},
@@ -385,7 +383,6 @@ def test_bf16_gemm_models_every_isa():
                 judge_bf16(z, ref, sens, f"{jid} under DPN_ISA={isa}")
                 np.testing.assert_array_equal(z3, z, err_msg=f"{jid} threads=3 under DPN_ISA={isa}")
                 np.testing.assert_allclose(p, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-5, atol=1e-6)
-    del torch
 
 
 def test_bf16_gemm_is_opt_in(tmp_path):
@@ -395,7 +392,6 @@ def test_bf16_gemm_is_opt_in(tmp_path):
     pytest.importorskip("torch")
     from dpn_infer.converters import torch_export
     from dpn_infer.engine import load
-    from helpers import models as HM
 
     spec = {"kind": "feature_dpn", "activation": "relu", "norm": None, "seed": 5, "B": 64,
             "fields": [{"name": "user", "kind": "sparse", "dim": 8, "vocab": 500, "policy": "hash"},

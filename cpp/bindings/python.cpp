@@ -290,7 +290,8 @@ py::dict cpu_info() {
   d["avx512_bf16"] = f.avx512_bf16;
   d["avx512_vnni"] = f.avx512_vnni;
   py::list avail;
-  for (auto isa : {dpn::cpu::Isa::Avx512Bf16, dpn::cpu::Isa::Avx512, dpn::cpu::Isa::Avx2, dpn::cpu::Isa::Ref})
+  for (auto isa :
+       {dpn::cpu::Isa::Avx512Bf16, dpn::cpu::Isa::Avx512, dpn::cpu::Isa::Avx2, dpn::cpu::Isa::Ref})
     if (dpn::cpu::available(isa)) avail.append(dpn::cpu::isa_name(isa));
   d["available"] = avail;
   d["selected"] = dpn::cpu::isa_name(s.isa);
@@ -303,10 +304,13 @@ py::dict cpu_info() {
   rp["weights"] =
       dpn::kernels::isa_kernels(s.isa).gemm_bf16
           ? "bfloat16 weights of linear and dylinear packed as bfloat16 pairs: AVX512_BF16 dot products "
-            "(vdpbf16ps) of bfloat16-rounded inputs, float32 accumulation (" + isa + "); other ops' "
-            "bfloat16 weights widened to float32 at load"
+            "(vdpbf16ps) of bfloat16-rounded inputs, float32 accumulation (" +
+                isa +
+                "); other ops' "
+                "bfloat16 weights widened to float32 at load"
           : "bfloat16 weights widened to float32 at load; linear and dylinear round their GEMM inputs "
-            "to bfloat16 (the arithmetic of the AVX512_BF16 path), float32 kernels (" + isa + ")";
+            "to bfloat16 (the arithmetic of the AVX512_BF16 path), float32 kernels (" +
+                isa + ")";
   d["reduced_precision"] = rp;
   return d;
 }

@@ -66,8 +66,8 @@ void pack_for(dpn::kernels::PackedMatrix& pm, const float* src, int64_t K, int64
 // reference twin of the bfloat16 kernels (isa ignored).
 py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::forcecast> A,
                              py::array_t<float, py::array::c_style | py::array::forcecast> W,
-                             py::object bias, const std::string& act, const std::string& isa,
-                             int repeat, bool bf16, bool twin) {
+                             py::object bias, const std::string& act, const std::string& isa, int repeat,
+                             bool bf16, bool twin) {
   if (A.ndim() != 2 || W.ndim() != 2 || A.shape(1) != W.shape(1))
     throw py::value_error("expected A [M, K] and W [N, K]");
   const dpn::cpu::Isa which = isa_arg(isa);

@@ -104,8 +104,8 @@ Selection decide() {
   Isa want;
   if (v.empty() || v == "auto") return s;
   if (!parse_isa(v, &want)) {
-    s.note = "DPN_ISA='" + s.override_value + "' is not one of avx512bf16, avx512, avx2, ref; ignored, using " +
-             isa_name(s.isa);
+    s.note = "DPN_ISA='" + s.override_value +
+             "' is not one of avx512bf16, avx512, avx2, ref; ignored, using " + isa_name(s.isa);
     return s;
   }
   if (!available(want)) {

@@ -1,7 +1,7 @@
 // Runtime CPU feature detection (CPUID + XGETBV) and the process-wide kernel ISA choice.
 // The ISA is chosen once, at first use: the best the CPU and OS support, or the one named by the
-// environment variable DPN_ISA (avx512bf16 | avx512 | avx2 | ref) when the machine has it. ISA-specific kernels
-// are only ever called after this check says they are safe.
+// environment variable DPN_ISA (avx512bf16 | avx512 | avx2 | ref) when the machine has it. ISA-specific
+// kernels are only ever called after this check says they are safe.
 #pragma once
 
 #include <string>

@@ -47,8 +47,8 @@ inline __m512bh pair(const uint16_t* row, int64_t q) {
 template <int MR, int P, int H>
 void tile(const uint16_t* ap, int64_t lda, const uint16_t* b0, int64_t Kp, int64_t q0, int64_t qc,
           float* C, int64_t ldc, int64_t nlast, const float* bias, bool first, bool last, Act act) {
-  constexpr int NV = 2 * P - H;                             // 16-column vectors per k-pair
-  const uint16_t* bp = b0 + q0 * kNR * 2;                   // full panels: a pair row is 64 values
+  constexpr int NV = 2 * P - H;                                // 16-column vectors per k-pair
+  const uint16_t* bp = b0 + q0 * kNR * 2;                      // full panels: a pair row is 64 values
   const uint16_t* bn = b0 + (P - 1) * Kp * kNR * 2 + q0 * 32;  // the narrow last panel (H = 1)
   __mmask16 mk[NV];
   __m512 c[MR][NV];
@@ -64,7 +64,8 @@ void tile(const uint16_t* ap, int64_t lda, const uint16_t* b0, int64_t Kp, int64
     __m512bh b[NV];
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j)
-      b[j] = (__m512bh)_mm512_loadu_si512(H && j == NV - 1 ? bn : bp + (j / 2) * Kp * kNR * 2 + (j % 2) * 32);
+      b[j] = (__m512bh)_mm512_loadu_si512(H && j == NV - 1 ? bn
+                                                           : bp + (j / 2) * Kp * kNR * 2 + (j % 2) * 32);
     bp += kNR * 2;
     bn += 32;
 #pragma GCC unroll 12
@@ -146,8 +147,9 @@ void run_wide(int64_t mr, const uint16_t* a, int64_t lda, const uint16_t* Bh, in
   const int64_t groups = (panels + step - 1) / step;
   for (int64_t gi = 0; gi < groups; ++gi) {
     const int64_t q = panels * gi / groups, n = panels * (gi + 1) / groups - q;
-    const Args g{a, lda, Bh + q * Kp * kNR * 2, Kp, q0, qc, C + q * kNR, ldc,
-                 lmin(kNR, N - (q + n - 1) * kNR), bias ? bias + q * kNR : nullptr, first, last, act};
+    Args g{a, lda, Bh + q * Kp * kNR * 2, Kp, q0, qc, C + q * kNR, ldc, 0, nullptr, first, last, act};
+    g.nlast = lmin(kNR, N - (q + n - 1) * kNR);
+    g.bias = bias ? bias + q * kNR : nullptr;
     if (mr == 1)
       run_panels<1>(n, g);
     else if (mr == 2)
@@ -175,12 +177,15 @@ void drive(int64_t M, int64_t K, const uint16_t* Bh, int64_t N, const float* bia
     const bool first = k0 == 0, last = k0 + kKC >= K;
     int64_t la = 0;
     const uint16_t* a = block(m0, mc, k0, kc, &la);
-    if (mc <= 3) return run_wide(mc, a, la, Bh, Kp, q0, qc, C + m0 * ldc, ldc, N, bias, first, last, act);
+    if (mc <= 3)
+      return run_wide(mc, a, la, Bh, Kp, q0, qc, C + m0 * ldc, ldc, N, bias, first, last, act);
     for (int64_t p = 0; p < panels; ++p) {
       const int64_t n0 = p * kNR;
       for (int64_t i = 0; i < mc; i += kMR) {
-        const Args g{a + i * la, la, Bh + p * Kp * kNR * 2, Kp, q0, qc, C + (m0 + i) * ldc + n0, ldc,
-                     lmin(kNR, N - n0), bias ? bias + n0 : nullptr, first, last, act};
+        Args g{a + i * la, la, Bh + p * Kp * kNR * 2, Kp, q0, qc, C, ldc, 0, nullptr, first, last, act};
+        g.C = C + (m0 + i) * ldc + n0;
+        g.nlast = lmin(kNR, N - n0);
+        g.bias = bias ? bias + n0 : nullptr;
         run_rows(lmin(kMR, mc - i), g);
       }
     }
@@ -200,7 +205,8 @@ inline void cvt_scaled(uint16_t* d, const float* x, float s, int64_t n) {
   const __m512 v = _mm512_set1_ps(s);
   int64_t t = 0;
   for (; t + 32 <= n; t += 32) {
-    const __m512 lo = _mm512_mul_ps(v, _mm512_loadu_ps(x + t)), hi = _mm512_mul_ps(v, _mm512_loadu_ps(x + t + 16));
+    const __m512 lo = _mm512_mul_ps(v, _mm512_loadu_ps(x + t)),
+                 hi = _mm512_mul_ps(v, _mm512_loadu_ps(x + t + 16));
     _mm512_storeu_si512(d + t, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
   }
   for (; t < n; t += 16) {
@@ -219,15 +225,16 @@ void gemm_bf16(const float* A, int64_t lda, int64_t M, int64_t K, const uint16_t
                const float* bias, Act act, float* C, int64_t ldc) {
   uint16_t* buf = reinterpret_cast<uint16_t*>(
       runtime::thread_scratch(M <= 3 ? scratch_for(M, K) : scratch_for(kMC, kKC)));
-  drive(M, K, Bh, N, bias, act, C, ldc, [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
-    const int64_t w = (kc + 1) & ~int64_t(1);
-    *la = w;
-    for (int64_t i = 0; i < mc; ++i) {
-      cvt_scaled(buf + i * w, A + (m0 + i) * lda + k0, 1.0f, kc);
-      if (kc < w) buf[i * w + kc] = 0;
-    }
-    return static_cast<const uint16_t*>(buf);
-  });
+  drive(M, K, Bh, N, bias, act, C, ldc,
+        [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
+          const int64_t w = (kc + 1) & ~int64_t(1);
+          *la = w;
+          for (int64_t i = 0; i < mc; ++i) {
+            cvt_scaled(buf + i * w, A + (m0 + i) * lda + k0, 1.0f, kc);
+            if (kc < w) buf[i * w + kc] = 0;
+          }
+          return static_cast<const uint16_t*>(buf);
+        });
 }
 
 void gemm_kron_bf16(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
@@ -236,24 +243,25 @@ void gemm_kron_bf16(const float* x, int64_t ldx, int64_t m, const float* h, int6
   const int64_t Kx = (l + 1) * m, K = Kx + (with_h ? l : 0);
   uint16_t* buf = reinterpret_cast<uint16_t*>(
       runtime::thread_scratch(M <= 3 ? scratch_for(M, K) : scratch_for(kMC, kKC)));
-  drive(M, K, Bh, N, bias, act, C, ldc, [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
-    const int64_t w = (kc + 1) & ~int64_t(1), end = k0 + kc;
-    *la = w;
-    for (int64_t i = 0; i < mc; ++i) {
-      const float* xb = x + (m0 + i) * ldx;
-      const float* hb = h + (m0 + i) * ldh;
-      uint16_t* d = buf + i * w;  // d[kk - k0] for kk in [k0, end)
-      int64_t kk = k0;
-      while (kk < end && kk < Kx) {
-        const int64_t seg = kk / m, off = kk - seg * m, n = lmin(m - off, end - kk);
-        cvt_scaled(d + (kk - k0), xb + off, seg == 0 ? 1.0f : hb[seg - 1], n);
-        kk += n;
-      }
-      if (kk < end) cvt_scaled(d + (kk - k0), hb + (kk - Kx), 1.0f, end - kk);
-      if (kc < w) d[kc] = 0;
-    }
-    return static_cast<const uint16_t*>(buf);
-  });
+  drive(M, K, Bh, N, bias, act, C, ldc,
+        [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
+          const int64_t w = (kc + 1) & ~int64_t(1), end = k0 + kc;
+          *la = w;
+          for (int64_t i = 0; i < mc; ++i) {
+            const float* xb = x + (m0 + i) * ldx;
+            const float* hb = h + (m0 + i) * ldh;
+            uint16_t* d = buf + i * w;  // d[kk - k0] for kk in [k0, end)
+            int64_t kk = k0;
+            while (kk < end && kk < Kx) {
+              const int64_t seg = kk / m, off = kk - seg * m, n = lmin(m - off, end - kk);
+              cvt_scaled(d + (kk - k0), xb + off, seg == 0 ? 1.0f : hb[seg - 1], n);
+              kk += n;
+            }
+            if (kk < end) cvt_scaled(d + (kk - k0), hb + (kk - Kx), 1.0f, end - kk);
+            if (kc < w) d[kc] = 0;
+          }
+          return static_cast<const uint16_t*>(buf);
+        });
 }
 
 }  // namespace dpn::kernels::avx512bf16

@@ -6,7 +6,6 @@
 // bfloat16 weights through the widening path (gemm.cpp).
 #include <vector>
 
-
 #include "kernels/half.h"
 #include "kernels/isa_kernels.h"
 
@@ -19,7 +18,8 @@ void gemm_bf16(const float* A, int64_t lda, int64_t M, int64_t K, const uint16_t
   const bool narrow = N % nr != 0 && N % nr <= nr / 2;  // gemm.h narrow_tail
   std::vector<float> a(size_t(2 * Kp));
   for (int64_t i = 0; i < M; ++i) {
-    for (int64_t k = 0; k < 2 * Kp; ++k) a[size_t(k)] = k < K ? bf16_to_f32(f32_to_bf16(A[i * lda + k])) : 0.0f;
+    for (int64_t k = 0; k < 2 * Kp; ++k)
+      a[size_t(k)] = k < K ? bf16_to_f32(f32_to_bf16(A[i * lda + k])) : 0.0f;
     for (int64_t j = 0; j < N; ++j) {
       const int64_t p = j / nr, w = p == panels - 1 && narrow ? nr / 2 : nr;
       const uint16_t* b = Bh + p * Kp * nr * 2 + (j - p * nr) * 2;

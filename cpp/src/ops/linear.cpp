@@ -55,8 +55,8 @@ class Linear : public Op {
   std::unique_ptr<SplitOp> split(const std::vector<char>& user_cols,
                                  const std::vector<char>&) const override {
     if (count_user(user_cols) < kMinSplitColumns) return nullptr;
-    return std::make_unique<LinearSplit>(raw_, w_.bf16, in_, width, bias_.empty() ? nullptr : bias_.data(), act_,
-                                         user_cols);
+    return std::make_unique<LinearSplit>(raw_, w_.bf16, in_, width,
+                                         bias_.empty() ? nullptr : bias_.data(), act_, user_cols);
   }
 
  private:
