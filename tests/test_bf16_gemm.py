@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from dpn_infer import _engine, _testing
 from dpn_infer.converters import format as F
+from test_kernels import _act
 
 ISAS = list(_engine.cpu_info()["available"])
 ACTS = ["identity", "relu", "sigmoid", "tanh"]
@@ -37,17 +38,6 @@ EDGES_K = [1, 2, 3, 16, 17, 31, 32, 33, 64, 65, 127, 300]
 def rb(a):
     """float32 values rounded to bfloat16 (nearest even), widened back."""
     return F.to_float32(F.to_bfloat16(np.ascontiguousarray(a, np.float32)))
-
-
-def _act(name, x):
-    if name == "relu":
-        return np.maximum(x, 0.0)
-    if name == "sigmoid":
-        with np.errstate(over="ignore"):
-            return 1.0 / (1.0 + np.exp(-x))
-    if name == "tanh":
-        return np.tanh(x)
-    return x
 
 
 def _bound(Ar, Br, bias, act, factor=1.0):
@@ -410,3 +400,39 @@ def test_bf16_gemm_is_opt_in(tmp_path):
 
     m = pickle.loads(pickle.dumps(load(tmp_path / "b.bin", bf16_gemm=True)))
     np.testing.assert_array_equal(m.predict(batch, logits=True), z1)
+
+
+def test_bf16_gemm_requests_split_layers():
+    """Ranking requests on a bfloat16 model with bf16_gemm=True: the layers that split per user
+    (linear: W_u·x_u once per user; dylinear with a user-only context: A'_u once per user) round
+    x_u and x_i as the whole row's GEMM does, so the request equals the broadcast batch within
+    judge_bf16's bound (sums in another order; a rare rounding flip)."""
+    pytest.importorskip("torch")
+    from dpn_infer.engine import load
+    from helpers import bf16ref
+    from helpers import models as HM
+    from helpers.requests import make_request
+
+    fields = [{"name": "user", "kind": "sparse", "dim": 16, "vocab": 50, "policy": "hash"},
+              {"name": "age", "kind": "dense", "dim": 9},
+              {"name": "item", "kind": "sparse", "dim": 16, "vocab": 40, "policy": "oov_bucket"}]
+    dyn = {"out": 48, "dynamic": True, "context": ["user", "age"], "generator": "mlp", "hidden": 5,
+           "sigma": "relu", "form": "full", "heads": 1}
+    counts = [3, 1, 17, 0, 40]
+    r = make_request(HM.make_batch(fields, len(counts), 21), HM.make_batch(fields, sum(counts), 22),
+                     ["user", "age"], counts)
+    for layers in ([dyn, {"out": 24}], [{"out": 32}, dict(dyn, context="x0")]):
+        spec = {"kind": "feature_dpn", "fields": fields, "layers": layers, "activation": "relu",
+                "norm": None, "seed": 11, "B": 8}
+        model, _ = _prepare(spec)
+        with tempfile.TemporaryDirectory(prefix="dpn_bf16g_req_") as d:
+            path = os.path.join(d, "m.bin")
+            rounded = _save(model, path)
+            meta, _ = F.read(path)
+            m = load(path, bf16_gemm=True)
+            want = m.predict(r["broadcast"], logits=True)
+            _, sens = bf16ref.reference(rounded, meta, r["broadcast"])
+            for threads in (1, 3):
+                got = m.predict(r["cands"], shared=r["shared"], groups=r["groups"], logits=True,
+                                threads=threads)
+                judge_bf16(got, want, sens, f"request, layers {layers}, threads={threads}")
