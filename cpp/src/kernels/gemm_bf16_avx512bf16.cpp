@@ -75,16 +75,11 @@ void tile(const uint16_t* ap, int64_t lda, const uint16_t* b0, int64_t Kp, int64
       for (int j = 0; j < NV; ++j) c[i][j] = _mm512_dpbf16_ps(c[i][j], a, b[j]);
     }
   }
-  const __m512 z = _mm512_setzero_ps();
 #pragma GCC unroll 12
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) {
-      __m512 v = c[i][j];
-      if (last && act == Act::Sigmoid) v = vsigmoid(v);
-      if (last && act == Act::Tanh) v = vtanh(v);
-      if (last && act == Act::Relu)
-        v = _mm512_add_ps(_mm512_max_ps(z, v), z);  // relu() of act.h: NaN stays NaN
+      const __m512 v = last ? vact(c[i][j], act) : c[i][j];
       _mm512_mask_storeu_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 16, mk[j], v);
     }
 }
