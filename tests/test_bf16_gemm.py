@@ -287,8 +287,8 @@ def _check_model(model, batch, what):
         z = m.predict(batch, logits=True)
         z3 = m.predict(batch, logits=True, threads=3)
     ref, sens = bf16ref.reference(rounded, meta, batch)
-    np.testing.assert_array_equal(z3, z, err_msg=f"threads=3 {what}")
     judge_bf16(z, ref, sens, what)
+    judge_bf16(z3, z, sens, f"threads=3 {what}")  # other row blocks / column splits
 
 
 def _prepare(spec):
@@ -371,7 +371,7 @@ def test_bf16_gemm_models_every_isa():
             for jid, (z, p, z3) in res.items():
                 ref, sens = refs[jid]
                 judge_bf16(z, ref, sens, f"{jid} under DPN_ISA={isa}")
-                np.testing.assert_array_equal(z3, z, err_msg=f"{jid} threads=3 under DPN_ISA={isa}")
+                judge_bf16(z3, z, sens, f"{jid} threads=3 under DPN_ISA={isa}")
                 np.testing.assert_allclose(p, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-5, atol=1e-6)
 
 
