@@ -17,6 +17,7 @@
 
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
+#include "kernels/isa_kernels.h"
 
 namespace py = pybind11;
 
@@ -289,7 +290,8 @@ py::dict cpu_info() {
   d["avx512_bf16"] = f.avx512_bf16;
   d["avx512_vnni"] = f.avx512_vnni;
   py::list avail;
-  for (auto isa : {dpn::cpu::Isa::Avx512, dpn::cpu::Isa::Avx2, dpn::cpu::Isa::Ref})
+  for (auto isa :
+       {dpn::cpu::Isa::Avx512Bf16, dpn::cpu::Isa::Avx512, dpn::cpu::Isa::Avx2, dpn::cpu::Isa::Ref})
     if (dpn::cpu::available(isa)) avail.append(dpn::cpu::isa_name(isa));
   d["available"] = avail;
   d["selected"] = dpn::cpu::isa_name(s.isa);
@@ -299,7 +301,16 @@ py::dict cpu_info() {
   const std::string isa = dpn::cpu::isa_name(s.isa);
   py::dict rp;
   rp["embeddings"] = "float16/bfloat16 rows read in place, widened to float32 as gathered (" + isa + ")";
-  rp["weights"] = "bfloat16 weights widened to float32 at load, float32 kernels (" + isa + ")";
+  rp["weights"] =
+      dpn::kernels::isa_kernels(s.isa).gemm_bf16
+          ? "bfloat16 weights of linear and dylinear packed as bfloat16 pairs: AVX512_BF16 dot products "
+            "(vdpbf16ps) of bfloat16-rounded inputs, float32 accumulation (" +
+                isa +
+                "); other ops' "
+                "bfloat16 weights widened to float32 at load"
+          : "bfloat16 weights widened to float32 at load; linear and dylinear round their GEMM inputs "
+            "to bfloat16 (the arithmetic of the AVX512_BF16 path), float32 kernels (" +
+                isa + ")";
   // int8 (opset 4, §3.2): tables dequantized per row as gathered; weights once at load (no VNNI GEMM
   // yet).
   rp["int8"] = "int8 rows dequantized (scale x q) as gathered (" + isa +
@@ -315,10 +326,11 @@ PyModel wrap(std::shared_ptr<const dpn::Model> m) {
 }
 
 // path: bytes (os.fsencode: any file name, UTF-8 or not) or str.
-PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes) {
+PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes, bool bf16_gemm) {
   dpn::LoadOptions o;
   o.mode = copy ? dpn::LoadMode::Copy : dpn::LoadMode::Map;
   o.max_alloc_bytes = max_alloc_bytes;
+  o.bf16_gemm = bf16_gemm;
   std::shared_ptr<const dpn::Model> m;
   {
     py::gil_scoped_release nogil;  // a large file takes a while; other Python threads go on
@@ -330,7 +342,7 @@ PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes) {
 // buffer: any C-contiguous buffer (bytes, bytearray, memoryview, numpy array) holding a model file.
 // It is read in place by the engine's one copy (BufferMode::Copy), and held until load returns, so
 // a bytearray cannot be resized meanwhile (BufferError) while the GIL is released.
-PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes) {
+PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes, bool bf16_gemm) {
   Py_buffer view;
   if (PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
   struct Release {
@@ -339,6 +351,7 @@ PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes) {
   } release{&view};
   dpn::LoadOptions o;
   o.max_alloc_bytes = max_alloc_bytes;
+  o.bf16_gemm = bf16_gemm;
   std::shared_ptr<const dpn::Model> m;
   {
     py::gil_scoped_release nogil;
@@ -417,9 +430,10 @@ PYBIND11_MODULE(_engine, m) {
                                {static_cast<py::ssize_t>(s.model->file_size())}, {1}, true);
       })
       .def_static("load", &load, py::arg("path"), py::arg("copy") = false,
-                  py::arg("max_alloc_bytes") = 0,
+                  py::arg("max_alloc_bytes") = 0, py::arg("bf16_gemm") = false,
                   "Load and validate a model.bin file (path as bytes or str).")
       .def_static("load_memory", &load_memory, py::arg("buffer"), py::arg("max_alloc_bytes") = 0,
+                  py::arg("bf16_gemm") = false,
                   "Load and validate a model file's content from a C-contiguous buffer (copied once).")
       .def(
           "file_bytes",

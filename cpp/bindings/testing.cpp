@@ -42,12 +42,32 @@ dpn::kernels::Act parse_act(const std::string& a) {
   throw py::value_error("unknown act '" + a + "'");
 }
 
+// A weight packed for one ISA: float32, or (bf16) as a bfloat16 weight, or (twin) in the bfloat16
+// layout for the reference twins whatever the ISA.
+void pack_for(dpn::kernels::PackedMatrix& pm, const float* src, int64_t K, int64_t N, int64_t rs,
+              int64_t cs, dpn::cpu::Isa which, bool bf16, bool twin) {
+  if (twin) {
+    pm.K = K;
+    pm.N = N;
+    pm.nr = dpn::kernels::kBf16Panel;
+    pm.bf16 = pm.bf16_kernels = true;
+    pm.half.assign(size_t(dpn::kernels::bf16_packed_size(K, N)), 0);
+    dpn::kernels::pack_b_bf16(src, K, N, rs, cs, pm.half.data());
+  } else if (bf16) {
+    pm.pack_bf16(src, K, N, rs, cs, which);
+  } else {
+    pm.pack(src, K, N, rs, cs, which);
+  }
+}
+
 // C = act(A · Wᵀ + bias) with one ISA's kernel (W in torch layout [N, K]); `repeat`
-// runs the GEMM that many times (for timing scripts). The weight is packed for that ISA.
+// runs the GEMM that many times (for timing scripts). The weight is packed for that ISA; with
+// bf16, as a bfloat16 weight (W rounded to bfloat16, and A as the GEMM reads it); with twin, the
+// reference twin of the bfloat16 kernels (isa ignored).
 py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::forcecast> A,
                              py::array_t<float, py::array::c_style | py::array::forcecast> W,
-                             py::object bias, const std::string& act, const std::string& isa,
-                             int repeat) {
+                             py::object bias, const std::string& act, const std::string& isa, int repeat,
+                             bool bf16, bool twin) {
   if (A.ndim() != 2 || W.ndim() != 2 || A.shape(1) != W.shape(1))
     throw py::value_error("expected A [M, K] and W [N, K]");
   const dpn::cpu::Isa which = isa_arg(isa);
@@ -59,14 +79,16 @@ py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::
   }
   const dpn::kernels::Act a = parse_act(act);
   dpn::kernels::PackedMatrix pm;
-  pm.pack(W.data(), K, N, 1, K, which);
+  pack_for(pm, W.data(), K, N, 1, K, which, bf16, twin);
   py::array_t<float> C({M, N});
   float* pc = C.mutable_data();
   const float* pa = A.data();
   const float* pb = bias.is_none() ? nullptr : b.data();
   {
     py::gil_scoped_release nogil;
-    for (int r = 0; r < std::max(1, repeat); ++r) dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
+    for (int r = 0; r < std::max(1, repeat); ++r)
+      twin ? dpn::kernels::gemm_bf16_ref(pa, K, M, pm, pb, a, pc, N)
+           : dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
   }
   return C;
 }
@@ -77,7 +99,7 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
                                   py::array_t<float, py::array::c_style | py::array::forcecast> h,
                                   py::array_t<float, py::array::c_style | py::array::forcecast> B,
                                   py::object bias, const std::string& act, bool with_h,
-                                  const std::string& isa, int repeat) {
+                                  const std::string& isa, int repeat, bool bf16, bool twin) {
   if (x.ndim() != 2 || h.ndim() != 2 || B.ndim() != 2 || x.shape(0) != h.shape(0))
     throw py::value_error("expected x [R, m], h [R, l], B [K, N]");
   const int64_t R = x.shape(0), m = x.shape(1), l = h.shape(1), K = B.shape(0), N = B.shape(1);
@@ -89,7 +111,7 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
     if (!b || b.ndim() != 1 || b.shape(0) != N) throw py::value_error("bias must be [N]");
   }
   dpn::kernels::PackedMatrix pm;
-  pm.pack(B.data(), K, N, N, 1, which);
+  pack_for(pm, B.data(), K, N, N, 1, which, bf16, twin);
   std::vector<float> panel(size_t(std::max<int64_t>(1, R * K)));
   py::array_t<float> C({R, N});
   const float *px = x.data(), *ph = h.data(), *pb = bias.is_none() ? nullptr : b.data();
@@ -98,7 +120,8 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
   {
     py::gil_scoped_release nogil;
     for (int r = 0; r < std::max(1, repeat); ++r)  // repeat > 1: timing, packing excluded
-      dpn::kernels::gemm_kron(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N, panel.data());
+      twin ? dpn::kernels::gemm_kron_bf16_ref(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N)
+           : dpn::kernels::gemm_kron(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N, panel.data());
   }
   return C;
 }
@@ -302,11 +325,13 @@ PYBIND11_MODULE(_testing, m) {
       "Measured read bandwidth (GB/s) summing a `mbytes` MiB buffer on `threads` threads.");
   m.def("gemm", &test_gemm, py::arg("A"), py::arg("W"), py::arg("bias") = py::none(),
         py::arg("act") = "identity", py::arg("isa") = "ref", py::arg("repeat") = 1,
-        "act(A @ W.T + bias) with one ISA's GEMM kernel.");
+        py::arg("bf16") = false, py::arg("twin") = false,
+        "act(A @ W.T + bias) with one ISA's GEMM kernel (bf16: as a bfloat16 weight; twin: the "
+        "bfloat16 kernels' reference twin).");
   m.def("gemm_kron", &test_gemm_kron, py::arg("x"), py::arg("h"), py::arg("B"),
         py::arg("bias") = py::none(), py::arg("act") = "identity", py::arg("with_h") = true,
-        py::arg("isa") = "ref", py::arg("repeat") = 1,
-        "The Kronecker GEMM of a dynamic layer with one ISA.");
+        py::arg("isa") = "ref", py::arg("repeat") = 1, py::arg("bf16") = false, py::arg("twin") = false,
+        "The Kronecker GEMM of a dynamic layer with one ISA (bf16, twin: as gemm).");
   m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
         "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
         "field_mix, field_attention, dwconv, attention) with one ISA's version; arrays and options as "

@@ -2,6 +2,7 @@
 // itself vs a plain double-precision triple loop. Shapes cover tails of every panel width.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -26,7 +27,7 @@ std::vector<float> randn(size_t n, std::mt19937& g, float s = 1.0f) {
 
 std::vector<Isa> isas() {
   std::vector<Isa> v{Isa::Ref};
-  for (Isa i : {Isa::Avx2, Isa::Avx512})
+  for (Isa i : {Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16})
     if (dpn::cpu::available(i)) v.push_back(i);
   return v;
 }
@@ -60,6 +61,59 @@ TEST(Kernels, GemmEveryIsaMatchesDoubleLoop) {
                     << "M" << M << " K" << K << " N" << N << " act" << int(act);
               }
           }
+  }
+}
+
+// bfloat16 weights (PackedMatrix::pack_bf16): integers |v| <= 15 are bfloat16 values and every
+// partial sum is an exact float32 integer, so each ISA's path (AVX512_BF16 or widening) must give
+// the double loop's bits, for the static and the Kronecker GEMM (odd K: a padded last k-pair).
+TEST(Kernels, Bf16GemmEveryIsaExactOnSmallIntegers) {
+  std::mt19937 g(5);
+  std::uniform_int_distribution<int> d(-15, 15);
+  auto ints = [&](size_t n) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = float(d(g));
+    return v;
+  };
+  for (Isa isa : isas()) {
+    SCOPED_TRACE(dpn::cpu::isa_name(isa));
+    for (auto [M, K, N] : {std::array<int64_t, 3>{1, 1, 1}, {3, 7, 17}, {13, 33, 49}, {75, 1537, 65}}) {
+      const auto A = ints(size_t(M * K)), W = ints(size_t(N * K)), bias = ints(size_t(N));
+      dpn::kernels::PackedMatrix pm;
+      pm.pack_bf16(W.data(), K, N, 1, K, isa);  // torch layout [N, K]
+      std::vector<float> C(size_t(M * N), 123.0f);
+      dpn::kernels::gemm(A.data(), K, M, pm, bias.data(), Act::Identity, C.data(), N);
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) {
+          double s = bias[size_t(j)];
+          for (int64_t k = 0; k < K; ++k) s += double(A[size_t(i * K + k)]) * W[size_t(j * K + k)];
+          ASSERT_EQ(C[size_t(i * N + j)], float(s)) << "M" << M << " K" << K << " N" << N;
+        }
+    }
+    // Kronecker: x, h small integers (h·x exact), B [K, N] row-major.
+    const int64_t R = 13, m = 11, l = 3, N = 40, K = (l + 1) * m + l;
+    std::uniform_int_distribution<int> d3(-3, 3);
+    std::vector<float> x(size_t(R * m)), h(size_t(R * l)), B(size_t(K * N));
+    for (auto& v : x) v = float(d3(g));
+    for (auto& v : h) v = float(d3(g));
+    for (auto& v : B) v = float(d3(g));
+    dpn::kernels::PackedMatrix pm;
+    pm.pack_bf16(B.data(), K, N, N, 1, isa);
+    std::vector<float> C(size_t(R * N)), panel(size_t(R * K));
+    dpn::kernels::gemm_kron(x.data(), m, m, h.data(), l, l, true, R, pm, nullptr, Act::Identity,
+                            C.data(), N, panel.data());
+    for (int64_t b = 0; b < R; ++b)
+      for (int64_t j = 0; j < N; ++j) {
+        double s = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          const int64_t seg = k / m;
+          const double p = k >= (l + 1) * m ? h[size_t(b * l + (k - (l + 1) * m))]
+                           : seg == 0 ? x[size_t(b * m + k)]
+                                      : double(h[size_t(b * l + seg - 1)]) * x[size_t(b * m + k % m)];
+          s += p * B[size_t(k * N + j)];
+        }
+        ASSERT_EQ(C[size_t(b * N + j)], float(s)) << "kron row " << b << " col " << j;
+      }
   }
 }
 

@@ -76,7 +76,7 @@ uint64_t alloc_limit(const LoadOptions& o, size_t file_size) {
 
 std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const LoadOptions& options,
                                     std::shared_ptr<const Model> (*make)(std::unique_ptr<Model::Impl>)) {
-  runtime::LoadScope budget(alloc_limit(options, impl->size), impl->data, impl->size);
+  runtime::LoadScope budget(alloc_limit(options, impl->size), impl->data, impl->size, options.bf16_gemm);
   impl->container = format::read_container(impl->data, impl->size);
   const std::string& text = impl->container.metadata;
   const format::Json meta = format::Json::parse(text.data(), text.size());

@@ -104,8 +104,8 @@ Selection decide() {
   Isa want;
   if (v.empty() || v == "auto") return s;
   if (!parse_isa(v, &want)) {
-    s.note = "DPN_ISA='" + s.override_value + "' is not one of avx512, avx2, ref; ignored, using " +
-             isa_name(s.isa);
+    s.note = "DPN_ISA='" + s.override_value +
+             "' is not one of avx512bf16, avx512, avx2, ref; ignored, using " + isa_name(s.isa);
     return s;
   }
   if (!available(want)) {
@@ -135,6 +135,7 @@ bool available(Isa isa) {
     case Isa::Ref: return true;
     case Isa::Avx2: return features().has_avx2_fma();
     case Isa::Avx512: return features().has_avx512();
+    case Isa::Avx512Bf16: return features().has_avx512_bf16();
   }
   return false;
 #else
@@ -143,6 +144,7 @@ bool available(Isa isa) {
 }
 
 Isa best_available() {
+  if (available(Isa::Avx512Bf16)) return Isa::Avx512Bf16;
   if (available(Isa::Avx512)) return Isa::Avx512;
   if (available(Isa::Avx2)) return Isa::Avx2;
   return Isa::Ref;
@@ -153,6 +155,7 @@ const char* isa_name(Isa isa) {
     case Isa::Ref: return "ref";
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
+    case Isa::Avx512Bf16: return "avx512bf16";
   }
   return "ref";
 }
@@ -164,6 +167,8 @@ bool parse_isa(const std::string& s, Isa* out) {
     *out = Isa::Avx2;
   else if (s == "avx512")
     *out = Isa::Avx512;
+  else if (s == "avx512bf16")
+    *out = Isa::Avx512Bf16;
   else
     return false;
   return true;

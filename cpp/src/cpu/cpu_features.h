@@ -1,14 +1,16 @@
 // Runtime CPU feature detection (CPUID + XGETBV) and the process-wide kernel ISA choice.
 // The ISA is chosen once, at first use: the best the CPU and OS support, or the one named by the
-// environment variable DPN_ISA (avx512 | avx2 | ref) when the machine has it. ISA-specific kernels
-// are only ever called after this check says they are safe.
+// environment variable DPN_ISA (avx512bf16 | avx512 | avx2 | ref) when the machine has it. ISA-specific
+// kernels are only ever called after this check says they are safe.
 #pragma once
 
 #include <string>
 
 namespace dpn::cpu {
 
-enum class Isa { Ref = 0, Avx2 = 1, Avx512 = 2 };
+// Avx512Bf16: the avx512 level plus AVX512_BF16 (vdpbf16ps), which only the bfloat16 GEMMs use;
+// every other kernel of that level is the avx512 one.
+enum class Isa { Ref = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
 
 struct Features {
   std::string vendor, brand;
@@ -18,6 +20,7 @@ struct Features {
   // The avx2 kernels also use F16C (float16 embedding rows); every AVX2 CPU has it.
   bool has_avx2_fma() const { return avx2 && fma && f16c; }
   bool has_avx512() const { return avx512f && avx512bw && avx512vl && avx512dq && fma; }
+  bool has_avx512_bf16() const { return has_avx512() && avx512_bf16; }
 };
 
 struct Selection {
@@ -33,7 +36,7 @@ inline Isa selected_isa() { return selection().isa; }
 
 bool available(Isa isa);  // CPU + OS support this ISA (Ref always)
 Isa best_available();
-const char* isa_name(Isa isa);  // "ref" | "avx2" | "avx512"
+const char* isa_name(Isa isa);  // "ref" | "avx2" | "avx512" | "avx512bf16"
 bool parse_isa(const std::string& s, Isa* out);
 
 }  // namespace dpn::cpu

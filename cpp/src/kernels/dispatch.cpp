@@ -78,14 +78,23 @@ IsaKernels avx512_kernels() {
   k.attention_rows = avx512::attention_rows;
   return k;
 }
+// avx512 plus the bfloat16 GEMMs (vdpbf16ps); float32 models run avx512's kernels unchanged.
+IsaKernels avx512bf16_kernels() {
+  IsaKernels k = avx512_kernels();
+  k.gemm_bf16 = avx512bf16::gemm_bf16;
+  k.gemm_kron_bf16 = avx512bf16::gemm_kron_bf16;
+  return k;
+}
 #else
 // A build without the x86 kernels: cpu::available() is false for every other ISA.
 IsaKernels avx2_kernels() { return ref_kernels(); }
 IsaKernels avx512_kernels() { return ref_kernels(); }
+IsaKernels avx512bf16_kernels() { return ref_kernels(); }
 #endif
 
 struct Tables {
-  IsaKernels ref = ref_kernels(), avx2 = avx2_kernels(), avx512 = avx512_kernels();
+  IsaKernels ref = ref_kernels(), avx2 = avx2_kernels(), avx512 = avx512_kernels(),
+             avx512bf16 = avx512bf16_kernels();
 };
 
 }  // namespace
@@ -93,6 +102,7 @@ struct Tables {
 const IsaKernels& isa_kernels(cpu::Isa isa) {
   static const Tables t;
   switch (isa) {
+    case cpu::Isa::Avx512Bf16: return t.avx512bf16;
     case cpu::Isa::Avx512: return t.avx512;
     case cpu::Isa::Avx2: return t.avx2;
     case cpu::Isa::Ref: break;

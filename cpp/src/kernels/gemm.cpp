@@ -4,10 +4,12 @@
 
 #include <algorithm>
 
+#include "kernels/half.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/kron.h"
 #include "runtime/grain.h"
 #include "runtime/load_budget.h"
+#include "runtime/thread_scratch.h"
 #include "runtime/thread_pool.h"
 
 namespace dpn::kernels {
@@ -33,9 +35,54 @@ void PackedMatrix::pack(const float* src, int64_t k, int64_t n, int64_t rs, int6
   N = n;
   isa = which;
   nr = panel_width(which);
+  bf16 = bf16_kernels = false;
+  half.clear();
   runtime::charge_pack(src, uint64_t(packed_size(k, n, nr)) * sizeof(float));  // a model load's bound
   data.assign(static_cast<size_t>(packed_size(k, n, nr)), 0.0f);
   pack_b(src, k, n, rs, cs, nr, data.data());
+}
+
+void pack_b_bf16(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, uint16_t* dst) {
+  const int64_t nr = kBf16Panel, Kp = bf16_pairs(K), panels = (N + nr - 1) / nr;
+  for (int64_t p = 0; p < panels; ++p) {
+    uint16_t* d = dst + p * Kp * nr * 2;
+    const int64_t w = p == panels - 1 && narrow_tail(N, nr) ? nr / 2 : nr;
+    const int64_t cols = std::min(nr, N - p * nr);  // <= w; the rest of a pair row stays 0
+    for (int64_t q = 0; q < Kp; ++q, d += w * 2) {
+      // Rows 2q and 2q + 1 (absent for an odd K's last pair) of this panel's columns.
+      const float* r0 = src + 2 * q * rs + p * nr * cs;
+      const float* r1 = 2 * q + 1 < K ? r0 + rs : nullptr;
+      for (int64_t j = 0; j < cols; ++j) {
+        d[2 * j] = f32_to_bf16(r0[j * cs]);
+        d[2 * j + 1] = r1 ? f32_to_bf16(r1[j * cs]) : 0;
+      }
+      for (int64_t j = cols; j < w; ++j) d[2 * j] = d[2 * j + 1] = 0;
+    }
+  }
+}
+
+void round_bf16(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
+void PackedMatrix::pack_bf16(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs, Isa which) {
+  if (!cpu::available(which)) which = Isa::Ref;
+  if (!isa_kernels(which).gemm_bf16) {
+    // The widening path: the rounded values in the ISA's float32 layout.
+    pack(src, k, n, rs, cs, which);
+    round_bf16(data.data(), int64_t(data.size()));
+    bf16 = true;
+    return;
+  }
+  bf16 = bf16_kernels = true;
+  K = k;
+  N = n;
+  isa = which;
+  nr = kBf16Panel;
+  runtime::charge_pack(src, uint64_t(bf16_packed_size(k, n)) * sizeof(uint16_t));
+  half.assign(static_cast<size_t>(bf16_packed_size(k, n)), 0);
+  data.clear();
+  pack_b_bf16(src, k, n, rs, cs, half.data());
 }
 
 namespace {
@@ -57,10 +104,9 @@ void for_column_ranges(const PackedMatrix& B, int64_t M, int threads, F&& fn) {
   });
 }
 
-}  // namespace
-
-void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias, Act act,
-          float* C, int64_t ldc, int threads) {
+// The float32 GEMM on B.data (for a bfloat16 B on the widening path: A already rounded).
+void gemm_f32(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias, Act act,
+              float* C, int64_t ldc, int threads) {
   GemmFn* const kernel = isa_kernels(B.isa).gemm;
   for_column_ranges(B, M, threads, [&](int64_t n0, int64_t n1) {
     kernel(A, lda, M, B.K, B.data.data() + n0 * B.K, n1 - n0, bias ? bias + n0 : nullptr, act, C + n0,
@@ -68,12 +114,64 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const f
   });
 }
 
-bool kron_needs_panel(const PackedMatrix& B) { return isa_kernels(B.isa).gemm_kron == nullptr; }
+// Where packed panel n0 starts in a bfloat16 layout (n0 a multiple of kBf16Panel).
+const uint16_t* bf16_panels(const PackedMatrix& B, int64_t n0) {
+  return B.half.data() + n0 * 2 * bf16_pairs(B.K);
+}
+
+// Rows of A rounded per chunk on the widening path: bounded scratch, and a chunk is worth a pass
+// over B (as dylinear's panel chunks).
+constexpr int64_t kRoundFloats = int64_t(1) << 18;
+constexpr int64_t kRoundMinRows = 64;
+
+}  // namespace
+
+void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias, Act act,
+          float* C, int64_t ldc, int threads) {
+  if (!B.bf16) return gemm_f32(A, lda, M, B, bias, act, C, ldc, threads);
+  if (B.bf16_kernels) {
+    GemmBf16Fn* const kernel = isa_kernels(B.isa).gemm_bf16;
+    for_column_ranges(B, M, threads, [&](int64_t n0, int64_t n1) {
+      kernel(A, lda, M, B.K, bf16_panels(B, n0), n1 - n0, bias ? bias + n0 : nullptr, act, C + n0, ldc);
+    });
+    return;
+  }
+  // Widening path: the float32 kernels never use thread_scratch, so the calling thread's holds the
+  // rounded rows (pool threads only read them).
+  const int64_t K = B.K, chunk = std::max(kRoundMinRows, kRoundFloats / std::max<int64_t>(1, K));
+  for (int64_t r0 = 0; r0 < M; r0 += chunk) {
+    const int64_t rows = std::min(chunk, M - r0);
+    float* a = runtime::thread_scratch(size_t(std::max<int64_t>(1, rows * K)));
+    for (int64_t i = 0; i < rows; ++i) {
+      std::copy(A + (r0 + i) * lda, A + (r0 + i) * lda + K, a + i * K);
+      round_bf16(a + i * K, K);
+    }
+    gemm_f32(a, K, rows, B, bias, act, C + r0 * ldc, ldc, threads);
+  }
+}
+
+bool kron_needs_panel(const PackedMatrix& B) {
+  const IsaKernels& k = isa_kernels(B.isa);
+  return B.bf16 ? !B.bf16_kernels : k.gemm_kron == nullptr;
+}
 
 void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act, float* C,
                int64_t ldc, float* panel, int threads) {
   const IsaKernels& k = isa_kernels(B.isa);
+  if (B.bf16_kernels) {
+    for_column_ranges(B, rows, threads, [&](int64_t n0, int64_t n1) {
+      k.gemm_kron_bf16(x, ldx, m, h, ldh, l, with_h, rows, bf16_panels(B, n0), n1 - n0,
+                       bias ? bias + n0 : nullptr, act, C + n0, ldc);
+    });
+    return;
+  }
+  if (B.bf16) {
+    // Widening path: the whole panel, rounded, through the float32 GEMM.
+    k.kron_panel(x, ldx, m, h, ldh, l, rows, with_h, panel, B.K);
+    round_bf16(panel, rows * B.K);
+    return gemm_f32(panel, B.K, rows, B, bias, act, C, ldc, threads);
+  }
   if (k.gemm_kron) {
     // Each thread builds its own [x, h·x] blocks for its column range (per-thread scratch).
     for_column_ranges(B, rows, threads, [&](int64_t n0, int64_t n1) {
@@ -83,7 +181,18 @@ void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t l
     return;
   }
   k.kron_panel(x, ldx, m, h, ldh, l, rows, with_h, panel, B.K);
-  gemm(panel, B.K, rows, B, bias, act, C, ldc, threads);
+  gemm_f32(panel, B.K, rows, B, bias, act, C, ldc, threads);
+}
+
+void gemm_bf16_ref(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias,
+                   Act act, float* C, int64_t ldc) {
+  ref::gemm_bf16(A, lda, M, B.K, B.half.data(), B.N, bias, act, C, ldc);
+}
+
+void gemm_kron_bf16_ref(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                        bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
+                        float* C, int64_t ldc) {
+  ref::gemm_kron_bf16(x, ldx, m, h, ldh, l, with_h, rows, B.half.data(), B.N, bias, act, C, ldc);
 }
 
 }  // namespace dpn::kernels

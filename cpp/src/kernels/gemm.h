@@ -34,17 +34,58 @@ inline int64_t packed_size(int64_t K, int64_t N, int64_t nr) {
 // torch Linear weight [out=N, in=K]: rs = 1, cs = K.  A plain row-major K×N matrix: rs = N, cs = 1.
 void pack_b(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, int64_t nr, float* dst);
 
+// bfloat16 packed layout (the AVX512_BF16 kernels and their ref twins): column panels of
+// kBf16Panel columns, each of ceil(K/2) k-pairs; pair q of column j is the two bfloat16 values
+// {B(2q, j), B(2q+1, j)} at (q·w + j)·2 (what vdpbf16ps multiplies), an odd K's last pair padded
+// with 0; w is the panel's stride, kBf16Panel or kBf16Panel/2 for a narrow last panel (as above).
+constexpr int64_t kBf16Panel = 32;
+inline int64_t bf16_pairs(int64_t K) { return (K + 1) / 2; }
+// uint16 values needed by a K×N matrix in the bfloat16 layout.
+inline int64_t bf16_packed_size(int64_t K, int64_t N) {
+  return packed_size(2 * bf16_pairs(K), N, kBf16Panel);
+}
+// Pack B(k, n) = src[k*rs + n*cs], each value rounded to bfloat16 (nearest even), into dst.
+void pack_b_bf16(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, uint16_t* dst);
+
+// x[i] = bfloat16(x[i]) widened back (nearest even), i < n: the left operand of a bfloat16 GEMM
+// on an ISA without the bfloat16 kernels.
+void round_bf16(float* x, int64_t n);
+
 // Owned packed matrix, for ops that pack at load. Packed for the process's selected ISA unless
 // told otherwise; remembers it.
+// bf16 (pack_bf16): a bfloat16 weight. Its values are rounded to bfloat16 (exact for a tensor the
+// file stored as bfloat16) and every GEMM on it rounds its left operand to bfloat16 too, with
+// float32 accumulation: products of two bfloat16 values are exact in float32, so every ISA computes
+// the same sums up to float32 summation order. Where the ISA has the bfloat16 kernels (AVX512_BF16)
+// the values are in `half` (bfloat16 layout, nr = kBf16Panel); elsewhere widened in `data` (the
+// ISA's float32 layout) and the GEMM rounds its left operand before the float32 kernel.
 struct PackedMatrix {
   int64_t K = 0, N = 0, nr = 8;
   Isa isa = Isa::Ref;
+  bool bf16 = false, bf16_kernels = false;  // bf16_kernels: in `half`, run by the bfloat16 kernels
   std::vector<float> data;
+  std::vector<uint16_t> half;
   void pack(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs) {
     pack(src, k, n, rs, cs, cpu::selected_isa());
   }
   void pack(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs, Isa which);
+  void pack_bf16(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs) {
+    pack_bf16(src, k, n, rs, cs, cpu::selected_isa());
+  }
+  void pack_bf16(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs, Isa which);
+  // pack_bf16 when `as_bf16`, else pack: an op packs a weight in the precision the file stored.
+  void pack_as(bool as_bf16, const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs) {
+    as_bf16 ? pack_bf16(src, k, n, rs, cs) : pack(src, k, n, rs, cs);
+  }
 };
+
+// The bfloat16 GEMM kernels' reference twins on a PackedMatrix packed with pack_bf16 for an ISA
+// with the bfloat16 kernels (tests: the same layout and rounding, scalar sums).
+void gemm_bf16_ref(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias,
+                   Act act, float* C, int64_t ldc);
+void gemm_kron_bf16_ref(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                        bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
+                        float* C, int64_t ldc);
 
 // C = act(A · B + bias) for a PackedMatrix, on the ISA it was packed for. With threads > 1 and
 // enough work, the column panels are split between that many pool threads (the calling thread is

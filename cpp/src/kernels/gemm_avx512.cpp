@@ -159,11 +159,7 @@ void tile_wide(const float* ap, int64_t lda, const float* b0, int64_t K, int64_t
   for (int i = 0; i < MR; ++i)
 #pragma GCC unroll 8
     for (int j = 0; j < NV; ++j) {
-      __m512 v = c[i][j];
-      if (last && act == Act::Sigmoid) v = vsigmoid(v);
-      if (last && act == Act::Tanh) v = vtanh(v);
-      if (last && act == Act::Relu)
-        v = _mm512_add_ps(_mm512_max_ps(_mm512_setzero_ps(), v), _mm512_setzero_ps());
+      const __m512 v = last ? vact(c[i][j], act) : c[i][j];
       _mm512_mask_storeu_ps(C + i * ldc + (j / 2) * kNR + (j % 2) * 16, mk[j], v);
     }
 }

@@ -28,6 +28,16 @@ using GemmFn = void(const float* A, int64_t lda, int64_t M, int64_t K, const flo
 using GemmKronFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                         bool with_h, int64_t M, const float* Bp, int64_t N, const float* bias, Act act,
                         float* C, int64_t ldc);
+// gemm.h, bfloat16 weights: C = act(bf16(A) · Bh + bias), Bh packed as bfloat16 k-pairs
+// (gemm.h, "bfloat16 packed layout"); A is float32 and rounded to bfloat16 (nearest even) as the
+// kernel packs it; products are exact in float32, accumulation and the epilogue are float32.
+using GemmBf16Fn = void(const float* A, int64_t lda, int64_t M, int64_t K, const uint16_t* Bh, int64_t N,
+                        const float* bias, Act act, float* C, int64_t ldc);
+// The Kronecker GEMM over bfloat16 weights: [x, h·x, …, (h)] built block by block, each value
+// (the product s·x in float32) rounded to bfloat16 as it is written.
+using GemmKronBf16Fn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
+                            int64_t l, bool with_h, int64_t M, const uint16_t* Bh, int64_t N,
+                            const float* bias, Act act, float* C, int64_t ldc);
 // kron.h
 using KronPanelFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                          int64_t rows, bool with_h, float* P, int64_t ldp);
@@ -61,11 +71,15 @@ using AttentionRowsFn = void(const float* qkv, int64_t ldq, int64_t L, int64_t d
                              float* A, int64_t lda, float* scratch);
 
 // One ISA's kernels. Every pointer is set, except gemm_kron (null: the caller builds the whole
-// Kronecker panel with kron_panel and runs gemm on it).
+// Kronecker panel with kron_panel and runs gemm on it) and the bfloat16 pair (null: bfloat16
+// weights are widened to float32 at pack time and the left operand is rounded to bfloat16 before
+// the float32 gemm, the same arithmetic; gemm.cpp).
 struct IsaKernels {
   int64_t panel_width = 0;  // NR of the packed-B layout this ISA's gemm reads
   GemmFn* gemm = nullptr;
   GemmKronFn* gemm_kron = nullptr;
+  GemmBf16Fn* gemm_bf16 = nullptr;
+  GemmKronBf16Fn* gemm_kron_bf16 = nullptr;
   KronPanelFn* kron_panel = nullptr;
   PoolRowsFn* pool_rows = nullptr;
   PoolRowsHalfFn* pool_rows_half = nullptr;
@@ -90,6 +104,10 @@ const IsaKernels& isa_kernels();
 
 namespace ref {  // portable C++, no ISA flags: the oracle every other version is tested against
 GemmFn gemm;
+// Twins of the AVX512_BF16 kernels on the same bfloat16 layout (tests only: on the ref ISA
+// bfloat16 weights take the widening path).
+GemmBf16Fn gemm_bf16;
+GemmKronBf16Fn gemm_kron_bf16;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
 PoolRowsHalfFn pool_rows_half;
@@ -136,5 +154,10 @@ FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
 AttentionRowsFn attention_rows;
 }  // namespace avx512
+
+namespace avx512bf16 {  // the avx512 flags + -mavx512bf16; Isa::Avx512Bf16 (avx512's table otherwise)
+GemmBf16Fn gemm_bf16;
+GemmKronBf16Fn gemm_kron_bf16;
+}  // namespace avx512bf16
 
 }  // namespace dpn::kernels

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "kernels/act.h"
+
 namespace dpn::kernels {
 namespace {
 
@@ -66,6 +68,15 @@ inline __m512 vtanh(__m512 x) {
   const __mmask16 is_small = _mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.625f), _CMP_LT_OQ);
   const __m512 y = _mm512_mask_mov_ps(big, is_small, small);
   return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x);
+}
+
+// A GEMM epilogue's activation: relu() of act.h (NaN stays NaN, -0 becomes +0), sigmoid, tanh.
+inline __m512 vact(__m512 v, Act act) {
+  const __m512 z = _mm512_setzero_ps();
+  if (act == Act::Sigmoid) return vsigmoid(v);
+  if (act == Act::Tanh) return vtanh(v);
+  if (act == Act::Relu) return _mm512_add_ps(_mm512_max_ps(z, v), z);
+  return v;
 }
 
 // Σ of the 16 lanes in one fixed tree order, the same for AVX2 and AVX-512:

@@ -185,6 +185,14 @@ const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int6
   return it->second.data();
 }
 
+bool NodeBuilder::param_is_bf16(const char* role) const {
+  if (!runtime::LoadScope::bf16_gemm()) return false;
+  const format::Json* v = params_ ? params_->find(role) : nullptr;
+  if (!v || !v->is_string()) return false;
+  const format::TensorInfo* t = tensors_.find(v->as_string());
+  return t && t->dtype == format::DType::BF16;
+}
+
 Table NodeBuilder::table_param(const char* role, std::initializer_list<int64_t> dims) const {
   const format::TensorInfo* t = tensor(role, dims);
   if (!t) fail(std::string("missing required param '") + role + "'");

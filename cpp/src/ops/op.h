@@ -147,6 +147,10 @@ class NodeBuilder {
   // role is absent.
   const float* param(const char* role, std::initializer_list<int64_t> dims) const;
   const float* param_opt(const char* role, std::initializer_list<int64_t> dims) const;
+  // Whether the file stored the param `role` as bfloat16 and the load asked for bfloat16 GEMMs
+  // (LoadOptions::bf16_gemm; false when absent): an op with bfloat16 GEMMs then packs that weight
+  // for them (kernels/gemm.h PackedMatrix::pack_bf16).
+  bool param_is_bf16(const char* role) const;
   // An embedding table of exactly `dims`, read in place in its own dtype (required).
   Table table_param(const char* role, std::initializer_list<int64_t> dims) const;
 

@@ -10,8 +10,8 @@ thread_local LoadScope* t_scope = nullptr;
 std::string mib(uint64_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
 }  // namespace
 
-LoadScope::LoadScope(uint64_t limit, const uint8_t* file, size_t file_size)
-    : limit_(limit), file_(file), file_size_(file_size), outer_(t_scope) {
+LoadScope::LoadScope(uint64_t limit, const uint8_t* file, size_t file_size, bool bf16_gemm)
+    : limit_(limit), bf16_gemm_(bf16_gemm), file_(file), file_size_(file_size), outer_(t_scope) {
   t_scope = this;
 }
 
@@ -24,6 +24,8 @@ void LoadScope::set_node(const std::string& label) {
 void LoadScope::note_copy(const void* copy, const void* file_src) {
   if (t_scope) t_scope->copies_[copy] = file_src;
 }
+
+bool LoadScope::bf16_gemm() { return t_scope && t_scope->bf16_gemm_; }
 
 void charge_pack(const void* src, uint64_t bytes) {
   LoadScope* s = t_scope;
