@@ -13,8 +13,8 @@ large numpy sgemm) and the read bandwidth over each config's weight working set.
 same run are the numbers to quote; absolute times move between runs on shared machines.
 
 Runner engine-bf16 is the engine on the same model saved with precision="bf16", embeddings="bf16"
-(docs/format.md §3.1), loaded with bf16_gemm=True (bfloat16 GEMMs: AVX512_BF16 where the CPU has
-it); engine-int8 the same model saved with precision="int8", embeddings="int8"
+(docs/format.md §3.1; the file asks for bfloat16 GEMMs: AVX512_BF16 where the CPU has it);
+engine-int8 the same model saved with precision="int8", embeddings="int8"
 (§3.2: int8 tables gathered as they are, int8 weights dequantized to float32 at load, so its speed is
 about fp32's until an int8 GEMM lands). The table gives their ratios to the engine's fp32 samples/s
 and every file's size.
@@ -54,7 +54,6 @@ RUNNERS = ["engine", "engine-bf16", "engine-int8", "torch", "ort-paper", "ort-kr
 # Engine runners: the file each one loads (dpn_infer.save keywords).
 ENGINE_FILES = {"engine": {}, "engine-bf16": {"precision": "bf16", "embeddings": "bf16"},
                 "engine-int8": {"precision": "int8", "embeddings": "int8"}}
-ENGINE_LOADS = {"engine": {}, "engine-bf16": {"bf16_gemm": True}, "engine-int8": {}}
 VOCAB = 10000
 # Sequence configs (SeqDPN): candidate item + category, profile fields, a history of T items and
 # their categories (tables shared with the candidate's), dim each; encoder HomoDPO (kernel k) +
@@ -338,7 +337,7 @@ class Runners:
             if name in names:
                 path = Path(tmp) / f"{config}.{name}.bin"
                 dpn_infer.save(self.model, path, **kw)
-                self.engines[name] = dpn_infer.load(path, **ENGINE_LOADS[name])
+                self.engines[name] = dpn_infer.load(path)
                 self.model_bytes[name] = path.stat().st_size
         example = make_batch(config, 2, np.random.default_rng(1))
         self.onnx = {}

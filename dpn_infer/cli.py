@@ -53,6 +53,8 @@ def _info(args) -> int:
         return 0
     print(f"{args.model}: {meta.get('model_type', '?')}, opset {meta.get('opset')}, "
           f"producer {meta.get('producer', '?')}")
+    if meta.get("arithmetic") == "bf16":
+        print("arithmetic: bf16 (linear / dylinear run bfloat16 GEMMs; load(..., bf16_gemm=False) for float32)")
     print("fields:")
     for f in m.schema:
         keys = ("vocab", "policy", "pooling", "max_len", "truncate", "table")

@@ -27,11 +27,11 @@ class Model:
     """A loaded model.bin. Immutable and safe to share between threads."""
 
     def __init__(self, native: "_engine.Model", path: str = "", threads: int = 1,
-                 bf16_gemm: bool = False) -> None:
+                 bf16_gemm: bool | None = None) -> None:
         # Model(...) is made by load() and unpickling; users never call it.
         self._native = native
         self._path = path
-        self._bf16_gemm = bool(bf16_gemm)
+        self._bf16_gemm = _check_bf16_gemm(bf16_gemm)
         self._threads = _check_threads(threads)
         try:
             self._metadata = json.loads(native.metadata_json)
@@ -159,7 +159,7 @@ def _check_threads(threads) -> int:
 
 
 def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: int = 1,
-         copy: bool = False, max_alloc_bytes: int | None = None, bf16_gemm: bool = False) -> Model:
+         copy: bool = False, max_alloc_bytes: int | None = None, bf16_gemm: bool | None = None) -> Model:
     """Load and validate a model.bin file, or a model file's content (bytes, bytearray,
     memoryview or any C-contiguous buffer: read once into memory the Model owns; a path given as
     bytes is no longer accepted — pass ``os.fsdecode(name)``).
@@ -169,11 +169,13 @@ def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: i
     (``cp new.bin live.bin``) while loaded; by default it is mapped, and must be replaced by rename.
     ``max_alloc_bytes``: what the load may allocate beyond the file (packed weights); the default,
     64 MiB + 4 x the file's size, refuses files that ask for far more memory than they hold.
-    ``bf16_gemm``: for a file saved with ``precision="bf16"``, run its linear and dynamic linear
-    layers as bfloat16 GEMMs (inputs rounded to bfloat16, float32 accumulation; AVX512_BF16 where
-    the CPU has it, the same arithmetic in float32 elsewhere): about twice as fast, outputs within
-    bfloat16 rounding of the default's. By default every op widens bfloat16 weights to float32 and
-    computes in float32. ``cpu_info()["reduced_precision"]`` says which code runs.
+    ``bf16_gemm``: how the linear and dynamic linear layers of a file with bfloat16 weights compute.
+    ``True``: bfloat16 GEMMs (inputs rounded to bfloat16, float32 accumulation; AVX512_BF16 where
+    the CPU has it, the same arithmetic in float32 elsewhere), about twice the float32 speed.
+    ``False``: every op widens bfloat16 weights to float32 and computes in float32 (outputs within
+    bfloat16 rounding of True's). ``None`` (default): as the file records — ``save(precision="bf16")``
+    records bfloat16 GEMMs (metadata ``"arithmetic": "bf16"``); files without the key compute in
+    float32. ``cpu_info()["reduced_precision"]`` says which code runs.
     Raises ModelFormatError for a bad file, OSError (FileNotFoundError, ...) when it cannot be
     opened or is not a regular file, ValueError for a path with a NUL byte (as ``open`` does)."""
     _check_threads(threads)  # before a load that may take a while
@@ -183,8 +185,8 @@ def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: i
             or not 1 <= max_alloc_bytes < 2**64:
         raise ValueError(f"max_alloc_bytes must be a positive integer, got {max_alloc_bytes!r}")
     if _is_buffer(path):  # bytes, bytearray, memoryview, mmap, numpy arrays: a model's content
-        return Model(_engine.Model.load_memory(path, int(max_alloc_bytes), bool(bf16_gemm)), "", threads,
-                     bf16_gemm)
+        return Model(_engine.Model.load_memory(path, int(max_alloc_bytes), _check_bf16_gemm(bf16_gemm)),
+                     "", threads, bf16_gemm)
     p = os.fspath(path)
     if not isinstance(p, str):  # a PathLike whose __fspath__ gives bytes
         raise TypeError("a model path must be a str or an os.PathLike giving str (bytes are the "
@@ -192,7 +194,7 @@ def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: i
     raw = os.fsencode(p)  # bytes: any file name, UTF-8 or not
     if b"\0" in raw:
         raise ValueError("embedded null byte in the model path")
-    native = _engine.Model.load(raw, bool(copy), int(max_alloc_bytes), bool(bf16_gemm))
+    native = _engine.Model.load(raw, bool(copy), int(max_alloc_bytes), _check_bf16_gemm(bf16_gemm))
     return Model(native, p, threads, bf16_gemm)
 
 
@@ -213,12 +215,18 @@ _LOADED: "weakref.WeakValueDictionary[bytes, _engine.Model]" = weakref.WeakValue
 _LOADED_LOCK = threading.Lock()
 
 
-def _restore(data, threads: int, path: str = "", bf16_gemm: bool = False) -> Model:
-    key = hashlib.blake2b(data, digest_size=32).digest() + bytes([bool(bf16_gemm)])
+def _check_bf16_gemm(v):
+    if v is not None and not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"bf16_gemm must be None, True or False, got {v!r}")
+    return None if v is None else bool(v)
+
+
+def _restore(data, threads: int, path: str = "", bf16_gemm: bool | None = None) -> Model:
+    key = hashlib.blake2b(data, digest_size=32).digest() + bytes([{None: 2, False: 0, True: 1}[bf16_gemm]])
     with _LOADED_LOCK:  # held through the load, so concurrent unpickles of one model load it once
         native = _LOADED.get(key)
         if native is None:
-            native = _engine.Model.load_memory(data, 0, bool(bf16_gemm))
+            native = _engine.Model.load_memory(data, 0, bf16_gemm)
             _LOADED[key] = native
     return Model(native, path, threads, bf16_gemm)
 

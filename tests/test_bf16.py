@@ -128,7 +128,7 @@ def _check(model, batch, precision, embeddings, truth=None, what=""):
     with tempfile.TemporaryDirectory(prefix="dpn_bf16_") as d:
         path = os.path.join(d, "model.bin")
         ref_model = _save_rounded(model, path, precision, embeddings)
-        m = load(path)
+        m = load(path, bf16_gemm=False)  # float32 arithmetic on the widened weights (tests/test_bf16_gemm.py: the bfloat16 GEMMs)
         z = m.predict(batch, logits=True)
         p = m.predict(batch)
         z3 = m.predict(batch, logits=True, threads=3)
@@ -250,7 +250,7 @@ def check_every_isa(feature, precision):
             np.savez(bp, **batch)
             with torch.no_grad():
                 refs[jid] = (spec, ref_model(batch).numpy())
-            jobs.append({"id": jid, "model": mp, "batch": bp})
+            jobs.append({"id": jid, "model": mp, "batch": bp, "bf16_gemm": False})
         for isa in available_isas():
             selected, res = predict_under_isa(isa, jobs, d)
             assert selected == isa
@@ -332,6 +332,7 @@ def test_dpn_convert_and_info(tmp_path, capsys):
     assert infer_main(["info", str(tmp_path / "b.bin")]) == 0
     out = capsys.readouterr().out
     assert "inputs.embeddings.user.weight" in out and "float16" in out and "bfloat16" in out
+    assert "arithmetic: bf16" in out
     emb = sum(a.nbytes for n, a in tb.items() if "embeddings" in n)
     assert f"embeddings {emb / 1024:.2f} KiB" in out, out
     assert "dense weights" in out and "file " in out

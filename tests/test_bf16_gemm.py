@@ -375,13 +375,14 @@ def test_bf16_gemm_models_every_isa():
                 np.testing.assert_allclose(p, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-5, atol=1e-6)
 
 
-def test_bf16_gemm_is_opt_in(tmp_path):
-    """Without bf16_gemm a bfloat16 file computes in float32 on the widened weights (the outputs
-    recorded in tests/golden); with it, its GEMM inputs are rounded: the outputs move, by about
-    bfloat16's rounding. A float32 file gives the same bits either way."""
+def test_bf16_gemm_follows_the_file(tmp_path):
+    """save(precision="bf16") records "arithmetic": "bf16", so a plain load runs bfloat16 GEMMs (the
+    bits of bf16_gemm=True); bf16_gemm=False computes in float32 on the widened weights, as a
+    bfloat16 file without the key does (the outputs recorded in tests/golden): the outputs move by
+    about bfloat16's rounding. A float32 file gives the same bits whatever is asked."""
     pytest.importorskip("torch")
     from dpn_infer.converters import torch_export
-    from dpn_infer.engine import load
+    from dpn_infer.engine import ModelFormatError, load
 
     spec = {"kind": "feature_dpn", "activation": "relu", "norm": None, "seed": 5, "B": 64,
             "fields": [{"name": "user", "kind": "sparse", "dim": 8, "vocab": 500, "policy": "hash"},
@@ -391,11 +392,30 @@ def test_bf16_gemm_is_opt_in(tmp_path):
     model, batch = _prepare(spec)
     torch_export.save(model, tmp_path / "b.bin", precision="bf16")
     torch_export.save(model, tmp_path / "f.bin")
-    z0 = load(tmp_path / "b.bin").predict(batch, logits=True)
+    from dpn_infer.converters import format as F
+
+    assert F.read(tmp_path / "b.bin")[0]["arithmetic"] == "bf16"
+    assert "arithmetic" not in F.read(tmp_path / "f.bin")[0]
+    z0 = load(tmp_path / "b.bin", bf16_gemm=False).predict(batch, logits=True)
     z1 = load(tmp_path / "b.bin", bf16_gemm=True).predict(batch, logits=True)
     assert 1e-5 < np.max(np.abs(z1 - z0)) < 0.05 * (1 + np.max(np.abs(z0)))
-    np.testing.assert_array_equal(load(tmp_path / "f.bin", bf16_gemm=True).predict(batch, logits=True),
-                                  load(tmp_path / "f.bin").predict(batch, logits=True))
+    np.testing.assert_array_equal(load(tmp_path / "b.bin").predict(batch, logits=True), z1)
+    # the same file without the key (as written before it existed) computes in float32
+    meta, tensors = F.read(tmp_path / "b.bin")
+    del meta["arithmetic"]
+    F.write(tmp_path / "old.bin", meta, tensors)
+    np.testing.assert_array_equal(load(tmp_path / "old.bin").predict(batch, logits=True), z0)
+    np.testing.assert_array_equal(load(tmp_path / "old.bin", bf16_gemm=True).predict(batch, logits=True), z1)
+    for bad in (["bf16"], "int8", 1):
+        meta["arithmetic"] = bad
+        F.write(tmp_path / "bad.bin", meta, tensors)
+        with pytest.raises(ModelFormatError, match="'arithmetic' must be"):
+            load(tmp_path / "bad.bin")
+    with pytest.raises(TypeError, match="bf16_gemm must be"):
+        load(tmp_path / "b.bin", bf16_gemm="yes")
+    for flag in (False, True):
+        np.testing.assert_array_equal(load(tmp_path / "f.bin", bf16_gemm=flag).predict(batch, logits=True),
+                                      load(tmp_path / "f.bin").predict(batch, logits=True))
     import pickle
 
     m = pickle.loads(pickle.dumps(load(tmp_path / "b.bin", bf16_gemm=True)))

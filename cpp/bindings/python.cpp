@@ -325,12 +325,18 @@ PyModel wrap(std::shared_ptr<const dpn::Model> m) {
   return pm;
 }
 
+// bf16_gemm: None (as the file records), True or False.
+dpn::Bf16Gemm bf16_choice(const py::object& v) {
+  if (v.is_none()) return dpn::Bf16Gemm::Recorded;
+  return v.cast<bool>() ? dpn::Bf16Gemm::On : dpn::Bf16Gemm::Off;
+}
+
 // path: bytes (os.fsencode: any file name, UTF-8 or not) or str.
-PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes, bool bf16_gemm) {
+PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes, const py::object& bf16_gemm) {
   dpn::LoadOptions o;
   o.mode = copy ? dpn::LoadMode::Copy : dpn::LoadMode::Map;
   o.max_alloc_bytes = max_alloc_bytes;
-  o.bf16_gemm = bf16_gemm;
+  o.bf16_gemm = bf16_choice(bf16_gemm);
   std::shared_ptr<const dpn::Model> m;
   {
     py::gil_scoped_release nogil;  // a large file takes a while; other Python threads go on
@@ -342,7 +348,7 @@ PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes, bool 
 // buffer: any C-contiguous buffer (bytes, bytearray, memoryview, numpy array) holding a model file.
 // It is read in place by the engine's one copy (BufferMode::Copy), and held until load returns, so
 // a bytearray cannot be resized meanwhile (BufferError) while the GIL is released.
-PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes, bool bf16_gemm) {
+PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes, const py::object& bf16_gemm) {
   Py_buffer view;
   if (PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
   struct Release {
@@ -351,7 +357,7 @@ PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes, bool bf1
   } release{&view};
   dpn::LoadOptions o;
   o.max_alloc_bytes = max_alloc_bytes;
-  o.bf16_gemm = bf16_gemm;
+  o.bf16_gemm = bf16_choice(bf16_gemm);
   std::shared_ptr<const dpn::Model> m;
   {
     py::gil_scoped_release nogil;
@@ -430,10 +436,10 @@ PYBIND11_MODULE(_engine, m) {
                                {static_cast<py::ssize_t>(s.model->file_size())}, {1}, true);
       })
       .def_static("load", &load, py::arg("path"), py::arg("copy") = false,
-                  py::arg("max_alloc_bytes") = 0, py::arg("bf16_gemm") = false,
+                  py::arg("max_alloc_bytes") = 0, py::arg("bf16_gemm") = py::none(),
                   "Load and validate a model.bin file (path as bytes or str).")
       .def_static("load_memory", &load_memory, py::arg("buffer"), py::arg("max_alloc_bytes") = 0,
-                  py::arg("bf16_gemm") = false,
+                  py::arg("bf16_gemm") = py::none(),
                   "Load and validate a model file's content from a C-contiguous buffer (copied once).")
       .def(
           "file_bytes",

@@ -157,17 +157,21 @@ enum class LoadMode {
   Copy,  // read into memory the Model owns: the file may then be rewritten in place (cp) safely
 };
 
+enum class Bf16Gemm { Recorded, On, Off };
+
 struct LoadOptions {
   LoadMode mode = LoadMode::Map;
   // What a load may allocate beyond the file itself (packed weights, copies), in bytes; a file that
   // needs more is refused with FormatError. 0: the default, 64 MiB + 4 x the file's size.
   uint64_t max_alloc_bytes = 0;
-  // true: linear and dylinear layers whose weights the file stores as bfloat16 (precision="bf16")
-  // run bfloat16 GEMMs: their inputs rounded to bfloat16, float32 accumulation (AVX512_BF16
-  // vdpbf16ps where the CPU has it, the same arithmetic in float32 elsewhere): about twice the
-  // float32 speed, results within bfloat16 rounding of the default's. false: every op widens
-  // bfloat16 weights to float32 and computes in float32 (the outputs recorded for such files).
-  bool bf16_gemm = false;
+  // How linear and dylinear layers whose weights the file stores as bfloat16 compute. On: bfloat16
+  // GEMMs, their inputs rounded to bfloat16, float32 accumulation (AVX512_BF16 vdpbf16ps where the
+  // CPU has it, the same arithmetic in float32 elsewhere): about twice the float32 speed, results
+  // within bfloat16 rounding of Off's. Off: every op widens bfloat16 weights to float32 and computes
+  // in float32. Recorded (default): what the file's metadata asks for (`"arithmetic": "bf16"`, which
+  // dpn_infer.save(precision="bf16") writes: On), else Off (files written before that key existed
+  // keep the outputs recorded for them).
+  Bf16Gemm bf16_gemm = Bf16Gemm::Recorded;
 };
 
 class Batch;

@@ -86,8 +86,9 @@ typedef struct dpn_predict_options {
 /* dpn_model_load_ex / dpn_holder_load_ex options; NULL = defaults (map the file, default bound). */
 typedef struct dpn_load_options {
   int32_t flags;            /* DPN_LOAD_MAP (0) or DPN_LOAD_READ: read the file into memory, so it
-                               may be rewritten in place while loaded; | DPN_LOAD_BF16_GEMM:
-                               LoadOptions::bf16_gemm (bfloat16 GEMMs for bfloat16 weights) */
+                               may be rewritten in place while loaded; | DPN_LOAD_BF16_GEMM or
+                               DPN_LOAD_NO_BF16_GEMM: LoadOptions::bf16_gemm On / Off (bfloat16
+                               GEMMs for bfloat16 weights; neither: as the file records) */
   int32_t reserved32;       /* must be 0 */
   uint64_t max_alloc_bytes; /* what the load may allocate beyond the file; 0 = 64 MiB + 4 x size */
   int64_t reserved[2];      /* must be 0 */
@@ -95,6 +96,7 @@ typedef struct dpn_load_options {
 #define DPN_LOAD_MAP 0
 #define DPN_LOAD_READ 1
 #define DPN_LOAD_BF16_GEMM 2
+#define DPN_LOAD_NO_BF16_GEMM 4
 
 /* "MAJOR.MINOR.PATCH" of the linked library. */
 const char* dpn_version(void);

@@ -74,15 +74,26 @@ uint64_t alloc_limit(const LoadOptions& o, size_t file_size) {
   return (uint64_t(64) << 20) + (f > (UINT64_MAX >> 3) ? UINT64_MAX >> 1 : 4 * f);
 }
 
+// The metadata's optional "arithmetic" (docs/format.md §4): "bf16" asks for bfloat16 GEMMs.
+bool recorded_bf16(const format::Json& meta) {
+  const format::Json* a = meta.find("arithmetic");
+  if (!a) return false;
+  if (!a->is_string() || (a->as_string() != "float32" && a->as_string() != "bf16"))
+    throw FormatError("invalid model metadata: 'arithmetic' must be \"float32\" or \"bf16\"");
+  return a->as_string() == "bf16";
+}
+
 std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const LoadOptions& options,
                                     std::shared_ptr<const Model> (*make)(std::unique_ptr<Model::Impl>)) {
-  runtime::LoadScope budget(alloc_limit(options, impl->size), impl->data, impl->size, options.bf16_gemm);
+  runtime::LoadScope budget(alloc_limit(options, impl->size), impl->data, impl->size);
   impl->container = format::read_container(impl->data, impl->size);
   const std::string& text = impl->container.metadata;
   const format::Json meta = format::Json::parse(text.data(), text.size());
   if (!meta.is_object()) throw FormatError("invalid model metadata: the JSON must be an object");
   graph::check_opset(meta);
   impl->opset = meta.find("opset")->as_int();
+  budget.set_bf16_gemm(options.bf16_gemm == Bf16Gemm::Recorded ? recorded_bf16(meta)
+                                                               : options.bf16_gemm == Bf16Gemm::On);
   impl->fields = schema::parse_schema(meta);
   for (const auto& f : impl->fields) impl->infos.push_back(f.info);
   impl->graph = graph::build_graph(meta, impl->fields, impl->container);

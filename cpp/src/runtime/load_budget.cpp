@@ -10,8 +10,8 @@ thread_local LoadScope* t_scope = nullptr;
 std::string mib(uint64_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
 }  // namespace
 
-LoadScope::LoadScope(uint64_t limit, const uint8_t* file, size_t file_size, bool bf16_gemm)
-    : limit_(limit), bf16_gemm_(bf16_gemm), file_(file), file_size_(file_size), outer_(t_scope) {
+LoadScope::LoadScope(uint64_t limit, const uint8_t* file, size_t file_size)
+    : limit_(limit), file_(file), file_size_(file_size), outer_(t_scope) {
   t_scope = this;
 }
 

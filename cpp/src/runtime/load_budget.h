@@ -15,8 +15,7 @@ class LoadScope {
  public:
   // limit: bytes the load may allocate; [file, file + file_size): the model's bytes, so a tensor
   // packed twice (by two nodes) is recognised by its address.
-  // bf16_gemm: LoadOptions::bf16_gemm, for the ops being built (bf16_gemm()).
-  LoadScope(uint64_t limit, const uint8_t* file, size_t file_size, bool bf16_gemm = false);
+  LoadScope(uint64_t limit, const uint8_t* file, size_t file_size);
   ~LoadScope();
   LoadScope(const LoadScope&) = delete;
   LoadScope& operator=(const LoadScope&) = delete;
@@ -26,13 +25,15 @@ class LoadScope {
   // `copy` is a float32 copy of the file's tensor at `file_src` (a float16/bfloat16 tensor widened
   // at load): packing it counts as packing that tensor, so the one-packer rule still holds.
   static void note_copy(const void* copy, const void* file_src);
-  // The load's LoadOptions::bf16_gemm (false outside a scope).
+  // Whether this load's ops run bfloat16 GEMMs for bfloat16 weights (LoadOptions::bf16_gemm with
+  // the file's metadata applied; false outside a scope). Set before the graph is built.
   static bool bf16_gemm();
+  void set_bf16_gemm(bool on) { bf16_gemm_ = on; }
 
  private:
   friend void charge_pack(const void* src, uint64_t bytes);
   uint64_t limit_, used_ = 0;
-  bool bf16_gemm_;
+  bool bf16_gemm_ = false;
   const uint8_t* file_;
   size_t file_size_;
   std::string node_;
