@@ -411,6 +411,9 @@ def test_bf16_gemm_follows_the_file(tmp_path):
         F.write(tmp_path / "bad.bin", meta, tensors)
         with pytest.raises(ModelFormatError, match="'arithmetic' must be"):
             load(tmp_path / "bad.bin")
+        for flag in (False, True):  # refused whatever the caller asks for
+            with pytest.raises(ModelFormatError, match="'arithmetic' must be"):
+                load(tmp_path / "bad.bin", bf16_gemm=flag)
     with pytest.raises(TypeError, match="bf16_gemm must be"):
         load(tmp_path / "b.bin", bf16_gemm="yes")
     for flag in (False, True):

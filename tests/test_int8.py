@@ -325,12 +325,49 @@ def test_hand_built_int8_file_loads(tmp_path):
     ({"table_scale": np.ones((1, 5), np.float32)},
      "param 'table' (tensor 'table') is an int8 table with per-column scales"),
     ({"bias_int8": True}, "param 'bias' (tensor 'b') is int8; a bias must be"),
-    ({"opset": 3}, "param 'table' (tensor 'table') is int8, which needs opset 4 (the file says 3)"),
-    ({"opset": 3, "table_dtype": 0}, "param 'weight' (tensor 'w') is int8, which needs opset 4 (the file says 3)"),
+    ({"opset": 3}, "tensor 'table' is int8, which needs opset 4 (the file says 3)"),
+    ({"opset": 3, "table_dtype": 0}, "tensor 'w' is int8, which needs opset 4 (the file says 3)"),
 ])
 def test_corrupt_int8_files(tmp_path, kw, words):
     with pytest.raises(ModelFormatError, match=re.escape(words)):
         _load_file(tmp_path, *_int8_file(**kw))
+
+
+def test_unused_int8_tensor_needs_opset_4_too(tmp_path):
+    """§3.2 refuses an int8 tensor in a file of opset < 4 whether or not a node names it."""
+    meta, t = _int8_file(opset=3, table_dtype=0)
+    t["w"] = np.ones((3, 5), np.float32)
+    del t["w.scale"]
+    _load_file(tmp_path, meta, t)  # no int8 tensor: an opset-3 file loads
+    t["spare"], t["spare.scale"] = quantize(np.ones((2, 2), np.float32))
+    with pytest.raises(ModelFormatError, match=re.escape("tensor 'spare' is int8, which needs opset 4")):
+        _load_file(tmp_path, meta, t)
+
+
+def test_dequantized_copies_count_against_the_load_bound(tmp_path):
+    """int8 weights are dequantized to float32 at load (4 bytes per file byte): that copy is charged to
+    max_alloc_bytes like the packed weights, so a bound below copy + packing refuses the file."""
+    meta, t = _int8_file()
+    p, p32 = tmp_path / "m.bin", tmp_path / "f32.bin"
+    F.write(p, meta, t)
+    dequantized_file(p, p32)  # the same graph in float32: the same packing, no copy
+
+    def loads(path, limit):
+        try:
+            load(path, max_alloc_bytes=limit)
+            return True
+        except ModelFormatError as e:
+            assert "beyond its file to load" in str(e)
+            return False
+
+    lo, hi = 0, 1 << 20  # the float32 file's packing P: loads at P, not at P - 1
+    assert loads(p32, hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if loads(p32, mid) else (mid, hi)
+    copy = 3 * 5 * 4  # w [3, 5] as float32; the int8 table is gathered in place, never copied
+    assert not loads(p, hi) and not loads(p, hi + copy - 1)
+    assert loads(p, hi + copy)
 
 
 def _entry_pos(buf, name):

@@ -67,11 +67,35 @@ namespace {
 
 // The default of LoadOptions::max_alloc_bytes: packed weights are about the size of their tensors
 // (a few times more for thin layers padded to a panel), so this only stops files that ask for far
-// more memory than they hold.
-uint64_t alloc_limit(const LoadOptions& o, size_t file_size) {
+// more memory than they hold. `f` is the file's size with every float16/bfloat16/int8 tensor counted
+// at its float32 size (they are widened or packed as float32, or kept as they are).
+uint64_t alloc_limit(const LoadOptions& o, uint64_t f) {
   if (o.max_alloc_bytes) return o.max_alloc_bytes;
-  const uint64_t f = file_size;
   return (uint64_t(64) << 20) + (f > (UINT64_MAX >> 3) ? UINT64_MAX >> 1 : 4 * f);
+}
+
+uint64_t float32_size(const format::Container& c, size_t file_size) {
+  uint64_t f = file_size;
+  for (const auto& t : c.tensors)
+    if (format::is_param_dtype(t.dtype) && t.dtype != format::DType::F32) {
+      const uint64_t grow = t.nbytes * (4 / format::elem_size(t.dtype) - 1);  // nbytes <= file size
+      f = grow > UINT64_MAX / 2 - f ? UINT64_MAX / 2 : f + grow;
+    }
+  return f;
+}
+
+// Reduced-precision tensors need the opset that introduced them (docs/format.md §3.1, §3.2), whether
+// or not a node names them.
+void check_tensor_opsets(const format::Container& c, int64_t opset) {
+  for (const auto& t : c.tensors) {
+    const int64_t need = t.dtype == format::DType::I8                                        ? 4
+                         : (t.dtype == format::DType::F16 || t.dtype == format::DType::BF16) ? 3
+                                                                                             : 1;
+    if (opset < need)
+      throw FormatError("tensor '" + t.name + "' is " + format::dtype_name(t.dtype) +
+                        ", which needs opset " + std::to_string(need) + " (the file says " +
+                        std::to_string(opset) + ")");
+  }
 }
 
 // The metadata's optional "arithmetic" (docs/format.md §4): "bf16" asks for bfloat16 GEMMs.
@@ -85,14 +109,17 @@ bool recorded_bf16(const format::Json& meta) {
 
 std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const LoadOptions& options,
                                     std::shared_ptr<const Model> (*make)(std::unique_ptr<Model::Impl>)) {
-  runtime::LoadScope budget(alloc_limit(options, impl->size), impl->data, impl->size);
+  runtime::LoadScope budget(0, impl->data, impl->size);
   impl->container = format::read_container(impl->data, impl->size);
+  budget.set_limit(alloc_limit(options, float32_size(impl->container, impl->size)));
   const std::string& text = impl->container.metadata;
   const format::Json meta = format::Json::parse(text.data(), text.size());
   if (!meta.is_object()) throw FormatError("invalid model metadata: the JSON must be an object");
   graph::check_opset(meta);
   impl->opset = meta.find("opset")->as_int();
-  budget.set_bf16_gemm(options.bf16_gemm == Bf16Gemm::Recorded ? recorded_bf16(meta)
+  check_tensor_opsets(impl->container, impl->opset);
+  const bool recorded = recorded_bf16(meta);  // checked even when the caller overrides it
+  budget.set_bf16_gemm(options.bf16_gemm == Bf16Gemm::Recorded ? recorded
                                                                : options.bf16_gemm == Bf16Gemm::On);
   impl->fields = schema::parse_schema(meta);
   for (const auto& f : impl->fields) impl->infos.push_back(f.info);

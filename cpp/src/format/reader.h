@@ -15,6 +15,10 @@ const char* dtype_name(DType d);
 inline bool is_float(DType d) { return d == DType::F32 || d == DType::F16 || d == DType::BF16; }
 // The dtypes a parameter may have: the floats, or int8 with its scales (opset 4, docs/format.md §3.2).
 inline bool is_param_dtype(DType d) { return is_float(d) || d == DType::I8; }
+// Bytes per element of a float dtype or int8 (what a float32 copy multiplies by 4 / this).
+inline size_t elem_size(DType d) {
+  return d == DType::F32 ? 4 : d == DType::I8 ? 1 : d == DType::I64 ? 8 : d == DType::I32 ? 4 : 2;
+}
 
 struct TensorInfo {
   std::string name;

@@ -157,10 +157,11 @@ const float* NodeBuilder::param_opt(const char* role, std::initializer_list<int6
   // Data are 64-byte aligned inside a page-aligned mapping, so reading floats in place is safe.
   if (t->dtype == format::DType::F32) return reinterpret_cast<const float*>(t->data);
   // Ops without a reduced-precision kernel compute in float32: widen (exactly) once, shared by every
-  // node that names the tensor. Not charged to the load's bound: at most 2 bytes per file byte, once.
-  // int8 (no int8 GEMM yet): dequantized, scale · q per element, the same at 4 bytes per file byte.
+  // node that names the tensor, charged to the load's bound. int8 (no int8 GEMM yet): dequantized,
+  // scale · q per element.
   auto it = tensors_.widened.find(t->name);
   if (it == tensors_.widened.end()) {
+    runtime::charge_copy(uint64_t(t->nbytes / format::elem_size(t->dtype)) * sizeof(float));
     std::vector<float> w;
     if (t->dtype == format::DType::I8) {
       w.resize(t->nbytes);

@@ -39,12 +39,20 @@ void charge_pack(const void* src, uint64_t bytes) {
                         ": its weight tensor is already packed for " + it->second +
                         " (nodes may share an embedding table, not a packed weight)");
   }
-  if (bytes > s->limit_ - s->used_)
-    throw FormatError(
-        "invalid model graph: " + s->node_ + ": the model needs more than " + mib(s->limit_) +
-        " beyond its file to load (packed weights); a caller that trusts the file can raise "
-        "the limit (LoadOptions::max_alloc_bytes, load(..., max_alloc_bytes=))");
-  s->used_ += bytes;
+  s->charge(bytes, "packed weights");
+}
+
+void charge_copy(uint64_t bytes) {
+  if (t_scope) t_scope->charge(bytes, "float32 copies of reduced-precision weights");
+}
+
+void LoadScope::charge(uint64_t bytes, const char* what) {
+  if (bytes > limit_ - used_)
+    throw FormatError("invalid model graph: " + node_ + ": the model needs more than " + mib(limit_) +
+                      " beyond its file to load (" + what +
+                      "); a caller that trusts the file can raise "
+                      "the limit (LoadOptions::max_alloc_bytes, load(..., max_alloc_bytes=))");
+  used_ += bytes;
 }
 
 }  // namespace dpn::runtime

@@ -29,9 +29,13 @@ class LoadScope {
   // the file's metadata applied; false outside a scope). Set before the graph is built.
   static bool bf16_gemm();
   void set_bf16_gemm(bool on) { bf16_gemm_ = on; }
+  // The bound, once the container is read (it depends on the tensors' dtypes).
+  void set_limit(uint64_t limit) { limit_ = limit; }
 
  private:
   friend void charge_pack(const void* src, uint64_t bytes);
+  friend void charge_copy(uint64_t bytes);
+  void charge(uint64_t bytes, const char* what);
   uint64_t limit_, used_ = 0;
   bool bf16_gemm_ = false;
   const uint8_t* file_;
@@ -46,5 +50,7 @@ class LoadScope {
 // load would pass its limit, or when `src` (inside the file) was packed already: nodes may share an
 // embedding table (read in place) but not a packed weight.
 void charge_pack(const void* src, uint64_t bytes);
+// Called before a float32 copy of a reduced-precision tensor is made (widened or dequantized at load).
+void charge_copy(uint64_t bytes);
 
 }  // namespace dpn::runtime
