@@ -191,7 +191,8 @@ def non_embedding_params(model) -> int:
 
 def build_paper_model(model_def, dataset, schema, embed_dim, seed=None):
     """The model of a protocol entry (bench/paper_tables.py) for ``schema``. "fm" is a FieldDPN whose
-    one field layer is dpn_infer.nn.fm_operator, frozen, with the classifier fixed at (t - 1) / 2."""
+    one field layer is dpn_infer.nn.fm_operator (frozen), its classifier's weights on the t field
+    outputs starting at (t - 1) / 2, where their sum is FM's pairwise term."""
     import torch
 
     from dpn_infer import train as T
@@ -207,9 +208,9 @@ def build_paper_model(model_def, dataset, schema, embed_dim, seed=None):
         with torch.no_grad():
             op.g2_weight.copy_(ref.g2_weight)
             op.g2_bias.copy_(ref.g2_bias)
-            model.classifier.weight.fill_((t - 1) / 2)
-        for p in (op.g2_weight, op.g2_bias, model.classifier.weight):
-            p.requires_grad_(False)
+            model.classifier.weight[:, :t] = (t - 1) / 2     # combine "parallel": [field outputs, x0]
+        op.g2_weight.requires_grad_(False)
+        op.g2_bias.requires_grad_(False)
     return model
 
 

@@ -140,9 +140,11 @@ def field_dnn(widths):
     return field_dpn([{"out": w, "dynamic": False, "implicit": True} for w in widths])
 
 
+# FM: the second-order part is dpn_infer.nn.fm_operator as a field layer (combine "parallel": the
+# classifier also reads x0, which is the first-order term: w·v_i is a free weight per id).
 FM_SECTION = {"field_layers": [{"out": 1, "aggregation": "summation", "generator": "linear", "shared": True,
                                 "exclude_self": True}],
-              "layers": [], "combine": "stacked", "activation": "identity", "norm": None,
+              "layers": [], "combine": "parallel", "activation": "identity", "norm": None,
               "residual": False, "dropout": 0.0}
 
 
@@ -158,9 +160,9 @@ def _table1_models():
     ml, cr = HIDDEN["ml-tag"], HIDDEN["criteo"]
     both = {"ml-tag": ml, "criteo": cr}
     return [
-        _m("fm", "FM", "fm", FM_SECTION, {"ml-tag": 1, "criteo": 1}, ("Table 1", "FM"),
-           note="the paper's §2.4 form (no linear term): the fm_operator field layer, generator frozen at the "
-                "identity and the classifier at (t-1)/2, so only the output bias and embeddings train"),
+        _m("fm", "FM", "fm", FM_SECTION, {"ml-tag": 34, "criteo": 430}, ("Table 1", "FM"),
+           note="Σ_i α_i ⟨v_i, mean_{j≠i} v_j⟩ + w·x0 + b: the fm_operator field layer (its identity generator "
+                "frozen), α_i starting at (t−1)/2 (where the sum is FM's pairwise one) and trained with w and b"),
         _m("dnn", "DNN", "dnn", {"per_dataset": {d: mlp(h) for d, h in both.items()}},
            {"ml-tag": 101_101, "criteo": 480_001},
            ("Table 1", "DNN")),
