@@ -366,14 +366,16 @@ class PaperRunner:
 
         proto = PROTOCOLS[name]
         setting = self.setting(proto)
-        seeds = range(1, (1 if self.args.quick else self.args.seeds) + 1)
+        seeds = [s for s in range(1, (1 if self.args.quick else self.args.seeds) + 1)
+                 if not self.args.only_seeds or str(s) in self.args.only_seeds.split(",")]
         out = {}
         for dataset in proto["datasets"]:
             if self.args.only_datasets and dataset not in self.args.only_datasets.split(","):
                 continue
             rows = []
             for m in proto["models"]:
-                if dataset not in m["params"]:
+                if dataset not in m["params"] or (self.args.only_models and
+                                                   m["key"] not in self.args.only_models.split(",")):
                     continue
                 lr = self.chosen_lr(dataset, m, dry)
                 if lr is None and "lr" in setting:
@@ -471,6 +473,11 @@ def paper_report(name, result, args, elapsed, data_info) -> str:
              f"{PAPER_REF}, {table}.", "", proto["about"], ""]
     if data_info:
         lines += ["Data: " + "; ".join(data_info.get(d, d) for d in result), ""]
+    lines += ["Columns: params are the trainable parameters outside the embedding tables (as the paper counts "
+              "them); test AUC / logloss are mean ± std over the seeds; s / epoch is wall time per epoch "
+              "(training plus scoring the validation split) on the shared machine, CPU s / epoch the process's "
+              f"CPU time per epoch (torch threads: {args.threads or 'default'}; the steadier measure here); "
+              "epochs run (best epoch), means over seeds.", ""]
     cols = ["model", "params", "lr", "test AUC", "test logloss"] + _paper_cols(table) + \
            ["s / epoch", "CPU s / epoch", "epochs (best)", "max \\|ΔAUC\\| engine"]
     max_d, worst = 0.0, None
@@ -504,8 +511,9 @@ def paper_report(name, result, args, elapsed, data_info) -> str:
     if worst is not None:
         how = ("the engine's test AUC equals PyTorch's on every run" if max_d == 0 else
                f"largest |AUC(engine) − AUC(PyTorch)| {max_d:.1e} ({worst['dataset']}, {worst['label']}, seed "
-               f"{worst['seed']}): {worst['engine_flipped_pairs']:.1f} (positive, negative) pair(s) of the test "
-               f"split ordered differently, scores that tie to within the largest probability difference "
+               f"{worst['seed']}): {worst['engine_flipped_pairs']:g} (positive, negative) pair(s) of the test "
+               f"split ordered differently (a pair tied on one side counts half): scores that tie to within "
+               f"the largest probability difference "
                f"{worst['engine_max_dp']:.1e} (float rounding between the two implementations, not a "
                f"different model)")
         lines += [f"Engine check (every run saved to model.bin and the test split scored by the C++ engine): "
@@ -517,21 +525,21 @@ def paper_report(name, result, args, elapsed, data_info) -> str:
     return "\n".join(lines)
 
 
-def paper_plot(name, result, out_dir) -> str | None:
+def paper_plot(name, result, out_dir) -> str:
     """docs/accuracy-NAME.png: per dataset, our test AUC (mean ± std over seeds), the paper's AUC for
-    the same rows, and every run's validation AUC per epoch. None when matplotlib is missing."""
+    the same rows, and every run's validation AUC per epoch. -> the file name, or why there is none."""
+    from paper_tables import PROTOCOLS, mean_std
+
+    ds_names = [d for d, rows in result.items() if any(recs for _, _, recs in rows)]
+    if not ds_names:
+        return "no plot: no runs yet"
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return None
-    from paper_tables import PROTOCOLS, mean_std
-
+        return "plots skipped: matplotlib is not installed (`pip install dpn_infer[plots]`)"
     table = PROTOCOLS[name]["table"]
-    ds_names = [d for d, rows in result.items() if any(recs for _, _, recs in rows)]
-    if not ds_names:
-        return None
     fig, axes = plt.subplots(len(ds_names), 3, figsize=(15, 0.45 * max(len(result[d]) for d in ds_names) * len(ds_names) + 2.5),
                              squeeze=False)
     for row, dataset in enumerate(ds_names):
@@ -595,10 +603,10 @@ def main_paper(args, out):
                 info[d] = (f"{DATA_NAMES.get(d, d)}: {len(ds.train):,} / {len(ds.valid):,} / {len(ds.test):,} "
                            f"rows train / valid / test (split seed {SPLIT_SEED}), {ds.info['positive_rate']:.1%} positive")
             png = paper_plot(name, result, out.parent)
-            args.plot_note = {name: (f"![{PROTOCOLS[name]['title']}]({png})" if png else
-                                     "Plots skipped: matplotlib is not installed (`pip install dpn_infer[plots]`).")}
-            if png is None:
-                print("plots skipped: matplotlib is not installed (pip install dpn_infer[plots])")
+            made = png.endswith(".png")
+            args.plot_note = {name: f"![{PROTOCOLS[name]['title']}]({png})" if made else png[0].upper() + png[1:] + "."}
+            if not made:
+                print(f"{name}: {png}")
             text = replace_section(text, f"paper-{name}", paper_report(name, result, args,
                                                                        time.perf_counter() - t0, info),
                                    before="shipped-configs")
@@ -628,6 +636,10 @@ def main(argv=None):
                     help="paper protocols: more run caches to read (comma-separated; not written)")
     ap.add_argument("--only-datasets", default=None,
                     help="paper protocols: run only these of their datasets (comma-separated)")
+    ap.add_argument("--only-models", default=None,
+                    help="paper protocols: run only these model keys (bench/paper_tables.py; comma-separated)")
+    ap.add_argument("--only-seeds", default=None,
+                    help="paper protocols: run only these seeds (comma-separated; the lr search still uses seed 1)")
     ap.add_argument("--report-only", action="store_true",
                     help="paper protocols: no training, rebuild the report from the run cache")
     ap.add_argument("--patience", default=None,

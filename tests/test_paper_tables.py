@@ -174,7 +174,7 @@ def test_report_section_puts_ours_beside_the_papers():
     assert cells[6:8] == ["0.2538", "400k"] and cells[-1] == "1.4e-06"
     assert "| fc2, x0 | — | — | not run |" in text
     assert "Of 1 pairs the paper orders, 1 are in the same order here (1 of them" in text
-    assert "0.5 (positive, negative) pair(s)" in text
+    assert "0.5 (positive, negative) pair(s)" in text and "counts half" in text
 
 
 def test_one_run_records_engine_and_pytorch_auc(tmp_path):
@@ -193,3 +193,13 @@ def test_one_run_records_engine_and_pytorch_auc(tmp_path):
     assert abs(rec["engine_test_auc"] - rec["test_auc"]) == pytest.approx(rec["engine_dauc"])
     assert rec["engine_dauc"] <= 1e-4      # float rounding may reorder a near-tied pair, no more
     assert len(rec["valid_curve"]) == 1 and 0.0 <= rec["test_auc"] <= 1.0
+
+
+def test_plots_are_skipped_without_matplotlib(tmp_path, monkeypatch):
+    acc = _accuracy()
+    models = {m["key"]: m for m in P.PROTOCOLS["table2b"]["models"]}
+    result = {"ml-tag": [(models["dnn"], 0.01, _rec("dnn", "Base (2-layer MLP)", [0.70, 0.71]))]}
+    assert acc.paper_plot("table2b", {"ml-tag": [(models["dnn"], None, [])]}, tmp_path) == "no plot: no runs yet"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
+    assert acc.paper_plot("table2b", result, tmp_path).startswith("plots skipped: matplotlib is not installed")
+    assert list(tmp_path.iterdir()) == []
