@@ -181,7 +181,7 @@ def _table1_models():
            {"ml-tag": 68_647, "criteo": 19_235}, ("Table 1", "Field-based DPN"),
            note="Concat + implicit, context (x0, previous layer): Table 1's MovieLens-tag row repeats Table "
                 "2c's Concat + implicit row (field layers 100-100); on Criteo's 39 fields 32-32 (the paper "
-                "gives no width; 100-100 costs 6x the DNN's step there)"),
+                "gives no width; even at 32 an epoch costs about 10x the DNN's CPU time there)"),
     ]
 
 
