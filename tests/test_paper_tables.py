@@ -13,16 +13,27 @@ import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
+sys.path.append(str(BENCH))     # paper_tables; appended: bench/ has run.py, ab.py, ... that must not shadow anything
 
 import paper_tables as P  # noqa: E402
 
 
+_ACC = []
+
+
 def _accuracy():
-    spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    """bench/accuracy.py as a module, loaded once; the sys.path entries it adds are undone so that
+    later tests import dpn_infer as before."""
+    if not _ACC:
+        saved = list(sys.path)
+        try:
+            spec = importlib.util.spec_from_file_location("bench_accuracy", BENCH / "accuracy.py")
+            mod = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(mod)
+        finally:
+            sys.path[:] = saved
+        _ACC.append(mod)
+    return _ACC[0]
 
 
 # Schemas with the field names and dims of the shared data (vocab sizes do not change the
