@@ -10,12 +10,14 @@ from .field import FieldDPN, FieldDyLinear, FieldLayerSpec, fm_operator
 from .inputs import InputLayer, to_torch_batch
 from .layers import LayerSpec
 from .models import DNN, CrossNet, FeatureDPN
-from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField
+from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField, TimestampField
 from .seqdpn import DINHeter, SeqDPN
 from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean
+from .sessions import Sessions, segment_sessions
 
 __all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer", "to_torch_batch",
            "DyLinear", "set_impl", "CrossLayer", "LayerSpec", "FeatureDPN", "DNN", "CrossNet",
            "save_checkpoint", "load_checkpoint", "MODEL_CLASSES",
            "FieldDyLinear", "FieldLayerSpec", "FieldDPN", "fm_operator", "SequenceField", "HomoDPO",
-           "HeteroDPO", "SelfAttention", "TargetAttention", "masked_mean", "SeqDPN", "DINHeter"]
+           "HeteroDPO", "SelfAttention", "TargetAttention", "masked_mean", "SeqDPN", "DINHeter",
+           "TimestampField", "Sessions", "segment_sessions"]
