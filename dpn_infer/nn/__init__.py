@@ -13,6 +13,8 @@ from .models import DNN, CrossNet, FeatureDPN
 from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField, TimestampField
 from .seqdpn import DINHeter, SeqDPN
 from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean
+from .generators import Conv1DEncoder, SEGenerator, SeparableConv
+from .kfatt import KFAtt
 from .sessions import Sessions, segment_sessions
 
 __all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer", "to_torch_batch",
@@ -20,4 +22,5 @@ __all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer",
            "save_checkpoint", "load_checkpoint", "MODEL_CLASSES",
            "FieldDyLinear", "FieldLayerSpec", "FieldDPN", "fm_operator", "SequenceField", "HomoDPO",
            "HeteroDPO", "SelfAttention", "TargetAttention", "masked_mean", "SeqDPN", "DINHeter",
-           "TimestampField", "Sessions", "segment_sessions"]
+           "TimestampField", "Sessions", "segment_sessions", "KFAtt", "SEGenerator", "SeparableConv",
+           "Conv1DEncoder"]
