@@ -44,6 +44,10 @@ def check(ids, times, gap, S, L):
             assert got.ids[b, s, :n].tolist() == [i for i, _ in want]
             assert got.times[b, s, :n].tolist() == [t for _, t in want]
             assert (got.ids[b, s, n:] == -1).all() and (got.times[b, s, n:] == -1).all()
+    # another field aligned with the ids (here: ids + 1000) follows the same layout
+    other = torch.where(torch.tensor(ids) == -1, -1, torch.tensor(ids) + 1000)
+    taken = got.take(other.reshape(len(ids), -1))
+    torch.testing.assert_close(taken, torch.where(got.ids == -1, -1, got.ids + 1000))
 
 
 GAP = 1800
@@ -115,6 +119,7 @@ def test_presegmented_input():
     assert s.lengths[0].tolist() == [2, 0, 2] and s.count.tolist() == [3]   # an empty session is valid
     s = segment_sessions(ids, None, 1800, 2, 3)                      # the last 2 slots kept
     assert s.ids[0].tolist() == [[-1, -1, -1], [5, 6, 7]] and s.count.tolist() == [2]
+    assert s.take(ids * 10)[0].tolist() == [[-1, -1, -1], [50, 60, 70]]
 
 
 def test_bad_inputs():

@@ -9,7 +9,9 @@ a gap of exactly ``gap`` seconds stays in the session). The most recent ``S`` se
 with its most recent ``L`` behaviours.
 
 Output (:class:`Sessions`): ``ids`` ``[B, S, L]`` (-1 padded), ``times`` ``[B, S, L]`` (-1 padded),
-``lengths`` ``[B, S]`` (behaviours per session), ``count`` ``[B]`` (sessions per row). Sessions
+``lengths`` ``[B, S]`` (behaviours per session), ``count`` ``[B]`` (sessions per row), ``source``
+``[B, S, L]`` (where each behaviour was in the input; :meth:`Sessions.take` lays out another
+field aligned with the ids the same way). Sessions
 are in time order, oldest kept first, filled from slot 0; a session's behaviours are in time order
 from position 0. Empty histories give ``count == 0`` and all-empty sessions.
 
@@ -36,6 +38,17 @@ class Sessions(NamedTuple):
     times: torch.Tensor      # [B, S, L] int64, -1 padded
     lengths: torch.Tensor    # [B, S] int64
     count: torch.Tensor      # [B] int64
+    source: torch.Tensor     # [B, S, L] int64: the input position (flattened per row) or -1
+
+    def take(self, values: torch.Tensor) -> torch.Tensor:
+        """Another input aligned with the ids (int64 [B, T] or [B, S', L'], e.g. a second
+        behaviour field) laid out as these sessions, -1 padded."""
+        flat = values.reshape(values.shape[0], -1)
+        if flat.shape[1] == 0:
+            return torch.full_like(self.ids, -1)
+        src = self.source.reshape(self.source.shape[0], -1)
+        out = flat.gather(1, src.clamp(min=0))
+        return torch.where(src >= 0, out, torch.full_like(out, -1)).view_as(self.ids)
 
 
 def _check(ids, what):
@@ -75,7 +88,7 @@ def _segment(ids, times, gap, S, L):
     if T == 0:      # no behaviours at all: every session empty
         e = torch.full((B, S, L), -1, dtype=torch.int64, device=dev)
         return Sessions(e, e.clone(), torch.zeros(B, S, dtype=torch.int64, device=dev),
-                        torch.zeros(B, dtype=torch.int64, device=dev))
+                        torch.zeros(B, dtype=torch.int64, device=dev), e.clone())
     valid = ids != -1
     # valid behaviours first, by time (stable: ties keep their input order)
     key = torch.where(valid, times, torch.full_like(times, INT64_MAX))
@@ -103,14 +116,18 @@ def _segment(ids, times, gap, S, L):
     out_ids = out_ids.scatter(1, flat, torch.where(keep, sid_ids, torch.full_like(sid_ids, -1)))
     out_t = torch.full((B, S * L + 1), -1, dtype=torch.int64, device=dev)
     out_t = out_t.scatter(1, flat, torch.where(keep, key, torch.full_like(key, -1)))
+    out_src = torch.full((B, S * L + 1), -1, dtype=torch.int64, device=dev)
+    out_src = out_src.scatter(1, flat, torch.where(keep, order, torch.full_like(order, -1)))
     out_ids = out_ids[:, :S * L].view(B, S, L)
     out_t = out_t[:, :S * L].view(B, S, L)
     lengths = (out_ids != -1).to(torch.int64).sum(2)
-    return Sessions(out_ids, out_t, lengths, count.squeeze(1).clamp(max=S))
+    return Sessions(out_ids, out_t, lengths, count.squeeze(1).clamp(max=S),
+                    out_src[:, :S * L].view(B, S, L))
 
 
-def _compact(ids, L):
-    """Valid entries of each row of ids [R, T] moved to the front in order, the last L kept."""
+def _compact(ids, L, others=()):
+    """Valid entries of each row of ids [R, T] moved to the front in order, the last L kept; the
+    ``others`` ([R, T] each) moved alike (-1 where nothing lands)."""
     R, T = ids.shape
     valid = ids != -1
     vi = valid.to(torch.int64)
@@ -119,31 +136,29 @@ def _compact(ids, L):
     target = vi.cumsum(1) - 1 - (n - kept)
     keep = valid & (target >= 0)
     target = torch.where(keep, target, torch.full_like(target, L))
-    out = torch.full((R, L + 1), -1, dtype=torch.int64, device=ids.device)
-    return out.scatter(1, target, torch.where(keep, ids, torch.full_like(ids, -1)))[:, :L], keep, target
+
+    def move(v):
+        out = torch.full((R, L + 1), -1, dtype=torch.int64, device=ids.device)
+        return out.scatter(1, target, torch.where(keep, v, torch.full_like(v, -1)))[:, :L]
+
+    return [move(ids)] + [move(o) for o in others]
 
 
 def _presegmented(ids, times, S, L):
     B, S_in, L_in = ids.shape
-    if S_in > S:
-        ids = ids[:, S_in - S:]
-        times = times[:, S_in - S:] if times is not None else None
+    src = torch.arange(S_in * L_in, device=ids.device).view(1, S_in, L_in).expand(B, S_in, L_in)
+    times = torch.full_like(ids, -1) if times is None else times
+    if S_in > S:                       # the most recent S slots
+        ids, times, src = ids[:, S_in - S:], times[:, S_in - S:], src[:, S_in - S:]
     elif S_in < S:
         pad = ids.new_full((B, S - S_in, L_in), -1)
-        ids = torch.cat([ids, pad], 1)
-        times = torch.cat([times, pad], 1) if times is not None else None
-    flat, keep, target = _compact(ids.reshape(B * S, L_in), L)
-    if times is None:
-        out_t = torch.full_like(flat, -1)
-    else:
-        t = torch.where(keep, times.reshape(B * S, L_in), torch.full_like(keep, -1, dtype=torch.int64))
-        out_t = torch.full((B * S, L + 1), -1, dtype=torch.int64, device=ids.device)
-        out_t = out_t.scatter(1, target, t)[:, :L]
-    out_ids, out_t = flat.view(B, S, L), out_t.view(B, S, L)
+        ids, times, src = (torch.cat([a, pad], 1) for a in (ids, times, src))
+    out_ids, out_t, out_src = (a.view(B, S, L) for a in _compact(
+        ids.reshape(B * S, L_in), L, (times.reshape(B * S, L_in), src.reshape(B * S, L_in))))
     lengths = (out_ids != -1).to(torch.int64).sum(2)
     slots = torch.arange(1, S + 1, device=ids.device).unsqueeze(0)
     count = torch.where(lengths > 0, slots, torch.zeros_like(slots)).max(1).values
-    return Sessions(out_ids, out_t, lengths, count)
+    return Sessions(out_ids, out_t, lengths, count, out_src)
 
 
 def session_mask(lengths: torch.Tensor, L: int) -> torch.Tensor:
