@@ -6,6 +6,7 @@ Needs torch (``pip install dpn_infer[torch]``).
 from .checkpoint import MODEL_CLASSES, load_checkpoint, save_checkpoint
 from .crossnet import CrossLayer
 from .dien import AUGRU, DIEN, GRU, DIENHeter
+from .dyjoint import DyJoint, InterestDecoder, SessionEncoder
 from .dylinear import DyLinear, set_impl
 from .field import FieldDPN, FieldDyLinear, FieldLayerSpec, fm_operator
 from .inputs import InputLayer, to_torch_batch
@@ -24,4 +25,5 @@ __all__ = ["Schema", "SparseField", "MultiHotField", "DenseField", "InputLayer",
            "FieldDyLinear", "FieldLayerSpec", "FieldDPN", "fm_operator", "SequenceField", "HomoDPO",
            "HeteroDPO", "SelfAttention", "TargetAttention", "masked_mean", "SeqDPN", "DINHeter",
            "TimestampField", "Sessions", "segment_sessions", "KFAtt", "SEGenerator", "SeparableConv",
-           "Conv1DEncoder", "GRU", "AUGRU", "DIEN", "DIENHeter"]
+           "Conv1DEncoder", "GRU", "AUGRU", "DIEN", "DIENHeter",
+           "DyJoint", "SessionEncoder", "InterestDecoder"]
