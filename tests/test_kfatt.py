@@ -59,7 +59,9 @@ def test_kfatt_matches_the_formulas(B, T, heads, mode, seed):
     with torch.no_grad():
         got = att(q, x, mask, groups)
         want = reference(att, q, x, mask, groups)
+        slots = att(q, x, mask, groups, num_groups=3)       # ids already slots in [0, 3)
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(slots, want, rtol=1e-9, atol=1e-10)
 
 
 def test_base_without_prior_is_softmax_attention():
@@ -98,7 +100,7 @@ def test_freq_caps_a_repeated_group():
             x = torch.cat([one.expand(1, n, 2), other], 1)
             g = torch.tensor([[0] * n + [1]])
             with torch.no_grad():
-                res.append(att(q, x, torch.ones(1, n + 1, dtype=torch.bool), g))
+                res.append(att(q, x, torch.ones(1, n + 1, dtype=torch.bool), g, num_groups=2))
         with torch.no_grad():
             v_one = att.o(att.v(one[:, 0]))
         off = float((res[1] - v_one).abs().max())

@@ -15,8 +15,8 @@ from .synthetic import make_click_log
 
 # name -> (loader, options the loader accepts besides path / seed / embed_dim)
 DATASETS = {
-    "movielens-100k": (load_movielens_100k, ("sequences", "max_seq_len", "download")),
-    "movielens-1m": (load_movielens_1m, ("sequences", "max_seq_len")),
+    "movielens-100k": (load_movielens_100k, ("sequences", "max_seq_len", "download", "timestamps")),
+    "movielens-1m": (load_movielens_1m, ("sequences", "max_seq_len", "timestamps")),
     "criteo": (load_criteo, ("min_count", "hash_buckets")),
     "frappe": (load_frappe, ()),
     "ml-tag": (load_ml_tag, ()),

@@ -113,7 +113,7 @@ class InterestDecoder(nn.Module):
         out = []
         if self.kfatt is not None:
             groups = torch.arange(S, device=e.device).repeat_interleave(L).unsqueeze(0).expand(B, -1)
-            out.append(self.kfatt(q, e.reshape(B, S * L, d), mask, groups))
+            out.append(self.kfatt(q, e.reshape(B, S * L, d), mask, groups, num_groups=S))
         if self.hetero_dpo is not None:
             f = self.hetero_dpo.features(e.reshape(B * S, L, d), lengths.reshape(B * S)).view(B, S * L, d)
             m = mask.unsqueeze(-1).to(e.dtype)
@@ -147,6 +147,8 @@ class DyJoint(CTRModel):
     Submodules: ``inputs``, ``encoder`` (SessionEncoder), ``decoder`` (InterestDecoder),
     ``field_layers`` / ``field_norms`` / ``field_acts`` (DyMLP's field part), ``first`` and
     ``rest`` (feature layers before and after the interest joins), ``dropout``, ``classifier``."""
+
+    served = False      # no engine ops for sessions / KFAtt yet: dpn_infer.train writes no model.bin
 
     def __init__(self, schema: Schema, sequence: Sequence[str], candidate: Sequence[str],
                  profile: Optional[Sequence[str]] = None, dense: Optional[Sequence[str]] = None,

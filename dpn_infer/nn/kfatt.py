@@ -83,7 +83,9 @@ class KFAtt(nn.Module):
         return torch.einsum("bhe,bthe->bth", Q, K) / math.sqrt(self.dim // self.heads)
 
     def forward(self, q: torch.Tensor, x: torch.Tensor, mask: torch.Tensor,
-                groups: Optional[torch.Tensor] = None) -> torch.Tensor:
+                groups: Optional[torch.Tensor] = None, num_groups: Optional[int] = None) -> torch.Tensor:
+        """``groups``: any int64 ids (mode "freq"); with ``num_groups`` G they must lie in [0, G)
+        (e.g. session slots), which spares finding each group's slot (G instead of T slots)."""
         B, T, d = x.shape
         if d != self.behaviour_dim or q.shape != (B, self.query_dim) or mask.shape != (B, T):
             raise ValueError(f"KFAtt: expected q [B, {self.query_dim}], x [B, T, {self.behaviour_dim}], "
@@ -98,15 +100,16 @@ class KFAtt(nn.Module):
         else:
             if groups is None or groups.shape != (B, T):
                 raise ValueError("KFAtt: mode 'freq' needs groups [B, T] (one group id per behaviour)")
-            vq = self._freq(s, V, mu, lp0, x, mask, groups)
+            vq = self._freq(s, V, mu, lp0, x, mask, groups, num_groups)
         return self.o(vq.reshape(B, self.dim))
 
-    def _freq(self, s, V, mu, lp0, x, mask, groups):
+    def _freq(self, s, V, mu, lp0, x, mask, groups, num_groups=None):
         B, T, H = s.shape
-        # a group's slot: the position of its first valid behaviour (any int64 ids; G = T slots)
-        same = (groups.unsqueeze(2) == groups.unsqueeze(1)) & mask.unsqueeze(1) & mask.unsqueeze(2)
-        first = same.to(torch.int64).argmax(2)                               # [B, T]
-        onehot = (first.unsqueeze(-1) == torch.arange(T, device=s.device)) & mask.unsqueeze(-1)   # [B, T, G]
+        if num_groups is None:
+            # a group's slot: the position of its first valid behaviour (any int64 ids; G = T slots)
+            same = (groups.unsqueeze(2) == groups.unsqueeze(1)) & mask.unsqueeze(1) & mask.unsqueeze(2)
+            groups, num_groups = same.to(torch.int64).argmax(2), T
+        onehot = (groups.unsqueeze(-1) == torch.arange(num_groups, device=s.device)) & mask.unsqueeze(-1)
         oh = onehot.to(s.dtype)
         # log P_m = logsumexp over the group's behaviours of s; vbar_m their softmax-weighted values
         sm = s.unsqueeze(2).masked_fill(~onehot.unsqueeze(-1), NEG)          # [B, T, G, H]
