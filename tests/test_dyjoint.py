@@ -154,3 +154,11 @@ def test_short_training_on_movielens_sessions_beats_a_constant(movielens_session
     b = {k: torch.from_numpy(v[:50]) for k, v in movielens_sessions.test.features.items()}
     with torch.no_grad():
         torch.testing.assert_close(back(b), m.eval()(b))
+
+
+def test_doc_examples_run(tmp_path, monkeypatch):
+    """docs/dyjoint.md's examples run in order, as written."""
+    from helpers import docs
+
+    monkeypatch.chdir(tmp_path)
+    assert docs.run("dyjoint.md") >= 4
