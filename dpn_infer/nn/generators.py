@@ -29,6 +29,13 @@ def _mask(x, lengths):
         .unsqueeze(-1).to(x.dtype)
 
 
+def _check_conv(who, dim, kernel_size):
+    positive_int(who, "dim", dim)
+    positive_int(who, "kernel_size", kernel_size)
+    if kernel_size % 2 == 0:        # 'same' padding needs a centre tap
+        raise ValueError(f"{who}: kernel_size must be odd, got {kernel_size}")
+
+
 def se_hidden(n: int, ratio: int) -> int:
     """The SE bottleneck width for an n-wide input and down ratio 1/ratio."""
     positive_int("SE generator", "ratio", ratio)
@@ -59,10 +66,7 @@ class SeparableConv(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int = 3):
         super().__init__()
-        positive_int("SeparableConv", "dim", dim)
-        positive_int("SeparableConv", "kernel_size", kernel_size)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"SeparableConv: kernel_size must be odd, got {kernel_size}")
+        _check_conv("SeparableConv", dim, kernel_size)
         self.dim, self.kernel_size = dim, kernel_size
         self.depthwise = nn.Parameter(torch.randn(dim, kernel_size) / kernel_size)
         self.bias = nn.Parameter(torch.zeros(dim))
@@ -82,10 +86,7 @@ class Conv1DEncoder(nn.Module):
 
     def __init__(self, dim: int, kernel_size: int = 3):
         super().__init__()
-        positive_int("Conv1DEncoder", "dim", dim)
-        positive_int("Conv1DEncoder", "kernel_size", kernel_size)
-        if kernel_size % 2 == 0:
-            raise ValueError(f"Conv1DEncoder: kernel_size must be odd, got {kernel_size}")
+        _check_conv("Conv1DEncoder", dim, kernel_size)
         self.dim, self.kernel_size = dim, kernel_size
         self.conv = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2)
 
