@@ -125,14 +125,14 @@ def test_aux_loss_prefers_the_true_next_behaviour():
     g = torch.Generator().manual_seed(0)
     first = float(m.aux_loss(b, generator=g).detach())
     opt = torch.optim.Adam(m.parameters(), lr=0.05)
-    for _ in range(30):
+    for _ in range(12):
         opt.zero_grad()
         loss = m.aux_loss(b, generator=torch.Generator().manual_seed(0))
         loss.backward()
         opt.step()
     assert 0 < float(loss.detach()) < first
     empty = {k: v[:1] for k, v in b.items()}             # row 0 has no history
-    assert float(m.aux_loss(empty)) == 0.0
+    assert float(m.aux_loss(empty).detach()) == 0.0
     m.aux_weight = 0.25
     torch.manual_seed(5)
     extra = float(m.extra_loss(b).detach())
