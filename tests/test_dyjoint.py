@@ -162,3 +162,21 @@ def test_doc_examples_run(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     assert docs.run("dyjoint.md") >= 4
+
+
+def test_engine_predict_passes_only_the_models_fields(tmp_path):
+    """A split may carry features its engine model does not read (MovieLens' hist_time beside a
+    seq-dpn): dpn_infer.train's engine scoring leaves them out instead of failing."""
+    import dataclasses
+
+    from dpn_infer import load
+    from dpn_infer.datasets import load_dataset
+    from dpn_infer.train import build_model, engine_predict, load_config, train
+
+    ds = load_dataset("synthetic", rows=800, seed=2)
+    model = build_model("dnn", ds.schema, load_config("synthetic"), seed=2)
+    res = train(model, ds, epochs=1, batch_size=256, seed=2, out=tmp_path, progress=False, log=None)
+    test = dataclasses.replace(ds.test, features={**ds.test.features,
+                                                  "hist_time": np.zeros((len(ds.test), 3), np.int64)})
+    z = engine_predict(load(res["model_bin"]), test, logits=True)
+    np.testing.assert_array_equal(z, engine_predict(load(res["model_bin"]), ds.test, logits=True))
