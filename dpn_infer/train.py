@@ -29,7 +29,11 @@ import numpy as np
 
 from .metrics import auc, logloss
 
-MODELS = ("feature-dpn", "field-dpn", "dnn", "crossnet", "seq-dpn")
+MODELS = ("feature-dpn", "field-dpn", "dnn", "crossnet", "seq-dpn", "din-heter", "dien", "dien-heter",
+          "dyjoint")
+# kinds that dpn_infer.nn builds from sequence fields: their model class
+SEQUENCE_MODELS = {"seq-dpn": "SeqDPN", "din-heter": "DINHeter", "dien": "DIEN", "dien-heter": "DIENHeter",
+                   "dyjoint": "DyJoint"}
 # dataset name -> the config shipped for it
 DEFAULT_CONFIG = {"movielens-100k": "movielens", "movielens-1m": "movielens", "criteo": "criteo",
                   "frappe": "frappe", "ml-tag": "ml-tag", "synthetic": "synthetic", "table": "table"}
@@ -81,7 +85,7 @@ def _with_dim(schema, embed_dim):
 
 
 def build_model(kind: str, schema, config: dict, seed: int | None = None):
-    """A model of ``kind`` (feature-dpn | field-dpn | dnn | crossnet | seq-dpn) for ``schema`` (list of field dicts),
+    """A model of ``kind`` (one of MODELS) for ``schema`` (list of field dicts),
     shaped by ``config["models"][kind]`` and ``config["embed_dim"]``. Seeds first when ``seed``."""
     from .nn import DNN, CrossNet, FeatureDPN, FieldDPN, Schema
 
@@ -100,35 +104,41 @@ def build_model(kind: str, schema, config: dict, seed: int | None = None):
         return CrossNet(sch, **kw)
     if kind == "field-dpn":
         return FieldDPN(sch, kw.pop("field_layers"), kw.pop("layers", []), **kw)
-    if kind == "seq-dpn":
-        return _seq_dpn(_with_dim(schema, config.get("embed_dim")), kw)
+    if kind in SEQUENCE_MODELS:
+        return _seq_dpn(_with_dim(schema, config.get("embed_dim")), kw, kind)
     layers = kw.pop("layers")
     return FeatureDPN(sch, layers, **kw)
 
 
-def _seq_dpn(schema, kw):
-    """SeqDPN from a config section: ``sequence`` names the dataset's behaviour fields (read as
+def _seq_dpn(schema, kw, kind="seq-dpn"):
+    """A sequence model from a config section: ``sequence`` names the dataset's behaviour fields (read as
     ``sequence`` fields of their max_len, truncating longer rows), ``candidate`` the query fields,
-    ``tables`` optional sequence -> sparse field table sharing; the rest are SeqDPN's arguments."""
-    from .nn import Schema, SeqDPN
+    ``tables`` optional sequence -> sparse field table sharing; for ``dyjoint`` ``sessions`` gives
+    the timestamps field (``name``, default "hist_time", of the first sequence field; ``gap``,
+    ``max_sessions``, ``session_len``); the rest are the model class's arguments."""
+    from . import nn as dnn
 
     seq, cand = list(kw.pop("sequence")), list(kw.pop("candidate"))
     tables = dict(kw.pop("tables", {}))
+    sessions = dict(kw.pop("sessions", {})) if kind == "dyjoint" else None
     names = {f["name"] for f in schema}
     missing = [n for n in seq + cand if n not in names]
     if missing:
-        raise ValueError(f"model 'seq-dpn' needs the fields {missing}, which the dataset does not have "
+        raise ValueError(f"model {kind!r} needs the fields {missing}, which the dataset does not have "
                          f"(MovieLens: pass --sequences for hist_movie / hist_genre)")
     fields = []
     for f in schema:
         if f["name"] in seq:
             if f["kind"] not in ("multi_hot", "sequence") or not f.get("max_len"):
-                raise ValueError(f"model 'seq-dpn': field {f['name']!r} is not a bounded id list")
+                raise ValueError(f"model {kind!r}: field {f['name']!r} is not a bounded id list")
             f = {"name": f["name"], "kind": "sequence", "dim": f["dim"], "vocab": f["vocab"],
                  "policy": f["policy"], "max_len": f["max_len"], "truncate": True,
                  **({"table": tables[f["name"]]} if f["name"] in tables else {})}
         fields.append(f)
-    return SeqDPN(Schema.from_json(fields), seq, cand, **kw)
+    if sessions is not None:
+        fields.append({"name": sessions.pop("name", "hist_time"), "kind": "timestamps",
+                       "sequence": seq[0], **sessions})
+    return getattr(dnn, SEQUENCE_MODELS[kind])(dnn.Schema.from_json(fields), seq, cand, **kw)
 
 
 def _torch_split(split):
@@ -184,7 +194,8 @@ def engine_predict(engine_model, split, batch_size: int = 8192, threads: int = 1
                    logits: bool = False) -> np.ndarray:
     """The engine's probabilities (or logits) float32 [N] of ``split``."""
     n = len(split)
-    out = [engine_model.predict({k: v[s:s + batch_size] for k, v in split.features.items()},
+    names = {f["name"] for f in engine_model.schema}      # a split may hold more (e.g. hist_time)
+    out = [engine_model.predict({k: v[s:s + batch_size] for k, v in split.features.items() if k in names},
                                 threads=threads, logits=logits) for s in range(0, n, batch_size)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
 
@@ -231,6 +242,8 @@ def train(model, dataset, epochs: int = 10, batch_size: int = 1024, lr: float = 
             y = labels.index_select(0, idx)
             opt.zero_grad()
             loss = loss_fn(model(b), y)
+            if hasattr(model, "extra_loss"):     # e.g. DIEN's auxiliary loss
+                loss = loss + model.extra_loss(b)
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
@@ -282,12 +295,14 @@ def save_run(model, dataset, out, result, meta=None, check_engine=True, z_test=N
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bin_path, ck_path = out / "model.bin", out / "checkpoint.pt"
-    dpn_infer.save(model, bin_path)
+    served = getattr(model, "served", True)     # False: the engine has no ops for it yet
+    if served:
+        dpn_infer.save(model, bin_path)
     save_checkpoint(model, ck_path)
-    extra = {"model_bin": str(bin_path), "checkpoint": str(ck_path)}
+    extra = {"model_bin": str(bin_path) if served else None, "checkpoint": str(ck_path)}
     if getattr(dataset, "indexer", None) is not None:
         extra["indexer"] = str(dataset.indexer.save(out / INDEXER_FILE))
-    if check_engine:
+    if check_engine and served:
         eng = dpn_infer.load(bin_path)
         z_eng = engine_predict(eng, dataset.test, logits=True)
         extra["engine_test"] = evaluate_logits(dataset.test.labels, z_eng)
@@ -300,7 +315,8 @@ def save_run(model, dataset, out, result, meta=None, check_engine=True, z_test=N
             **(meta or {}), **{k: v for k, v in result.items()}, **extra}
     (out / INFO_FILE).write_text(json.dumps(info, indent=2, default=str) + "\n")
     if log:
-        log(f"saved {bin_path}, {ck_path}, {out / INFO_FILE}" + (f", {extra['indexer']}" if "indexer" in extra else ""))
+        log(f"saved {bin_path if served else '(no model.bin: not served by the engine yet)'}, {ck_path}, "
+            f"{out / INFO_FILE}" + (f", {extra['indexer']}" if "indexer" in extra else ""))
     return extra
 
 

@@ -21,8 +21,8 @@ from .table import TABLE_SUFFIXES, from_frame, load_table, read_table
 
 # name -> (loader, options the loader accepts besides path / seed / embed_dim)
 DATASETS = {
-    "movielens-100k": (load_movielens_100k, ("sequences", "max_seq_len", "download")),
-    "movielens-1m": (load_movielens_1m, ("sequences", "max_seq_len")),
+    "movielens-100k": (load_movielens_100k, ("sequences", "max_seq_len", "download", "timestamps")),
+    "movielens-1m": (load_movielens_1m, ("sequences", "max_seq_len", "timestamps")),
     "criteo": (load_criteo, ("min_count", "hash_buckets")),
     "frappe": (load_frappe, ()),
     "ml-tag": (load_ml_tag, ()),

@@ -12,6 +12,10 @@ earlier (by timestamp; all ratings, 3s included), most recent first, at most ``m
 ``hist_movie`` (movie ids, same index as ``movie``; movies only rated 3 go to the OOV row) and
 ``hist_genre`` (each of those movies' first genre). int64 [N, T] padded with -1, schema kind
 "multi_hot" (mean pooling); ``dpn_infer.train``'s ``seq-dpn`` reads them as "sequence" fields.
+With ``timestamps=True`` also ``hist_time``: each of those ratings' timestamp (int64 seconds, -1
+where hist_movie is -1), which the session models (``dyjoint``) segment into sessions. It is a
+feature, not a schema field (the models that read it add their own "timestamps" field); off by
+default because a batch holding it is refused by an engine model without that field.
 """
 from __future__ import annotations
 
@@ -90,10 +94,12 @@ def _index(values):
 
 
 def _histories(all_ratings, kept_rows, movie_lut, first_genre, n_movie, T):
-    """hist_movie / hist_genre [len(kept_rows), T] for the rows ``kept_rows`` of all_ratings."""
+    """hist_movie / hist_genre / hist_time [len(kept_rows), T] for the rows ``kept_rows`` of
+    all_ratings."""
     users, items, ts = all_ratings[:, 0], all_ratings[:, 1], all_ratings[:, 3]
     hm = np.full((len(all_ratings), T), -1, dtype=np.int64)
     hg = np.full((len(all_ratings), T), -1, dtype=np.int64)
+    ht = np.full((len(all_ratings), T), -1, dtype=np.int64)
     order = np.lexsort((ts, users))                       # by user, then time
     bounds = np.flatnonzero(np.diff(users[order])) + 1
     for rows in np.split(order, bounds):
@@ -109,11 +115,12 @@ def _histories(all_ratings, kept_rows, movie_lut, first_genre, n_movie, T):
             lo = max(0, n - T)
             hm[row, :n - lo] = mids[lo:n][::-1]
             hg[row, :n - lo] = gids[lo:n][::-1]
-    return hm[kept_rows], hg[kept_rows]
+            ht[row, :n - lo] = t[lo:n][::-1]
+    return hm[kept_rows], hg[kept_rows], ht[kept_rows]
 
 
 def _build(folder: Path, name: str, seed: int, embed_dim: int, sequences: bool,
-           max_seq_len: int) -> Dataset:
+           max_seq_len: int, timestamps: bool = False) -> Dataset:
     all_ratings, users, genres = _read_raw(folder)
     keep = all_ratings[:, 2] != 3
     ratings = all_ratings[keep]
@@ -147,10 +154,12 @@ def _build(folder: Path, name: str, seed: int, embed_dim: int, sequences: bool,
     ]
     if sequences:
         first_genre = {item: glut[g[0]] for item, g in genres.items() if g and g[0] in glut}
-        hm, hg = _histories(all_ratings, np.flatnonzero(keep), movie_lut, first_genre, n_movie,
-                            max_seq_len)
+        hm, hg, ht = _histories(all_ratings, np.flatnonzero(keep), movie_lut, first_genre, n_movie,
+                                max_seq_len)
         features["hist_movie"] = hm
         features["hist_genre"] = hg
+        if timestamps:
+            features["hist_time"] = ht
         schema += [
             {"name": "hist_movie", "kind": "multi_hot", "vocab": n_movie, "dim": d, "pooling": "mean",
              "max_len": max_seq_len, "policy": "oov_bucket"},
@@ -162,7 +171,8 @@ def _build(folder: Path, name: str, seed: int, embed_dim: int, sequences: bool,
     return Dataset(name, schema, all_rows.take(tr), all_rows.take(va), all_rows.take(te),
                    info={"path": str(folder), "rows": int(len(labels)),
                          "positive_rate": float(labels.mean()), "seed": seed,
-                         "sequences": bool(sequences), "max_seq_len": max_seq_len if sequences else 0})
+                         "sequences": bool(sequences), "max_seq_len": max_seq_len if sequences else 0,
+                         "timestamps": bool(sequences and timestamps)})
 
 
 def download_movielens_100k(dest=None, timeout: float = 60.0) -> Path:
@@ -186,8 +196,9 @@ def download_movielens_100k(dest=None, timeout: float = 60.0) -> Path:
 
 
 def load_movielens_100k(path=None, seed: int = 2022, embed_dim: int = 16, sequences: bool = False,
-                        max_seq_len: int = 20, download: bool = False) -> Dataset:
-    """Load MovieLens-100K from ``path`` (or the shared data folder) as a CTR task.
+                        max_seq_len: int = 20, download: bool = False, timestamps: bool = False) -> Dataset:
+    """Load MovieLens-100K from ``path`` (or the shared data folder) as a CTR task (``sequences``,
+    ``max_seq_len``, ``timestamps``: the module docstring).
 
     ``download=True``: when no folder is found, fetch it from GroupLens (MD5-checked) into
     ~/.cache/dpn_infer."""
@@ -196,13 +207,13 @@ def load_movielens_100k(path=None, seed: int = 2022, embed_dim: int = 16, sequen
         folder = download_movielens_100k()
     if folder is None or not folder.is_dir():
         raise FileNotFoundError(WHERE if folder is None else f"{folder}: not a folder. {WHERE}")
-    return _build(folder, "movielens-100k", seed, embed_dim, sequences, max_seq_len)
+    return _build(folder, "movielens-100k", seed, embed_dim, sequences, max_seq_len, timestamps)
 
 
 def load_movielens_1m(path=None, seed: int = 2022, embed_dim: int = 16, sequences: bool = False,
-                      max_seq_len: int = 20) -> Dataset:
+                      max_seq_len: int = 20, timestamps: bool = False) -> Dataset:
     """Load MovieLens-1M (GroupLens ``ml-1m`` layout) in the AutoInt setting."""
     folder = dataset_path("movielens-1m", path)
     if folder is None or not (folder / "ratings.dat").exists():
         raise FileNotFoundError(WHERE_1M if folder is None else f"{folder}: no ratings.dat. {WHERE_1M}")
-    return _build(folder, "movielens-1m", seed, embed_dim, sequences, max_seq_len)
+    return _build(folder, "movielens-1m", seed, embed_dim, sequences, max_seq_len, timestamps)

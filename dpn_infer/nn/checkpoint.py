@@ -7,13 +7,16 @@ from typing import Mapping
 import torch
 from torch import nn
 
+from .dien import DIEN, DIENHeter
+from .dyjoint import DyJoint
 from .field import FieldDPN
 from .models import DNN, CrossNet, FeatureDPN
 from .seqdpn import DINHeter, SeqDPN
 
 # class name (as written in checkpoints) -> class; a new model is added here only.
 MODEL_CLASSES = {"FeatureDPN": FeatureDPN, "DNN": DNN, "CrossNet": CrossNet, "FieldDPN": FieldDPN,
-                 "SeqDPN": SeqDPN, "DINHeter": DINHeter}
+                 "SeqDPN": SeqDPN, "DINHeter": DINHeter, "DIEN": DIEN, "DIENHeter": DIENHeter,
+                 "DyJoint": DyJoint}
 
 
 def save_checkpoint(model: nn.Module, path) -> None:

@@ -327,29 +327,8 @@ class FieldDPN(CTRModel):
         self.inputs = InputLayer(schema)
         t, d = len(schema.fields), dims.pop()
         self.num_fields, self.field_dim = t, d
-        self.field_layers, self.field_norms, self.field_acts = nn.ModuleList(), nn.ModuleList(), \
-            nn.ModuleList()
-        m = d
-        self.context_index = []     # per field layer: schema indices of a named context, else None
-        for s in self.field_specs:
-            idx = None
-            if isinstance(s.context, list):
-                for name in s.context:
-                    if name not in schema:
-                        raise ValueError(f"field layer context field {name!r} is not in the schema "
-                                         f"(fields: {schema.names})")
-                idx = [schema.names.index(name) for name in s.context]
-            self.context_index.append(idx)
-            n = m if s.context == "prev" else d
-            t2 = len(idx) if idx is not None else t
-            self.field_layers.append(FieldDyLinear(
-                t, m, s.out, t2, n, aggregation=s.aggregation, hidden=s.hidden, sigma=s.sigma,
-                generator=s.generator, heads=s.heads, shared=s.shared, exclude_self=s.exclude_self,
-                attention_hidden=s.attention_hidden, dynamic=s.dynamic, implicit=s.implicit))
-            self.field_norms.append(nn.LayerNorm(s.out) if norm == "layernorm" else nn.Identity())
-            self.field_acts.append(ACTIVATIONS[activation]())
-            m = s.out
-        self.field_out = m
+        self.field_out = build_field_layers(self, self.field_specs, schema.names, d, norm, activation)
+        m = self.field_out
         x0_width = schema.width()          # the feature part reads the raw values, as FeatureDPN
         width = t * m if combine == "stacked" else x0_width
         width = build_feature_layers(self, self.specs, width, x0_width, feature_norm, activation, schema)
@@ -376,15 +355,7 @@ class FieldDPN(CTRModel):
         return torch.stack(rows, dim=1)
 
     def field_forward(self, X0: torch.Tensor) -> torch.Tensor:
-        x = X0
-        for spec, idx, layer, norm, act in zip(self.field_specs, self.context_index, self.field_layers,
-                                               self.field_norms, self.field_acts):
-            z = X0 if spec.context == "x0" else x if spec.context == "prev" else X0[:, idx]
-            y = act(norm(layer(x, z)))
-            if self.residual and y.shape == x.shape:
-                y = y + x
-            x = self.dropout(y)
-        return x.reshape(x.shape[0], -1)
+        return run_field_layers(self, X0)
 
     def forward(self, batch: Mapping) -> torch.Tensor:
         values = self.inputs(batch)
@@ -394,6 +365,49 @@ class FieldDPN(CTRModel):
         if self.combine == "parallel":
             x = torch.cat([f, x], dim=1)
         return self.classifier(x).squeeze(-1)
+
+
+def build_field_layers(owner: nn.Module, specs: Sequence[FieldLayerSpec], names: Sequence[str], d: int,
+                       norm: Optional[str], activation: str) -> int:
+    """Set ``owner.field_layers`` / ``field_norms`` / ``field_acts`` / ``context_index`` for
+    ``specs`` over the field rows ``names`` (each d wide); returns the output width per field."""
+    owner.field_layers, owner.field_norms, owner.field_acts = nn.ModuleList(), nn.ModuleList(), \
+        nn.ModuleList()
+    t, m = len(names), d
+    owner.context_index = []     # per field layer: row indices of a named context, else None
+    for s in specs:
+        idx = None
+        if isinstance(s.context, list):
+            for name in s.context:
+                if name not in names:
+                    raise ValueError(f"field layer context field {name!r} is not in the schema "
+                                     f"(fields: {list(names)})")
+            idx = [list(names).index(name) for name in s.context]
+        owner.context_index.append(idx)
+        n = m if s.context == "prev" else d
+        t2 = len(idx) if idx is not None else t
+        owner.field_layers.append(FieldDyLinear(
+            t, m, s.out, t2, n, aggregation=s.aggregation, hidden=s.hidden, sigma=s.sigma,
+            generator=s.generator, heads=s.heads, shared=s.shared, exclude_self=s.exclude_self,
+            attention_hidden=s.attention_hidden, dynamic=s.dynamic, implicit=s.implicit))
+        owner.field_norms.append(nn.LayerNorm(s.out) if norm == "layernorm" else nn.Identity())
+        owner.field_acts.append(ACTIVATIONS[activation]())
+        m = s.out
+    return m
+
+
+def run_field_layers(owner: nn.Module, X0: torch.Tensor) -> torch.Tensor:
+    """``owner``'s field layers (built by :func:`build_field_layers`; ``owner.residual`` and
+    ``owner.dropout`` as FieldDPN's) on the field rows X0 [B, t, d] -> flattened [B, t * c]."""
+    x = X0
+    for spec, idx, layer, norm, act in zip(owner.field_specs, owner.context_index, owner.field_layers,
+                                           owner.field_norms, owner.field_acts):
+        z = X0 if spec.context == "x0" else x if spec.context == "prev" else X0[:, idx]
+        y = act(norm(layer(x, z)))
+        if owner.residual and y.shape == x.shape:
+            y = y + x
+        x = owner.dropout(y)
+    return x.reshape(x.shape[0], -1)
 
 
 def fm_operator(fields: int, dim: int) -> FieldDyLinear:

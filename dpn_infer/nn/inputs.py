@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField
+from .schema import DenseField, MultiHotField, Schema, SequenceField, SparseField, TimestampField
 
 
 def to_torch_batch(batch: Mapping) -> Dict[str, torch.Tensor]:
@@ -165,6 +165,11 @@ class InputLayer(nn.Module):
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise ValueError(f"field '{f.name}': expected int64 ids, got {t.dtype}")
         ids = t.to(torch.int64)
+        if isinstance(f, TimestampField):     # raw seconds, segmented by the session models
+            if ids.dim() not in (2, 3):
+                raise ValueError(f"field '{f.name}': expected timestamps of shape [B, T], got "
+                                 f"{list(ids.shape)}")
+            return ids
         emb = self.embedding(f.name)
         if isinstance(f, SparseField):
             if ids.dim() != 1:

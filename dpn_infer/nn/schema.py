@@ -129,12 +129,48 @@ class SequenceField:
         return d
 
 
-Field = Union[SparseField, MultiHotField, DenseField, SequenceField]
-_FIELD_TYPES = (SparseField, MultiHotField, DenseField, SequenceField)
+@dataclass
+class TimestampField:
+    """The timestamps of a sequence field's behaviours (int64 seconds ``[B, T]``, one per id of
+    ``sequence``, -1 where its id is -1), read by the session models (dpn_infer.nn.sessions).
+
+    Sessions: the behaviours sorted by time; a new session starts where the gap to the previous
+    behaviour is strictly greater than ``gap`` seconds (a gap of exactly ``gap`` stays in the
+    session; the paper's production model uses 30 minutes, App. B.5). The most recent
+    ``max_sessions`` sessions are kept, each with its most recent ``session_len`` behaviours (the
+    paper's 10 x 25). Not part of x0: ``dim`` is 0."""
+    name: str
+    sequence: str
+    gap: int = 1800
+    max_sessions: int = 10
+    session_len: int = 25
+    kind = "timestamps"
+    dim = 0
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"TimestampField: field name must be a non-empty string, got {self.name!r}")
+        if not isinstance(self.sequence, str) or not self.sequence:
+            raise ValueError(f"field {self.name!r}: sequence must be a field name, got {self.sequence!r}")
+        if isinstance(self.gap, bool) or not isinstance(self.gap, int) or self.gap < 0:
+            raise ValueError(f"field {self.name!r}: gap must be an integer >= 0 (seconds), got {self.gap!r}")
+        for k in ("max_sessions", "session_len"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"field {self.name!r}: {k} must be an integer >= 1, got {v!r}")
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "kind": "timestamps", "sequence": self.sequence, "gap": self.gap,
+                "max_sessions": self.max_sessions, "session_len": self.session_len}
+
+
+Field = Union[SparseField, MultiHotField, DenseField, SequenceField, TimestampField]
+_FIELD_TYPES = (SparseField, MultiHotField, DenseField, SequenceField, TimestampField)
 _KEYS = {"sparse": {"name", "kind", "dim", "vocab", "policy"},
          "multi_hot": {"name", "kind", "dim", "vocab", "policy", "pooling", "max_len"},
          "dense": {"name", "kind", "dim"},
-         "sequence": {"name", "kind", "dim", "vocab", "policy", "max_len", "truncate", "table"}}
+         "sequence": {"name", "kind", "dim", "vocab", "policy", "max_len", "truncate", "table"},
+         "timestamps": {"name", "kind", "sequence", "gap", "max_sessions", "session_len"}}
 
 
 def field_from_json(d: Mapping) -> Field:
@@ -156,6 +192,9 @@ def field_from_json(d: Mapping) -> Field:
         if kind == "sequence":
             return SequenceField(d["name"], d["vocab"], d["dim"], d["max_len"], d.get("policy", "hash"),
                                  d.get("truncate", False), d.get("table"))
+        if kind == "timestamps":
+            return TimestampField(d["name"], d["sequence"], d.get("gap", 1800),
+                                  d.get("max_sessions", 10), d.get("session_len", 25))
         return DenseField(d["name"], d.get("dim", 1))
     except KeyError as e:
         raise ValueError(f"field {d.get('name')!r}: missing key {e.args[0]!r}") from None
@@ -171,8 +210,8 @@ class Schema:
         seen = set()
         for f in fields:
             if not isinstance(f, _FIELD_TYPES):
-                raise TypeError(f"Schema fields must be SparseField, MultiHotField, DenseField or "
-                                f"SequenceField, got {type(f).__name__}")
+                raise TypeError(f"Schema fields must be SparseField, MultiHotField, DenseField, "
+                                f"SequenceField or TimestampField, got {type(f).__name__}")
             if f.name in seen:
                 raise ValueError(f"duplicate field name {f.name!r} in schema")
             seen.add(f.name)
@@ -187,6 +226,15 @@ class Schema:
                     raise ValueError(f"field {f.name!r}: shares the table of {o.name!r}, so vocab, dim "
                                      f"and policy must equal its ({o.vocab}, {o.dim}, {o.policy!r}), got "
                                      f"({f.vocab}, {f.dim}, {f.policy!r})")
+        timed = set()
+        for f in fields:
+            if isinstance(f, TimestampField):
+                if not isinstance(by_name.get(f.sequence), SequenceField):
+                    raise ValueError(f"field {f.name!r}: sequence {f.sequence!r} must name a sequence "
+                                     f"field of the schema")
+                if f.sequence in timed:
+                    raise ValueError(f"field {f.name!r}: sequence {f.sequence!r} already has timestamps")
+                timed.add(f.sequence)
         self.fields: List[Field] = fields
         self._by_name = {f.name: f for f in fields}
 

@@ -19,7 +19,7 @@ from torch import nn
 from .inputs import InputLayer
 from .layers import (CTRModel, LayerSpec, as_layer_spec, build_feature_layers, check_common,
                      check_schema, run_feature_layers)
-from .schema import Schema, SequenceField
+from .schema import Schema, SequenceField, TimestampField
 from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean, valid_mask
 
 ENCODERS = ("self_attention", "homo_dpo")
@@ -68,7 +68,7 @@ class SeqDPN(CTRModel):
             raise ValueError("SeqDPN: needs at least one sequence and one candidate field")
         if profile is None:
             profile = [f.name for f in schema if f.name not in self.sequence + self.candidate
-                       and not isinstance(f, SequenceField)]
+                       and not isinstance(f, (SequenceField, TimestampField))]
         self.profile = _names("profile", profile, schema, False)
         if set(self.profile) & set(self.candidate):
             raise ValueError("SeqDPN: a field is both candidate and profile")
@@ -83,6 +83,8 @@ class SeqDPN(CTRModel):
         for e in self.decoder:
             if e not in DECODERS:
                 raise ValueError(f"SeqDPN: decoder parts must be in {DECODERS}, got {e!r}")
+        if homo_generator == "sep":     # not in the engine's homo_dpo op yet: refuse, not mis-export
+            raise ValueError("SeqDPN: homo_generator 'sep' is for the session models (DyJoint) only")
         self.residual = bool(residual)
         d = schema.width(self.sequence)
         dq = schema.width(self.candidate)

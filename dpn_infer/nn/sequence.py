@@ -5,10 +5,12 @@ A behaviour sequence is ``x`` float ``[B, T, n]`` with ``lengths`` int64 ``[B]``
 
 - :class:`HomoDPO` (behaviour-behaviour, Eqn. 6-7): ``s = sigma(W1ᵀ mean_valid(X) + b1)``, per-tap
   depthwise kernels ``K_τ = W2_τᵀ s + b2_τ``, ``y_i = Σ_τ K_τ ⊙ x_{i+τ}`` (zero outside the valid
-  length, no bias). Generators: ``mlp`` (as written) and ``se`` (squeeze-excitation, App. B.5:
-  hidden ``max(1, n // ratio)`` units with ReLU, kernels gated by a sigmoid).
+  length, no bias). Generators: ``mlp`` (as written), ``se`` (squeeze-excitation, App. B.5:
+  hidden ``max(1, n // ratio)`` units with ReLU, kernels gated by a sigmoid) and ``sep`` (``se``
+  over the mean of a separable convolution of X, Table 15; dpn_infer.nn.generators).
 - :class:`HeteroDPO` (query-behaviour, Eqn. 8): ``W_g = g(mean_valid(Z))``, ``y = W_gᵀ q`` (+ the
-  generated bias of :class:`DyLinear`, which it is).
+  generated bias of :class:`DyLinear`, which it is); generators ``mlp``, ``se``, ``sep`` as HomoDPO's
+  (without the sigmoid gate, dpn_infer.nn.generators).
 - :class:`SelfAttention`: masked multi-head self-attention (keys past the length are masked).
 - :class:`TargetAttention`: DIN's activation unit over ``[q, k, q-k, q*k]``, weights not normalized
   (no softmax), interest ``Σ_i a_i k_i`` over the valid positions.
@@ -22,8 +24,10 @@ from torch import nn
 
 from .checks import positive_int
 from .dylinear import SIGMAS, DyLinear, apply_sigma
+from .generators import SeparableConv, se_hidden
 
-HOMO_GENERATORS = ("mlp", "se")
+HOMO_GENERATORS = ("mlp", "se", "sep")
+HETERO_GENERATORS = ("mlp", "se", "sep")
 ATT_ACTS = ("sigmoid", "relu", "tanh")
 
 
@@ -59,15 +63,16 @@ class HomoDPO(nn.Module):
             raise ValueError(f"HomoDPO: kernel_size must be odd, got {kernel_size}")
         if generator not in HOMO_GENERATORS:
             raise ValueError(f"HomoDPO: generator must be one of {HOMO_GENERATORS}, got {generator!r}")
-        if generator == "se":
-            positive_int("HomoDPO", "ratio", ratio)
-            hidden, sigma = max(1, dim // ratio), "relu"
+        if generator in ("se", "sep"):
+            hidden, sigma = se_hidden(dim, ratio), "relu"
         positive_int("HomoDPO", "hidden", hidden)
         if sigma not in SIGMAS:
             raise ValueError(f"HomoDPO: sigma must be one of {SIGMAS}, got {sigma!r}")
         self.dim, self.kernel_size, self.hidden, self.sigma = dim, kernel_size, hidden, sigma
         self.generator, self.ratio = generator, ratio
-        self.gate = "sigmoid" if generator == "se" else "identity"
+        self.gate = "sigmoid" if generator in ("se", "sep") else "identity"
+        if generator == "sep":      # the generator's view of each behaviour's neighbourhood
+            self.sep = SeparableConv(dim, kernel_size)
         self.g1 = nn.Linear(dim, hidden)
         self.g2 = nn.Linear(hidden, kernel_size * dim)
         with torch.no_grad():   # start near an identity-ish smoothing kernel
@@ -76,7 +81,8 @@ class HomoDPO(nn.Module):
 
     def kernels(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """[B, k, n]: each row's taps."""
-        h = apply_sigma(self.sigma, self.g1(masked_mean(x, lengths)))
+        ctx = self.sep(x, lengths) if self.generator == "sep" else x
+        h = apply_sigma(self.sigma, self.g1(masked_mean(ctx, lengths)))
         t = self.g2(h)
         if self.gate == "sigmoid":
             t = torch.sigmoid(t)
@@ -96,18 +102,32 @@ class HomoDPO(nn.Module):
 
 class HeteroDPO(nn.Module):
     """Query-behaviour DPO: a :class:`DyLinear` (``dpo``) from the query, its context the mean of
-    the valid behaviours. forward(q [B, m], x [B, T, n], lengths) -> [B, c]. ``impl`` is the
-    DyLinear's (``self.dpo.impl``): "auto" (default), "kron" or "paper"."""
+    the valid behaviours (``generator="sep"``: of their separable convolution ``sep``). forward(q
+    [B, m], x [B, T, n], lengths) -> [B, c]. ``generator`` "se" / "sep" replace ``hidden`` by the
+    SE bottleneck ``max(1, n // ratio)`` (ReLU). ``impl`` is the DyLinear's (``self.dpo.impl``):
+    "auto" (default), "kron" or "paper"."""
 
     def __init__(self, query_dim: int, behaviour_dim: int, out_dim: int, hidden: int = 4,
-                 sigma: str = "relu", impl: str = "auto"):
+                 sigma: str = "relu", impl: str = "auto", generator: str = "mlp", ratio: int = 4,
+                 kernel_size: int = 3):
         super().__init__()
+        if generator not in HETERO_GENERATORS:
+            raise ValueError(f"HeteroDPO: generator must be one of {HETERO_GENERATORS}, got {generator!r}")
+        if generator in ("se", "sep"):
+            hidden, sigma = se_hidden(behaviour_dim, ratio), "relu"
         self.query_dim, self.behaviour_dim, self.out_dim = query_dim, behaviour_dim, out_dim
+        self.generator, self.ratio = generator, ratio
+        if generator == "sep":
+            self.sep = SeparableConv(behaviour_dim, kernel_size)
         self.dpo = DyLinear(query_dim, out_dim, behaviour_dim, hidden=hidden, sigma=sigma, impl=impl)
+
+    def features(self, x, lengths):
+        """What the context averages: the behaviours, or their separable convolution ("sep")."""
+        return self.sep(x, lengths) if self.generator == "sep" else x
 
     def forward(self, q, x, lengths):
         _check_seq("HeteroDPO", x, lengths, self.behaviour_dim)
-        return self.dpo(q, masked_mean(x, lengths))
+        return self.dpo(q, masked_mean(self.features(x, lengths), lengths))
 
 
 class SelfAttention(nn.Module):

@@ -136,17 +136,15 @@ def batch_for(name):
             "hist_item": hist_item.astype(np.int64), "hist_cat": hist_cat.astype(np.int64)}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--force", action="store_true", help="overwrite existing golden files (don't)")
-    args = ap.parse_args(argv)
+def write(models, batch_for, force=False):
+    """NAME.pt and NAME.npz for each model (refusing to overwrite unless ``force``)."""
     import torch
     from dpn_infer import nn as dnn
 
     os.makedirs(HERE, exist_ok=True)
-    for name, model in build_models().items():
+    for name, model in models.items():
         ck = os.path.join(HERE, f"{name}.pt")
-        if os.path.exists(ck) and not args.force:
+        if os.path.exists(ck) and not force:
             sys.exit(f"{ck} exists; golden checkpoints are never regenerated")
         batch = batch_for(name)
         with torch.no_grad():
@@ -156,6 +154,13 @@ def main(argv=None):
         np.savez(os.path.join(HERE, f"{name}.npz"), logits=logits,
                  **{f"batch/{k}": v for k, v in batch.items()})
         print(f"{name}: {os.path.getsize(ck)} bytes, logits {np.round(logits[:4], 3)}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--force", action="store_true", help="overwrite existing golden files (don't)")
+    args = ap.parse_args(argv)
+    write(build_models(), batch_for, args.force)
 
 
 if __name__ == "__main__":
