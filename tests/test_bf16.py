@@ -380,7 +380,7 @@ def test_hand_built_bf16_file_loads(tmp_path):
 @pytest.mark.parametrize("make, words", [
     (lambda: _bf16_file(nbytes=16), "nbytes 16 does not match its shape and dtype"),
     (lambda: _bf16_file(nbytes=6), "nbytes 6 does not match its shape and dtype"),
-    (lambda: _bf16_file(opset=2), "tensor 'w' is bfloat16, which needs opset 3 (the file says 2)"),
+    (lambda: _bf16_file(opset=2), "param 'weight' (tensor 'w') is bfloat16, which needs opset 3 (the file says 2)"),
     (lambda: _bf16_file(opset=1, table_dtype=1), "is float16, which needs opset 3 (the file says 1)"),
     (lambda: _bf16_file(dtype=4, nbytes=16), "is int32; this engine reads float32, float16 or bfloat16"),
     (lambda: _bf16_file(dtype=3, nbytes=32), "is int64; this engine reads float32, float16 or bfloat16"),

@@ -325,8 +325,8 @@ def test_hand_built_int8_file_loads(tmp_path):
     ({"table_scale": np.ones((1, 5), np.float32)},
      "param 'table' (tensor 'table') is an int8 table with per-column scales"),
     ({"bias_int8": True}, "param 'bias' (tensor 'b') is int8; a bias must be"),
-    ({"opset": 3}, "tensor 'table' is int8, which needs opset 4 (the file says 3)"),
-    ({"opset": 3, "table_dtype": 0}, "tensor 'w' is int8, which needs opset 4 (the file says 3)"),
+    ({"opset": 3}, "param 'table' (tensor 'table') is int8, which needs opset 4 (the file says 3)"),
+    ({"opset": 3, "table_dtype": 0}, "param 'weight' (tensor 'w') is int8, which needs opset 4 (the file says 3)"),
 ])
 def test_corrupt_int8_files(tmp_path, kw, words):
     with pytest.raises(ModelFormatError, match=re.escape(words)):

@@ -84,8 +84,8 @@ uint64_t float32_size(const format::Container& c, size_t file_size) {
   return f;
 }
 
-// Reduced-precision tensors need the opset that introduced them (docs/format.md §3.1, §3.2), whether
-// or not a node names them.
+// Reduced-precision tensors need the opset that introduced them (docs/format.md §3.1, §3.2), also
+// when no node names them (a node's params are checked as they are read).
 void check_tensor_opsets(const format::Container& c, int64_t opset) {
   for (const auto& t : c.tensors) {
     const int64_t need = t.dtype == format::DType::I8                                        ? 4
@@ -117,13 +117,13 @@ std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const Loa
   if (!meta.is_object()) throw FormatError("invalid model metadata: the JSON must be an object");
   graph::check_opset(meta);
   impl->opset = meta.find("opset")->as_int();
-  check_tensor_opsets(impl->container, impl->opset);
   const bool recorded = recorded_bf16(meta);  // checked even when the caller overrides it
   budget.set_bf16_gemm(options.bf16_gemm == Bf16Gemm::Recorded ? recorded
                                                                : options.bf16_gemm == Bf16Gemm::On);
   impl->fields = schema::parse_schema(meta);
   for (const auto& f : impl->fields) impl->infos.push_back(f.info);
   impl->graph = graph::build_graph(meta, impl->fields, impl->container);
+  check_tensor_opsets(impl->container, impl->opset);  // after the nodes, which name the node at fault
   return make(std::move(impl));
 }
 
