@@ -83,8 +83,11 @@ def test_protocol_definitions_are_consistent():
         assert len(keys) == len(set(keys)), name
         for m in proto["models"]:
             assert set(m["params"]) <= set(proto["datasets"]), (name, m["key"])
-            table, row = m["paper"]
-            assert table == proto["table"] and row in P.PAPER[table], (name, m["key"])
+            if m["paper"] is None:      # a model the paper gives no number for: the note says so
+                assert "no number" in m["note"], (name, m["key"])
+            else:
+                table, row = m["paper"]
+                assert table == proto["table"] and row in P.PAPER[table], (name, m["key"])
             assert m["lr_from"] is None or m["lr_from"] in t1, (name, m["key"])
             if name != "table1" and "lr" not in proto["setting"]:
                 assert m["lr_from"], f"{name}/{m['key']}: no learning rate to use"
@@ -186,6 +189,39 @@ def test_report_section_puts_ours_beside_the_papers():
     assert "| fc2, x0 | — | — | not run |" in text
     assert "Of 1 pairs the paper orders, 1 are in the same order here (1 of them" in text
     assert "0.5 (positive, negative) pair(s)" in text and "counts half" in text
+
+
+def test_report_section_says_unserved_models_have_no_engine_check():
+    """A model the engine does not serve yet (DIEN, DyJoint) shows "not served by the engine yet"
+    instead of an engine |ΔAUC|, the served models keep theirs, and a model without a paper row
+    gets "—" in the paper column."""
+    acc = _accuracy()
+    models = {m["key"]: m for m in P.PROTOCOLS["sequence"]["models"]}
+
+    def recs(key, aucs, served):
+        rs = _rec(key, models[key]["label"], aucs, dauc=2e-6 if served else 0.0)
+        for r in rs:
+            r["dataset"] = "movielens-100k"
+            if not served:
+                r.update(served=False, engine_test_auc=None, engine_dauc=None, engine_max_dp=None,
+                         engine_flipped_pairs=None)
+        return rs
+
+    result = {"movielens-100k": [(models["din"], 1e-3, recs("din", [0.70, 0.71], True)),
+                                 (models["dien"], 1e-3, recs("dien", [0.72, 0.73], False)),
+                                 (models["dyjoint"], 1e-3, recs("dyjoint", [0.74, 0.75], False))]}
+
+    class Args:
+        argv, threads = ["--protocol", "sequence"], 1
+
+    text = acc.paper_report("sequence", result, Args, 60.0, {})
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("| D")}
+    assert rows["DIN"][-1] == "2.0e-06"
+    assert rows["DIEN"][-1] == rows["DyJoint"][-1] == "not served by the engine yet"
+    assert rows["DIEN"][5] == "0.8675" and rows["DyJoint"][5] == "—"
+    assert "Not served by the engine yet (PyTorch only, no model.bin, so no engine check): DIEN, DyJoint." in text
+    assert "largest |AUC(engine) − AUC(PyTorch)| 2.0e-06 (movielens-100k, DIN, seed" in text
 
 
 def test_one_run_records_engine_and_pytorch_auc(tmp_path):
