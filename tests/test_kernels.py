@@ -169,6 +169,27 @@ def test_gemm_kron(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_gemm_collapsed(isa):
+    """A ranking request's per-user weight (kron_collapse + gemm_packed): x · (A_0 + Σ_k h_k A_k)
+    equals the Kronecker GEMM [x, h_1 x, …, h_l x] · B with one h for every row. Against float64,
+    tolerance as the Kronecker GEMM's (fp32 sums of K = (l+1)·m terms, another order): rtol 1e-4,
+    atol 1e-5·sqrt(K). N sweeps the panel edges of every ISA (8, 16, 32: a half last panel or a
+    full one), 1 and 2 threads (the collapse and the GEMM split by panels)."""
+    rng = np.random.default_rng(12)
+    for R, m, l, N in ((1, 1, 1, 1), (5, 7, 3, 8), (17, 41, 4, 16), (33, 100, 5, 31), (2, 13, 1, 32),
+                       (64, 64, 2, 33), (9, 208, 4, 400), (3, 30, 8, 47)):
+        x = rng.standard_normal((R, m)).astype(np.float32)
+        h = rng.standard_normal(l).astype(np.float32)
+        B = rng.standard_normal(((l + 1) * m, N)).astype(np.float32)
+        P = np.concatenate([x] + [h[k] * x for k in range(l)], axis=1).astype(np.float64)
+        want = P @ B.astype(np.float64)
+        for threads in (1, 2):
+            C = _testing.gemm_collapsed(x, h, B, isa, threads)
+            np.testing.assert_allclose(C, want, rtol=1e-4, atol=1e-5 * np.sqrt((l + 1) * m),
+                                       err_msg=f"isa={isa} R,m,l,N={R},{m},{l},{N} threads={threads}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_gemm_kron_few_rows(isa):
     """1-3 rows (batch 1) take the few-rows path on AVX-512, which builds [x, h·x, h] for all of K
     at once instead of by K blocks and groups panels evenly: K well past the K block (256), panel

@@ -194,6 +194,35 @@ def test_request_ragged_shared_sequence():
         np.testing.assert_allclose(got, m.predict(r["broadcast"], logits=True), rtol=RTOL, atol=ATOL)
 
 
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_request_collapsed_user_weight(tmp_path, threads):
+    """A dynamic layer whose context is the user's: a user with at least 16 candidates (the op's
+    kCollapseMinRows) gets the layer's weight collapsed for their h (W_h = A_0 + Σ_k h_k A_k,
+    docs/performance.md), fewer candidates keep the Kronecker GEMM; one request mixes both, with
+    candidates of collapsed and Kronecker users in one row block. Against the broadcast batch, the
+    parity tolerance (another summation order)."""
+    import torch
+
+    from dpn_infer.converters import torch_export
+    from dpn_infer.nn import FeatureDPN, LayerSpec, Schema, SparseField
+
+    torch.manual_seed(3)
+    user, item = [f"u{i}" for i in range(3)], [f"i{i}" for i in range(4)]
+    schema = Schema([SparseField(n, vocab=50, dim=8, policy="hash") for n in user + item])
+    layers = [LayerSpec(40, dynamic=True, context=user, hidden=3, sigma="relu"),
+              LayerSpec(17, dynamic=True, context="x0", hidden=2, sigma="sigmoid")]
+    path = str(tmp_path / "m.bin")
+    torch_export.save(FeatureDPN(schema, layers, activation="relu").eval(), path)
+    m = load(path)
+    rng = np.random.default_rng(5)
+    counts = [0, 16, 1, 15, 40, 3, 17]
+    ids = lambda n: {k: rng.integers(0, 50, n).astype(np.int64) for k in user + item}
+    r = make_request(ids(len(counts)), ids(sum(counts)), user, counts)
+    want = m.predict(r["broadcast"], logits=True)
+    got = m.predict(r["cands"], shared=r["shared"], groups=r["groups"], logits=True, threads=threads)
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
+
+
 def test_request_threads_different_shared_sets(tmp_path):
     """8 threads on one model, each with its own shared sets (more sets in all than the model caches,
     so both the cached plans and, past the cache, the broadcast path run), every answer equal to its

@@ -126,6 +126,29 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
   return C;
 }
 
+// A ranking request's collapsed Kronecker weight with one ISA: W_h = A_0 + Σ_k h_k A_k built in the
+// packed layout (kron_collapse), then x · W_h (gemm_packed) for every row of x. B row-major
+// [(l+1)·m, N], h [l] (one context for all rows).
+py::array_t<float> test_gemm_collapsed(py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                                       py::array_t<float, py::array::c_style | py::array::forcecast> h,
+                                       py::array_t<float, py::array::c_style | py::array::forcecast> B,
+                                       const std::string& isa, int threads) {
+  if (x.ndim() != 2 || h.ndim() != 1 || B.ndim() != 2) throw py::value_error("expected x [R, m], h [l], B [K, N]");
+  const int64_t R = x.shape(0), m = x.shape(1), l = h.shape(0), K = B.shape(0), N = B.shape(1);
+  if (K != (l + 1) * m) throw py::value_error("B must have (l+1)*m rows");
+  dpn::kernels::PackedMatrix pm;
+  pm.pack(B.data(), K, N, N, 1, isa_arg(isa));
+  std::vector<float> W(size_t(std::max<int64_t>(1, dpn::kernels::packed_size(m, N, pm.nr))));
+  py::array_t<float> C({R, N});
+  {
+    py::gil_scoped_release nogil;
+    dpn::kernels::kron_collapse(pm, m, l, h.data(), W.data(), threads);
+    dpn::kernels::gemm_packed(x.data(), m, R, m, W.data(), pm, nullptr, dpn::kernels::Act::Identity,
+                              C.mutable_data(), N, threads);
+  }
+  return C;
+}
+
 using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
@@ -332,6 +355,9 @@ PYBIND11_MODULE(_testing, m) {
         py::arg("bias") = py::none(), py::arg("act") = "identity", py::arg("with_h") = true,
         py::arg("isa") = "ref", py::arg("repeat") = 1, py::arg("bf16") = false, py::arg("twin") = false,
         "The Kronecker GEMM of a dynamic layer with one ISA (bf16, twin: as gemm).");
+  m.def("gemm_collapsed", &test_gemm_collapsed, py::arg("x"), py::arg("h"), py::arg("B"),
+        py::arg("isa") = "ref", py::arg("threads") = 1,
+        "x @ (A_0 + sum_k h_k A_k) through a ranking request's collapsed weight, with one ISA.");
   m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
         "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
         "field_mix, field_attention, dwconv, attention) with one ISA's version; arrays and options as "

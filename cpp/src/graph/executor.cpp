@@ -161,6 +161,32 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
     at[k + 1] = at[k] + users * width[k];
   }
   std::unique_ptr<float[]> kept(new float[size_t(std::max<int64_t>(1, at.back()))]);
+  // Per-user weights the splits can build (SplitOp::user_weight_floats): for the users with enough
+  // candidates to pay for one, in order, while the request's total stays within kMaxWeightFloats.
+  constexpr int64_t kMaxWeightFloats = int64_t(1) << 23;  // 32 MiB per call
+  std::vector<int64_t> cands(size_t(users), 0);
+  for (int64_t b = 0; b < batch; ++b) ++cands[size_t(user_of_row[b])];
+  std::vector<std::vector<int64_t>> slots(sp.splits.size());
+  std::vector<ops::UserWeights> weights(sp.splits.size());
+  std::vector<size_t> weights_at(sp.splits.size(), 0);
+  int64_t weight_floats = 0;
+  for (size_t k = 0; k < sp.splits.size(); ++k) {
+    const ops::SplitOp& op = *sp.splits[k].op;
+    if (op.user_weight_floats <= 0) continue;
+    slots[k].assign(size_t(users), -1);
+    int64_t n = 0;
+    for (int64_t u = 0; u < users; ++u)
+      if (cands[size_t(u)] >= op.user_weight_min_rows &&
+          weight_floats + op.user_weight_floats <= kMaxWeightFloats) {
+        slots[k][size_t(u)] = n++;
+        weight_floats += op.user_weight_floats;
+      }
+    weights_at[k] = size_t(weight_floats - n * op.user_weight_floats);
+    weights[k] = ops::UserWeights{nullptr, op.user_weight_floats, slots[k].data()};
+  }
+  std::unique_ptr<float[]> weight_arena(weight_floats ? new float[size_t(weight_floats)] : nullptr);
+  for (size_t k = 0; k < sp.splits.size(); ++k)
+    if (!slots[k].empty()) weights[k].base = weight_arena.get() + weights_at[k];
   // A split's own buffers per block: its concat part (by columns) and its scratch.
   auto split_buffer = [&](const Split& s, int64_t n) {
     const int64_t cols = s.op->by_columns ? std::max(s.mu, s.mi) : 0;
@@ -179,7 +205,8 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
       const Node& node = g.nodes[s.node];
       std::vector<const float*> in;
       for (int v : node.inputs) in.push_back(w.value(v));
-      s.op->run_user(ops::Block{shared, row0, n, col_threads}, cols ? buf.data() : nullptr, in.data(),
+      const ops::UserWeights* uw = slots[k].empty() ? nullptr : &weights[k];
+      s.op->run_user(ops::Block{shared, row0, n, col_threads, uw}, cols ? buf.data() : nullptr, in.data(),
                      kept.get() + at[nb + k] + row0 * width[nb + k], buf.data() + n * cols);
     }
   });
@@ -203,7 +230,9 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
                   const int64_t cols = s.op->by_columns ? s.mi : 0;
                   if (cols) w.concat(s.cand_parts, n, buf.data(), s.mi);
                   const ops::UserRows part{kept.get() + at[nb + k], width[nb + k], user_of_row + row0};
-                  s.op->run_candidate(blk, cols ? buf.data() : nullptr, in, part, y,
+                  const ops::Block b{blk.inputs, blk.row0, blk.rows, blk.threads,
+                                     slots[k].empty() ? nullptr : &weights[k]};
+                  s.op->run_candidate(b, cols ? buf.data() : nullptr, in, part, y,
                                       buf.data() + n * cols);
                   return true;
                 });

@@ -3,6 +3,7 @@
 #include "kernels/gemm.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "kernels/half.h"
 #include "kernels/isa_kernels.h"
@@ -90,18 +91,23 @@ namespace {
 // Runs fn(n0, n1) over ranges of whole column panels of B (the calling thread takes part 0), as
 // many as the work is worth (runtime/grain.h). Packed panels are independent, so a range is just
 // an offset into Bp, C and bias.
+// (A K × N matrix of panel width nr; a PackedMatrix's or one packed like it.)
 template <class F>
-void for_column_ranges(const PackedMatrix& B, int64_t M, int threads, F&& fn) {
-  const int64_t panels = (B.N + B.nr - 1) / B.nr;
-  const int64_t parts = runtime::column_parts(M, B.K * B.N, std::min<int64_t>(threads, panels));
-  if (parts <= 1) return fn(int64_t(0), B.N);
+void for_column_ranges(int64_t K, int64_t N, int64_t nr, int64_t M, int threads, F&& fn) {
+  const int64_t panels = (N + nr - 1) / nr;
+  const int64_t parts = runtime::column_parts(M, K * N, std::min<int64_t>(threads, panels));
+  if (parts <= 1) return fn(int64_t(0), N);
   runtime::parallel_for(parts, int(parts), [&](int64_t i) {
     // The caller (i = 0, parallel_for) starts first and takes the last range, which holds the
     // partial (half-wide) last panel when there is one, so the later-starting workers get less.
     const int64_t t = parts - 1 - i;
-    const int64_t n0 = panels * t / parts * B.nr, n1 = std::min(B.N, panels * (t + 1) / parts * B.nr);
+    const int64_t n0 = panels * t / parts * nr, n1 = std::min(N, panels * (t + 1) / parts * nr);
     fn(n0, n1);
   });
+}
+template <class F>
+void for_column_ranges(const PackedMatrix& B, int64_t M, int threads, F&& fn) {
+  for_column_ranges(B.K, B.N, B.nr, M, threads, std::forward<F>(fn));
 }
 
 // The float32 GEMM on B.data (for a bfloat16 B on the widening path: A already rounded).
@@ -182,6 +188,38 @@ void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t l
   }
   k.kron_panel(x, ldx, m, h, ldh, l, rows, with_h, panel, B.K);
   gemm_f32(panel, B.K, rows, B, bias, act, C, ldc, threads);
+}
+
+void kron_collapse(const PackedMatrix& B, int64_t m, int64_t l, const float* h, float* dst,
+                   int threads) {
+  const int64_t nr = B.nr, panels = (B.N + nr - 1) / nr;
+  auto run = [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const int64_t w = p == panels - 1 && narrow_tail(B.N, nr) ? nr / 2 : nr, n = m * w;
+      const float* s = B.data.data() + p * B.K * nr;  // block k of this panel at s + k·n
+      float* d = dst + p * m * nr;
+      std::copy(s, s + n, d);
+      for (int64_t k = 1; k <= l; ++k) {
+        const float hk = h[k - 1];
+        const float* sk = s + k * n;
+        for (int64_t i = 0; i < n; ++i) d[i] += hk * sk[i];
+      }
+    }
+  };
+  // Memory-bound (every float of B read once): a thread per range of panels when asked for.
+  const int64_t parts = std::min<int64_t>(std::max(1, threads), panels);
+  if (parts <= 1) return run(0, panels);
+  runtime::parallel_for(parts, int(parts),
+                        [&](int64_t i) { run(panels * i / parts, panels * (i + 1) / parts); });
+}
+
+void gemm_packed(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp,
+                 const PackedMatrix& like, const float* bias, Act act, float* C, int64_t ldc,
+                 int threads) {
+  GemmFn* const kernel = isa_kernels(like.isa).gemm;
+  for_column_ranges(K, like.N, like.nr, M, threads, [&](int64_t n0, int64_t n1) {
+    kernel(A, lda, M, K, Bp + n0 * K, n1 - n0, bias ? bias + n0 : nullptr, act, C + n0, ldc);
+  });
 }
 
 void gemm_bf16_ref(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias,

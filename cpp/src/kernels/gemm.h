@@ -106,4 +106,18 @@ void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t l
                bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act, float* C,
                int64_t ldc, float* panel, int threads = 1);
 
+// A Kronecker weight collapsed for one h (a ranking request's user, whose h every candidate shares):
+// W_h = A_0 + h_1·A_1 + … + h_l·A_l [m × N], from B (float32, K = (l+1)·m rows [A_0; …; A_l]), written
+// at dst in B's packed layout (packed_size(m, N, B.nr) floats). gemm_packed on it gives gemm_kron's
+// result (with_h false) for every row of that h, at 1/(l+1) of the multiply-adds; it sums in another
+// order. Each panel's blocks A_k are contiguous in the packed layout, so this is l axpys per panel.
+void kron_collapse(const PackedMatrix& B, int64_t m, int64_t l, const float* h, float* dst,
+                   int threads = 1);
+
+// C = act(A · Bp + bias), Bp [K × like.N] in the float32 packed layout of `like` (its ISA and panel
+// width): a matrix packed at run time outside a PackedMatrix (kron_collapse).
+void gemm_packed(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp,
+                 const PackedMatrix& like, const float* bias, Act act, float* C, int64_t ldc,
+                 int threads = 1);
+
 }  // namespace dpn::kernels

@@ -191,6 +191,9 @@ class DyLinear : public Op {
 // h once per user, and through the Kronecker identity the user columns' share
 // A'_uᵀ([1; h] ⊗ x_u) + B_d h + b once per user; per candidate only A'_iᵀ([1; h] ⊗ x_i).
 // part: [c + l] per user, its share then its h. Full form with one head.
+// A user with many candidates gets more: their h is one, so A'_iᵀ([1; h] ⊗ x_i) = W_hᵀ x_i with
+// W_h = A_0 + Σ_k h_k A_k [m_i × c] built once for the user (kernels::kron_collapse, a per-user
+// weight: UserWeights), and each candidate runs a static GEMM of K = m_i instead of (l+1)·m_i.
 class DyLinearSplit : public SplitOp {
  public:
   DyLinearSplit(const DyLinear& op, const std::vector<char>& user_cols) : op_(op) {
@@ -202,6 +205,10 @@ class DyLinearSplit : public SplitOp {
     mi_ = int64_t(i.size());
     pack(u, true, au_);
     pack(i, false, ai_);
+    if (!ai_.bf16) {  // bfloat16 weights keep their bfloat16 Kronecker GEMM
+      user_weight_floats = kernels::packed_size(mi_, c.c, ai_.nr);
+      user_weight_min_rows = kCollapseMinRows;
+    }
   }
 
   size_t scratch_floats(int64_t rows) const override {
@@ -222,23 +229,50 @@ class DyLinearSplit : public SplitOp {
                          blk.threads);
     for (int64_t b = 0; b < R; ++b)
       for (int64_t k = 0; k < c.l; ++k) part[b * ld + c.c + k] = h[b * c.l + k];
+    if (blk.weights)
+      for (int64_t b = 0; b < R; ++b)
+        if (float* W = blk.weights->of(blk.row0 + b))
+          kernels::kron_collapse(ai_, mi_, c.l, h + b * c.l, W, blk.threads);
   }
 
   void run_candidate(const Block& blk, const float* xi, const float* const*, UserRows part, float* out,
                      float* scratch) const override {
     const Config& c = op_.c_;
-    const int64_t R = blk.rows, cr = chunk(R);
-    float* h = scratch;  // each row's user's h, side by side for the Kronecker GEMM
-    for (int64_t b = 0; b < R; ++b)
-      std::memcpy(h + b * c.l, part.row(b) + c.c, sizeof(float) * size_t(c.l));
-    float* panel = scratch + R * c.l;
-    for (int64_t r0 = 0; r0 < R; r0 += cr)
-      kernels::gemm_kron(xi + r0 * mi_, mi_, mi_, h + r0 * c.l, c.l, c.l, false, std::min(cr, R - r0),
-                         ai_, nullptr, kernels::Act::Identity, out + r0 * c.c, c.c, panel, blk.threads);
+    const int64_t R = blk.rows;
+    // Runs of rows whose users have a collapsed weight (one run per user) or none (any users).
+    auto weight = [&](int64_t b) { return blk.weights ? blk.weights->of(part.user[b]) : nullptr; };
+    for (int64_t b0 = 0, b1; b0 < R; b0 = b1) {
+      const float* W = weight(b0);
+      for (b1 = b0 + 1; b1 < R && (W ? part.user[b1] == part.user[b0] : !weight(b1)); ++b1) {}
+      if (W)
+        kernels::gemm_packed(xi + b0 * mi_, mi_, b1 - b0, mi_, W, ai_, nullptr, kernels::Act::Identity,
+                             out + b0 * c.c, c.c, blk.threads);
+      else
+        kron_rows(blk, xi, part, b0, b1, out, scratch);
+    }
     add_part_and_act(out, part, R, c.c, c.act);
   }
 
  private:
+  // A user with this many candidates or more gets a collapsed weight: building it reads A'_i once
+  // ((l+1)·m_i·c floats, memory-bound), each candidate then saves l·m_i·c multiply-adds.
+  static constexpr int64_t kCollapseMinRows = 16;
+
+  // Rows [b0, b1) through the Kronecker GEMM with each row's user's h.
+  void kron_rows(const Block& blk, const float* xi, UserRows part, int64_t b0, int64_t b1, float* out,
+                 float* scratch) const {
+    const Config& c = op_.c_;
+    const int64_t R = b1 - b0, cr = chunk(R);
+    float* h = scratch;  // each row's user's h, side by side for the Kronecker GEMM
+    for (int64_t b = 0; b < R; ++b)
+      std::memcpy(h + b * c.l, part.row(b0 + b) + c.c, sizeof(float) * size_t(c.l));
+    float* panel = scratch + R * c.l;
+    for (int64_t r0 = 0; r0 < R; r0 += cr)
+      kernels::gemm_kron(xi + (b0 + r0) * mi_, mi_, mi_, h + r0 * c.l, c.l, c.l, false,
+                         std::min(cr, R - r0), ai_, nullptr, kernels::Act::Identity,
+                         out + (b0 + r0) * c.c, c.c, panel, blk.threads);
+  }
+
   // A' restricted to the columns `cols` of x: rows [A_0; A_1; …; A_l] at those columns, then
   // (with_h) the dynamic bias rows B_d, in the layout gemm_kron's panel has.
   void pack(const std::vector<int64_t>& cols, bool with_h, kernels::PackedMatrix& dst) const {

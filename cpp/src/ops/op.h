@@ -20,12 +20,26 @@ namespace dpn::ops {
 // σ of a generator's hidden layer (dylinear, field_dylinear, homo_dpo): h = σ(W1ᵀz + b1).
 enum class Sigma { Identity, Sigmoid, Softmax, Relu };
 
+struct UserWeights;
+
 // One row block of a predict call: rows [row0, row0 + rows) of every field input.
 struct Block {
   const std::vector<FieldInput>& inputs;
   int64_t row0;
   int64_t rows;
   int threads = 1;  // intra-op threads for this block's GEMMs (column split); 1 = calling thread
+  const UserWeights* weights = nullptr;  // a request's split: its per-user weights (SplitOp)
+};
+
+// A ranking request's per-user weights of one split (SplitOp::user_weight_floats each): user u's at
+// base + slot[u] * stride, or none when slot[u] < 0 (too few candidates to pay for building it, or
+// past the request's budget). u indexes the request's users (a run_user block's row0 + b, or
+// UserRows::user[b] on the candidate rows).
+struct UserWeights {
+  float* base = nullptr;
+  int64_t stride = 0;
+  const int64_t* slot = nullptr;
+  float* of(int64_t u) const { return slot[u] < 0 ? nullptr : base + slot[u] * stride; }
 };
 
 // Per candidate row, its user's row of a split's user part: base + user[b] * stride for row b of
@@ -58,6 +72,11 @@ class SplitOp {
                              float* out, float* scratch) const = 0;
   int64_t part_width = 0;
   bool by_columns = true;
+  // A weight the split can build per user (floats; 0: none), worth it for a user with at least
+  // user_weight_min_rows candidates: the executor then gives run_user and run_candidate a
+  // UserWeights in Block::weights, run_user fills the users that have a slot.
+  int64_t user_weight_floats = 0;
+  int64_t user_weight_min_rows = 0;
 };
 
 class Op {
