@@ -186,7 +186,7 @@ DATA_NAMES = {"ml-tag": "MovieLens-tag sample (ml-tag-sample, 12,800 rows)",
 def non_embedding_params(model) -> int:
     """Trainable parameters outside the embedding tables: what the paper counts."""
     return int(sum(p.numel() for n, p in model.named_parameters()
-                   if p.requires_grad and not n.startswith("inputs.")))
+                   if p.requires_grad and not n.startswith(("inputs.", "context_inputs."))))
 
 
 def build_paper_model(model_def, dataset, schema, embed_dim, seed=None):

@@ -7,11 +7,11 @@ section ``dpn_infer.train.build_model`` reads, the paper row it stands for, and 
 parameter count (the paper counts parameters without the embedding tables; tests check the count
 against the built model). ``bench/accuracy.py --protocol NAME`` runs them.
 
-Where ours differs from the paper's model, the model's ``note`` says so. Two differences hold
-throughout: the context of a dynamic layer reads the same embeddings as its input (dpn_infer.nn
-has no separate context embeddings, so the paper's z0 and x0 are one model here, as are zt and
-xt), and the generator's output layer has a bias (our counts are (l+1)·P per dynamic layer where
-the paper's are about l·P).
+Where ours differs from the paper's model, the model's ``note`` says so. One difference holds
+throughout: the generator's output layer has a bias (our counts are (l+1)·P per dynamic layer where
+the paper's are about l·P). A context reads the input embeddings (the paper's x0 / xt) unless the
+model has ``context_embeddings`` (FeatureDPN's option: the paper's z0 / zt, embedding tables of the
+contexts' own, not counted as parameters, as the input tables are not).
 """
 from __future__ import annotations
 
@@ -120,8 +120,8 @@ def dy(out, context="x0", sigma="softmax", **kw):
     return {"out": out, "dynamic": True, "context": context, "hidden": 4, "sigma": sigma, **kw}
 
 
-def feature_dpn(layers):
-    return {"layers": list(layers), "activation": "relu", "norm": "batchnorm", "dropout": 0.0}
+def feature_dpn(layers, **kw):
+    return {"layers": list(layers), "activation": "relu", "norm": "batchnorm", "dropout": 0.0, **kw}
 
 
 def field_dpn(layers):
@@ -219,7 +219,7 @@ def _table2a_models():
 
 def _table2b_models():
     h = HIDDEN["ml-tag"][0]
-    two = lambda c1, c2: feature_dpn([dy(h, context=c1), dy(h, context=c2)])  # noqa: E731
+    two = lambda c1, c2, **kw: feature_dpn([dy(h, context=c1), dy(h, context=c2)], **kw)  # noqa: E731
     return [
         _m("dnn", "Base (2-layer MLP)", "dnn", mlp([h, h]), {"ml-tag": 101_101},
            ("Table 2b", "Base (2-layer MLP), None"), lr_from="dnn"),
@@ -228,13 +228,17 @@ def _table2b_models():
         _m("fc2", "fc2, x0", "feature-dpn", feature_dpn([h, dy(h)]), {"ml-tag": 462_425},
            ("Table 2b", "fc2, z0"), lr_from="feature-dpn"),
         _m("feature-dpn", "fc1 + fc2, (x0, x0)", "feature-dpn", two("x0", "x0"), {"ml-tag": 499_749},
-           ("Table 2b", "fc1 + fc2, (x0, x0)"), lr_from="feature-dpn",
-           note="also the paper's (z0, z0) row: one model here"),
+           ("Table 2b", "fc1 + fc2, (x0, x0)"), lr_from="feature-dpn"),
+        _m("fc12-z0", "fc1 + fc2, (z0, z0): context embeddings", "feature-dpn",
+           two("x0", "x0", context_embeddings=True), {"ml-tag": 499_749},
+           ("Table 2b", "fc1 + fc2, (z0, z0)"), lr_from="feature-dpn"),
         _m("fc12-prev", "fc1 + fc2, (x0, previous layer)", "feature-dpn", two("x0", "prev"),
            {"ml-tag": 500_829}, ("Table 2b", "fc1 + fc2, (x0, yl0)"), lr_from="feature-dpn"),
         _m("fc12-tag", "fc1 + fc2, (tag, tag)", "feature-dpn", two(["tag"], ["tag"]), {"ml-tag": 499_589},
-           ("Table 2b", "fc1 + fc2, (zt, zt)"), lr_from="feature-dpn",
-           note="also the paper's (xt, xt) row: one model here"),
+           ("Table 2b", "fc1 + fc2, (xt, xt)"), lr_from="feature-dpn"),
+        _m("fc12-ztag", "fc1 + fc2, (z tag, z tag): context embeddings", "feature-dpn",
+           two(["tag"], ["tag"], context_embeddings=True), {"ml-tag": 499_589},
+           ("Table 2b", "fc1 + fc2, (zt, zt)"), lr_from="feature-dpn"),
         _m("fc12-movie", "fc1 + fc2, (movie, movie)", "feature-dpn", two(["movie"], ["movie"]),
            {"ml-tag": 499_589}, ("Table 2b", "fc1 + fc2, (zm, zm)"), lr_from="feature-dpn"),
     ]
@@ -362,8 +366,8 @@ PROTOCOLS = {
     "table2b": {"title": "Table 2b: dynamic layers and contexts", "table": "Table 2b", "datasets": ["ml-tag"],
                 "setting": PAPER_SETTING, "models": _table2b_models(),
                 "about": SETTING_TEXT + " fc1 / fc2 / fc1 + fc2 of the 300-300 MLP replaced by full DyLinear "
-                         "layers (l = 4, σ = softmax) with the contexts named; our contexts read the input "
-                         "embeddings, so the paper's z0 / x0 and zt / xt pairs are one model each here. "
+                         "layers (l = 4, σ = softmax) with the contexts named; x0 / tag read the input embeddings, "
+                         "z0 / z tag embeddings of the contexts' own (FeatureDPN(context_embeddings=True)). "
                          "Learning rates: the Table 1 search's (FeatureDPN's for the dynamic models).",
                 "reading": SMALL_DATA},
     "table2c": {"title": "Table 2c: field-based DPN aggregations, parameters and CPU time", "table": "Table 2c",

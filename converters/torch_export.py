@@ -11,7 +11,7 @@ The user's module is only read: its training/eval mode and its parameters are le
 from __future__ import annotations
 
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -76,8 +76,11 @@ def _pre(path: str) -> str:
 
 # -- pieces -------------------------------------------------------------------------------------
 
-def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]:
-    """embedding / dense_input nodes in schema order; returns field name -> value name."""
+def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str, prefix: str = "",
+                 dense: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """embedding / dense_input nodes in schema order; returns field name -> value name. ``prefix``
+    starts the value names (a second InputLayer's); ``dense``: field -> value of dense fields
+    already emitted (a dense field has no table, so a second InputLayer reads the same value)."""
     _check_type(inputs, (InputLayer,), path)
     if inputs.schema.to_json() != schema.to_json():
         raise ValueError(f"cannot export '{_where(path)}': its schema differs from the model's")
@@ -85,8 +88,8 @@ def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]
     tables = {}     # embeddings key -> tensor name: a table shared by several fields is stored once
     for f in schema.fields:
         if isinstance(f, DenseField):
-            values[f.name] = g.node("dense_input", f"{_pre(path)}{f.name}", [], f"dense/{f.name}",
-                                    {"field": f.name})
+            values[f.name] = dense[f.name] if dense else g.node(
+                "dense_input", f"{_pre(path)}{f.name}", [], f"{prefix}dense/{f.name}", {"field": f.name})
             continue
         key = inputs.keys[f.name]
         epath = f"{_pre(path)}embeddings.{key}"
@@ -102,10 +105,10 @@ def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]
             tables[key] = g.tensor(f"{epath}.weight", emb.weight)
         table = tables[key]
         if isinstance(f, SequenceField):
-            values[f.name] = g.node("seq_embedding", f"{_pre(path)}{f.name}", [], f"seq/{f.name}",
+            values[f.name] = g.node("seq_embedding", f"{_pre(path)}{f.name}", [], f"{prefix}seq/{f.name}",
                                     {"field": f.name}, {"table": table})
             continue
-        values[f.name] = g.node("embedding", epath, [], f"emb/{f.name}", {"field": f.name},
+        values[f.name] = g.node("embedding", epath, [], f"{prefix}emb/{f.name}", {"field": f.name},
                                 {"table": table})
     return values
 
@@ -307,7 +310,11 @@ def _export_feature_dpn(module: FeatureDPN, g: _Graph) -> str:
     values = _emit_inputs(g, module.inputs, schema, "inputs")
     x0 = g.node("concat", "x0", [values[name] for name in schema.names], "x0")
     x0_width = schema.width()
-    x, width = _emit_feature_layers(g, module, x0, x0_width, (x0, x0_width), values, schema)
+    zvalues, z0 = values, x0
+    if getattr(module, "context_inputs", None) is not None:     # the contexts' own embeddings
+        zvalues = _emit_inputs(g, module.context_inputs, schema, "context_inputs", "ctx/", values)
+        z0 = g.node("concat", "z0", [zvalues[name] for name in schema.names], "z0")
+    x, width = _emit_feature_layers(g, module, x0, x0_width, (z0, x0_width), zvalues, schema)
     return _emit_linear_out(g, module.classifier, x, width)
 
 

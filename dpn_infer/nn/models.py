@@ -25,26 +25,40 @@ class FeatureDPN(CTRModel):
     Submodules (their paths name the tensors in model.bin): ``inputs`` (InputLayer), ``layers``
     (Linear / DyLinear), ``norms`` (LayerNorm / BatchNorm1d / Identity), ``acts`` (ReLU / Tanh /
     Sigmoid / Identity), ``dropout``, ``classifier``.
+
+    ``context_embeddings=True`` gives the dynamic layers' contexts embeddings of their own (the
+    paper's z, Table 2b: z0 is every field's context embedding concatenated, zt the tag field's):
+    a second InputLayer ``context_inputs`` whose tables only contexts read, so a context "x0" reads
+    z0 and a field-list context the named fields' context embeddings. Dense fields are the same
+    values in both.
     """
 
     def __init__(self, schema: Schema, layers: Sequence[Union[LayerSpec, int]] = (),
-                 activation: str = "relu", norm: Optional[str] = None, dropout: float = 0.0):
+                 activation: str = "relu", norm: Optional[str] = None, dropout: float = 0.0,
+                 context_embeddings: bool = False):
         super().__init__()
         check_schema(type(self).__name__, schema)
         check_common(activation, norm, dropout)
         no_sequences(type(self).__name__, schema)
+        if not isinstance(context_embeddings, bool):
+            raise ValueError(f"{type(self).__name__}: context_embeddings must be True or False, "
+                             f"got {context_embeddings!r}")
         self.schema = schema
         self.specs = [as_layer_spec(layer) for layer in layers]
         self.activation, self.norm, self.dropout_p = activation, norm, float(dropout)
         self.inputs = InputLayer(schema)
+        self.context_inputs = InputLayer(schema) if context_embeddings else None
         x0_width = schema.width()
         width = build_feature_layers(self, self.specs, x0_width, x0_width, norm, activation, schema)
         self.dropout = nn.Dropout(self.dropout_p)
         self.classifier = nn.Linear(width, 1)
 
     def config(self) -> dict:
-        return {"schema": self.schema.to_json(), "layers": [s.to_dict() for s in self.specs],
-                "activation": self.activation, "norm": self.norm, "dropout": self.dropout_p}
+        c = {"schema": self.schema.to_json(), "layers": [s.to_dict() for s in self.specs],
+             "activation": self.activation, "norm": self.norm, "dropout": self.dropout_p}
+        if self.context_inputs is not None:     # only where set: older configs stay as they were
+            c["context_embeddings"] = True
+        return c
 
     def x0(self, values) -> torch.Tensor:
         return x0_of(values, self.schema)
@@ -52,7 +66,9 @@ class FeatureDPN(CTRModel):
     def forward(self, batch: Mapping) -> torch.Tensor:
         values = self.inputs(batch)
         x0 = self.x0(values)
-        return self.classifier(run_feature_layers(self, x0, x0, values)).squeeze(-1)
+        zvalues = values if self.context_inputs is None else self.context_inputs(batch)
+        z0 = x0 if self.context_inputs is None else self.x0(zvalues)
+        return self.classifier(run_feature_layers(self, x0, z0, zvalues)).squeeze(-1)
 
 
 class DNN(FeatureDPN):

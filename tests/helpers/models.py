@@ -85,6 +85,8 @@ def model_specs(draw, kind=None):
             "B": draw(st.one_of(st.sampled_from(BATCH_SIZES), st.integers(1, 513)))}
     if kind == "feature_dpn":
         spec["layers"] = draw(layer_specs(fields))
+        # the contexts' own embeddings (Table 2b's z0 / zt): a second InputLayer the contexts read
+        spec["context_embeddings"] = draw(st.booleans())
     elif kind == "dnn":
         spec["hidden"] = draw(st.lists(st.integers(1, 13), min_size=0, max_size=3))
     else:
@@ -131,7 +133,8 @@ def build(spec):
     schema = make_schema(spec["fields"])
     if spec["kind"] == "feature_dpn":
         model = dnn.FeatureDPN(schema, [_layer_spec(l) for l in spec["layers"]],
-                               activation=spec["activation"], norm=spec["norm"])
+                               activation=spec["activation"], norm=spec["norm"],
+                               context_embeddings=spec.get("context_embeddings", False))
     elif spec["kind"] == "dnn":
         model = dnn.DNN(schema, spec["hidden"], activation=spec["activation"], norm=spec["norm"])
     else:
