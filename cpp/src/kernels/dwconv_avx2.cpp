@@ -48,8 +48,10 @@ void dwconv_mean(const float* x, int64_t L, int64_t n, const float* K, int64_t k
     for (int64_t o = 1; o <= h && o < L; ++o) {
       P = _mm256_add_ps(P, _mm256_maskload_ps(x + (o - 1) * n + j, m));
       Q = _mm256_add_ps(Q, _mm256_maskload_ps(x + (L - o) * n + j, m));
-      acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_maskload_ps(K + (h + o) * n + j, m), _mm256_sub_ps(S, P)));
-      acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_maskload_ps(K + (h - o) * n + j, m), _mm256_sub_ps(S, Q)));
+      acc = _mm256_add_ps(
+          acc, _mm256_mul_ps(_mm256_maskload_ps(K + (h + o) * n + j, m), _mm256_sub_ps(S, P)));
+      acc = _mm256_add_ps(
+          acc, _mm256_mul_ps(_mm256_maskload_ps(K + (h - o) * n + j, m), _mm256_sub_ps(S, Q)));
     }
     _mm256_maskstore_ps(y + j, m, _mm256_mul_ps(acc, inv));
   }

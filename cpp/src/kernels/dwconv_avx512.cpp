@@ -1,7 +1,7 @@
 // AVX-512 dynamic depthwise convolution and its mean (dwconv.h): 16 channels per vector, masked
-// tail; products and sums rounded separately (built with -ffp-contract=off), the same bits as dwconv_ref.cpp.
-// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -ffp-contract=off; only called
-// after the runtime check (cpu::available(Isa::Avx512)).
+// tail; products and sums rounded separately (built with -ffp-contract=off), the same bits as
+// dwconv_ref.cpp. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -ffp-contract=off; only
+// called after the runtime check (cpu::available(Isa::Avx512)).
 #include <immintrin.h>
 
 #include "kernels/isa_kernels.h"
@@ -43,8 +43,10 @@ void dwconv_mean(const float* x, int64_t L, int64_t n, const float* K, int64_t k
     for (int64_t o = 1; o <= h && o < L; ++o) {
       P = _mm512_add_ps(P, _mm512_maskz_loadu_ps(m, x + (o - 1) * n + j));
       Q = _mm512_add_ps(Q, _mm512_maskz_loadu_ps(m, x + (L - o) * n + j));
-      acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, K + (h + o) * n + j), _mm512_sub_ps(S, P)));
-      acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, K + (h - o) * n + j), _mm512_sub_ps(S, Q)));
+      acc = _mm512_add_ps(
+          acc, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, K + (h + o) * n + j), _mm512_sub_ps(S, P)));
+      acc = _mm512_add_ps(
+          acc, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, K + (h - o) * n + j), _mm512_sub_ps(S, Q)));
     }
     _mm512_mask_storeu_ps(y + j, m, _mm512_mul_ps(acc, inv));
   }

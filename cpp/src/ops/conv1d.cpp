@@ -65,7 +65,8 @@ class Conv1d : public Op {
     // Window r covers positions r .. r+k-1 of X, centred on r+h; windows centred on a gap are
     // computed and dropped (h per row).
     float* C = X + N * n_;
-    if (valid > 0) kernels::gemm(X, n_, N - 2 * h, w_, bias_.data(), kernels::Act::Identity, C, n_, threads);
+    if (valid > 0)
+      kernels::gemm(X, n_, N - 2 * h, w_, bias_.data(), kernels::Act::Identity, C, n_, threads);
     int64_t r = 0;  // window of row b's position 0: its first position's index in X, less h
     for (int64_t b = 0; b < R; ++b) {
       const int64_t L = seq_len(len[b], T_);
