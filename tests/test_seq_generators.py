@@ -3,15 +3,16 @@ Conv1D encoder, served (docs/format.md §5b, opset 5: ``seq_sepconv_pool``, ``co
 ``homo_dpo``'s context input): the graphs the converter writes and their opsets, Hypothesis parity of
 each module against PyTorch (rtol 1e-4 / atol 1e-5 on the logit, test_parity's ``judge``) over
 lengths 0..T, T 1..50, ratio 1..8, kernel 1/3/5 and odd widths, the converter's refusals, and the
-files the engine must refuse (typed ModelFormatError naming the node, never a crash). Every ISA:
-test_seq_parity.py's every-ISA tests include these generators and Conv1D."""
+files the engine must refuse (typed ModelFormatError naming the node, never a crash), and a fixed
+sample of generator models under every kernel ISA (test_seq_parity.py's every-ISA tests include
+them too)."""
 from __future__ import annotations
 
 import copy
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
@@ -21,7 +22,8 @@ from dpn_infer.converters import format as F  # noqa: E402
 from dpn_infer.converters import torch_export  # noqa: E402
 from dpn_infer.engine import ModelFormatError, load  # noqa: E402
 from helpers import models as HM  # noqa: E402
-from test_seq_parity import check  # noqa: E402
+from helpers import seqmodels as SM  # noqa: E402
+from test_seq_parity import _check_every_isa, check  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                 print_blob=True)
@@ -102,6 +104,26 @@ def test_generators_and_conv1d_match_torch(T, d, k, ratio, homo, hetero, conv, B
     b = _batch(T, B, seed)
     HM.calibrate_(m, b, seed=seed)
     check(m, b, what=f"T={T} d={d} k={k} ratio={ratio} homo={homo} hetero={hetero} conv={conv} B={B}")
+
+
+@st.composite
+def _generator_specs(draw):
+    """helpers/seqmodels specs whose encoder / decoder always hold a generator or Conv1D."""
+    spec = draw(SM.seq_model_specs(kind="seqdpn"))
+    return dict(spec, encoder=draw(st.sampled_from([["homo_dpo"], ["conv1d"], ["homo_dpo", "conv1d"],
+                                                    ["self_attention", "homo_dpo", "conv1d"]])),
+                decoder=draw(st.sampled_from([[], ["hetero_dpo"]])),
+                homo_generator=draw(st.sampled_from(["se", "sep"])),
+                hetero_generator=draw(st.sampled_from(["se", "sep"])),
+                kernel_size=draw(st.sampled_from([1, 3, 5])))
+
+
+@settings(max_examples=1, derandomize=True, database=None, phases=[Phase.generate], **SETTINGS)
+@given(specs=st.lists(_generator_specs(), min_size=10, max_size=10))
+def test_generators_every_isa_random(specs):
+    """A fixed (derandomized) sample of generator / Conv1D models under every kernel ISA (child
+    processes; test_seq_parity's criterion), no shrinking."""
+    _check_every_isa(specs)
 
 
 def test_conv1d_pass_edges():
