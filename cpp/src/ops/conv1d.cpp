@@ -86,14 +86,7 @@ class Conv1d : public Op {
 
 std::unique_ptr<Op> make_conv1d(const NodeBuilder& nb) {
   nb.expect_inputs(2, 2);
-  const int64_t T = nb.attr_int("max_len", 1), n = nb.attr_int("dim", 1), k = nb.attr_int("kernel", 1);
-  const int64_t lim = int64_t(1) << 20;
-  if (T > lim || n > lim || k > 1023 || k * n > lim) nb.fail("attribute too large");
-  if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
-  if (nb.in_widths()[0] != T * n)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
-            ", expected max_len*dim=" + std::to_string(T * n));
-  seq_len_input(nb, 1);
+  const auto [T, n, k] = seq_conv_attrs(nb);
   const float* w = nb.param("weight", {n, n, k});
   const float* b = nb.param("bias", {n});
   return std::make_unique<Conv1d>(T, n, k, w, b);

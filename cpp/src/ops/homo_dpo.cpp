@@ -82,19 +82,12 @@ class HomoDpo : public Op {
 
 std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
   nb.expect_inputs(2, 3);
-  const int64_t T = nb.attr_int("max_len", 1), n = nb.attr_int("dim", 1);
-  const int64_t k = nb.attr_int("kernel", 1), l = nb.attr_int("hidden", 1);
+  const auto [T, n, k] = seq_conv_attrs(nb);
+  const int64_t l = nb.attr_int("hidden", 1);
   const bool context = nb.in_widths().size() == 3;
-  const int64_t lim = int64_t(1) << 20;
   // hidden is the one size not tied to the input's width: bounded so its scratch (256 rows of h)
   // stays small whatever the file says.
-  if (T > lim || n > lim || k > 1023 || l > (int64_t(1) << 16) || k * n > lim)
-    nb.fail("attribute too large");
-  if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
-  if (nb.in_widths()[0] != T * n)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
-            ", expected max_len*dim=" + std::to_string(T * n));
-  seq_len_input(nb, 1);
+  if (l > (int64_t(1) << 16)) nb.fail("attribute too large");
   if (context && nb.in_widths()[2] != n)
     nb.fail("input z (the generator's context) has width " + std::to_string(nb.in_widths()[2]) +
             ", expected dim=" + std::to_string(n));

@@ -52,14 +52,7 @@ class SeqSepconvPool : public Op {
 
 std::unique_ptr<Op> make_seq_sepconv_pool(const NodeBuilder& nb) {
   nb.expect_inputs(2, 2);
-  const int64_t T = nb.attr_int("max_len", 1), n = nb.attr_int("dim", 1), k = nb.attr_int("kernel", 1);
-  const int64_t lim = int64_t(1) << 20;
-  if (T > lim || n > lim || k > 1023 || k * n > lim) nb.fail("attribute too large");
-  if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
-  if (nb.in_widths()[0] != T * n)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
-            ", expected max_len*dim=" + std::to_string(T * n));
-  seq_len_input(nb, 1);
+  const auto [T, n, k] = seq_conv_attrs(nb);
   const float* dww = nb.param("dw_weight", {n, k});
   const float* dwb = nb.param("dw_bias", {n});
   const float* pww = nb.param("pw_weight", {n, n});
