@@ -89,6 +89,24 @@ def test_hetero_se_is_the_relu_bottleneck_without_gate():
     assert dl["attrs"]["sigma"] == "relu" and dl["attrs"]["hidden"] == 3
 
 
+@pytest.mark.parametrize("cls", [dnn.SeqDPN, dnn.DINHeter])
+def test_checkpoint_keeps_the_generators(tmp_path, cls):
+    """save_checkpoint / load_checkpoint (dpn-convert's input) rebuild the generators and Conv1D."""
+    torch.manual_seed(3)
+    kw = dict(hetero_generator="sep", se_ratio=2, kernel_size=5, layers=[6])
+    if cls is dnn.SeqDPN:
+        kw.update(encoder=["conv1d", "homo_dpo"], homo_generator="sep")
+    m = cls(_schema(6, 5, 5), ["hist"], ["item"], **kw)
+    HM.randomize_(m, 3)
+    m.eval()
+    dnn.save_checkpoint(m, tmp_path / "c.pt")
+    back = dnn.load_checkpoint(tmp_path / "c.pt")
+    assert back.config() == m.config() and back.hetero_dpo.generator == "sep"
+    b = _batch(6, 9, 3)
+    with torch.no_grad():
+        np.testing.assert_array_equal(back(b).numpy(), m(b).numpy())
+
+
 # -- parity -------------------------------------------------------------------------------------
 
 @settings(max_examples=25, **SETTINGS)

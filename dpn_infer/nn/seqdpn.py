@@ -96,8 +96,9 @@ class SeqDPN(CTRModel):
         self.opts = dict(heads=heads, kernel_size=kernel_size, homo_hidden=homo_hidden,
                          homo_sigma=homo_sigma, homo_generator=homo_generator, se_ratio=se_ratio,
                          att_hidden=att_hidden, att_act=att_act, hetero_out=hetero_out,
-                         hetero_hidden=hetero_hidden, hetero_sigma=hetero_sigma,
-                         hetero_generator=hetero_generator)
+                         hetero_hidden=hetero_hidden, hetero_sigma=hetero_sigma)
+        if hetero_generator != "mlp":   # a later option: earlier checkpoints' configs stay as written
+            self.opts["hetero_generator"] = hetero_generator
         self.inputs = InputLayer(schema)
         self.self_attention = SelfAttention(d, heads) if "self_attention" in self.encoder else None
         self.homo_dpo = (HomoDPO(d, kernel_size, homo_hidden, homo_sigma, homo_generator, se_ratio)
