@@ -58,11 +58,17 @@ VOCAB = 10000
 # Sequence configs (SeqDPN): candidate item + category, profile fields, a history of T items and
 # their categories (tables shared with the candidate's), dim each; encoder HomoDPO (kernel k) +
 # self-attention, decoder HeteroDPO + target attention, MLP head. History lengths are uniform in
-# [0, T] per row, so FLOP counts use the mean length T/2.
+# [0, T] per row, so FLOP counts use the mean length T/2. seq-gen and seq-conv1d are Table 15's
+# generator rows at that shape: SE bottleneck (d / ratio) generators over the mean of a separable
+# convolution for HomoDPO and HeteroDPO, or a static Conv1D encoder in HomoDPO's place.
+_SEQ = {"T": 50, "dim": 16, "cat_vocab": 100, "profile": 4, "kernel": 3, "heads": 2,
+        "att_hidden": 36, "hidden": 4, "mlp": [200, 80]}
 SEQ_CONFIGS = {
-    "seq": {"T": 50, "dim": 16, "cat_vocab": 100, "profile": 4, "kernel": 3, "heads": 2,
-            "att_hidden": 36, "hidden": 4, "mlp": [200, 80]},
+    "seq": _SEQ,
+    "seq-gen": dict(_SEQ, homo_generator="sep", hetero_generator="sep", ratio=4),
+    "seq-conv1d": dict(_SEQ, encoder=["self_attention", "conv1d"], hetero_generator="sep", ratio=4),
 }
+_SEQ_ENCODER = ["self_attention", "homo_dpo"]
 
 
 def build_seq(config, seed=0):
@@ -78,32 +84,53 @@ def build_seq(config, seed=0):
     fields += [SequenceField("hist_item", VOCAB, d, T, table="item", truncate=True),
                SequenceField("hist_cat", c["cat_vocab"], d, T, table="cat", truncate=True)]
     return SeqDPN(Schema(fields), ["hist_item", "hist_cat"], ["item", "cat"],
-                  encoder=["self_attention", "homo_dpo"], decoder=["target_attention", "hetero_dpo"],
+                  encoder=c.get("encoder", _SEQ_ENCODER), decoder=["target_attention", "hetero_dpo"],
                   heads=c["heads"], kernel_size=c["kernel"], homo_hidden=c["hidden"],
-                  att_hidden=c["att_hidden"], hetero_hidden=c["hidden"], layers=c["mlp"]).eval()
+                  att_hidden=c["att_hidden"], hetero_hidden=c["hidden"], layers=c["mlp"],
+                  homo_generator=c.get("homo_generator", "mlp"),
+                  hetero_generator=c.get("hetero_generator", "mlp"), se_ratio=c.get("ratio", 4)).eval()
+
+
+def _seq_parts(c):
+    """(d, k, homo hidden, hetero hidden, encoder parts) of a sequence config."""
+    d = 2 * c["dim"]
+    hidden = {g: max(1, d // c.get("ratio", 4)) if c.get(f"{g}_generator", "mlp") != "mlp" else c["hidden"]
+              for g in ("homo", "hetero")}
+    return d, c["kernel"], hidden["homo"], hidden["hetero"], c.get("encoder", _SEQ_ENCODER)
 
 
 def seq_flops_per_row(config):
     c = SEQ_CONFIGS[config]
-    d, k, l, h = 2 * c["dim"], c["kernel"], c["hidden"], c["att_hidden"]
-    L = c["T"] / 2
+    d, k, lo, le, enc = _seq_parts(c)
+    h, L = c["att_hidden"], c["T"] / 2
+    sep = 2 * L * d + 4 * k * d + 2 * d * d                              # seq_sepconv_pool
     attn = 2 * L * d * 3 * d + 4 * L * L * d + 2 * L * d * d           # QKV, scores + AV, output
-    homo = 2 * d * l + 2 * l * k * d + 2 * L * k * d                    # generator, kernel, conv
+    homo = 2 * d * lo + 2 * lo * k * d + 2 * L * k * d                  # generator, kernel, conv
+    homo += sep if c.get("homo_generator") == "sep" else 0
+    conv = 2 * L * k * d * d
     target = 2 * d * h + 2 * L * 2 * d * h + L * (2 * h + 2 * d)        # folded activation unit
-    hetero = 2 * d * d * (l + 1) + 2 * d * l + 2 * l * d
+    hetero = 2 * d * d * (le + 1) + 2 * d * le + 2 * le * d
+    hetero += sep if c.get("hetero_generator") == "sep" else 0
     x0 = 2 * d + d + c["profile"] * c["dim"]
     mlp, w = 0, x0
     for m in c["mlp"]:
         mlp += 2 * w * m
         w = m
-    return int(attn + homo + target + hetero + mlp + 2 * w)
+    enc_flops = ("homo_dpo" in enc) * homo + ("conv1d" in enc) * conv
+    return int(attn + enc_flops + target + hetero + mlp + 2 * w)
 
 
 def seq_weight_bytes(config):
     c = SEQ_CONFIGS[config]
-    d, k, l, h = 2 * c["dim"], c["kernel"], c["hidden"], c["att_hidden"]
-    n = 4 * d * d + 4 * d + d * l + l + l * k * d + k * d + 4 * d * h + 2 * h + 1
-    n += ((l + 1) * d + l) * d + d * l + l + d
+    d, k, lo, le, enc = _seq_parts(c)
+    h = c["att_hidden"]
+    sep = d * k + d + d * d + d
+    n = 4 * d * d + 4 * d + 4 * d * h + 2 * h + 1
+    if "homo_dpo" in enc:
+        n += d * lo + lo + lo * k * d + k * d + (sep if c.get("homo_generator") == "sep" else 0)
+    if "conv1d" in enc:
+        n += d * d * k + d
+    n += ((le + 1) * d + le) * d + d * le + le + d + (sep if c.get("hetero_generator") == "sep" else 0)
     w = 2 * d + d + c["profile"] * c["dim"]
     for m in c["mlp"]:
         n += w * m + m

@@ -16,7 +16,7 @@ import numpy as np
 
 MAGIC = b"DPNINFER"
 FORMAT_VERSION = 1
-OPSET = 4  # the newest opset this writer knows (docs/format.md §5)
+OPSET = 5  # the newest opset this writer knows (docs/format.md §5)
 # float16 / bfloat16 tensors came with opset 3 (docs/format.md §3), int8 ones with opset 4 (§3.2).
 HALF_OPSET = 3
 INT8_OPSET = 4
@@ -29,7 +29,9 @@ OP_OPSET = {"embedding": 1, "dense_input": 1, "concat": 1, "linear": 1, "dylinea
             "field_dylinear": 2,
             # sequence operators (docs/format.md §5, opset 2)
             "seq_embedding": 2, "seq_length": 2, "seq_concat": 2, "seq_pool": 2, "seq_add": 2,
-            "homo_dpo": 2, "self_attention": 2, "target_attention": 2}
+            "homo_dpo": 2, "self_attention": 2, "target_attention": 2,
+            # the separable-convolution generator's context and the Conv1D encoder (§5b, opset 5)
+            "seq_sepconv_pool": 5, "conv1d": 5}
 FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1, "sequence": 2}
 BYTE_ORDER_MARK = 0x0A0B0C0D
 HEADER_SIZE = 128
@@ -75,9 +77,16 @@ def dtype_name(a: np.ndarray) -> str:
 _HEADER = struct.Struct("<8sIIQQQQQQQII")
 
 
+def _node_opset(node: Mapping) -> int:
+    """The opset of a node: its operator's, or later when it uses a later form of it."""
+    if node["op"] == "homo_dpo" and len(node["inputs"]) == 3:   # context input z (opset 5)
+        return 5
+    return OP_OPSET[node["op"]]
+
+
 def required_opset(metadata: Mapping) -> int:
     """The lowest opset that holds ``metadata``'s graph and schema."""
-    need = [OP_OPSET[n["op"]] for n in metadata["graph"]["nodes"]]
+    need = [_node_opset(n) for n in metadata["graph"]["nodes"]]
     need += [FIELD_KIND_OPSET[f["kind"]] for f in metadata["schema"]["fields"]]
     return max(need + [1])
 

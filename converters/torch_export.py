@@ -22,6 +22,7 @@ from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DINHeter, DyLin
                           HeteroDPO, HomoDPO, InputLayer, Schema, SelfAttention, SeqDPN,
                           SequenceField, TargetAttention)
 from dpn_infer.nn.field import FieldDPN, FieldDyLinear
+from dpn_infer.nn.generators import Conv1DEncoder, SeparableConv
 
 from . import precision as _precision
 from .format import required_opset, write
@@ -481,6 +482,66 @@ def _linear_params(g, lin, path, prefix, n_in, n_out):
             f"{prefix}bias": g.tensor(f"{path}.bias", b)}
 
 
+def _emit_sepconv_pool(g, sep, path, x, lens, T, d, out) -> str:
+    """seq_sepconv_pool of sequence ``x`` (T positions of width d): mean_valid of the
+    SeparableConv ``sep`` (module path ``path``) over it, the separable generators' context [B, d]."""
+    _check_type(sep, (SeparableConv,), path)
+    if sep.dim != d:
+        raise ValueError(f"cannot export '{path}' (SeparableConv): dim {sep.dim}, behaviours have {d}")
+    params = {"dw_weight": g.tensor(f"{path}.depthwise", sep.depthwise),
+              "dw_bias": g.tensor(f"{path}.bias", sep.bias)}
+    params.update(_linear_params(g, sep.pointwise, f"{path}.pointwise", "pw_", d, d))
+    return g.node("seq_sepconv_pool", path, [x, lens], out,
+                  {"max_len": T, "dim": d, "kernel": sep.kernel_size}, params)
+
+
+def _emit_homo_dpo(g, hd, path, x, lens, T, d, out, z=None) -> str:
+    """homo_dpo of sequence ``x`` [B, T·d] for the HomoDPO ``hd`` (any generator); returns ``out``.
+    ``z`` (a [B, d] value) overrides the generator's context; by default it is mean_valid(x), or for
+    generator "sep" the seq_sepconv_pool of ``hd.sep`` over x (emitted here, value ``out + ".z"``)."""
+    _check_type(hd, (HomoDPO,), path)
+    if hd.dim != d:
+        raise ValueError(f"cannot export '{path}': dim {hd.dim}, behaviours have {d}")
+    if z is None and hd.generator == "sep":
+        z = _emit_sepconv_pool(g, hd.sep, f"{path}.sep", x, lens, T, d, f"{out}.z")
+    params = _linear_params(g, hd.g1, f"{path}.g1", "g1_", d, hd.hidden)
+    params.update(_linear_params(g, hd.g2, f"{path}.g2", "g2_", hd.hidden, hd.kernel_size * d))
+    return g.node("homo_dpo", path, [x, lens] + ([z] if z is not None else []), out,
+                  {"max_len": T, "dim": d, "kernel": hd.kernel_size, "hidden": hd.hidden,
+                   "sigma": hd.sigma, "gate": hd.gate}, params)
+
+
+def _emit_hetero_dpo(g, het, path, q, x, lens, T, dq, d, out, z=None) -> str:
+    """HeteroDPO ``het`` of query ``q`` (width dq) over sequence ``x`` [B, T·d]: its context ``z``
+    (by default seq_pool of x, or for generator "sep" seq_sepconv_pool of ``het.sep``, emitted here
+    as value ``out + ".z"``), then a dylinear; returns ``out`` (width het.out_dim)."""
+    _check_type(het, (HeteroDPO,), path)
+    if (het.query_dim, het.behaviour_dim) != (dq, d):
+        raise ValueError(f"cannot export '{path}' (HeteroDPO): query {het.query_dim} / behaviours "
+                         f"{het.behaviour_dim}, its inputs have {dq} / {d}")
+    if z is None:
+        z = (_emit_sepconv_pool(g, het.sep, f"{path}.sep", x, lens, T, d, f"{out}.z")
+             if het.generator == "sep" else
+             g.node("seq_pool", f"{path}.mean_valid", [x, lens], f"{out}.z", {"max_len": T}))
+    return _emit_dylinear(g, het.dpo, f"{path}.dpo", q, z, out, "identity", width_in=dq, width_z=d)
+
+
+def _emit_conv1d(g, conv, path, x, lens, T, d, out) -> str:
+    """conv1d of sequence ``x`` [B, T·d] for the Conv1DEncoder ``conv``; returns ``out``."""
+    _check_type(conv, (Conv1DEncoder,), path)
+    c = conv.conv
+    _check_type(c, (nn.Conv1d,), f"{path}.conv")
+    k = conv.kernel_size
+    if (c.in_channels, c.out_channels, c.kernel_size, c.stride, c.dilation, c.groups) != \
+            (d, d, (k,), (1,), (1,), 1) or c.padding != (k // 2,) or c.padding_mode != "zeros":
+        raise ValueError(f"cannot export '{path}.conv' (Conv1d): conv1d is a stride-1, 'same'-padded "
+                         f"Conv1d({d}, {d}, {k}), got {c}")
+    b = c.bias if c.bias is not None else np.zeros(d)
+    return g.node("conv1d", path, [x, lens], out, {"max_len": T, "dim": d, "kernel": k},
+                  {"weight": g.tensor(f"{path}.conv.weight", c.weight),
+                   "bias": g.tensor(f"{path}.conv.bias", b)})
+
+
 @_exporter(SeqDPN, DINHeter)
 def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
     schema = module.schema
@@ -505,15 +566,9 @@ def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
         parts.append(g.node("self_attention", "self_attention", [x, lens], "sa",
                             {"max_len": T, "dim": d, "heads": sa.heads}, params))
     if module.homo_dpo is not None:
-        hd = module.homo_dpo
-        _check_type(hd, (HomoDPO,), "homo_dpo")
-        if hd.dim != d:
-            raise ValueError(f"cannot export 'homo_dpo': dim {hd.dim}, behaviours have {d}")
-        params = _linear_params(g, hd.g1, "homo_dpo.g1", "g1_", d, hd.hidden)
-        params.update(_linear_params(g, hd.g2, "homo_dpo.g2", "g2_", hd.hidden, hd.kernel_size * d))
-        parts.append(g.node("homo_dpo", "homo_dpo", [x, lens], "homo",
-                            {"max_len": T, "dim": d, "kernel": hd.kernel_size, "hidden": hd.hidden,
-                             "sigma": hd.sigma, "gate": hd.gate}, params))
+        parts.append(_emit_homo_dpo(g, module.homo_dpo, "homo_dpo", x, lens, T, d, "homo"))
+    if module.conv1d is not None:
+        parts.append(_emit_conv1d(g, module.conv1d, "conv1d", x, lens, T, d, "conv"))
     e = parts[0] if len(parts) == 1 else g.node("seq_add", "encoder", parts + [lens], "E",
                                                 {"max_len": T})
     cand = [values[n] for n in module.candidate]
@@ -526,16 +581,11 @@ def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
         params.update(_linear_params(g, ta.fc2, "target_attention.fc2", "fc2_", ta.hidden, 1))
         interest.append(g.node("target_attention", "target_attention", [q, e, lens], "ta",
                                {"max_len": T, "dim": d, "hidden": ta.hidden, "act": ta.act}, params))
-    pooled = None
-    if module.hetero_dpo is not None or module.target_attention is None:
-        pooled = g.node("seq_pool", "mean_valid", [e, lens], "pooled", {"max_len": T})
     if module.hetero_dpo is not None:
-        het = module.hetero_dpo
-        _check_type(het, (HeteroDPO,), "hetero_dpo")
-        interest.append(_emit_dylinear(g, het.dpo, "hetero_dpo.dpo", q, pooled, "het", "identity",
-                                       width_in=dq, width_z=d))
+        interest.append(_emit_hetero_dpo(g, module.hetero_dpo, "hetero_dpo", q, e, lens, T, dq, d,
+                                         "het"))
     if not interest:
-        interest.append(pooled)
+        interest.append(g.node("seq_pool", "mean_valid", [e, lens], "pooled", {"max_len": T}))
     x0 = g.node("concat", "head_input", interest + [q] + [values[n] for n in module.profile], "x0")
     x, width = _emit_feature_layers(g, module, x0, module.head_in, (x0, module.head_in))
     return _emit_linear_out(g, module.classifier, x, width)

@@ -156,7 +156,8 @@ def _check_dtypes(meta, tensors, precision, embeddings):
             want = "fp32"
         assert F.dtype_name(a) == _NAMES[want], (name, F.dtype_name(a), want)
     reduced = precision != "fp32" or (embeddings != "fp32" and tables)
-    assert (meta["opset"] >= 3) == bool(reduced), meta["opset"]
+    base = F.required_opset(meta)   # the graph's own opset (5 for the opset-5 operators)
+    assert meta["opset"] == (max(base, 3) if reduced else base), (meta["opset"], base)
 
 
 PRECISIONS = st.sampled_from([("bf16", "bf16"), ("bf16", "fp16"), ("bf16", "fp32"), ("fp32", "bf16"),
@@ -391,8 +392,8 @@ def test_corrupt_reduced_precision_files(tmp_path, make, words):
 
 
 def test_newer_opset_is_refused_with_advice(tmp_path):
-    with pytest.raises(ModelFormatError, match="opset 5, newer than this dpn_infer supports \\(4\\)"):
-        _load_bytes(tmp_path, _bf16_file(opset=5))
+    with pytest.raises(ModelFormatError, match="opset 6, newer than this dpn_infer supports \\(5\\)"):
+        _load_bytes(tmp_path, _bf16_file(opset=6))
 
 
 def test_shared_bf16_weight_is_refused_like_float32(tmp_path):

@@ -64,6 +64,14 @@ SHA256 = {
         "expected.npy": "55b5b20d49d96d1ab663e40996a43b8a8b75eaa14c3fb73001bef980f6bf528c",
         "expected_logits.npy": "b5345f6aea990697b0d6289992c19b1ab757f419423aa99774c30fc72532eb99",
     },
+    # opset 5: the SE / separable generators and Conv1D (seq_sepconv_pool, conv1d, homo_dpo's
+    # context input): make_v1_opset5_gen.py
+    "v1/opset5-seq-gen": {
+        "model.bin": "142f246453a8abf13f8544efa9fad4e2e9256810d1985b170669885b57b82382",
+        "batch.npz": "8f9b4be1a77545e2242002a515f953b6cbfe7890f1c8255331ca43e04457496c",
+        "expected.npy": "86b684f37135c5e74f3607c74f7a8872c69adc36f05ecf7511f85d2c6e6f2dca",
+        "expected_logits.npy": "b9b155f64b38cdaae8fdd987659d84a351586a48d9616f55b48f6408b649c51b",
+    },
 }
 
 

@@ -80,6 +80,10 @@ MODELS = {
     "seqdpn_truncate": lambda: dnn.SeqDPN(_seq_schema(True), **SEQ, encoder=["homo_dpo"],
                                           homo_generator="se", decoder=["hetero_dpo"], layers=[_dyn(6)]),
     "din_heter": lambda: dnn.DINHeter(_seq_schema(True), **SEQ, layers=[6]),
+    # Table 15's separable + SE generators and Conv1D encoder
+    "seqdpn_sep_conv1d": lambda: dnn.SeqDPN(_seq_schema(False), **SEQ, encoder=["homo_dpo", "conv1d"],
+                                            homo_generator="sep", hetero_generator="sep", se_ratio=2,
+                                            decoder=["hetero_dpo"], layers=[6]),
 }
 
 

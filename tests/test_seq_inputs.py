@@ -413,10 +413,15 @@ def test_shared_table_owner_may_follow_the_sequence(tmp_path):
 
 _NASTY_SEQ = [0, 1, -1, 2, 3, 5, 6, 7, 1 << 31, (1 << 32) + 1, 1 << 62, (1 << 63) - 1, -(1 << 63), 1e308,
               -0.0, 0.5, "", "len", "X", "E", "hist", "item", "user", "sequence", "sparse", "seq_add",
-              "homo_dpo", "sigmoid", "identity", None, True, False, [], {}, ["len"], ["X", "len"]]
+              "homo_dpo", "sigmoid", "identity", None, True, False, [], {}, ["len"], ["X", "len"],
+              "conv1d", "seq_sepconv_pool", "homo.z", ["E", "len", "homo.z"]]
+# The opset-5 generators and Conv1D: separable HomoDPO / HeteroDPO and a conv1d beside self-attention.
+_GENERATORS = dict(encoder=["self_attention", "homo_dpo", "conv1d"], homo_generator="sep",
+                   hetero_generator="sep", se_ratio=2)
 
 
-def test_fuzz_sequence_model_metadata(tmp_path):
+@pytest.mark.parametrize("kw,count", [({}, 400), (_GENERATORS, 200)], ids=["opset2", "generators"])
+def test_fuzz_sequence_model_metadata(tmp_path, kw, count):
     """Structure-aware fuzzing of a sequence model's metadata (every op of the sequence family, a shared
     table; checksum valid), each loaded and run on a batch in a child process: the load succeeds
     (and predict works or raises InputError) or raises ModelFormatError; never a crash."""
@@ -425,7 +430,7 @@ def test_fuzz_sequence_model_metadata(tmp_path):
     from helpers.isolated import run_cases
 
     src = tmp_path / "seq.bin"
-    torch_export.save(_model(truncate=True), src)
+    torch_export.save(_model(truncate=True, **kw), src)
     meta, tensors = F.read(src)
     tensors = {k: np.array(v) for k, v in tensors.items()}
 
@@ -445,7 +450,7 @@ def test_fuzz_sequence_model_metadata(tmp_path):
     b["hist"][0] = -1
     np.savez(bpath, **b)
     cases = []
-    for i in range(400):
+    for i in range(count):
         mt = copy.deepcopy(meta)
         what = []
         for _ in range(rng.choice((1, 1, 2, 3))):

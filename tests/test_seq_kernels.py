@@ -1,6 +1,7 @@
-"""The dynamic depthwise convolution kernel of homo_dpo (kernels/dwconv_*.cpp) per ISA.
+"""The dynamic depthwise convolution kernel of homo_dpo and its mean (the separable generator's
+context, seq_sepconv_pool) (kernels/dwconv_*.cpp) per ISA.
 
-`_testing.kernel("dwconv", isa, x=[T, n], K=[k, n], length=L)` runs one ISA's version. Swept
+`_testing.kernel("dwconv"|"dwconv_mean", isa, x=[T, n], K=[k, n], length=L)` runs one ISA's version. Swept
 over k in 1..9 (odd), n in 1..40 plus 63, 64, 65, 129, T in 1..12 plus 50, lengths 0, 1, L, T.
 Every ISA gives the same bits as the reference (taps added in order, no FMA); the reference matches an
 independent float64 numpy computation within rtol 1e-5 / atol 1e-6. Rows at or past the length
@@ -54,6 +55,28 @@ def test_dwconv_matches_reference_bits_and_numpy(isa):
                                    err_msg=what)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+def test_dwconv_mean_matches_reference_bits_and_numpy(isa):
+    """The mean over i < L of dwconv's rows without forming them: the reference's bits on every ISA
+    (same order of sums, no FMA), every entry written (the binding pre-fills NaN), zeros for L = 0, and
+    within rtol 1e-5 / atol 1e-5·Σ_τ|K[τ, j]|·max|x| of float64 numpy (it sums whole windows as S less
+    the edges: that cancellation costs float32 rounding of S, not of the window)."""
+    for rng, n, k, T, L in _cases(7):
+        x = rng.standard_normal((T, n)).astype(np.float32) * np.float32(rng.uniform(0.1, 4.0))
+        x[L:] = np.nan
+        K = rng.standard_normal((k, n)).astype(np.float32)
+        y = _testing.kernel("dwconv_mean", isa, x=x, K=K, length=L)
+        ref = _testing.kernel("dwconv_mean", "ref", x=x, K=K, length=L)
+        what = f"isa={isa} n={n} k={k} T={T} L={L}"
+        np.testing.assert_array_equal(y, ref, err_msg=what)
+        if L == 0:
+            assert np.all(y == 0), what
+            continue
+        want = _numpy_dwconv(x, K, L)[:L].mean(0)
+        atol = 1e-5 * np.abs(K).sum(0) * float(np.abs(x[:L]).max())
+        assert np.all(np.abs(y - want) <= atol + 1e-5 * np.abs(want)), what
+
+
 def test_dwconv_rejects_bad_shapes():
     x = np.zeros((4, 3), np.float32)
     with pytest.raises(ValueError):
@@ -62,6 +85,8 @@ def test_dwconv_rejects_bad_shapes():
         _testing.kernel("dwconv", "ref", x=x, K=np.zeros((3, 4), np.float32))   # n mismatch
     with pytest.raises(ValueError):
         _testing.kernel("dwconv", "ref", x=x, K=np.zeros((3, 3), np.float32), length=5)
+    with pytest.raises(ValueError):
+        _testing.kernel("dwconv_mean", "ref", x=x, K=np.zeros((3, 3), np.float32), length=-1)
 
 
 # -- attention core (kernels/attention_*.cpp) ---------------------------------------------------

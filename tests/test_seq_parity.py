@@ -1,5 +1,6 @@
-"""Sequence models (SeqDPN, DINHeter: HomoDPO, HeteroDPO, self-attention, target attention) in the
-engine vs the PyTorch reference (dpn_infer.nn, eval mode), on random models and behaviour batches.
+"""Sequence models (SeqDPN, DINHeter: HomoDPO and HeteroDPO with mlp / SE / separable generators,
+self-attention, Conv1D, target attention) in the engine vs the PyTorch reference (dpn_infer.nn, eval
+mode), on random models and behaviour batches.
 
 The criterion is test_parity's (``judge``): engine logits within rtol 1e-4 / atol 1e-5 of
 ``model(batch)`` and probabilities within the same of its sigmoid; on a miss, both float32 answers are
@@ -97,7 +98,8 @@ def _fixed(**kw):
             "encoder": ["self_attention", "homo_dpo"], "decoder": ["target_attention", "hetero_dpo"],
             "residual": True, "heads": 2, "kernel_size": 3, "homo_generator": "mlp", "homo_hidden": 4,
             "homo_sigma": "relu", "se_ratio": 2, "att_hidden": 8, "att_act": "sigmoid",
-            "hetero_out": None, "hetero_hidden": 4, "hetero_sigma": "relu", "layers": [16, 8],
+            "hetero_out": None, "hetero_hidden": 4, "hetero_sigma": "relu", "hetero_generator": "mlp",
+            "layers": [16, 8],
             "activation": "relu", "norm": None, "seed": 1234, "B": 257}
     spec.update(kw)
     return spec
@@ -106,6 +108,15 @@ def _fixed(**kw):
 MODULES = {
     "homo_only": dict(encoder=["homo_dpo"], decoder=[]),
     "homo_se": dict(encoder=["homo_dpo"], decoder=[], homo_generator="se"),
+    "homo_sep": dict(encoder=["homo_dpo"], decoder=[], homo_generator="sep", se_ratio=3),
+    "homo_sep_k5": dict(encoder=["homo_dpo"], decoder=[], homo_generator="sep", kernel_size=5),
+    "hetero_se": dict(encoder=[], decoder=["hetero_dpo"], hetero_generator="se", hetero_out=3),
+    "hetero_sep": dict(encoder=[], decoder=["hetero_dpo"], hetero_generator="sep", se_ratio=8),
+    "conv1d": dict(encoder=["conv1d"], decoder=[]),
+    "conv1d_k5_no_residual": dict(encoder=["conv1d"], decoder=[], kernel_size=5, residual=False),
+    # Table 15's rows: Sep + SE + Homo / Conv1D encoders, Sep + SE + Heter decoder
+    "table15_sep": dict(homo_generator="sep", hetero_generator="sep"),
+    "table15_conv1d": dict(encoder=["self_attention", "conv1d"], hetero_generator="sep"),
     "homo_k1": dict(encoder=["homo_dpo"], decoder=[], kernel_size=1),
     "homo_k7_softmax": dict(encoder=["homo_dpo"], decoder=[], kernel_size=7, homo_sigma="softmax"),
     "self_attention_h1": dict(encoder=["self_attention"], decoder=[], heads=1),
@@ -137,8 +148,9 @@ def test_parity_seq_fixed(variant, B):
 
 def test_parity_seq_every_isa():
     specs = [_fixed(B=b, **MODULES[v]) for v in MODULES for b in (1, 7)]
-    specs += [_fixed(B=300, T=50, Tin=50, kernel_size=k, homo_generator=g)
-              for k in (1, 3, 5) for g in ("mlp", "se")]
+    specs += [_fixed(B=300, T=50, Tin=50, kernel_size=k, homo_generator=g, hetero_generator=g)
+              for k in (1, 3, 5) for g in ("mlp", "se", "sep")]
+    specs += [_fixed(B=300, T=50, Tin=50, kernel_size=k, encoder=["conv1d"]) for k in (1, 3, 5)]
     _check_every_isa(specs)
 
 

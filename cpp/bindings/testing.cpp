@@ -171,6 +171,7 @@ F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
 //   softmax:   x [R, C]                                       -> [R, C]
 //   kron:      x [R, m], h [R, l], with_h=True                -> [R, (l+1)·m (+ l)]
 //   dwconv:    x [T, n], K [k, n], length=T                   -> [T, n] (rows >= length left 0)
+//   dwconv_mean: x [T, n], K [k, n], length=T                 -> [n] (the mean of dwconv's rows)
 //   attention: qkv [L, 3d], heads=1, scale=1/sqrt(d/heads)    -> [L, d]
 py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa, const py::kwargs& kw) {
   namespace k = dpn::kernels;
@@ -294,16 +295,22 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
     run([&] { k::kron_panel(which, x.data(), m, m, h.data(), l, l, R, with_h, pp, K); });
     return P;
   }
-  if (kernel == "dwconv") {
+  if (kernel == "dwconv" || kernel == "dwconv_mean") {
     F32 x = kw_f32(kw, "x", 2), K = kw_f32(kw, "K", 2);
     const int64_t T = x.shape(0), n = x.shape(1), k = K.shape(0);
     if (K.shape(1) != n || k % 2 == 0) throw py::value_error("K must be [k odd, n]");
     const int64_t L = kw.contains("length") ? kw["length"].cast<int64_t>() : T;
     if (L < 0 || L > T) throw py::value_error("length must be in [0, T]");
-    py::array_t<float> y({T, n});
+    const bool mean = kernel == "dwconv_mean";
+    py::array_t<float> y = mean ? py::array_t<float>({n}) : py::array_t<float>({T, n});
     float* py_ = y.mutable_data();
-    std::fill(py_, py_ + T * n, 0.0f);
-    run([&] { k::dwconv_rows(which, x.data(), L, n, K.data(), k, py_); });
+    std::fill(py_, py_ + (mean ? n : T * n), mean ? NAN : 0.0f);  // NaN: every entry must be written
+    run([&] {
+      if (mean)
+        k::dwconv_mean(which, x.data(), L, n, K.data(), k, py_);
+      else
+        k::dwconv_rows(which, x.data(), L, n, K.data(), k, py_);
+    });
     return y;
   }
   if (kernel == "attention") {
@@ -323,7 +330,7 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
   throw py::value_error(
       "unknown kernel '" + kernel +
       "' (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, field_mix, field_attention, "
-      "dwconv, attention)");
+      "dwconv, dwconv_mean, attention)");
 }
 
 }  // namespace
@@ -360,6 +367,6 @@ PYBIND11_MODULE(_testing, m) {
         "x @ (A_0 + sum_k h_k A_k) through a ranking request's collapsed weight, with one ISA.");
   m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
         "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
-        "field_mix, field_attention, dwconv, attention) with one ISA's version; arrays and options as "
-        "keywords.");
+        "field_mix, field_attention, dwconv, dwconv_mean, attention) with one ISA's version; arrays and "
+        "options as keywords.");
 }

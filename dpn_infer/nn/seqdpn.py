@@ -1,11 +1,16 @@
 """sDPN (paper §2.5, Tables 4-5): user-behaviour models over sequence fields.
 
     X   = the sequence fields' embeddings side by side per position      [B, T, d]
-    E   = X (+ X when residual) + SelfAttention(X) + HomoDPO(X)           (encoder: any subset)
+    E   = X (+ X when residual) + SelfAttention(X) + HomoDPO(X) + Conv1D(X)  (encoder: any subset)
     q   = the candidate fields' values concatenated                      [B, dq]
     I   = [TargetAttention(q, E), HeteroDPO(q, E)]                        (decoder: any subset;
           mean_valid(E) when empty)
     logit = head([I, q, profile values])    head: Linear / DyLinear layers as in FeatureDPN
+
+HomoDPO's and HeteroDPO's generators (``homo_generator`` / ``hetero_generator``): ``mlp``, ``se``
+(App. B.5, bottleneck ``max(1, d // se_ratio)``) or ``sep`` (Table 15's "Sep + SE": the context is
+the mean of a separable convolution of kernel ``kernel_size``); Conv1D is Table 15's static encoder
+(:class:`~dpn_infer.nn.generators.Conv1DEncoder`, kernel ``kernel_size``). All of them are served.
 
 ``DINHeter`` is the paper's "DIN + Heter" (Table 5): no encoder, target attention and HeteroDPO.
 """
@@ -16,13 +21,14 @@ from typing import List, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .generators import Conv1DEncoder
 from .inputs import InputLayer
 from .layers import (CTRModel, LayerSpec, as_layer_spec, build_feature_layers, check_common,
                      check_schema, run_feature_layers)
 from .schema import Schema, SequenceField, TimestampField
 from .sequence import HeteroDPO, HomoDPO, SelfAttention, TargetAttention, masked_mean, valid_mask
 
-ENCODERS = ("self_attention", "homo_dpo")
+ENCODERS = ("self_attention", "homo_dpo", "conv1d")
 DECODERS = ("target_attention", "hetero_dpo")
 
 
@@ -40,7 +46,7 @@ def _names(who, v, schema, want_seq):
 
 
 class SeqDPN(CTRModel):
-    """Submodules: ``inputs``, ``self_attention`` / ``homo_dpo`` (encoder), ``target_attention`` /
+    """Submodules: ``inputs``, ``self_attention`` / ``homo_dpo`` / ``conv1d`` (encoder), ``target_attention`` /
     ``hetero_dpo`` (decoder; absent ones are None), ``layers`` / ``norms`` / ``acts`` / ``dropout``
     / ``classifier`` (the head, LayerSpec context "x0" = the head's input, or "prev").
 
@@ -56,7 +62,7 @@ class SeqDPN(CTRModel):
                  homo_hidden: int = 4, homo_sigma: str = "relu", homo_generator: str = "mlp",
                  se_ratio: int = 4, att_hidden: int = 36, att_act: str = "sigmoid",
                  hetero_out: Optional[int] = None, hetero_hidden: int = 4, hetero_sigma: str = "relu",
-                 layers: Sequence[Union[LayerSpec, int]] = (200, 80), activation: str = "relu",
+                 hetero_generator: str = "mlp", layers: Sequence[Union[LayerSpec, int]] = (200, 80), activation: str = "relu",
                  norm: Optional[str] = None, dropout: float = 0.0):
         super().__init__()
         check_schema("SeqDPN", schema)
@@ -83,8 +89,6 @@ class SeqDPN(CTRModel):
         for e in self.decoder:
             if e not in DECODERS:
                 raise ValueError(f"SeqDPN: decoder parts must be in {DECODERS}, got {e!r}")
-        if homo_generator == "sep":     # not in the engine's homo_dpo op yet: refuse, not mis-export
-            raise ValueError("SeqDPN: homo_generator 'sep' is for the session models (DyJoint) only")
         self.residual = bool(residual)
         d = schema.width(self.sequence)
         dq = schema.width(self.candidate)
@@ -93,17 +97,22 @@ class SeqDPN(CTRModel):
                          homo_sigma=homo_sigma, homo_generator=homo_generator, se_ratio=se_ratio,
                          att_hidden=att_hidden, att_act=att_act, hetero_out=hetero_out,
                          hetero_hidden=hetero_hidden, hetero_sigma=hetero_sigma)
+        if hetero_generator != "mlp":   # a later option: earlier checkpoints' configs stay as written
+            self.opts["hetero_generator"] = hetero_generator
         self.inputs = InputLayer(schema)
         self.self_attention = SelfAttention(d, heads) if "self_attention" in self.encoder else None
         self.homo_dpo = (HomoDPO(d, kernel_size, homo_hidden, homo_sigma, homo_generator, se_ratio)
                          if "homo_dpo" in self.encoder else None)
+        self.conv1d = Conv1DEncoder(d, kernel_size) if "conv1d" in self.encoder else None
         if "target_attention" in self.decoder and dq != d:
             raise ValueError(f"SeqDPN: target attention needs the candidate width ({dq}) to equal the "
                              f"behaviour width ({d})")
         self.target_attention = (TargetAttention(d, att_hidden, att_act)
                                  if "target_attention" in self.decoder else None)
         hout = hetero_out or d
-        self.hetero_dpo = (HeteroDPO(dq, d, hout, hetero_hidden, hetero_sigma)
+        self.hetero_dpo = (HeteroDPO(dq, d, hout, hetero_hidden, hetero_sigma,
+                                     generator=hetero_generator, ratio=se_ratio,
+                                     kernel_size=kernel_size)
                            if "hetero_dpo" in self.decoder else None)
         interest = (d if self.target_attention is not None else 0) + \
                    (hout if self.hetero_dpo is not None else 0)
@@ -141,6 +150,8 @@ class SeqDPN(CTRModel):
             parts.append(self.self_attention(x, lengths))
         if self.homo_dpo is not None:
             parts.append(self.homo_dpo(x, lengths))
+        if self.conv1d is not None:
+            parts.append(self.conv1d(x, lengths))
         return sum(parts[1:], parts[0])
 
     def head_input(self, batch: Mapping) -> torch.Tensor:

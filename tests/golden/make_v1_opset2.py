@@ -114,7 +114,7 @@ def batch_seq(n=13):
             "hist_item": hist_item.astype(np.int64), "hist_cat": hist_cat.astype(np.int64)}
 
 
-def write(name, model, batch, force):
+def write(name, model, batch, force, opset=2):
     import torch
     from dpn_infer.converters import torch_export
     from dpn_infer.engine import load
@@ -137,7 +137,7 @@ def write(name, model, batch, force):
         raw = f.read()
     assert raw[:8] == b"DPNINFER" and struct.unpack_from("<I", raw, 8)[0] == 1
     n = struct.unpack_from("<Q", raw, 32)[0]
-    assert json.loads(raw[128:128 + n])["opset"] == 2
+    assert json.loads(raw[128:128 + n])["opset"] == opset
     save_outputs(name, tmp_bin, batch, probs, logits)
 
 

@@ -150,6 +150,7 @@ def randomize_(model, seed):
     import torch
     from torch import nn
     from dpn_infer import nn as dnn
+    from dpn_infer.nn.generators import SeparableConv
 
     g = torch.Generator().manual_seed(seed ^ 0x5EED)
 
@@ -199,6 +200,14 @@ def randomize_(model, seed):
             elif isinstance(mod, dnn.CrossLayer):
                 mod.weight.copy_(normal(mod.weight.shape, 0.7 / math.sqrt(mod.d)))
                 mod.bias.copy_(normal(mod.bias.shape, 0.3))
+            elif isinstance(mod, SeparableConv):   # its depthwise bias starts at zero
+                mod.depthwise.copy_(normal(mod.depthwise.shape, 1.0 / math.sqrt(mod.kernel_size)))
+                mod.bias.copy_(normal(mod.bias.shape, 0.3))
+            elif isinstance(mod, nn.Conv1d):
+                fan = mod.in_channels * mod.kernel_size[0]
+                mod.weight.copy_(normal(mod.weight.shape, 1.3 / math.sqrt(fan)))
+                if mod.bias is not None:
+                    mod.bias.copy_(normal(mod.bias.shape, 0.3))
 
 
 def calibrate_(model, batch, spread=3.0, max_gain=30.0, seed=0):

@@ -28,7 +28,8 @@ def seq_model_specs(draw, kind=None):
                      "policy": draw(st.sampled_from(["hash", "oov_bucket", "error"])),
                      "share": draw(st.booleans())})
     d = sum(s["dim"] for s in seqs)
-    encoder = draw(st.sampled_from([[], ["self_attention"], ["homo_dpo"], ["self_attention", "homo_dpo"]]))
+    encoder = draw(st.sampled_from([[], ["self_attention"], ["homo_dpo"], ["self_attention", "homo_dpo"],
+                                    ["conv1d"], ["self_attention", "conv1d"]]))
     decoder = draw(st.sampled_from([[], ["target_attention"], ["hetero_dpo"],
                                     ["target_attention", "hetero_dpo"]]))
     if kind == "din_heter":
@@ -40,10 +41,11 @@ def seq_model_specs(draw, kind=None):
             "extra_cand": extra_cand, "encoder": encoder, "decoder": decoder,
             "residual": draw(st.booleans()), "heads": heads,
             "kernel_size": draw(st.sampled_from([1, 3, 5, 7])),
-            "homo_generator": draw(st.sampled_from(["mlp", "se"])),
+            "homo_generator": draw(st.sampled_from(["mlp", "se", "sep"])),
+            "hetero_generator": draw(st.sampled_from(["mlp", "se", "sep"])),
             "homo_hidden": draw(st.integers(1, 6)),
             "homo_sigma": draw(st.sampled_from(["identity", "sigmoid", "softmax", "relu"])),
-            "se_ratio": draw(st.integers(1, 4)),
+            "se_ratio": draw(st.integers(1, 8)),
             "att_hidden": draw(st.integers(1, 12)), "att_act": draw(st.sampled_from(["sigmoid", "relu", "tanh"])),
             "hetero_out": draw(st.sampled_from([None, 1, 5])), "hetero_hidden": draw(st.integers(1, 6)),
             "hetero_sigma": draw(st.sampled_from(["identity", "sigmoid", "softmax", "relu"])),
@@ -105,7 +107,7 @@ def build(spec):
               homo_sigma=spec["homo_sigma"], homo_generator=spec["homo_generator"],
               se_ratio=spec["se_ratio"], att_hidden=spec["att_hidden"], att_act=spec["att_act"],
               hetero_out=spec["hetero_out"], hetero_hidden=spec["hetero_hidden"],
-              hetero_sigma=spec["hetero_sigma"],
+              hetero_sigma=spec["hetero_sigma"], hetero_generator=spec.get("hetero_generator", "mlp"),
               layers=[dnn.LayerSpec(**l) if isinstance(l, dict) else l for l in spec["layers"]],
               activation=spec["activation"], norm=spec["norm"])
     seq = [s["name"] for s in spec["seqs"]]

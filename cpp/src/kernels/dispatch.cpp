@@ -35,6 +35,7 @@ IsaKernels ref_kernels() {
   k.field_attention = ref::field_attention;
   k.field_mix = ref::field_mix;
   k.dwconv_rows = ref::dwconv_rows;
+  k.dwconv_mean = ref::dwconv_mean;
   k.attention_rows = ref::attention_rows;
   return k;
 }
@@ -55,6 +56,7 @@ IsaKernels avx2_kernels() {
   k.field_attention = avx2::field_attention;
   k.field_mix = avx2::field_mix;
   k.dwconv_rows = avx2::dwconv_rows;
+  k.dwconv_mean = avx2::dwconv_mean;
   k.attention_rows = avx2::attention_rows;
   return k;
 }
@@ -75,6 +77,7 @@ IsaKernels avx512_kernels() {
   k.field_attention = avx512::field_attention;
   k.field_mix = avx512::field_mix;
   k.dwconv_rows = avx512::dwconv_rows;
+  k.dwconv_mean = avx512::dwconv_mean;
   k.attention_rows = avx512::attention_rows;
   return k;
 }
@@ -212,6 +215,13 @@ void dwconv_rows(cpu::Isa isa, const float* x, int64_t L, int64_t n, const float
 }
 void dwconv_rows(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
   isa_kernels().dwconv_rows(x, L, n, K, k, y);
+}
+void dwconv_mean(cpu::Isa isa, const float* x, int64_t L, int64_t n, const float* K, int64_t k,
+                 float* y) {
+  isa_kernels(isa).dwconv_mean(x, L, n, K, k, y);
+}
+void dwconv_mean(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y) {
+  isa_kernels().dwconv_mean(x, L, n, K, k, y);
 }
 
 void attention_rows(cpu::Isa isa, const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H,

@@ -66,6 +66,7 @@ using FieldMixFn = void(const float* W, const float* T, int64_t rows, int64_t t,
                         const float* bias, bool accumulate, float* y);
 // dwconv.h
 using DwconvRowsFn = void(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y);
+using DwconvMeanFn = void(const float* x, int64_t L, int64_t n, const float* K, int64_t k, float* y);
 // attention.h
 using AttentionRowsFn = void(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
                              float* A, int64_t lda, float* scratch);
@@ -91,6 +92,7 @@ struct IsaKernels {
   FieldAttentionFn* field_attention = nullptr;
   FieldMixFn* field_mix = nullptr;
   DwconvRowsFn* dwconv_rows = nullptr;
+  DwconvMeanFn* dwconv_mean = nullptr;
   AttentionRowsFn* attention_rows = nullptr;
 };
 
@@ -119,6 +121,7 @@ SoftmaxRowsFn softmax_rows;
 FieldAttentionFn field_attention;
 FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
+DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
 }  // namespace ref
 
@@ -135,6 +138,7 @@ SoftmaxRowsFn softmax_rows;
 FieldAttentionFn field_attention;
 FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
+DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
 }  // namespace avx2
 
@@ -152,6 +156,7 @@ SoftmaxRowsFn softmax_rows;
 FieldAttentionFn field_attention;
 FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
+DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
 }  // namespace avx512
 

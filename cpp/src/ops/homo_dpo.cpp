@@ -1,6 +1,7 @@
 // `homo_dpo`: homogeneous (behaviour-behaviour) sequence DPO, a dynamic depthwise convolution
 // (docs/format.md §5b; docs/architecture.md, "The planner rule"). Per row: z = mean of the valid
-// positions, h = sigma(g1 z), kernel = gate(g2 h) ∈ R^{k×n}, built for the whole block by two GEMMs
+// positions (or, opset 5, the optional third input: the separable generator's seq_sepconv_pool),
+// h = sigma(g1 z), kernel = gate(g2 h) ∈ R^{k×n}, built for the whole block by two GEMMs
 // (the kernel is reused at every position, so materializing it is the cheap way), then applied by
 // kernels::dwconv_rows at the valid positions only.
 #include <cstring>
@@ -17,9 +18,10 @@ namespace {
 
 class HomoDpo : public Op {
  public:
-  HomoDpo(int64_t T, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate, const float* g1w,
-          const float* g1b, const float* g2w, const float* g2b)
-      : T_(T),
+  HomoDpo(int64_t T, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate, bool context,
+          const float* g1w, const float* g1b, const float* g2w, const float* g2b)
+      : context_(context),
+        T_(T),
         n_(n),
         k_(k),
         l_(l),
@@ -41,7 +43,7 @@ class HomoDpo : public Op {
     float* z = scratch;
     float* h = z + R * n_;
     float* K = h + R * l_;
-    for (int64_t b = 0; b < R; ++b) {  // z = mean of the valid positions (0 for an empty row)
+    for (int64_t b = 0; b < R && !context_; ++b) {  // z = mean of the valid positions (0 if empty)
       const int64_t L = seq_len(len[b], T_);
       float* zb = z + b * n_;
       const float* xb = x + b * rw;
@@ -56,7 +58,7 @@ class HomoDpo : public Op {
     const kernels::Act a = sigma_ == Sigma::Sigmoid ? kernels::Act::Sigmoid
                            : sigma_ == Sigma::Relu  ? kernels::Act::Relu
                                                     : kernels::Act::Identity;
-    kernels::gemm(z, n_, R, g1_, g1b_.data(), a, h, l_, blk.threads);
+    kernels::gemm(context_ ? in[2] : z, n_, R, g1_, g1b_.data(), a, h, l_, blk.threads);
     if (sigma_ == Sigma::Softmax) kernels::softmax_rows(h, R, l_, l_);
     kernels::gemm(h, l_, R, g2_, g2b_.data(), gate_, K, k_ * n_, blk.threads);
     for (int64_t b = 0; b < R; ++b) {
@@ -68,6 +70,7 @@ class HomoDpo : public Op {
   }
 
  private:
+  bool context_;  // the generator reads input 2 instead of the mean of x
   int64_t T_, n_, k_, l_;
   Sigma sigma_;
   kernels::Act gate_;
@@ -78,19 +81,16 @@ class HomoDpo : public Op {
 }  // namespace
 
 std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
-  nb.expect_inputs(2, 2);
-  const int64_t T = nb.attr_int("max_len", 1), n = nb.attr_int("dim", 1);
-  const int64_t k = nb.attr_int("kernel", 1), l = nb.attr_int("hidden", 1);
-  const int64_t lim = int64_t(1) << 20;
+  nb.expect_inputs(2, 3);
+  const auto [T, n, k] = seq_conv_attrs(nb);
+  const int64_t l = nb.attr_int("hidden", 1);
+  const bool context = nb.in_widths().size() == 3;
   // hidden is the one size not tied to the input's width: bounded so its scratch (256 rows of h)
   // stays small whatever the file says.
-  if (T > lim || n > lim || k > 1023 || l > (int64_t(1) << 16) || k * n > lim)
-    nb.fail("attribute too large");
-  if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
-  if (nb.in_widths()[0] != T * n)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
-            ", expected max_len*dim=" + std::to_string(T * n));
-  seq_len_input(nb, 1);
+  if (l > (int64_t(1) << 16)) nb.fail("attribute too large");
+  if (context && nb.in_widths()[2] != n)
+    nb.fail("input z (the generator's context) has width " + std::to_string(nb.in_widths()[2]) +
+            ", expected dim=" + std::to_string(n));
   const Sigma sigma = nb.attr_sigma();
   const kernels::Act gate = nb.attr_enum("gate", {"identity", "sigmoid"}, "identity") == "sigmoid"
                                 ? kernels::Act::Sigmoid
@@ -99,7 +99,7 @@ std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
   const float* g1b = nb.param("g1_bias", {l});
   const float* g2w = nb.param("g2_weight", {k * n, l});
   const float* g2b = nb.param("g2_bias", {k * n});
-  return std::make_unique<HomoDpo>(T, n, k, l, sigma, gate, g1w, g1b, g2w, g2b);
+  return std::make_unique<HomoDpo>(T, n, k, l, sigma, gate, context, g1w, g1b, g2w, g2b);
 }
 
 }  // namespace dpn::ops

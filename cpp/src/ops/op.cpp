@@ -255,6 +255,8 @@ Factory find_factory(const std::string& op) {
       {"homo_dpo", make_homo_dpo},
       {"self_attention", make_self_attention},
       {"target_attention", make_target_attention},
+      {"seq_sepconv_pool", make_seq_sepconv_pool},  // opset 5
+      {"conv1d", make_conv1d},                      // opset 5
   };
   for (const Entry& e : table)
     if (op == e.name) return e.f;

@@ -209,5 +209,8 @@ std::unique_ptr<Op> make_seq_add(const NodeBuilder&);
 std::unique_ptr<Op> make_homo_dpo(const NodeBuilder&);
 std::unique_ptr<Op> make_self_attention(const NodeBuilder&);
 std::unique_ptr<Op> make_target_attention(const NodeBuilder&);
+// Opset 5: the separable-convolution generator's context and the Conv1D encoder.
+std::unique_ptr<Op> make_seq_sepconv_pool(const NodeBuilder&);
+std::unique_ptr<Op> make_conv1d(const NodeBuilder&);
 
 }  // namespace dpn::ops

@@ -69,4 +69,22 @@ inline void seq_len_input(const NodeBuilder& nb, size_t input) {
             std::to_string(nb.in_widths()[input]) + ", expected 1");
 }
 
+// The attributes of a convolution over a sequence (homo_dpo, seq_sepconv_pool, conv1d): max_len T,
+// dim n and an odd kernel k, bounded so that k·n and the scratch they size stay small whatever the
+// file says; checks that input 0 is the [T·n] sequence and input 1 its lengths.
+struct SeqConvAttrs {
+  int64_t T, n, k;
+};
+inline SeqConvAttrs seq_conv_attrs(const NodeBuilder& nb) {
+  const int64_t T = nb.attr_int("max_len", 1), n = nb.attr_int("dim", 1), k = nb.attr_int("kernel", 1);
+  const int64_t lim = int64_t(1) << 20;
+  if (T > lim || n > lim || k > 1023 || k * n > lim) nb.fail("attribute too large");
+  if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
+  if (nb.in_widths()[0] != T * n)
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
+            ", expected max_len*dim=" + std::to_string(T * n));
+  seq_len_input(nb, 1);
+  return {T, n, k};
+}
+
 }  // namespace dpn::ops
