@@ -406,7 +406,7 @@ def test_bf16_gemm_follows_the_file(tmp_path):
     F.write(tmp_path / "old.bin", meta, tensors)
     np.testing.assert_array_equal(load(tmp_path / "old.bin").predict(batch, logits=True), z0)
     np.testing.assert_array_equal(load(tmp_path / "old.bin", bf16_gemm=True).predict(batch, logits=True), z1)
-    for bad in (["bf16"], "int8", 1):
+    for bad in (["bf16"], "int4", 1):
         meta["arithmetic"] = bad
         F.write(tmp_path / "bad.bin", meta, tensors)
         with pytest.raises(ModelFormatError, match="'arithmetic' must be"):
