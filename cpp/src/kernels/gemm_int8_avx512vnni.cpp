@@ -247,7 +247,8 @@ void gemm_i8(const float* A, int64_t lda, int64_t M, int64_t K, const int8_t* Bq
     const float* a = A + i * lda;
     bool bad = false;
     float inv;
-    const float sa = row_scale(max_abs(a, K, &bad), bad, &inv);
+    const float amax = max_abs(a, K, &bad);  // before row_scale reads `bad`
+    const float sa = row_scale(amax, bad, &inv);
     quantize(u, a, 1.0f, inv, K);
     return sa;
   });
