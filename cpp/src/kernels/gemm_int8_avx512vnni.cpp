@@ -3,8 +3,8 @@
 // per lane: four times the float32 FMA's multiplies, a quarter of its weight bytes). Rows of the
 // left operand are quantized whole (their scale needs the row's max) into a block of at most
 // kABytes of u8 (qa + 128), then every panel runs over the block with the whole K in registers.
-// Accumulators start at -bsum (the 128 shift undone up front; the sums wrap mod 2^32, and the
-// final Σ qa·qb fits in int32 for K <= kI8MaxK, so they are exact). The epilogue is
+// The int32 sums of (qa + 128)·q stay below K·255·127 < 2^31 for K <= kI8MaxK, so they are exact;
+// bsum (128·Σ q) is subtracted in the epilogue. The epilogue is
 // fma(float(acc), sa·s_j, bias), then the activation. The Kronecker GEMM quantizes each row of
 // [x, h1·x, …, hl·x, h] as it builds it: the row's max is max(max|x|, |h_i|·max|x|, |h_i|) (rounding
 // is monotone, so that is the max of the float32 products), then each s·x is rounded to float32
@@ -51,14 +51,13 @@ void tile(const uint8_t* a, int64_t lda, const float* sa, const int8_t* b0, int6
   const int8_t* bp = b0;
   const int8_t* bn = b0 + (P - 1) * Kq * kPanelBytes;  // the narrow last panel (H = 1)
   __mmask16 mk[NV];
-  __m512i c[MR][NV];
+  __v16si c[MR][NV];  // int32 lanes (not __m512i's int64: a punned array is kept in memory)
 #pragma GCC unroll 8
   for (int j = 0; j < NV; ++j) {
     const int64_t col = (j / 2) * kNR + (j % 2) * 16;
     mk[j] = j / 2 == P - 1 ? mask16(nlast - (j % 2) * 16) : __mmask16(0xFFFF);
-    const __m512i s = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_maskz_loadu_epi32(mk[j], bsum + col));
 #pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i) c[i][j] = s;
+    for (int i = 0; i < MR; ++i) c[i][j] = __v16si{};
   }
   for (int64_t q = 0; q < Kq; ++q) {
     __m512i b[NV];
@@ -71,7 +70,7 @@ void tile(const uint8_t* a, int64_t lda, const float* sa, const int8_t* b0, int6
     for (int i = 0; i < MR; ++i) {
       const __m512i av = quad(a + i * lda, q);
 #pragma GCC unroll 8
-      for (int j = 0; j < NV; ++j) c[i][j] = _mm512_dpbusd_epi32(c[i][j], av, b[j]);
+      for (int j = 0; j < NV; ++j) c[i][j] = (__v16si)_mm512_dpbusd_epi32((__m512i)c[i][j], av, b[j]);
     }
   }
 #pragma GCC unroll 8
@@ -79,9 +78,11 @@ void tile(const uint8_t* a, int64_t lda, const float* sa, const int8_t* b0, int6
     const int64_t col = (j / 2) * kNR + (j % 2) * 16;
     const __m512 s = _mm512_maskz_loadu_ps(mk[j], bs + col);
     const __m512 bv = bias ? _mm512_maskz_loadu_ps(mk[j], bias + col) : _mm512_setzero_ps();
+    const __m512i sum = _mm512_maskz_loadu_epi32(mk[j], bsum + col);
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
-      const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c[i][j]), _mm512_mul_ps(_mm512_set1_ps(sa[i]), s), bv);
+      const __m512i acc = _mm512_sub_epi32((__m512i)c[i][j], sum);  // Σ (qa + 128)·q - 128·Σ q
+      const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(sa[i]), s), bv);
       _mm512_mask_storeu_ps(C + i * ldc + col, mk[j], vact(v, act));
     }
   }
