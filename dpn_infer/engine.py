@@ -249,8 +249,9 @@ def cpu_info() -> dict:
     Keys: vendor, brand, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16,
     avx512_vnni, available (ISAs this machine can run, best first), selected ("avx512bf16" | "avx512" |
     "avx2" | "ref"), override (the DPN_ISA value, or None), note (why an override was not honoured, or ""),
-    reduced_precision ({"embeddings": ..., "weights": ..., "int8": ...}: which code runs a
-    float16/bfloat16 or int8 file).
+    reduced_precision ({"embeddings": ..., "weights": ..., "int8": ..., "int8_gemm": "avx512vnni" |
+    "ref"}: which code runs a float16/bfloat16 or int8 file; int8_gemm: the int8 GEMMs' kernels, the
+    AVX512_VNNI ones or the portable C++ ones, with the same results).
     The ISA is chosen once per process, at first use; set DPN_ISA before importing the engine.
     """
     return _engine.cpu_info()

@@ -99,8 +99,8 @@ typedef struct dpn_load_options {
 #define DPN_LOAD_READ 1
 #define DPN_LOAD_BF16_GEMM 2
 #define DPN_LOAD_NO_BF16_GEMM 4
-#define DPN_LOAD_INT8_GEMM 8
-#define DPN_LOAD_NO_INT8_GEMM 16
+#define DPN_LOAD_INT8_GEMM 16
+#define DPN_LOAD_NO_INT8_GEMM 32
 
 /* "MAJOR.MINOR.PATCH" of the linked library. */
 const char* dpn_version(void);
