@@ -14,7 +14,6 @@ The integer sums are exact (|Σ| <= K·127·127 < 2^31) and the epilogue rounds 
 """
 from __future__ import annotations
 
-import copy
 import os
 import tempfile
 
@@ -285,68 +284,31 @@ def test_int8_gemm_feature_models(data):
     _check_model(*_prepare(spec), what=f"for spec {HM.describe(spec)}")
 
 
-@settings(max_examples=8, **SETTINGS)
-@given(data=st.data())
-def test_int8_gemm_field_models(data):
+@settings(max_examples=12, **SETTINGS)
+@given(data=st.data(), kind=st.sampled_from(["field", "seq"]))
+def test_int8_gemm_field_and_seq_models(data, kind):
     pytest.importorskip("torch")
     from helpers import field_models as FM
-
-    spec = data.draw(FM.field_dpn_specs().filter(lambda s: s["feature_norm"] != "batchnorm"))
-    _check_model(*_prepare(spec), what=f"for spec {spec!r}")
-
-
-@settings(max_examples=8, **SETTINGS)
-@given(data=st.data())
-def test_int8_gemm_seq_models(data):
-    pytest.importorskip("torch")
     from helpers import seqmodels as SM
     from test_seq_parity import _prepare as prepare_seq
 
-    spec = data.draw(SM.seq_model_specs().filter(lambda s: s.get("norm") != "batchnorm"))
-    _check_model(*prepare_seq(spec), what=f"for spec {spec!r}")
+    if kind == "field":
+        spec = data.draw(FM.field_dpn_specs().filter(lambda s: s["feature_norm"] != "batchnorm"))
+        model, batch = _prepare(spec)
+    else:
+        spec = data.draw(SM.seq_model_specs().filter(lambda s: s.get("norm") != "batchnorm"))
+        model, batch = prepare_seq(spec)
+    _check_model(model, batch, what=f"{kind} spec {spec!r}")
 
 
 def test_int8_gemm_models_every_isa():
-    """Fixed models (batch 1, an odd batch, a batch past a block of quantized rows; full with heads,
-    decomp with W0, a user/candidate split) under every ISA (DPN_ISA, child processes), each against
-    the same torch reference."""
+    """test_bf16_gemm.models_every_isa with int8 files (a plain load: the file asks for int8 GEMMs)."""
     pytest.importorskip("torch")
     from helpers import bf16ref
-    from helpers.isa import available_isas, predict_under_isa
+    from test_bf16_gemm import models_every_isa
 
-    fields = [{"name": "user", "kind": "sparse", "dim": 8, "vocab": 50, "policy": "hash"},
-              {"name": "item", "kind": "sparse", "dim": 16, "vocab": 40, "policy": "oov_bucket"},
-              {"name": "tags", "kind": "multi_hot", "dim": 8, "vocab": 30, "policy": "hash",
-               "pooling": "mean", "T": 5, "max_len": 0},
-              {"name": "feat", "kind": "dense", "dim": 9}]
-    dyn = {"dynamic": True, "context": "x0", "generator": "mlp", "hidden": 6, "sigma": "relu"}
-    cases = [
-        [dict(dyn, out=40, form="full", heads=1), {"out": 33},
-         dict(dyn, out=17, context="prev", sigma="softmax", form="full", heads=1)],
-        [{"out": 48}, dict(dyn, out=64, form="full", heads=4, generator="linear", hidden=41),
-         dict(dyn, out=7, form="decomp", rank=4, w0=True, context="prev")],
-    ]
-    with tempfile.TemporaryDirectory(prefix="dpn_i8g_isa_") as d:
-        jobs, refs = [], {}
-        for i, layers in enumerate(cases):
-            for B in (1, 37, 257):
-                spec = {"kind": "feature_dpn", "fields": fields, "layers": layers, "activation": "relu",
-                        "norm": None, "seed": 400 + i, "B": B}
-                model, batch = _prepare(spec)
-                jid = f"m{i}b{B}"
-                mp, bp = os.path.join(d, jid + ".bin"), os.path.join(d, jid + ".npz")
-                rounded = _save(model, mp)
-                np.savez(bp, **batch)
-                meta, _ = F.read(mp)
-                refs[jid] = bf16ref.reference(rounded, meta, batch, arith="int8")
-                jobs.append({"id": jid, "model": mp, "batch": bp})
-        for isa in available_isas():
-            selected, res = predict_under_isa(isa, jobs, d)
-            assert selected == isa
-            for jid, (z, p, z3) in res.items():
-                ref, sens = refs[jid]
-                judge_int8(z, ref, sens, f"{jid} under DPN_ISA={isa}")
-                judge_int8(z3, z, sens, f"{jid} threads=3 under DPN_ISA={isa}")
+    models_every_isa(_save, lambda r, meta, b: bf16ref.reference(r, meta, b, arith="int8"), judge_int8,
+                     {}, 400, "dpn_i8g_isa_")
 
 
 def test_int8_gemm_requests_split_layers():
@@ -357,34 +319,11 @@ def test_int8_gemm_requests_split_layers():
     against the broadcast batch: within judge_int8's bound F (not bit for bit, and not necessarily
     within float32 tolerance)."""
     pytest.importorskip("torch")
-    from dpn_infer.engine import load
     from helpers import bf16ref
-    from helpers import models as HM
-    from helpers.requests import make_request
+    from test_bf16_gemm import requests_split_layers
 
-    fields = [{"name": "user", "kind": "sparse", "dim": 16, "vocab": 50, "policy": "hash"},
-              {"name": "age", "kind": "dense", "dim": 9},
-              {"name": "item", "kind": "sparse", "dim": 16, "vocab": 40, "policy": "oov_bucket"}]
-    dyn = {"out": 48, "dynamic": True, "context": ["user", "age"], "generator": "mlp", "hidden": 5,
-           "sigma": "relu", "form": "full", "heads": 1}
-    counts = [3, 1, 17, 0, 40]
-    r = make_request(HM.make_batch(fields, len(counts), 21), HM.make_batch(fields, sum(counts), 22),
-                     ["user", "age"], counts)
-    for layers in ([dyn, {"out": 24}], [{"out": 32}, dict(dyn, context="x0")]):
-        spec = {"kind": "feature_dpn", "fields": fields, "layers": layers, "activation": "relu",
-                "norm": None, "seed": 11, "B": 8}
-        model, _ = _prepare(spec)
-        with tempfile.TemporaryDirectory(prefix="dpn_i8g_req_") as d:
-            path = os.path.join(d, "m.bin")
-            rounded = _save(model, path)
-            meta, _ = F.read(path)
-            m = load(path)
-            want = m.predict(r["broadcast"], logits=True)
-            _, sens = bf16ref.reference(rounded, meta, r["broadcast"], arith="int8")
-            for threads in (1, 3):
-                got = m.predict(r["cands"], shared=r["shared"], groups=r["groups"], logits=True,
-                                threads=threads)
-                judge_int8(got, want, sens, f"request, layers {layers}, threads={threads}", tight_share=0)
+    requests_split_layers(_save, lambda r, meta, b: bf16ref.reference(r, meta, b, arith="int8"),
+                          lambda *a: judge_int8(*a, tight_share=0), {}, "dpn_i8g_req_")
 
 
 def test_int8_gemm_follows_the_file(tmp_path):

@@ -449,7 +449,8 @@ PYBIND11_MODULE(_engine, m) {
       })
       .def_static("load", &load, py::arg("path"), py::arg("copy") = false,
                   py::arg("max_alloc_bytes") = 0, py::arg("bf16_gemm") = py::none(),
-                  py::arg("int8_gemm") = py::none(), "Load and validate a model.bin file (path as bytes or str).")
+                  py::arg("int8_gemm") = py::none(),
+                  "Load and validate a model.bin file (path as bytes or str).")
       .def_static("load_memory", &load_memory, py::arg("buffer"), py::arg("max_alloc_bytes") = 0,
                   py::arg("bf16_gemm") = py::none(), py::arg("int8_gemm") = py::none(),
                   "Load and validate a model file's content from a C-contiguous buffer (copied once).")

@@ -90,9 +90,9 @@ py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::
   {
     py::gil_scoped_release nogil;
     for (int r = 0; r < std::max(1, repeat); ++r)
-      twin && int8 ? dpn::kernels::gemm_i8_ref(pa, K, M, pm, pb, a, pc, N)
-      : twin       ? dpn::kernels::gemm_bf16_ref(pa, K, M, pm, pb, a, pc, N)
-                   : dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
+      twin&& int8 ? dpn::kernels::gemm_i8_ref(pa, K, M, pm, pb, a, pc, N)
+      : twin      ? dpn::kernels::gemm_bf16_ref(pa, K, M, pm, pb, a, pc, N)
+                  : dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
   }
   return C;
 }
@@ -103,8 +103,7 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
                                   py::array_t<float, py::array::c_style | py::array::forcecast> h,
                                   py::array_t<float, py::array::c_style | py::array::forcecast> B,
                                   py::object bias, const std::string& act, bool with_h,
-                                  const std::string& isa, int repeat, bool bf16, bool twin,
-                                  bool int8) {
+                                  const std::string& isa, int repeat, bool bf16, bool twin, bool int8) {
   if (x.ndim() != 2 || h.ndim() != 2 || B.ndim() != 2 || x.shape(0) != h.shape(0))
     throw py::value_error("expected x [R, m], h [R, l], B [K, N]");
   const int64_t R = x.shape(0), m = x.shape(1), l = h.shape(1), K = B.shape(0), N = B.shape(1);
@@ -125,10 +124,9 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
   {
     py::gil_scoped_release nogil;
     for (int r = 0; r < std::max(1, repeat); ++r)  // repeat > 1: timing, packing excluded
-      twin && int8 ? dpn::kernels::gemm_kron_i8_ref(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N)
-      : twin       ? dpn::kernels::gemm_kron_bf16_ref(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N)
-                   : dpn::kernels::gemm_kron(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N,
-                                             panel.data());
+      twin&& int8 ? dpn::kernels::gemm_kron_i8_ref(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N)
+      : twin ? dpn::kernels::gemm_kron_bf16_ref(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N)
+             : dpn::kernels::gemm_kron(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N, panel.data());
   }
   return C;
 }
@@ -335,12 +333,15 @@ PYBIND11_MODULE(_testing, m) {
         py::arg("bf16") = false, py::arg("twin") = false, py::arg("int8") = false,
         "act(A @ W.T + bias) with one ISA's GEMM kernel (bf16: as a bfloat16 weight; int8: as an int8 "
         "weight, quantized per column; twin: the bfloat16 / int8 kernels' reference twin).");
-  m.def("int8_gemm_path", [](const std::string& isa) { return dpn::kernels::int8_gemm_path(isa_arg(isa)); },
-        py::arg("isa"), "Which int8 GEMM an ISA's table runs: 'avx512vnni' or 'ref'.");
+  m.def(
+      "int8_gemm_path",
+      [](const std::string& isa) { return dpn::kernels::int8_gemm_path(isa_arg(isa)); }, py::arg("isa"),
+      "Which int8 GEMM an ISA's table runs: 'avx512vnni' or 'ref'.");
   m.def("gemm_kron", &test_gemm_kron, py::arg("x"), py::arg("h"), py::arg("B"),
         py::arg("bias") = py::none(), py::arg("act") = "identity", py::arg("with_h") = true,
         py::arg("isa") = "ref", py::arg("repeat") = 1, py::arg("bf16") = false, py::arg("twin") = false,
-        py::arg("int8") = false, "The Kronecker GEMM of a dynamic layer with one ISA (bf16, int8, twin: as gemm).");
+        py::arg("int8") = false,
+        "The Kronecker GEMM of a dynamic layer with one ISA (bf16, int8, twin: as gemm).");
   m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
         "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
         "field_mix, field_attention, dwconv, attention) with one ISA's version; arrays and options as "

@@ -177,7 +177,9 @@ const uint16_t* bf16_panels(const PackedMatrix& B, int64_t n0) {
 }
 
 // Where packed panel n0 starts in an int8 layout (n0 a multiple of kI8Panel).
-const int8_t* i8_panels(const PackedMatrix& B, int64_t n0) { return B.q8.data() + n0 * 4 * i8_quads(B.K); }
+const int8_t* i8_panels(const PackedMatrix& B, int64_t n0) {
+  return B.q8.data() + n0 * 4 * i8_quads(B.K);
+}
 
 // Rows of A rounded per chunk on the widening path: bounded scratch, and a chunk is worth a pass
 // over B (as dylinear's panel chunks).
@@ -279,8 +281,8 @@ void gemm_i8_ref(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, 
 void gemm_kron_i8_ref(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                       bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
                       float* C, int64_t ldc) {
-  ref::gemm_kron_i8(x, ldx, m, h, ldh, l, with_h, rows, B.q8.data(), B.qscale.data(), B.qsum.data(),
-                    B.N, bias, act, C, ldc);
+  ref::gemm_kron_i8(x, ldx, m, h, ldh, l, with_h, rows, B.q8.data(), B.qscale.data(), B.qsum.data(), B.N,
+                    bias, act, C, ldc);
 }
 
 }  // namespace dpn::kernels

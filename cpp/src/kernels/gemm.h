@@ -55,9 +55,7 @@ void pack_b_bf16(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs,
 constexpr int64_t kI8Panel = 32;
 constexpr int64_t kI8MaxK = 65536;
 inline int64_t i8_quads(int64_t K) { return (K + 3) / 4; }
-inline int64_t i8_packed_size(int64_t K, int64_t N) {
-  return packed_size(4 * i8_quads(K), N, kI8Panel);
-}
+inline int64_t i8_packed_size(int64_t K, int64_t N) { return packed_size(4 * i8_quads(K), N, kI8Panel); }
 
 // x[i] = bfloat16(x[i]) widened back (nearest even), i < n: the left operand of a bfloat16 GEMM
 // on an ISA without the bfloat16 kernels.

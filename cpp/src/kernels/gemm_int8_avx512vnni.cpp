@@ -30,7 +30,7 @@ constexpr int64_t kMR = 12;
 // row tiles, at most kMaxMC rows.
 constexpr int64_t kABytes = int64_t(256) << 10;
 constexpr int64_t kMaxMC = 192;
-constexpr float kMinMax = 1e-30f;  // as gemm_int8_ref.cpp: a smaller max quantizes to zeros
+constexpr float kMinMax = 1e-30f;     // as gemm_int8_ref.cpp: a smaller max quantizes to zeros
 constexpr int64_t kPanelBytes = 128;  // one k-quad row of a full panel (32 columns × 4)
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -82,7 +82,8 @@ void tile(const uint8_t* a, int64_t lda, const float* sa, const int8_t* b0, int6
 #pragma GCC unroll 12
     for (int i = 0; i < MR; ++i) {
       const __m512i acc = _mm512_sub_epi32((__m512i)c[i][j], sum);  // Σ (qa + 128)·q - 128·Σ q
-      const __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(sa[i]), s), bv);
+      const __m512 v =
+          _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), _mm512_mul_ps(_mm512_set1_ps(sa[i]), s), bv);
       _mm512_mask_storeu_ps(C + i * ldc + col, mk[j], vact(v, act));
     }
   }
@@ -105,35 +106,25 @@ struct Args {
 template <int MR, int P>
 void run_p(const Args& g) {
   if (g.nlast <= 16)
-    return tile<MR, P, 1>(g.a, g.lda, g.sa, g.b0, g.Kq, g.bs, g.bsum, g.C, g.ldc, g.nlast, g.bias, g.act);
+    return tile<MR, P, 1>(g.a, g.lda, g.sa, g.b0, g.Kq, g.bs, g.bsum, g.C, g.ldc, g.nlast, g.bias,
+                          g.act);
   tile<MR, P, 0>(g.a, g.lda, g.sa, g.b0, g.Kq, g.bs, g.bsum, g.C, g.ldc, g.nlast, g.bias, g.act);
 }
 
+// run_p<mr, P>(g) for a run-time 1 <= mr <= MR.
+template <int MR, int P>
 void run_rows(int64_t mr, const Args& g) {
-  switch (mr) {
-    case 12: return run_p<12, 1>(g);
-    case 11: return run_p<11, 1>(g);
-    case 10: return run_p<10, 1>(g);
-    case 9: return run_p<9, 1>(g);
-    case 8: return run_p<8, 1>(g);
-    case 7: return run_p<7, 1>(g);
-    case 6: return run_p<6, 1>(g);
-    case 5: return run_p<5, 1>(g);
-    case 4: return run_p<4, 1>(g);
-    case 3: return run_p<3, 1>(g);
-    case 2: return run_p<2, 1>(g);
-    default: return run_p<1, 1>(g);
-  }
+  if constexpr (MR > 1)
+    if (mr < MR) return run_rows<MR - 1, P>(mr, g);
+  run_p<MR, P>(g);
 }
 
-template <int MR>
+// run_p<MR, n>(g) for a run-time 1 <= n <= 4 panels side by side.
+template <int MR, int P = 4>
 void run_panels(int64_t n, const Args& g) {
-  switch (n) {
-    case 4: return run_p<MR, 4>(g);
-    case 3: return run_p<MR, 3>(g);
-    case 2: return run_p<MR, 2>(g);
-    default: return run_p<MR, 1>(g);
-  }
+  if constexpr (P > 1)
+    if (n < P) return run_panels<MR, P - 1>(n, g);
+  run_p<MR, P>(g);
 }
 
 // Panel g.b0 onwards for this block's rows: 1-3 rows (batch 1 above all) take several panels at
@@ -175,7 +166,7 @@ void run_block(int64_t mc, Args g, int64_t N) {
       g.a = a + i * g.lda;
       g.sa = sa + i;
       g.C = Cp + i * g.ldc;
-      run_rows(lmin(kMR, mc - i), g);
+      run_rows<kMR, 1>(lmin(kMR, mc - i), g);
     }
   }
 }

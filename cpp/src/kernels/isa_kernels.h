@@ -49,8 +49,8 @@ using GemmI8Fn = void(const float* A, int64_t lda, int64_t M, int64_t K, const i
                       float* C, int64_t ldc);
 // The Kronecker GEMM over int8 weights: each row of [x, h·x, …, (h)] (the products s·x in float32)
 // quantized as above as it is built.
-using GemmKronI8Fn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
-                          int64_t l, bool with_h, int64_t M, const int8_t* Bq, const float* bscale,
+using GemmKronI8Fn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                          bool with_h, int64_t M, const int8_t* Bq, const float* bscale,
                           const int32_t* bsum, int64_t N, const float* bias, Act act, float* C,
                           int64_t ldc);
 // kron.h
