@@ -81,24 +81,42 @@ def _check_gemm(A, W, b, act, isa, what=""):
     return C
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_bf16_gemm_sweep_m(isa):
+# The tile-edge sweeps, shared with test_int8_gemm.py: check(A, W, bias, act, isa) per shape.
+def sweep_m(check, isa, Ms, shapes):
     rng = np.random.default_rng(1)
-    for M in range(1, 76, 2):
-        for K, N in ((17, 33), (64, 49), (129, 16)):
+    for M in Ms:
+        for K, N in shapes:
             A, W = _data(rng, (M, K)), _data(rng, (N, K))
             b = _data(rng, N) if M % 3 else None
-            _check_gemm(A, W, b, ACTS[M % 4], isa)
+            check(A, W, b, ACTS[M % 4], isa)
+
+
+def sweep_kn(check, isa, Ks, Ns, Ms):
+    rng = np.random.default_rng(2)
+    for K in Ks:
+        for N in Ns:
+            M = Ms[(K + N) % len(Ms)]
+            A, W = _data(rng, (M, K)), _data(rng, (N, K))
+            check(A, W, _data(rng, N) if N % 2 else None, ACTS[K % 4], isa)
+
+
+def few_rows_many_panels(check, isa, Ks):
+    rng = np.random.default_rng(5)
+    for K in Ks:
+        for N in (32, 64, 96, 128, 160, 161, 200, 257, 400):
+            A, W, b = _data(rng, (3, K)), _data(rng, (N, K)), _data(rng, N)
+            for M in (1, 2, 3):
+                check(A[:M], W, b, ACTS[(K + N + M) % 4], isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_bf16_gemm_sweep_m(isa):
+    sweep_m(_check_gemm, isa, range(1, 76, 2), ((17, 33), (64, 49), (129, 16)))
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_bf16_gemm_sweep_kn(isa):
-    rng = np.random.default_rng(2)
-    for K in EDGES_K:
-        for N in EDGES_N:
-            M = EDGES_M[(K + N) % len(EDGES_M)]
-            A, W = _data(rng, (M, K)), _data(rng, (N, K))
-            _check_gemm(A, W, _data(rng, N) if N % 2 else None, ACTS[K % 4], isa)
+    sweep_kn(_check_gemm, isa, EDGES_K, EDGES_N, EDGES_M)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -120,12 +138,7 @@ def test_bf16_gemm_block_edges_and_row_independence(isa):
 @pytest.mark.parametrize("isa", ISAS)
 def test_bf16_gemm_few_rows_many_panels(isa):
     """1-3 rows run several panels side by side (groups of up to 4 for one row, 2 for two or three)."""
-    rng = np.random.default_rng(5)
-    for K in (5, 301, 1600):
-        for N in (32, 64, 96, 128, 160, 161, 200, 257, 400):
-            A, W, b = _data(rng, (3, K)), _data(rng, (N, K)), _data(rng, N)
-            for M in (1, 2, 3):
-                _check_gemm(A[:M], W, b, ACTS[(K + N + M) % 4], isa)
+    few_rows_many_panels(_check_gemm, isa, (5, 301, 1600))
 
 
 @pytest.mark.parametrize("isa", ISAS)

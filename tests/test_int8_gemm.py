@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from dpn_infer import _engine, _testing
 from dpn_infer.converters import format as F
 from dpn_infer.converters.precision import quantize
+from test_bf16_gemm import few_rows_many_panels, sweep_kn, sweep_m
 from test_kernels import _act
 
 ISAS = list(_engine.cpu_info()["available"])
@@ -92,22 +93,12 @@ def _check_gemm(A, W, b, act, isa):
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_int8_gemm_sweep_m(isa):
-    rng = np.random.default_rng(1)
-    for M in list(range(1, 40, 2)) + [71, 72, 73]:
-        for K, N in ((17, 33), (64, 49), (131, 16)):
-            A, W = _data(rng, (M, K)), _data(rng, (N, K))
-            b = _data(rng, N) if M % 3 else None
-            _check_gemm(A, W, b, ACTS[M % 4], isa)
+    sweep_m(_check_gemm, isa, list(range(1, 40, 2)) + [71, 72, 73], ((17, 33), (64, 49), (131, 16)))
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_int8_gemm_sweep_kn(isa):
-    rng = np.random.default_rng(2)
-    for K in EDGES_K:
-        for N in EDGES_N:
-            M = EDGES_M[(K + N) % len(EDGES_M)]
-            A, W = _data(rng, (M, K)), _data(rng, (N, K))
-            _check_gemm(A, W, _data(rng, N) if N % 2 else None, ACTS[K % 4], isa)
+    sweep_kn(_check_gemm, isa, EDGES_K, EDGES_N, EDGES_M)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -128,12 +119,7 @@ def test_int8_gemm_block_edges_and_row_independence(isa):
 @pytest.mark.parametrize("isa", ISAS)
 def test_int8_gemm_few_rows_many_panels(isa):
     """1-3 rows run several panels side by side (groups of up to 4 for one row, 2 for two or three)."""
-    rng = np.random.default_rng(5)
-    for K in (5, 301):
-        for N in (32, 64, 96, 128, 160, 161, 200, 257, 400):
-            A, W, b = _data(rng, (3, K)), _data(rng, (N, K)), _data(rng, N)
-            for M in (1, 2, 3):
-                _check_gemm(A[:M], W, b, ACTS[(K + N + M) % 4], isa)
+    few_rows_many_panels(_check_gemm, isa, (5, 301))
 
 
 @pytest.mark.parametrize("isa", ISAS)
