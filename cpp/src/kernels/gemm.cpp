@@ -116,23 +116,30 @@ void PackedMatrix::pack_int8(const float* src, int64_t k, int64_t n, int64_t rs,
   data.clear();
   half.clear();
   // Per column, as converters/precision.py quantizes (float32 max / 127, then rint(x / scale)).
+  // Visited in the source's memory order (a row-major A' is read by rows, a torch weight by columns).
+  auto each = [&](auto&& f) {
+    if (rs >= cs) {
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < n; ++j) f(i, j);
+    } else {
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < k; ++i) f(i, j);
+    }
+  };
   std::vector<int8_t> q(size_t(k * n));
   qscale.assign(size_t(n), 0.0f);
   qsum.assign(size_t(n), 0);
-  for (int64_t j = 0; j < n; ++j) {
-    float amax = 0.0f;
-    for (int64_t i = 0; i < k; ++i) amax = std::max(amax, std::fabs(src[i * rs + j * cs]));
-    const float s = amax / 127.0f;
-    qscale[size_t(j)] = s;
-    int32_t sum = 0;
-    for (int64_t i = 0; i < k; ++i) {
-      const float v = s > 0.0f ? std::nearbyint(src[i * rs + j * cs] / s) : 0.0f;
-      const int8_t qi = int8_t(std::min(127.0f, std::max(-127.0f, v)));
-      q[size_t(i * n + j)] = qi;
-      sum += qi;
-    }
-    qsum[size_t(j)] = 128 * sum;  // |.| <= 128·127·kI8MaxK < 2^31
-  }
+  each([&](int64_t i, int64_t j) {
+    qscale[size_t(j)] = std::max(qscale[size_t(j)], std::fabs(src[i * rs + j * cs]));
+  });
+  for (float& s : qscale) s /= 127.0f;
+  each([&](int64_t i, int64_t j) {
+    const float s = qscale[size_t(j)];
+    const float v = s > 0.0f ? std::nearbyint(src[i * rs + j * cs] / s) : 0.0f;
+    const int8_t qi = int8_t(std::min(127.0f, std::max(-127.0f, v)));
+    q[size_t(i * n + j)] = qi;
+    qsum[size_t(j)] += 128 * qi;  // |.| <= 128·127·kI8MaxK < 2^31
+  });
   q8.assign(size_t(i8_packed_size(k, n)), 0);
   pack_b_int8(q.data(), k, n, n, 1, q8.data());
 }
