@@ -15,8 +15,8 @@ same run are the numbers to quote; absolute times move between runs on shared ma
 Runner engine-bf16 is the engine on the same model saved with precision="bf16", embeddings="bf16"
 (docs/format.md §3.1; the file asks for bfloat16 GEMMs: AVX512_BF16 where the CPU has it);
 engine-int8 the same model saved with precision="int8", embeddings="int8"
-(§3.2: int8 tables gathered as they are, int8 weights dequantized to float32 at load, so its speed is
-about fp32's until an int8 GEMM lands). The table gives their ratios to the engine's fp32 samples/s
+(§3.2: int8 tables gathered as they are; the file asks for int8 GEMMs: AVX512_VNNI where the CPU
+has it, §4). The table gives their ratios to the engine's fp32 samples/s
 and every file's size.
 Peers: PyTorch eager on the dpn_infer.nn module (paper form), ONNX Runtime on its ONNX export
 (paper form), and ONNX Runtime on the Kronecker-form export (converters/onnx_export.py).

@@ -13,7 +13,8 @@ int8 is symmetric (scale = max|x| / 127, q = round(x / scale) in [-127, 127], no
 no calibration data. Biases, LayerNorm and cross vectors stay float32 (they are tiny and enter the
 fp32 epilogue). A file with a float16 or bfloat16 tensor records opset 3 at least, one with an int8
 tensor opset 4. ``precision="bf16"`` also records ``"arithmetic": "bf16"`` in the metadata, so
-the engine runs bfloat16 GEMMs on those weights by default.
+the engine runs bfloat16 GEMMs on those weights by default; ``precision="int8"`` records
+``"arithmetic": "int8"`` (int8 GEMMs, inputs quantized per row at run time).
 """
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def apply(metadata: dict, tensors: Mapping[str, np.ndarray], precision: str = "f
         meta["opset"] = max(meta["opset"], HALF_OPSET)
     if "int8" in kinds:
         meta["opset"] = max(meta["opset"], INT8_OPSET)
-    if precision == "bf16":
-        # Ask the engine for bfloat16 GEMMs (docs/format.md §4): the weights are bfloat16 already.
-        meta["arithmetic"] = "bf16"
+    if precision in ("bf16", "int8"):
+        # Ask the engine for bfloat16 / int8 GEMMs (docs/format.md §4): the weights are so already.
+        meta["arithmetic"] = precision
     return meta, out

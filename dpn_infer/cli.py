@@ -55,6 +55,8 @@ def _info(args) -> int:
           f"producer {meta.get('producer', '?')}")
     if meta.get("arithmetic") == "bf16":
         print("arithmetic: bf16 (linear / dylinear run bfloat16 GEMMs; load(..., bf16_gemm=False) for float32)")
+    elif meta.get("arithmetic") == "int8":
+        print("arithmetic: int8 (linear / dylinear run int8 GEMMs; load(..., int8_gemm=False) for float32)")
     print("fields:")
     for f in m.schema:
         keys = ("vocab", "policy", "pooling", "max_len", "truncate", "table")

@@ -27,11 +27,12 @@ class Model:
     """A loaded model.bin. Immutable and safe to share between threads."""
 
     def __init__(self, native: "_engine.Model", path: str = "", threads: int = 1,
-                 bf16_gemm: bool | None = None) -> None:
+                 bf16_gemm: bool | None = None, int8_gemm: bool | None = None) -> None:
         # Model(...) is made by load() and unpickling; users never call it.
         self._native = native
         self._path = path
-        self._bf16_gemm = _check_bf16_gemm(bf16_gemm)
+        self._bf16_gemm = _check_gemm("bf16_gemm", bf16_gemm)
+        self._int8_gemm = _check_gemm("int8_gemm", int8_gemm)
         self._threads = _check_threads(threads)
         try:
             self._metadata = json.loads(native.metadata_json)
@@ -137,7 +138,7 @@ class Model:
         # copy, as Ray does); unpickling loads them once per process (_restore).
         data = self._native.file_bytes()
         data = pickle.PickleBuffer(data) if protocol >= 5 else bytes(data)
-        return _restore, (data, self._threads, self._path, self._bf16_gemm)
+        return _restore, (data, self._threads, self._path, self._bf16_gemm, self._int8_gemm)
 
     def __copy__(self) -> "Model":
         return self  # immutable
@@ -159,7 +160,8 @@ def _check_threads(threads) -> int:
 
 
 def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: int = 1,
-         copy: bool = False, max_alloc_bytes: int | None = None, bf16_gemm: bool | None = None) -> Model:
+         copy: bool = False, max_alloc_bytes: int | None = None, bf16_gemm: bool | None = None,
+         int8_gemm: bool | None = None) -> Model:
     """Load and validate a model.bin file, or a model file's content (bytes, bytearray,
     memoryview or any C-contiguous buffer: read once into memory the Model owns; a path given as
     bytes is no longer accepted — pass ``os.fsdecode(name)``).
@@ -175,7 +177,13 @@ def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: i
     ``False``: every op widens bfloat16 weights to float32 and computes in float32 (outputs within
     bfloat16 rounding of True's). ``None`` (default): as the file records — ``save(precision="bf16")``
     records bfloat16 GEMMs (metadata ``"arithmetic": "bf16"``); files without the key compute in
-    float32. ``cpu_info()["reduced_precision"]`` says which code runs.
+    float32. ``int8_gemm``: the same for a file with int8 weights. ``True``: int8 GEMMs (each weight
+    quantized per output column at load, each layer's input quantized per row at run time, exact
+    int32 sums; AVX512_VNNI where the CPU has it, the same integer arithmetic in plain C++
+    elsewhere). ``False``: int8 weights dequantized to float32 at load, float32 arithmetic. ``None``
+    (default): as the file records — ``save(precision="int8")`` records int8 GEMMs (``"arithmetic":
+    "int8"``); older int8 files compute in float32. ``cpu_info()["reduced_precision"]`` says which
+    code runs.
     Raises ModelFormatError for a bad file, OSError (FileNotFoundError, ...) when it cannot be
     opened or is not a regular file, ValueError for a path with a NUL byte (as ``open`` does)."""
     _check_threads(threads)  # before a load that may take a while
@@ -185,8 +193,9 @@ def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: i
             or not 1 <= max_alloc_bytes < 2**64:
         raise ValueError(f"max_alloc_bytes must be a positive integer, got {max_alloc_bytes!r}")
     if _is_buffer(path):  # bytes, bytearray, memoryview, mmap, numpy arrays: a model's content
-        return Model(_engine.Model.load_memory(path, int(max_alloc_bytes), _check_bf16_gemm(bf16_gemm)),
-                     "", threads, bf16_gemm)
+        return Model(_engine.Model.load_memory(path, int(max_alloc_bytes), _check_gemm("bf16_gemm", bf16_gemm),
+                                               _check_gemm("int8_gemm", int8_gemm)),
+                     "", threads, bf16_gemm, int8_gemm)
     p = os.fspath(path)
     if not isinstance(p, str):  # a PathLike whose __fspath__ gives bytes
         raise TypeError("a model path must be a str or an os.PathLike giving str (bytes are the "
@@ -194,8 +203,9 @@ def load(path: str | os.PathLike | bytes | bytearray | memoryview, *, threads: i
     raw = os.fsencode(p)  # bytes: any file name, UTF-8 or not
     if b"\0" in raw:
         raise ValueError("embedded null byte in the model path")
-    native = _engine.Model.load(raw, bool(copy), int(max_alloc_bytes), _check_bf16_gemm(bf16_gemm))
-    return Model(native, p, threads, bf16_gemm)
+    native = _engine.Model.load(raw, bool(copy), int(max_alloc_bytes), _check_gemm("bf16_gemm", bf16_gemm),
+                                _check_gemm("int8_gemm", int8_gemm))
+    return Model(native, p, threads, bf16_gemm, int8_gemm)
 
 
 def _is_buffer(obj) -> bool:
@@ -215,20 +225,22 @@ _LOADED: "weakref.WeakValueDictionary[bytes, _engine.Model]" = weakref.WeakValue
 _LOADED_LOCK = threading.Lock()
 
 
-def _check_bf16_gemm(v):
+def _check_gemm(name, v):
     if v is not None and not isinstance(v, (bool, np.bool_)):
-        raise TypeError(f"bf16_gemm must be None, True or False, got {v!r}")
+        raise TypeError(f"{name} must be None, True or False, got {v!r}")
     return None if v is None else bool(v)
 
 
-def _restore(data, threads: int, path: str = "", bf16_gemm: bool | None = None) -> Model:
-    key = hashlib.blake2b(data, digest_size=32).digest() + bytes([{None: 2, False: 0, True: 1}[bf16_gemm]])
+def _restore(data, threads: int, path: str = "", bf16_gemm: bool | None = None,
+             int8_gemm: bool | None = None) -> Model:
+    code = {None: 2, False: 0, True: 1}
+    key = hashlib.blake2b(data, digest_size=32).digest() + bytes([code[bf16_gemm], code[int8_gemm]])
     with _LOADED_LOCK:  # held through the load, so concurrent unpickles of one model load it once
         native = _LOADED.get(key)
         if native is None:
-            native = _engine.Model.load_memory(data, 0, bf16_gemm)
+            native = _engine.Model.load_memory(data, 0, bf16_gemm, int8_gemm)
             _LOADED[key] = native
-    return Model(native, path, threads, bf16_gemm)
+    return Model(native, path, threads, bf16_gemm, int8_gemm)
 
 
 def cpu_info() -> dict:
@@ -237,8 +249,9 @@ def cpu_info() -> dict:
     Keys: vendor, brand, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16,
     avx512_vnni, available (ISAs this machine can run, best first), selected ("avx512bf16" | "avx512" |
     "avx2" | "ref"), override (the DPN_ISA value, or None), note (why an override was not honoured, or ""),
-    reduced_precision ({"embeddings": ..., "weights": ..., "int8": ...}: which code runs a
-    float16/bfloat16 or int8 file).
+    reduced_precision ({"embeddings": ..., "weights": ..., "int8": ..., "int8_gemm": "avx512vnni" |
+    "ref"}: which code runs a float16/bfloat16 or int8 file; int8_gemm: the int8 GEMMs' kernels, the
+    AVX512_VNNI ones or the portable C++ ones, with the same results).
     The ISA is chosen once per process, at first use; set DPN_ISA before importing the engine.
     """
     return _engine.cpu_info()

@@ -251,7 +251,9 @@ def check_every_isa(feature, precision):
             np.savez(bp, **batch)
             with torch.no_grad():
                 refs[jid] = (spec, ref_model(batch).numpy())
-            jobs.append({"id": jid, "model": mp, "batch": bp, "bf16_gemm": False})
+            # float32 arithmetic on the widened / dequantized weights (the reduced-precision GEMMs:
+            # test_bf16_gemm.py, test_int8_gemm.py)
+            jobs.append({"id": jid, "model": mp, "batch": bp, "bf16_gemm": False, "int8_gemm": False})
         for isa in available_isas():
             selected, res = predict_under_isa(isa, jobs, d)
             assert selected == isa

@@ -81,24 +81,42 @@ def _check_gemm(A, W, b, act, isa, what=""):
     return C
 
 
-@pytest.mark.parametrize("isa", ISAS)
-def test_bf16_gemm_sweep_m(isa):
+# The tile-edge sweeps, shared with test_int8_gemm.py: check(A, W, bias, act, isa) per shape.
+def sweep_m(check, isa, Ms, shapes):
     rng = np.random.default_rng(1)
-    for M in range(1, 76, 2):
-        for K, N in ((17, 33), (64, 49), (129, 16)):
+    for M in Ms:
+        for K, N in shapes:
             A, W = _data(rng, (M, K)), _data(rng, (N, K))
             b = _data(rng, N) if M % 3 else None
-            _check_gemm(A, W, b, ACTS[M % 4], isa)
+            check(A, W, b, ACTS[M % 4], isa)
+
+
+def sweep_kn(check, isa, Ks, Ns, Ms):
+    rng = np.random.default_rng(2)
+    for K in Ks:
+        for N in Ns:
+            M = Ms[(K + N) % len(Ms)]
+            A, W = _data(rng, (M, K)), _data(rng, (N, K))
+            check(A, W, _data(rng, N) if N % 2 else None, ACTS[K % 4], isa)
+
+
+def few_rows_many_panels(check, isa, Ks):
+    rng = np.random.default_rng(5)
+    for K in Ks:
+        for N in (32, 64, 96, 128, 160, 161, 200, 257, 400):
+            A, W, b = _data(rng, (3, K)), _data(rng, (N, K)), _data(rng, N)
+            for M in (1, 2, 3):
+                check(A[:M], W, b, ACTS[(K + N + M) % 4], isa)
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_bf16_gemm_sweep_m(isa):
+    sweep_m(_check_gemm, isa, range(1, 76, 2), ((17, 33), (64, 49), (129, 16)))
 
 
 @pytest.mark.parametrize("isa", ISAS)
 def test_bf16_gemm_sweep_kn(isa):
-    rng = np.random.default_rng(2)
-    for K in EDGES_K:
-        for N in EDGES_N:
-            M = EDGES_M[(K + N) % len(EDGES_M)]
-            A, W = _data(rng, (M, K)), _data(rng, (N, K))
-            _check_gemm(A, W, _data(rng, N) if N % 2 else None, ACTS[K % 4], isa)
+    sweep_kn(_check_gemm, isa, EDGES_K, EDGES_N, EDGES_M)
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -120,12 +138,7 @@ def test_bf16_gemm_block_edges_and_row_independence(isa):
 @pytest.mark.parametrize("isa", ISAS)
 def test_bf16_gemm_few_rows_many_panels(isa):
     """1-3 rows run several panels side by side (groups of up to 4 for one row, 2 for two or three)."""
-    rng = np.random.default_rng(5)
-    for K in (5, 301, 1600):
-        for N in (32, 64, 96, 128, 160, 161, 200, 257, 400):
-            A, W, b = _data(rng, (3, K)), _data(rng, (N, K)), _data(rng, N)
-            for M in (1, 2, 3):
-                _check_gemm(A[:M], W, b, ACTS[(K + N + M) % 4], isa)
+    few_rows_many_panels(_check_gemm, isa, (5, 301, 1600))
 
 
 @pytest.mark.parametrize("isa", ISAS)
@@ -332,11 +345,11 @@ def test_bf16_gemm_seq_models(data):
     _check_model(*prepare_seq(spec), what=f"for spec {spec!r}")
 
 
-def test_bf16_gemm_models_every_isa():
+def models_every_isa(save, reference, judge, job, seed, prefix):
     """Fixed models (batch 1, an odd batch, a batch past the 72-row blocks; full with heads, decomp
-    with W0) under every ISA (DPN_ISA, child processes), each against the same torch reference."""
-    pytest.importorskip("torch")
-    from helpers import bf16ref
+    with W0), saved by ``save(model, path)`` (the rounded torch model back), under every ISA (DPN_ISA,
+    child processes), each against ``reference(rounded, meta, batch)`` -> (logits, F) with
+    ``judge``; ``job``: the load options of the jobs."""
     from helpers.isa import available_isas, predict_under_isa
 
     fields = [{"name": "user", "kind": "sparse", "dim": 8, "vocab": 50, "policy": "hash"},
@@ -351,28 +364,36 @@ def test_bf16_gemm_models_every_isa():
         [{"out": 48}, dict(dyn, out=64, form="full", heads=4, generator="linear", hidden=41),
          dict(dyn, out=7, form="decomp", rank=4, w0=True, context="prev")],
     ]
-    with tempfile.TemporaryDirectory(prefix="dpn_bf16g_isa_") as d:
+    with tempfile.TemporaryDirectory(prefix=prefix) as d:
         jobs, refs = [], {}
         for i, layers in enumerate(cases):
             for B in (1, 37, 257):
                 spec = {"kind": "feature_dpn", "fields": fields, "layers": layers, "activation": "relu",
-                        "norm": None, "seed": 300 + i, "B": B}
+                        "norm": None, "seed": seed + i, "B": B}
                 model, batch = _prepare(spec)
                 jid = f"m{i}b{B}"
                 mp, bp = os.path.join(d, jid + ".bin"), os.path.join(d, jid + ".npz")
-                rounded = _save(model, mp)
+                rounded = save(model, mp)
                 np.savez(bp, **batch)
                 meta, _ = F.read(mp)
-                refs[jid] = bf16ref.reference(rounded, meta, batch)
-                jobs.append({"id": jid, "model": mp, "batch": bp, "bf16_gemm": True})
+                refs[jid] = reference(rounded, meta, batch)
+                jobs.append(dict(job, id=jid, model=mp, batch=bp))
         for isa in available_isas():
             selected, res = predict_under_isa(isa, jobs, d)
             assert selected == isa
             for jid, (z, p, z3) in res.items():
                 ref, sens = refs[jid]
-                judge_bf16(z, ref, sens, f"{jid} under DPN_ISA={isa}")
-                judge_bf16(z3, z, sens, f"{jid} threads=3 under DPN_ISA={isa}")
+                judge(z, ref, sens, f"{jid} under DPN_ISA={isa}")
+                judge(z3, z, sens, f"{jid} threads=3 under DPN_ISA={isa}")
                 np.testing.assert_allclose(p, 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-5, atol=1e-6)
+
+
+def test_bf16_gemm_models_every_isa():
+    """models_every_isa with bfloat16 files and bf16_gemm=True."""
+    pytest.importorskip("torch")
+    from helpers import bf16ref
+
+    models_every_isa(_save, bf16ref.reference, judge_bf16, {"bf16_gemm": True}, 300, "dpn_bf16g_isa_")
 
 
 def test_bf16_gemm_follows_the_file(tmp_path):
@@ -406,7 +427,7 @@ def test_bf16_gemm_follows_the_file(tmp_path):
     F.write(tmp_path / "old.bin", meta, tensors)
     np.testing.assert_array_equal(load(tmp_path / "old.bin").predict(batch, logits=True), z0)
     np.testing.assert_array_equal(load(tmp_path / "old.bin", bf16_gemm=True).predict(batch, logits=True), z1)
-    for bad in (["bf16"], "int8", 1):
+    for bad in (["bf16"], "int4", 1):
         meta["arithmetic"] = bad
         F.write(tmp_path / "bad.bin", meta, tensors)
         with pytest.raises(ModelFormatError, match="'arithmetic' must be"):
@@ -425,14 +446,10 @@ def test_bf16_gemm_follows_the_file(tmp_path):
     np.testing.assert_array_equal(m.predict(batch, logits=True), z1)
 
 
-def test_bf16_gemm_requests_split_layers():
-    """Ranking requests on a bfloat16 model with bf16_gemm=True: the layers that split per user
-    (linear: W_u·x_u once per user; dylinear with a user-only context: A'_u once per user) round
-    x_u and x_i as the whole row's GEMM does, so the request equals the broadcast batch within
-    judge_bf16's bound (sums in another order; a rare rounding flip)."""
-    pytest.importorskip("torch")
+def requests_split_layers(save, reference, judge, load_kw, prefix):
+    """Ranking requests against the broadcast batch (judge with the reference's F), on models whose
+    layers split per user (a linear; a dylinear with a user-only context), threads 1 and 3."""
     from dpn_infer.engine import load
-    from helpers import bf16ref
     from helpers import models as HM
     from helpers.requests import make_request
 
@@ -448,14 +465,25 @@ def test_bf16_gemm_requests_split_layers():
         spec = {"kind": "feature_dpn", "fields": fields, "layers": layers, "activation": "relu",
                 "norm": None, "seed": 11, "B": 8}
         model, _ = _prepare(spec)
-        with tempfile.TemporaryDirectory(prefix="dpn_bf16g_req_") as d:
+        with tempfile.TemporaryDirectory(prefix=prefix) as d:
             path = os.path.join(d, "m.bin")
-            rounded = _save(model, path)
+            rounded = save(model, path)
             meta, _ = F.read(path)
-            m = load(path, bf16_gemm=True)
+            m = load(path, **load_kw)
             want = m.predict(r["broadcast"], logits=True)
-            _, sens = bf16ref.reference(rounded, meta, r["broadcast"])
+            _, sens = reference(rounded, meta, r["broadcast"])
             for threads in (1, 3):
                 got = m.predict(r["cands"], shared=r["shared"], groups=r["groups"], logits=True,
                                 threads=threads)
-                judge_bf16(got, want, sens, f"request, layers {layers}, threads={threads}")
+                judge(got, want, sens, f"request, layers {layers}, threads={threads}")
+
+
+def test_bf16_gemm_requests_split_layers():
+    """Ranking requests on a bfloat16 model with bf16_gemm=True: the layers that split per user
+    (linear: W_u·x_u once per user; dylinear with a user-only context: A'_u once per user) round
+    x_u and x_i as the whole row's GEMM does, so the request equals the broadcast batch within
+    judge_bf16's bound (sums in another order; a rare rounding flip)."""
+    pytest.importorskip("torch")
+    from helpers import bf16ref
+
+    requests_split_layers(_save, bf16ref.reference, judge_bf16, {"bf16_gemm": True}, "dpn_bf16g_req_")

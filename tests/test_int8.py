@@ -4,7 +4,9 @@ int8 dense weights (one scale per output), symmetric, no calibration data.
 Bounds, derived: the engine reads every int8 value as ``scale · q``, one float32 multiply rounded to
 nearest even, exactly what numpy's ``q.astype(float32) * scale`` gives (format.dequantize). Tables
 are dequantized as they are gathered and then summed in pool_rows' order, weights once at load; so
-an int8 file gives **the same bits** as the float32 file of its dequantized tensors, on every ISA
+an int8 file loaded with ``int8_gemm=False`` (float32 arithmetic; save(precision="int8") records
+int8 GEMMs, tested in test_int8_gemm.py) gives **the same bits** as the float32 file of its
+dequantized tensors, on every ISA
 (asserted exactly below), and the per-kernel gathers are compared bit for bit with the reference.
 Against torch run with the same dequantized parameters (helpers/precision.py), the criterion is
 test_parity's float32 one (rtol 1e-4 / atol 1e-5, float64 fallback): only summation order differs.
@@ -117,7 +119,7 @@ def _check(model, batch, precision, embeddings, truth=None, what=""):
         path, deq = os.path.join(d, "model.bin"), os.path.join(d, "deq.bin")
         ref_model = _save_rounded(model, path, precision, embeddings)
         dequantized_file(path, deq)
-        m = load(path)
+        m = load(path, int8_gemm=False)  # float32 arithmetic (tests/test_int8_gemm.py: the int8 GEMMs)
         z = m.predict(batch, logits=True)
         p = m.predict(batch)
         z3 = m.predict(batch, logits=True, threads=3)

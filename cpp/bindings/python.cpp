@@ -17,6 +17,7 @@
 
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
+#include "kernels/gemm.h"
 #include "kernels/isa_kernels.h"
 
 namespace py = pybind11;
@@ -311,10 +312,16 @@ py::dict cpu_info() {
           : "bfloat16 weights widened to float32 at load; linear and dylinear round their GEMM inputs "
             "to bfloat16 (the arithmetic of the AVX512_BF16 path), float32 kernels (" +
                 isa + ")";
-  // int8 (opset 4, §3.2): tables dequantized per row as gathered; weights once at load (no VNNI GEMM
-  // yet).
+  // int8 (opset 4, §3.2): tables dequantized per row as gathered; weights by the int8 GEMMs with
+  // int8 arithmetic, else dequantized once at load.
+  const std::string i8 = dpn::kernels::int8_gemm_path(s.isa);
   rp["int8"] = "int8 rows dequantized (scale x q) as gathered (" + isa +
-               "); int8 weights dequantized to float32 at load, float32 kernels";
+               "); int8 weights of linear and dylinear with int8 arithmetic: int8 GEMMs, left operand "
+               "quantized per row, exact int32 sums (" +
+               (i8 == "ref" ? std::string("reference C++ int8 kernels, no AVX512_VNNI")
+                            : std::string("AVX512_VNNI vpdpbusd")) +
+               "); otherwise dequantized to float32 at load, float32 kernels";
+  rp["int8_gemm"] = i8;
   d["reduced_precision"] = rp;
   return d;
 }
@@ -325,18 +332,21 @@ PyModel wrap(std::shared_ptr<const dpn::Model> m) {
   return pm;
 }
 
-// bf16_gemm: None (as the file records), True or False.
-dpn::Bf16Gemm bf16_choice(const py::object& v) {
-  if (v.is_none()) return dpn::Bf16Gemm::Recorded;
-  return v.cast<bool>() ? dpn::Bf16Gemm::On : dpn::Bf16Gemm::Off;
+// bf16_gemm / int8_gemm: None (as the file records), True or False.
+template <class E>
+E gemm_choice(const py::object& v) {
+  if (v.is_none()) return E::Recorded;
+  return v.cast<bool>() ? E::On : E::Off;
 }
 
 // path: bytes (os.fsencode: any file name, UTF-8 or not) or str.
-PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes, const py::object& bf16_gemm) {
+PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes, const py::object& bf16_gemm,
+             const py::object& int8_gemm) {
   dpn::LoadOptions o;
   o.mode = copy ? dpn::LoadMode::Copy : dpn::LoadMode::Map;
   o.max_alloc_bytes = max_alloc_bytes;
-  o.bf16_gemm = bf16_choice(bf16_gemm);
+  o.bf16_gemm = gemm_choice<dpn::Bf16Gemm>(bf16_gemm);
+  o.int8_gemm = gemm_choice<dpn::Int8Gemm>(int8_gemm);
   std::shared_ptr<const dpn::Model> m;
   {
     py::gil_scoped_release nogil;  // a large file takes a while; other Python threads go on
@@ -348,7 +358,8 @@ PyModel load(const std::string& path, bool copy, uint64_t max_alloc_bytes, const
 // buffer: any C-contiguous buffer (bytes, bytearray, memoryview, numpy array) holding a model file.
 // It is read in place by the engine's one copy (BufferMode::Copy), and held until load returns, so
 // a bytearray cannot be resized meanwhile (BufferError) while the GIL is released.
-PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes, const py::object& bf16_gemm) {
+PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes, const py::object& bf16_gemm,
+                    const py::object& int8_gemm) {
   Py_buffer view;
   if (PyObject_GetBuffer(buffer.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
   struct Release {
@@ -357,7 +368,8 @@ PyModel load_memory(const py::object& buffer, uint64_t max_alloc_bytes, const py
   } release{&view};
   dpn::LoadOptions o;
   o.max_alloc_bytes = max_alloc_bytes;
-  o.bf16_gemm = bf16_choice(bf16_gemm);
+  o.bf16_gemm = gemm_choice<dpn::Bf16Gemm>(bf16_gemm);
+  o.int8_gemm = gemm_choice<dpn::Int8Gemm>(int8_gemm);
   std::shared_ptr<const dpn::Model> m;
   {
     py::gil_scoped_release nogil;
@@ -437,9 +449,10 @@ PYBIND11_MODULE(_engine, m) {
       })
       .def_static("load", &load, py::arg("path"), py::arg("copy") = false,
                   py::arg("max_alloc_bytes") = 0, py::arg("bf16_gemm") = py::none(),
+                  py::arg("int8_gemm") = py::none(),
                   "Load and validate a model.bin file (path as bytes or str).")
       .def_static("load_memory", &load_memory, py::arg("buffer"), py::arg("max_alloc_bytes") = 0,
-                  py::arg("bf16_gemm") = py::none(),
+                  py::arg("bf16_gemm") = py::none(), py::arg("int8_gemm") = py::none(),
                   "Load and validate a model file's content from a C-contiguous buffer (copied once).")
       .def(
           "file_bytes",

@@ -43,10 +43,13 @@ dpn::kernels::Act parse_act(const std::string& a) {
 }
 
 // A weight packed for one ISA: float32, or (bf16) as a bfloat16 weight, or (twin) in the bfloat16
-// layout for the reference twins whatever the ISA.
+// layout for the reference twins whatever the ISA; int8: as an int8 weight (one layout for the
+// kernels and their twins).
 void pack_for(dpn::kernels::PackedMatrix& pm, const float* src, int64_t K, int64_t N, int64_t rs,
-              int64_t cs, dpn::cpu::Isa which, bool bf16, bool twin) {
-  if (twin) {
+              int64_t cs, dpn::cpu::Isa which, bool bf16, bool twin, bool int8) {
+  if (int8) {
+    pm.pack_int8(src, K, N, rs, cs, which);
+  } else if (twin) {
     pm.K = K;
     pm.N = N;
     pm.nr = dpn::kernels::kBf16Panel;
@@ -67,7 +70,7 @@ void pack_for(dpn::kernels::PackedMatrix& pm, const float* src, int64_t K, int64
 py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::forcecast> A,
                              py::array_t<float, py::array::c_style | py::array::forcecast> W,
                              py::object bias, const std::string& act, const std::string& isa, int repeat,
-                             bool bf16, bool twin) {
+                             bool bf16, bool twin, bool int8) {
   if (A.ndim() != 2 || W.ndim() != 2 || A.shape(1) != W.shape(1))
     throw py::value_error("expected A [M, K] and W [N, K]");
   const dpn::cpu::Isa which = isa_arg(isa);
@@ -79,7 +82,7 @@ py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::
   }
   const dpn::kernels::Act a = parse_act(act);
   dpn::kernels::PackedMatrix pm;
-  pack_for(pm, W.data(), K, N, 1, K, which, bf16, twin);
+  pack_for(pm, W.data(), K, N, 1, K, which, bf16, twin, int8);
   py::array_t<float> C({M, N});
   float* pc = C.mutable_data();
   const float* pa = A.data();
@@ -87,8 +90,9 @@ py::array_t<float> test_gemm(py::array_t<float, py::array::c_style | py::array::
   {
     py::gil_scoped_release nogil;
     for (int r = 0; r < std::max(1, repeat); ++r)
-      twin ? dpn::kernels::gemm_bf16_ref(pa, K, M, pm, pb, a, pc, N)
-           : dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
+      twin&& int8 ? dpn::kernels::gemm_i8_ref(pa, K, M, pm, pb, a, pc, N)
+      : twin      ? dpn::kernels::gemm_bf16_ref(pa, K, M, pm, pb, a, pc, N)
+                  : dpn::kernels::gemm(pa, K, M, pm, pb, a, pc, N);
   }
   return C;
 }
@@ -99,7 +103,7 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
                                   py::array_t<float, py::array::c_style | py::array::forcecast> h,
                                   py::array_t<float, py::array::c_style | py::array::forcecast> B,
                                   py::object bias, const std::string& act, bool with_h,
-                                  const std::string& isa, int repeat, bool bf16, bool twin) {
+                                  const std::string& isa, int repeat, bool bf16, bool twin, bool int8) {
   if (x.ndim() != 2 || h.ndim() != 2 || B.ndim() != 2 || x.shape(0) != h.shape(0))
     throw py::value_error("expected x [R, m], h [R, l], B [K, N]");
   const int64_t R = x.shape(0), m = x.shape(1), l = h.shape(1), K = B.shape(0), N = B.shape(1);
@@ -111,7 +115,7 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
     if (!b || b.ndim() != 1 || b.shape(0) != N) throw py::value_error("bias must be [N]");
   }
   dpn::kernels::PackedMatrix pm;
-  pack_for(pm, B.data(), K, N, N, 1, which, bf16, twin);
+  pack_for(pm, B.data(), K, N, N, 1, which, bf16, twin, int8);
   std::vector<float> panel(size_t(std::max<int64_t>(1, R * K)));
   py::array_t<float> C({R, N});
   const float *px = x.data(), *ph = h.data(), *pb = bias.is_none() ? nullptr : b.data();
@@ -120,8 +124,9 @@ py::array_t<float> test_gemm_kron(py::array_t<float, py::array::c_style | py::ar
   {
     py::gil_scoped_release nogil;
     for (int r = 0; r < std::max(1, repeat); ++r)  // repeat > 1: timing, packing excluded
-      twin ? dpn::kernels::gemm_kron_bf16_ref(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N)
-           : dpn::kernels::gemm_kron(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N, panel.data());
+      twin&& int8 ? dpn::kernels::gemm_kron_i8_ref(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N)
+      : twin ? dpn::kernels::gemm_kron_bf16_ref(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N)
+             : dpn::kernels::gemm_kron(px, m, m, ph, l, l, with_h, R, pm, pb, a, pc, N, panel.data());
   }
   return C;
 }
@@ -355,13 +360,18 @@ PYBIND11_MODULE(_testing, m) {
       "Measured read bandwidth (GB/s) summing a `mbytes` MiB buffer on `threads` threads.");
   m.def("gemm", &test_gemm, py::arg("A"), py::arg("W"), py::arg("bias") = py::none(),
         py::arg("act") = "identity", py::arg("isa") = "ref", py::arg("repeat") = 1,
-        py::arg("bf16") = false, py::arg("twin") = false,
-        "act(A @ W.T + bias) with one ISA's GEMM kernel (bf16: as a bfloat16 weight; twin: the "
-        "bfloat16 kernels' reference twin).");
+        py::arg("bf16") = false, py::arg("twin") = false, py::arg("int8") = false,
+        "act(A @ W.T + bias) with one ISA's GEMM kernel (bf16: as a bfloat16 weight; int8: as an int8 "
+        "weight, quantized per column; twin: the bfloat16 / int8 kernels' reference twin).");
+  m.def(
+      "int8_gemm_path",
+      [](const std::string& isa) { return dpn::kernels::int8_gemm_path(isa_arg(isa)); }, py::arg("isa"),
+      "Which int8 GEMM an ISA's table runs: 'avx512vnni' or 'ref'.");
   m.def("gemm_kron", &test_gemm_kron, py::arg("x"), py::arg("h"), py::arg("B"),
         py::arg("bias") = py::none(), py::arg("act") = "identity", py::arg("with_h") = true,
         py::arg("isa") = "ref", py::arg("repeat") = 1, py::arg("bf16") = false, py::arg("twin") = false,
-        "The Kronecker GEMM of a dynamic layer with one ISA (bf16, twin: as gemm).");
+        py::arg("int8") = false,
+        "The Kronecker GEMM of a dynamic layer with one ISA (bf16, int8, twin: as gemm).");
   m.def("gemm_collapsed", &test_gemm_collapsed, py::arg("x"), py::arg("h"), py::arg("B"),
         py::arg("isa") = "ref", py::arg("threads") = 1,
         "x @ (A_0 + sum_k h_k A_k) through a ranking request's collapsed weight, with one ISA.");

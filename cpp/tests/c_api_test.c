@@ -324,6 +324,16 @@ int main(int argc, char** argv) {
     dpn_model_free(mr);
     lo.flags = DPN_LOAD_BF16_GEMM | DPN_LOAD_NO_BF16_GEMM; /* contradictory */
     CHECK(dpn_model_load_ex(pa, &lo, &mr) == DPN_ERR_INVALID_ARGUMENT);
+    lo.flags = DPN_LOAD_INT8_GEMM | DPN_LOAD_BF16_GEMM; /* a float32 file: the same bits */
+    CHECK(dpn_model_load_ex(pa, &lo, &mr) == DPN_OK && mr != NULL);
+    CHECK(dpn_model_predict(mr, b.in, b.n, b.rows, out2, &opt) == DPN_OK);
+    CHECK(memcmp(out, out2, (size_t)b.rows * 4) == 0);
+    dpn_model_free(mr);
+    lo.flags = DPN_LOAD_NO_INT8_GEMM;
+    CHECK(dpn_model_load_ex(pa, &lo, &mr) == DPN_OK && mr != NULL);
+    dpn_model_free(mr);
+    lo.flags = DPN_LOAD_INT8_GEMM | DPN_LOAD_NO_INT8_GEMM; /* contradictory */
+    CHECK(dpn_model_load_ex(pa, &lo, &mr) == DPN_ERR_INVALID_ARGUMENT);
     lo.flags = 9;
     CHECK(dpn_model_load_ex(pa, &lo, &mr) == DPN_ERR_INVALID_ARGUMENT);
     lo.flags = DPN_LOAD_MAP;

@@ -2,7 +2,7 @@
 
     DPN_ISA=avx2 python isaworker.py JOBS.json OUT.npz
 
-JOBS.json: list of {"id", "model", "batch"} (and "bf16_gemm": load's option, default None: as the file records); OUT.npz gets "<id>/logits" and "<id>/probs" for each job
+JOBS.json: list of {"id", "model", "batch"} (and "bf16_gemm", "int8_gemm": load's options, default None: as the file records); OUT.npz gets "<id>/logits" and "<id>/probs" for each job
 and "__isa__" (the ISA the engine actually selected)."""
 import json
 import sys
@@ -18,7 +18,7 @@ def main(argv):
     for job in jobs:
         with np.load(job["batch"]) as z:
             batch = {k: z[k] for k in z.files}
-        m = load(job["model"], bf16_gemm=job.get("bf16_gemm"))
+        m = load(job["model"], bf16_gemm=job.get("bf16_gemm"), int8_gemm=job.get("int8_gemm"))
         out[job["id"] + "/logits"] = m.predict(batch, logits=True)
         out[job["id"] + "/probs"] = m.predict(batch)
         out[job["id"] + "/logits_t3"] = m.predict(batch, logits=True, threads=3)

@@ -158,6 +158,7 @@ enum class LoadMode {
 };
 
 enum class Bf16Gemm { Recorded, On, Off };
+enum class Int8Gemm { Recorded, On, Off };
 
 struct LoadOptions {
   LoadMode mode = LoadMode::Map;
@@ -172,6 +173,13 @@ struct LoadOptions {
   // dpn_infer.save(precision="bf16") writes: On), else Off (files written before that key existed
   // keep the outputs recorded for them).
   Bf16Gemm bf16_gemm = Bf16Gemm::Recorded;
+  // The same for weights the file stores as int8. On: int8 GEMMs, each weight quantized per output
+  // column at load (the stored values for a linear weight), each GEMM's left operand quantized per
+  // row at run time, exact int32 sums (AVX512_VNNI vpdpbusd where the CPU has it, the same integer
+  // arithmetic in plain C++ elsewhere), float32 epilogue. Off: int8 weights dequantized to float32 at
+  // load, float32 arithmetic. Recorded (default): On when the metadata says `"arithmetic": "int8"`
+  // (dpn_infer.save(precision="int8") writes it), else Off (older int8 files keep their outputs).
+  Int8Gemm int8_gemm = Int8Gemm::Recorded;
 };
 
 class Batch;

@@ -88,7 +88,9 @@ typedef struct dpn_load_options {
   int32_t flags;            /* DPN_LOAD_MAP (0) or DPN_LOAD_READ: read the file into memory, so it
                                may be rewritten in place while loaded; | DPN_LOAD_BF16_GEMM or
                                DPN_LOAD_NO_BF16_GEMM: LoadOptions::bf16_gemm On / Off (bfloat16
-                               GEMMs for bfloat16 weights; neither: as the file records) */
+                               GEMMs for bfloat16 weights; neither: as the file records) | optionally
+                               DPN_LOAD_INT8_GEMM or DPN_LOAD_NO_INT8_GEMM: LoadOptions::int8_gemm
+                               On / Off (int8 GEMMs for int8 weights; neither: as recorded) */
   int32_t reserved32;       /* must be 0 */
   uint64_t max_alloc_bytes; /* what the load may allocate beyond the file; 0 = 64 MiB + 4 x size */
   int64_t reserved[2];      /* must be 0 */
@@ -97,6 +99,8 @@ typedef struct dpn_load_options {
 #define DPN_LOAD_READ 1
 #define DPN_LOAD_BF16_GEMM 2
 #define DPN_LOAD_NO_BF16_GEMM 4
+#define DPN_LOAD_INT8_GEMM 16
+#define DPN_LOAD_NO_INT8_GEMM 32
 
 /* "MAJOR.MINOR.PATCH" of the linked library. */
 const char* dpn_version(void);

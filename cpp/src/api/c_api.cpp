@@ -79,15 +79,21 @@ dpn::LoadOptions load_options(const dpn_load_options* o) {
   if (!o) return lo;
   if (o->reserved32 || o->reserved[0] || o->reserved[1])
     throw std::invalid_argument("dpn_load_options.reserved must be zero");
-  if ((o->flags & ~(DPN_LOAD_READ | DPN_LOAD_BF16_GEMM | DPN_LOAD_NO_BF16_GEMM)) ||
-      ((o->flags & DPN_LOAD_BF16_GEMM) && (o->flags & DPN_LOAD_NO_BF16_GEMM)))
+  if ((o->flags & ~(DPN_LOAD_READ | DPN_LOAD_BF16_GEMM | DPN_LOAD_NO_BF16_GEMM | DPN_LOAD_INT8_GEMM |
+                    DPN_LOAD_NO_INT8_GEMM)) ||
+      ((o->flags & DPN_LOAD_BF16_GEMM) && (o->flags & DPN_LOAD_NO_BF16_GEMM)) ||
+      ((o->flags & DPN_LOAD_INT8_GEMM) && (o->flags & DPN_LOAD_NO_INT8_GEMM)))
     throw std::invalid_argument(
         "dpn_load_options.flags must be DPN_LOAD_MAP or DPN_LOAD_READ, optionally | DPN_LOAD_BF16_GEMM "
-        "or | DPN_LOAD_NO_BF16_GEMM (not both)");
+        "or | DPN_LOAD_NO_BF16_GEMM (not both), and | DPN_LOAD_INT8_GEMM or | DPN_LOAD_NO_INT8_GEMM "
+        "(not both)");
   lo.mode = o->flags & DPN_LOAD_READ ? dpn::LoadMode::Copy : dpn::LoadMode::Map;
   lo.bf16_gemm = o->flags & DPN_LOAD_BF16_GEMM      ? dpn::Bf16Gemm::On
                  : o->flags & DPN_LOAD_NO_BF16_GEMM ? dpn::Bf16Gemm::Off
                                                     : dpn::Bf16Gemm::Recorded;
+  lo.int8_gemm = o->flags & DPN_LOAD_INT8_GEMM      ? dpn::Int8Gemm::On
+                 : o->flags & DPN_LOAD_NO_INT8_GEMM ? dpn::Int8Gemm::Off
+                                                    : dpn::Int8Gemm::Recorded;
   lo.max_alloc_bytes = o->max_alloc_bytes;
   return lo;
 }

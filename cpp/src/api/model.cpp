@@ -98,13 +98,15 @@ void check_tensor_opsets(const format::Container& c, int64_t opset) {
   }
 }
 
-// The metadata's optional "arithmetic" (docs/format.md §4): "bf16" asks for bfloat16 GEMMs.
-bool recorded_bf16(const format::Json& meta) {
+// The metadata's optional "arithmetic" (docs/format.md §4): "bf16" asks for bfloat16 GEMMs, "int8"
+// for int8 ones; absent means "float32".
+std::string recorded_arithmetic(const format::Json& meta) {
   const format::Json* a = meta.find("arithmetic");
-  if (!a) return false;
-  if (!a->is_string() || (a->as_string() != "float32" && a->as_string() != "bf16"))
-    throw FormatError("invalid model metadata: 'arithmetic' must be \"float32\" or \"bf16\"");
-  return a->as_string() == "bf16";
+  if (!a) return "float32";
+  if (!a->is_string() ||
+      (a->as_string() != "float32" && a->as_string() != "bf16" && a->as_string() != "int8"))
+    throw FormatError("invalid model metadata: 'arithmetic' must be \"float32\", \"bf16\" or \"int8\"");
+  return a->as_string();
 }
 
 std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const LoadOptions& options,
@@ -117,9 +119,11 @@ std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const Loa
   if (!meta.is_object()) throw FormatError("invalid model metadata: the JSON must be an object");
   graph::check_opset(meta);
   impl->opset = meta.find("opset")->as_int();
-  const bool recorded = recorded_bf16(meta);  // checked even when the caller overrides it
-  budget.set_bf16_gemm(options.bf16_gemm == Bf16Gemm::Recorded ? recorded
+  const std::string recorded = recorded_arithmetic(meta);  // checked even when the caller overrides it
+  budget.set_bf16_gemm(options.bf16_gemm == Bf16Gemm::Recorded ? recorded == "bf16"
                                                                : options.bf16_gemm == Bf16Gemm::On);
+  budget.set_int8_gemm(options.int8_gemm == Int8Gemm::Recorded ? recorded == "int8"
+                                                               : options.int8_gemm == Int8Gemm::On);
   impl->fields = schema::parse_schema(meta);
   for (const auto& f : impl->fields) impl->infos.push_back(f.info);
   impl->graph = graph::build_graph(meta, impl->fields, impl->container);

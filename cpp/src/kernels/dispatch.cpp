@@ -24,6 +24,8 @@ IsaKernels ref_kernels() {
   IsaKernels k;
   k.panel_width = 8;
   k.gemm = ref::gemm;
+  k.gemm_i8 = ref::gemm_i8;
+  k.gemm_kron_i8 = ref::gemm_kron_i8;
   k.kron_panel = ref::kron_panel;
   k.pool_rows = ref::pool_rows;
   k.pool_rows_half = ref::pool_rows_half;
@@ -45,6 +47,8 @@ IsaKernels avx2_kernels() {
   IsaKernels k;
   k.panel_width = 16;
   k.gemm = avx2::gemm;
+  k.gemm_i8 = ref::gemm_i8;  // no AVX2 int8 GEMM: the reference one (the same bits)
+  k.gemm_kron_i8 = ref::gemm_kron_i8;
   k.kron_panel = avx2::kron_panel;
   k.pool_rows = avx2::pool_rows;
   k.pool_rows_half = avx2::pool_rows_half;
@@ -66,6 +70,11 @@ IsaKernels avx512_kernels() {
   k.panel_width = 32;
   k.gemm = avx512::gemm;
   k.gemm_kron = avx512::gemm_kron;
+  // AVX512_VNNI is a CPUID bit of its own (not implied by the avx512 level): where the CPU lacks it,
+  // int8 weights run the reference int8 GEMMs, which give the same bits.
+  const bool vnni = cpu::features().avx512_vnni;
+  k.gemm_i8 = vnni ? avx512vnni::gemm_i8 : ref::gemm_i8;
+  k.gemm_kron_i8 = vnni ? avx512vnni::gemm_kron_i8 : ref::gemm_kron_i8;
   k.kron_panel = avx512::kron_panel;
   k.pool_rows = avx512::pool_rows;
   k.pool_rows_half = avx512::pool_rows_half;

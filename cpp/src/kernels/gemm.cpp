@@ -3,6 +3,7 @@
 #include "kernels/gemm.h"
 
 #include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "kernels/half.h"
@@ -36,8 +37,9 @@ void PackedMatrix::pack(const float* src, int64_t k, int64_t n, int64_t rs, int6
   N = n;
   isa = which;
   nr = panel_width(which);
-  bf16 = bf16_kernels = false;
+  bf16 = bf16_kernels = int8 = false;
   half.clear();
+  q8.clear();
   runtime::charge_pack(src, uint64_t(packed_size(k, n, nr)) * sizeof(float));  // a model load's bound
   data.assign(static_cast<size_t>(packed_size(k, n, nr)), 0.0f);
   pack_b(src, k, n, rs, cs, nr, data.data());
@@ -76,6 +78,7 @@ void PackedMatrix::pack_bf16(const float* src, int64_t k, int64_t n, int64_t rs,
     return;
   }
   bf16 = bf16_kernels = true;
+  int8 = false;
   K = k;
   N = n;
   isa = which;
@@ -84,6 +87,67 @@ void PackedMatrix::pack_bf16(const float* src, int64_t k, int64_t n, int64_t rs,
   half.assign(static_cast<size_t>(bf16_packed_size(k, n)), 0);
   data.clear();
   pack_b_bf16(src, k, n, rs, cs, half.data());
+}
+
+void pack_b_int8(const int8_t* q, int64_t K, int64_t N, int64_t rs, int64_t cs, int8_t* dst) {
+  const int64_t nr = kI8Panel, Kq = i8_quads(K), panels = (N + nr - 1) / nr;
+  for (int64_t p = 0; p < panels; ++p) {
+    int8_t* d = dst + p * Kq * nr * 4;
+    const int64_t w = p == panels - 1 && narrow_tail(N, nr) ? nr / 2 : nr;
+    const int64_t cols = std::min(nr, N - p * nr);  // <= w; the rest of a quad row stays 0
+    for (int64_t kq = 0; kq < Kq; ++kq, d += w * 4)
+      for (int64_t j = 0; j < w; ++j)
+        for (int64_t t = 0; t < 4; ++t) {
+          const int64_t k = 4 * kq + t;
+          d[j * 4 + t] = j < cols && k < K ? q[k * rs + (p * nr + j) * cs] : 0;
+        }
+  }
+}
+
+void PackedMatrix::pack_int8(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs, Isa which) {
+  if (k > kI8MaxK) return pack(src, k, n, rs, cs, which);
+  if (!cpu::available(which)) which = Isa::Ref;
+  runtime::charge_pack(src, uint64_t(i8_packed_size(k, n)) + uint64_t(n) * 8);
+  K = k;
+  N = n;
+  isa = which;
+  nr = kI8Panel;
+  bf16 = bf16_kernels = false;
+  int8 = true;
+  data.clear();
+  half.clear();
+  // Per column, as converters/precision.py quantizes (float32 max / 127, then rint(x / scale)).
+  // Visited in the source's memory order (a row-major A' is read by rows, a torch weight by columns).
+  auto each = [&](auto&& f) {
+    if (rs >= cs) {
+      for (int64_t i = 0; i < k; ++i)
+        for (int64_t j = 0; j < n; ++j) f(i, j);
+    } else {
+      for (int64_t j = 0; j < n; ++j)
+        for (int64_t i = 0; i < k; ++i) f(i, j);
+    }
+  };
+  std::vector<int8_t> q(size_t(k * n));
+  qscale.assign(size_t(n), 0.0f);
+  qsum.assign(size_t(n), 0);
+  each([&](int64_t i, int64_t j) {
+    qscale[size_t(j)] = std::max(qscale[size_t(j)], std::fabs(src[i * rs + j * cs]));
+  });
+  for (float& s : qscale) s /= 127.0f;
+  each([&](int64_t i, int64_t j) {
+    const float s = qscale[size_t(j)];
+    const float v = s > 0.0f ? std::nearbyint(src[i * rs + j * cs] / s) : 0.0f;
+    const int8_t qi = int8_t(std::min(127.0f, std::max(-127.0f, v)));
+    q[size_t(i * n + j)] = qi;
+    qsum[size_t(j)] += 128 * qi;  // |.| <= 128·127·kI8MaxK < 2^31
+  });
+  q8.assign(size_t(i8_packed_size(k, n)), 0);
+  pack_b_int8(q.data(), k, n, n, 1, q8.data());
+}
+
+const char* int8_gemm_path(Isa isa) {
+  const IsaKernels& k = isa_kernels(cpu::available(isa) ? isa : Isa::Ref);
+  return k.gemm_i8 == ref::gemm_i8 ? "ref" : "avx512vnni";
 }
 
 namespace {
@@ -125,6 +189,11 @@ const uint16_t* bf16_panels(const PackedMatrix& B, int64_t n0) {
   return B.half.data() + n0 * 2 * bf16_pairs(B.K);
 }
 
+// Where packed panel n0 starts in an int8 layout (n0 a multiple of kI8Panel).
+const int8_t* i8_panels(const PackedMatrix& B, int64_t n0) {
+  return B.q8.data() + n0 * 4 * i8_quads(B.K);
+}
+
 // Rows of A rounded per chunk on the widening path: bounded scratch, and a chunk is worth a pass
 // over B (as dylinear's panel chunks).
 constexpr int64_t kRoundFloats = int64_t(1) << 18;
@@ -134,6 +203,14 @@ constexpr int64_t kRoundMinRows = 64;
 
 void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias, Act act,
           float* C, int64_t ldc, int threads) {
+  if (B.int8) {
+    GemmI8Fn* const kernel = isa_kernels(B.isa).gemm_i8;
+    for_column_ranges(B, M, threads, [&](int64_t n0, int64_t n1) {
+      kernel(A, lda, M, B.K, i8_panels(B, n0), B.qscale.data() + n0, B.qsum.data() + n0, n1 - n0,
+             bias ? bias + n0 : nullptr, act, C + n0, ldc);
+    });
+    return;
+  }
   if (!B.bf16) return gemm_f32(A, lda, M, B, bias, act, C, ldc, threads);
   if (B.bf16_kernels) {
     GemmBf16Fn* const kernel = isa_kernels(B.isa).gemm_bf16;
@@ -158,6 +235,7 @@ void gemm(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const f
 
 bool kron_needs_panel(const PackedMatrix& B) {
   const IsaKernels& k = isa_kernels(B.isa);
+  if (B.int8) return false;
   return B.bf16 ? !B.bf16_kernels : k.gemm_kron == nullptr;
 }
 
@@ -165,6 +243,13 @@ void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t l
                bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act, float* C,
                int64_t ldc, float* panel, int threads) {
   const IsaKernels& k = isa_kernels(B.isa);
+  if (B.int8) {
+    for_column_ranges(B, rows, threads, [&](int64_t n0, int64_t n1) {
+      k.gemm_kron_i8(x, ldx, m, h, ldh, l, with_h, rows, i8_panels(B, n0), B.qscale.data() + n0,
+                     B.qsum.data() + n0, n1 - n0, bias ? bias + n0 : nullptr, act, C + n0, ldc);
+    });
+    return;
+  }
   if (B.bf16_kernels) {
     for_column_ranges(B, rows, threads, [&](int64_t n0, int64_t n1) {
       k.gemm_kron_bf16(x, ldx, m, h, ldh, l, with_h, rows, bf16_panels(B, n0), n1 - n0,
@@ -231,6 +316,18 @@ void gemm_kron_bf16_ref(const float* x, int64_t ldx, int64_t m, const float* h, 
                         bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
                         float* C, int64_t ldc) {
   ref::gemm_kron_bf16(x, ldx, m, h, ldh, l, with_h, rows, B.half.data(), B.N, bias, act, C, ldc);
+}
+
+void gemm_i8_ref(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias,
+                 Act act, float* C, int64_t ldc) {
+  ref::gemm_i8(A, lda, M, B.K, B.q8.data(), B.qscale.data(), B.qsum.data(), B.N, bias, act, C, ldc);
+}
+
+void gemm_kron_i8_ref(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                      bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
+                      float* C, int64_t ldc) {
+  ref::gemm_kron_i8(x, ldx, m, h, ldh, l, with_h, rows, B.q8.data(), B.qscale.data(), B.qsum.data(), B.N,
+                    bias, act, C, ldc);
 }
 
 }  // namespace dpn::kernels

@@ -47,6 +47,16 @@ inline int64_t bf16_packed_size(int64_t K, int64_t N) {
 // Pack B(k, n) = src[k*rs + n*cs], each value rounded to bfloat16 (nearest even), into dst.
 void pack_b_bf16(const float* src, int64_t K, int64_t N, int64_t rs, int64_t cs, uint16_t* dst);
 
+// int8 packed layout (the int8 GEMMs, isa_kernels.h GemmI8Fn, VNNI or reference): column panels of
+// kI8Panel columns, each of ceil(K/4) k-quads; quad q of column j is the four int8 values
+// {B(4q..4q+3, j)} at (q·w + j)·4 (what vpdpbusd multiplies), a last partial quad padded with 0; w
+// as for bfloat16. kI8MaxK: the largest K whose int32 sums cannot overflow (K·255·127 < 2^31); a
+// deeper weight stays float32.
+constexpr int64_t kI8Panel = 32;
+constexpr int64_t kI8MaxK = 65536;
+inline int64_t i8_quads(int64_t K) { return (K + 3) / 4; }
+inline int64_t i8_packed_size(int64_t K, int64_t N) { return packed_size(4 * i8_quads(K), N, kI8Panel); }
+
 // x[i] = bfloat16(x[i]) widened back (nearest even), i < n: the left operand of a bfloat16 GEMM
 // on an ISA without the bfloat16 kernels.
 void round_bf16(float* x, int64_t n);
@@ -59,12 +69,23 @@ void round_bf16(float* x, int64_t n);
 // the same sums up to float32 summation order. Where the ISA has the bfloat16 kernels (AVX512_BF16)
 // the values are in `half` (bfloat16 layout, nr = kBf16Panel); elsewhere widened in `data` (the
 // ISA's float32 layout) and the GEMM rounds its left operand before the float32 kernel.
+// int8 (pack_int8): a weight of an int8 file run with int8 arithmetic. Quantized per output column
+// from its float32 values, symmetric as the converter does (s_j = max_k |B(k, j)| / 127, q =
+// rint(B / s_j) in [-127, 127]; a [out, in] weight stored int8 per row gets its stored q back); in
+// `q8` (int8 layout, nr = kI8Panel) with `qscale` (s_j) and `qsum` (128·Σ_k q(k, j)). Every GEMM on
+// it quantizes its left operand per row (isa_kernels.h GemmI8Fn) and sums in int32, on every ISA
+// (the AVX512_VNNI kernels, or the reference ones: the same bits).
+enum class Weights { F32, Bf16, Int8 };
 struct PackedMatrix {
   int64_t K = 0, N = 0, nr = 8;
   Isa isa = Isa::Ref;
   bool bf16 = false, bf16_kernels = false;  // bf16_kernels: in `half`, run by the bfloat16 kernels
+  bool int8 = false;
   std::vector<float> data;
   std::vector<uint16_t> half;
+  std::vector<int8_t> q8;
+  std::vector<float> qscale;
+  std::vector<int32_t> qsum;
   void pack(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs) {
     pack(src, k, n, rs, cs, cpu::selected_isa());
   }
@@ -73,11 +94,19 @@ struct PackedMatrix {
     pack_bf16(src, k, n, rs, cs, cpu::selected_isa());
   }
   void pack_bf16(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs, Isa which);
-  // pack_bf16 when `as_bf16`, else pack: an op packs a weight in the precision the file stored.
-  void pack_as(bool as_bf16, const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs) {
-    as_bf16 ? pack_bf16(src, k, n, rs, cs) : pack(src, k, n, rs, cs);
+  // int8 (above); K > kI8MaxK packs float32 instead.
+  void pack_int8(const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs, Isa which);
+  // An op packs a weight for the arithmetic its file asks for (NodeBuilder::gemm_weights).
+  void pack_as(Weights w, const float* src, int64_t k, int64_t n, int64_t rs, int64_t cs) {
+    if (w == Weights::Bf16) return pack_bf16(src, k, n, rs, cs);
+    if (w == Weights::Int8) return pack_int8(src, k, n, rs, cs, cpu::selected_isa());
+    pack(src, k, n, rs, cs);
   }
+  Weights weights() const { return int8 ? Weights::Int8 : bf16 ? Weights::Bf16 : Weights::F32; }
 };
+
+// Pack the int8 values q (B(k, n) = q[k*rs + n*cs]) in the int8 layout into dst (i8_packed_size).
+void pack_b_int8(const int8_t* q, int64_t K, int64_t N, int64_t rs, int64_t cs, int8_t* dst);
 
 // The bfloat16 GEMM kernels' reference twins on a PackedMatrix packed with pack_bf16 for an ISA
 // with the bfloat16 kernels (tests: the same layout and rounding, scalar sums).
@@ -86,6 +115,15 @@ void gemm_bf16_ref(const float* A, int64_t lda, int64_t M, const PackedMatrix& B
 void gemm_kron_bf16_ref(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                         bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
                         float* C, int64_t ldc);
+
+// The int8 GEMMs' reference versions on a PackedMatrix packed with pack_int8 (tests).
+void gemm_i8_ref(const float* A, int64_t lda, int64_t M, const PackedMatrix& B, const float* bias,
+                 Act act, float* C, int64_t ldc);
+void gemm_kron_i8_ref(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                      bool with_h, int64_t rows, const PackedMatrix& B, const float* bias, Act act,
+                      float* C, int64_t ldc);
+// Which code runs the int8 GEMMs on `isa`: "avx512vnni" or "ref".
+const char* int8_gemm_path(Isa isa);
 
 // C = act(A · B + bias) for a PackedMatrix, on the ISA it was packed for. With threads > 1 and
 // enough work, the column panels are split between that many pool threads (the calling thread is

@@ -38,6 +38,21 @@ using GemmBf16Fn = void(const float* A, int64_t lda, int64_t M, int64_t K, const
 using GemmKronBf16Fn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh,
                             int64_t l, bool with_h, int64_t M, const uint16_t* Bh, int64_t N,
                             const float* bias, Act act, float* C, int64_t ldc);
+// gemm.h, int8 weights: C = act(sa_i·s_j·(Σ_k qa_ik·qb_kj) + bias_j). Bq: int8 values packed as
+// k-quads (gemm.h, "int8 packed layout"), per-column scales s_j and sums bsum_j = 128·Σ_k qb_kj.
+// Each row of A (float32) is quantized as the kernel reads it: sa_i = max|a_i|/127, qa = rint(a·127/
+// max|a_i|) in [-127, 127], stored as qa + 128 (u8) for u8×s8 dot products; bsum undoes the 128.
+// The integer sums are exact (K <= kI8MaxK), so every version gives the same bits before the
+// activation.
+using GemmI8Fn = void(const float* A, int64_t lda, int64_t M, int64_t K, const int8_t* Bq,
+                      const float* bscale, const int32_t* bsum, int64_t N, const float* bias, Act act,
+                      float* C, int64_t ldc);
+// The Kronecker GEMM over int8 weights: each row of [x, h·x, …, (h)] (the products s·x in float32)
+// quantized as above as it is built.
+using GemmKronI8Fn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
+                          bool with_h, int64_t M, const int8_t* Bq, const float* bscale,
+                          const int32_t* bsum, int64_t N, const float* bias, Act act, float* C,
+                          int64_t ldc);
 // kron.h
 using KronPanelFn = void(const float* x, int64_t ldx, int64_t m, const float* h, int64_t ldh, int64_t l,
                          int64_t rows, bool with_h, float* P, int64_t ldp);
@@ -81,6 +96,10 @@ struct IsaKernels {
   GemmKronFn* gemm_kron = nullptr;
   GemmBf16Fn* gemm_bf16 = nullptr;
   GemmKronBf16Fn* gemm_kron_bf16 = nullptr;
+  // int8 weights: the AVX512_VNNI kernels where the CPU has them (avx512 levels), else the
+  // reference versions (dispatch.cpp); always set.
+  GemmI8Fn* gemm_i8 = nullptr;
+  GemmKronI8Fn* gemm_kron_i8 = nullptr;
   KronPanelFn* kron_panel = nullptr;
   PoolRowsFn* pool_rows = nullptr;
   PoolRowsHalfFn* pool_rows_half = nullptr;
@@ -110,6 +129,10 @@ GemmFn gemm;
 // bfloat16 weights take the widening path).
 GemmBf16Fn gemm_bf16;
 GemmKronBf16Fn gemm_kron_bf16;
+// The int8 GEMMs in plain C++ (the same integer arithmetic as the VNNI kernels): the twins in the
+// tests, and the int8 path of a CPU without AVX512_VNNI.
+GemmI8Fn gemm_i8;
+GemmKronI8Fn gemm_kron_i8;
 KronPanelFn kron_panel;
 PoolRowsFn pool_rows;
 PoolRowsHalfFn pool_rows_half;
@@ -164,5 +187,10 @@ namespace avx512bf16 {  // the avx512 flags + -mavx512bf16; Isa::Avx512Bf16 (avx
 GemmBf16Fn gemm_bf16;
 GemmKronBf16Fn gemm_kron_bf16;
 }  // namespace avx512bf16
+
+namespace avx512vnni {  // the avx512 flags + -mavx512vnni; in the avx512 tables when the CPU has VNNI
+GemmI8Fn gemm_i8;
+GemmKronI8Fn gemm_kron_i8;
+}  // namespace avx512vnni
 
 }  // namespace dpn::kernels

@@ -6,6 +6,9 @@
 // A file with bfloat16 weights (precision="bf16") gets bfloat16 GEMMs (kernels/gemm.h): every A'
 // is rounded to bfloat16 as it is packed, which rounds the static weight A_0 cut from g2's float32
 // bias too (the bias tail b stays float32, in the epilogue); the left panels are rounded as built.
+// A file with int8 weights and int8 arithmetic (precision="int8") gets int8 GEMMs the same way:
+// every A' quantized per output column as packed (A_0 from g2's float32 bias too), the left panels
+// quantized per row as built.
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -29,7 +32,9 @@ constexpr int64_t kMinChunkRows = 64;
 struct Config {
   int64_t m = 0, c = 0, n = 0, l = 0, H = 1, r = 0;
   bool mlp = true, decomp = false, w0 = false;
-  bool bf16_g1 = false, bf16 = false;  // the file stored g1's weight / g2's (and P, Q, W0) as bfloat16
+  // How g1's weight, and g2's (then every A', P, Q, W0), are packed: bfloat16 / int8 where the file
+  // stored them so and the load asked for those GEMMs.
+  kernels::Weights g1w = kernels::Weights::F32, w = kernels::Weights::F32;
   Sigma sigma = Sigma::Identity;
   kernels::Act act = kernels::Act::Identity;
 };
@@ -40,7 +45,7 @@ class DyLinear : public Op {
 
   // --- load-time packing -------------------------------------------------------------------
   void pack_generator(const float* g1w, const float* g1b) {
-    g1_.pack_as(c_.bf16_g1, g1w, c_.n, c_.l, 1, c_.n);  // torch layout [l, n]: B(k, j) = g1w[j*n + k]
+    g1_.pack_as(c_.g1w, g1w, c_.n, c_.l, 1, c_.n);  // torch layout [l, n]: B(k, j) = g1w[j*n + k]
     g1b_.assign(g1b, g1b + c_.l);
   }
 
@@ -64,7 +69,7 @@ class DyLinear : public Op {
       for (int64_t k = 0; k < l; ++k)
         for (int64_t j = 0; j < ch; ++j)
           A[size_t(((l + 1) * mh + k) * ch + j)] = g2w[(P - c_.c + g * ch + j) * l + k];
-      heads_[size_t(g)].pack_as(c_.bf16, A.data(), Kg, ch, ch, 1);
+      heads_[size_t(g)].pack_as(c_.w, A.data(), Kg, ch, ch, 1);
     }
   }
 
@@ -72,7 +77,7 @@ class DyLinear : public Op {
   void pack_decomp(const float* g2w, const float* g2b, const float* Pm, const float* Q,
                    const float* W0) {
     const int64_t r = c_.r, l = c_.l, m = c_.m, c = c_.c;
-    proj_.pack_as(c_.bf16, Pm, m, r, r, 1);
+    proj_.pack_as(c_.w, Pm, m, r, r, 1);
     std::vector<float> A(size_t((l + 1) * r * r));
     for (int64_t k = 0; k <= l; ++k)
       for (int64_t i = 0; i < r; ++i)
@@ -80,7 +85,7 @@ class DyLinear : public Op {
           const int64_t t = i * r + j;
           A[size_t((k * r + i) * r + j)] = k == 0 ? g2b[t] : g2w[t * l + (k - 1)];
         }
-    phi_.pack_as(c_.bf16, A.data(), (l + 1) * r, r, r, 1);
+    phi_.pack_as(c_.w, A.data(), (l + 1) * r, r, r, 1);
     const int64_t K2 = r + l + (W0 ? m : 0);
     std::vector<float> B(size_t(K2 * c));
     for (int64_t i = 0; i < r; ++i)
@@ -90,7 +95,7 @@ class DyLinear : public Op {
     if (W0)
       for (int64_t i = 0; i < m; ++i)
         for (int64_t j = 0; j < c; ++j) B[size_t((r + l + i) * c + j)] = W0[i * c + j];
-    out_.pack_as(c_.bf16, B.data(), K2, c, c, 1);
+    out_.pack_as(c_.w, B.data(), K2, c, c, 1);
     bias_.assign(g2b + r * r, g2b + r * r + c);
   }
 
@@ -205,7 +210,7 @@ class DyLinearSplit : public SplitOp {
     mi_ = int64_t(i.size());
     pack(u, true, au_);
     pack(i, false, ai_);
-    if (!ai_.bf16) {  // bfloat16 weights keep their bfloat16 Kronecker GEMM
+    if (!ai_.bf16 && !ai_.int8) {  // bfloat16 / int8 weights keep their Kronecker GEMM
       user_weight_floats = kernels::packed_size(mi_, c.c, ai_.nr);
       user_weight_min_rows = kCollapseMinRows;
     }
@@ -289,7 +294,7 @@ class DyLinearSplit : public SplitOp {
       for (int64_t k = 0; k < l; ++k)
         for (int64_t j = 0; j < c.c; ++j)
           A[size_t(((l + 1) * mc + k) * c.c + j)] = op_.g2w_[(op_.P_ - c.c + j) * l + k];
-    dst.pack_as(c.bf16, A.data(), K, c.c, c.c, 1);
+    dst.pack_as(c.w, A.data(), K, c.c, c.c, 1);
   }
   int64_t chunk(int64_t rows) const {
     const int64_t w = std::max(au_.K, ai_.K);
@@ -354,8 +359,8 @@ std::unique_ptr<Op> make_dylinear(const NodeBuilder& nb) {
   }
   if (P > (int64_t(1) << 40) / std::max<int64_t>(1, cfg.l)) nb.fail("generated weight too large");
 
-  cfg.bf16_g1 = nb.param_is_bf16("g1_weight");
-  cfg.bf16 = nb.param_is_bf16("g2_weight");
+  cfg.g1w = nb.gemm_weights("g1_weight");
+  cfg.w = nb.gemm_weights("g2_weight");
   auto op = std::make_unique<DyLinear>(cfg);
   if (cfg.mlp) {
     const float* g1w = nb.param("g1_weight", {cfg.l, cfg.n});

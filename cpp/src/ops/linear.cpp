@@ -1,5 +1,5 @@
 // `linear`: y = act(weight · x + bias); weight packed once at load for the GEMM kernel (a bfloat16
-// weight for the bfloat16 GEMM, kernels/gemm.h).
+// weight for the bfloat16 GEMM, an int8 one for the int8 GEMM, kernels/gemm.h).
 #include "kernels/gemm.h"
 #include "ops/op.h"
 
@@ -10,15 +10,15 @@ namespace {
 // y = act(W_u·x_u + b + W_i·x_i): the user columns' product and the bias once per user.
 class LinearSplit : public SplitOp {
  public:
-  LinearSplit(const float* w, bool bf16, int64_t in, int64_t out, const float* bias, kernels::Act act,
-              const std::vector<char>& user_cols)
+  LinearSplit(const float* w, kernels::Weights kind, int64_t in, int64_t out, const float* bias,
+              kernels::Act act, const std::vector<char>& user_cols)
       : out_(out), act_(act), bias_(bias) {
     part_width = out;
     std::vector<int64_t> u, i;
     for (int64_t k = 0; k < in; ++k) (user_cols[size_t(k)] ? u : i).push_back(k);
     // torch layout [out, in]: B(k, n) = w[n*in + k]
-    wu_.pack_as(bf16, take_rows(w, u, out, 1, in).data(), int64_t(u.size()), out, out, 1);
-    wi_.pack_as(bf16, take_rows(w, i, out, 1, in).data(), int64_t(i.size()), out, out, 1);
+    wu_.pack_as(kind, take_rows(w, u, out, 1, in).data(), int64_t(u.size()), out, out, 1);
+    wi_.pack_as(kind, take_rows(w, i, out, 1, in).data(), int64_t(i.size()), out, out, 1);
   }
   size_t scratch_floats(int64_t) const override { return 0; }
   void run_user(const Block& blk, const float* xu, const float* const*, float* part,
@@ -40,13 +40,14 @@ class LinearSplit : public SplitOp {
 
 class Linear : public Op {
  public:
-  Linear(const float* w, bool bf16, const float* bias, int64_t in, int64_t out, kernels::Act act)
+  Linear(const float* w, kernels::Weights kind, const float* bias, int64_t in, int64_t out,
+         kernels::Act act)
       : in_(in),
         act_(act),
         bias_(bias ? std::vector<float>(bias, bias + out) : std::vector<float>()),
         raw_(w) {
     width = out;
-    w_.pack_as(bf16, w, in, out, 1, in);  // torch layout [out, in]: B(k, n) = w[n*in + k]
+    w_.pack_as(kind, w, in, out, 1, in);  // torch layout [out, in]: B(k, n) = w[n*in + k]
   }
   void run(const Block& blk, const float* const* in, float* out, float*) const override {
     kernels::gemm(in[0], in_, blk.rows, w_, bias_.empty() ? nullptr : bias_.data(), act_, out, width,
@@ -55,7 +56,7 @@ class Linear : public Op {
   std::unique_ptr<SplitOp> split(const std::vector<char>& user_cols,
                                  const std::vector<char>&) const override {
     if (count_user(user_cols) < kMinSplitColumns) return nullptr;
-    return std::make_unique<LinearSplit>(raw_, w_.bf16, in_, width,
+    return std::make_unique<LinearSplit>(raw_, w_.weights(), in_, width,
                                          bias_.empty() ? nullptr : bias_.data(), act_, user_cols);
   }
 
@@ -78,7 +79,7 @@ std::unique_ptr<Op> make_linear(const NodeBuilder& nb) {
   const kernels::Act act = nb.attr_act();
   const float* w = nb.param("weight", {out, in});
   const float* b = nb.param_opt("bias", {out});
-  return std::make_unique<Linear>(w, nb.param_is_bf16("weight"), b, in, out, act);
+  return std::make_unique<Linear>(w, nb.gemm_weights("weight"), b, in, out, act);
 }
 
 }  // namespace dpn::ops

@@ -194,6 +194,15 @@ bool NodeBuilder::param_is_bf16(const char* role) const {
   return t && t->dtype == format::DType::BF16;
 }
 
+kernels::Weights NodeBuilder::gemm_weights(const char* role) const {
+  if (param_is_bf16(role)) return kernels::Weights::Bf16;
+  if (!runtime::LoadScope::int8_gemm()) return kernels::Weights::F32;
+  const format::Json* v = params_ ? params_->find(role) : nullptr;
+  if (!v || !v->is_string()) return kernels::Weights::F32;
+  const format::TensorInfo* t = tensors_.find(v->as_string());
+  return t && t->dtype == format::DType::I8 ? kernels::Weights::Int8 : kernels::Weights::F32;
+}
+
 Table NodeBuilder::table_param(const char* role, std::initializer_list<int64_t> dims) const {
   const format::TensorInfo* t = tensor(role, dims);
   if (!t) fail(std::string("missing required param '") + role + "'");

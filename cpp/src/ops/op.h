@@ -14,6 +14,7 @@
 #include "format/reader.h"
 #include "schema/schema.h"
 #include "kernels/act.h"
+#include "kernels/gemm.h"
 
 namespace dpn::ops {
 
@@ -170,6 +171,9 @@ class NodeBuilder {
   // (LoadOptions::bf16_gemm; false when absent): an op with bfloat16 GEMMs then packs that weight
   // for them (kernels/gemm.h PackedMatrix::pack_bf16).
   bool param_is_bf16(const char* role) const;
+  // How a linear / dylinear GEMM packs the weight of param `role`: Bf16 as param_is_bf16, Int8 when
+  // the file stored it as int8 and the load asked for int8 GEMMs (LoadOptions::int8_gemm), else F32.
+  kernels::Weights gemm_weights(const char* role) const;
   // An embedding table of exactly `dims`, read in place in its own dtype (required).
   Table table_param(const char* role, std::initializer_list<int64_t> dims) const;
 

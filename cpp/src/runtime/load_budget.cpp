@@ -26,6 +26,7 @@ void LoadScope::note_copy(const void* copy, const void* file_src) {
 }
 
 bool LoadScope::bf16_gemm() { return t_scope && t_scope->bf16_gemm_; }
+bool LoadScope::int8_gemm() { return t_scope && t_scope->int8_gemm_; }
 
 void charge_pack(const void* src, uint64_t bytes) {
   LoadScope* s = t_scope;

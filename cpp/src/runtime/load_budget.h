@@ -29,6 +29,9 @@ class LoadScope {
   // the file's metadata applied; false outside a scope). Set before the graph is built.
   static bool bf16_gemm();
   void set_bf16_gemm(bool on) { bf16_gemm_ = on; }
+  // The same for int8 weights and the int8 GEMMs (LoadOptions::int8_gemm).
+  static bool int8_gemm();
+  void set_int8_gemm(bool on) { int8_gemm_ = on; }
   // The bound, once the container is read (it depends on the tensors' dtypes).
   void set_limit(uint64_t limit) { limit_ = limit; }
 
@@ -37,7 +40,7 @@ class LoadScope {
   friend void charge_copy(uint64_t bytes);
   void charge(uint64_t bytes, const char* what);
   uint64_t limit_, used_ = 0;
-  bool bf16_gemm_ = false;
+  bool bf16_gemm_ = false, int8_gemm_ = false;
   const uint8_t* file_;
   size_t file_size_;
   std::string node_;
