@@ -255,6 +255,9 @@ Factory find_factory(const std::string& op) {
       {"homo_dpo", make_homo_dpo},
       {"self_attention", make_self_attention},
       {"target_attention", make_target_attention},
+      {"gru", make_gru},  // opset 5
+      {"dien_attention", make_dien_attention},
+      {"augru", make_augru},
   };
   for (const Entry& e : table)
     if (op == e.name) return e.f;

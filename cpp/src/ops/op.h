@@ -190,5 +190,9 @@ std::unique_ptr<Op> make_seq_add(const NodeBuilder&);
 std::unique_ptr<Op> make_homo_dpo(const NodeBuilder&);
 std::unique_ptr<Op> make_self_attention(const NodeBuilder&);
 std::unique_ptr<Op> make_target_attention(const NodeBuilder&);
+// DIEN's recurrent ops (opset 5; docs/format.md §5c).
+std::unique_ptr<Op> make_gru(const NodeBuilder&);
+std::unique_ptr<Op> make_dien_attention(const NodeBuilder&);
+std::unique_ptr<Op> make_augru(const NodeBuilder&);
 
 }  // namespace dpn::ops

@@ -21,7 +21,7 @@ struct Field {
 };
 
 // The engine's opset; files with a higher one are refused (docs/format.md §6).
-constexpr int64_t kOpset = 4;
+constexpr int64_t kOpset = 5;
 // Size bounds of a field (docs/format.md, "Size bounds").
 constexpr int64_t kMaxVocab = int64_t(1) << 48;
 constexpr int64_t kMaxDim = int64_t(1) << 20;
