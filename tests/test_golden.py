@@ -64,6 +64,13 @@ SHA256 = {
         "expected.npy": "55b5b20d49d96d1ab663e40996a43b8a8b75eaa14c3fb73001bef980f6bf528c",
         "expected_logits.npy": "b5345f6aea990697b0d6289992c19b1ab757f419423aa99774c30fc72532eb99",
     },
+    # opset 5 (DIEN's recurrent operators gru, dien_attention, augru): make_v1_opset5.py
+    "v1/opset5-dien": {
+        "model.bin": "c9b814ff33179f47c0bf1c4c7522cca079802471ad0a06738e77e65c3d61289b",
+        "batch.npz": "6ecb810af30539f30f9c46d97a2b37a4976d46560593d7a39bbbbc382a344a42",
+        "expected.npy": "4d14d249a7605a19635871bf8c4e2f34e5cc543ecb03d3dc19f9dde4063dfa5f",
+        "expected_logits.npy": "b64d9a9385a70413253927f84ceecb51f16c005ccdd6e989985d0bf68cfc1450",
+    },
 }
 
 
