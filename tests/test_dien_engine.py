@@ -10,10 +10,8 @@ files are refused with ModelFormatError naming the node; a DIEN trained on Movie
 is reproduced by the engine (AUC within 1e-6)."""
 from __future__ import annotations
 
-import copy
 import os
 import re
-import tempfile
 
 import numpy as np
 import pytest
@@ -22,12 +20,10 @@ from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
-from dpn_infer import nn as dnn  # noqa: E402
 from dpn_infer.converters import format as F  # noqa: E402
 from dpn_infer.converters import torch_export  # noqa: E402
-from dpn_infer.engine import load  # noqa: E402
 from helpers import seqmodels as SM  # noqa: E402
-from test_seq_parity import _check_every_isa, _fixed, _prepare, check  # noqa: E402
+from test_seq_parity import _check_every_isa, _fixed, _prepare, check, check_rows_independent  # noqa: E402,E501
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                 print_blob=True)
@@ -85,15 +81,7 @@ def test_parity_dien_every_isa_random(specs):
 def test_dien_rows_are_independent(spec, rows):
     """The recurrence orders a block's rows by length: a row's output must not depend on the
     other rows (their lengths, their order) nor on its place in the batch."""
-    spec = dict(spec, B=300)
-    model, batch = _prepare(spec)
-    with tempfile.TemporaryDirectory(prefix="dpn_dien_rows_") as d:
-        path = os.path.join(d, "model.bin")
-        torch_export.save(model, path)
-        m = load(path)
-        full = m.predict(batch, logits=True)
-        sub = m.predict({k: v[rows] for k, v in batch.items()}, logits=True)
-    np.testing.assert_allclose(sub, full[rows], rtol=1e-4, atol=1e-5)
+    check_rows_independent(spec, rows)
 
 
 def test_parity_dien_longer_than_a_pass():
@@ -238,46 +226,18 @@ _CASES = _cases()
 
 @pytest.fixture(scope="module")
 def results():
-    from helpers.isolated import run_cases
+    from helpers.isolated import run_edited
 
     meta0, tensors0 = _base()
-    batch = SM.make_batch(_dien("dien_heter", T=6, Tin=6), 9, 3)
-    with tempfile.TemporaryDirectory(prefix="dpn_dfmt_") as d:
-        bp = os.path.join(d, "batch.npz")
-        np.savez(bp, **batch)
-        cases = []
-        for i, (cid, (fn, _, _)) in enumerate(_CASES.items()):
-            mt, t = copy.deepcopy(meta0), {k: np.array(v) for k, v in tensors0.items()}
-            fn(mt, t)
-            p = os.path.join(d, f"{i:03d}.bin")
-            F.write(p, mt, t)
-            cases.append({"id": cid, "path": p, "batch": bp})
-        yield run_cases(cases, timeout=240)
+    yield run_edited(meta0, tensors0, _CASES, SM.make_batch(_dien("dien_heter", T=6, Tin=6), 9, 3))
 
 
 @pytest.mark.parametrize("case", list(_CASES))
 def test_dien_crafted_file(case, results):
+    from helpers.isolated import check_edited
+
     _, expect, op = _CASES[case]
-    r = results[case]
-    assert r["load"] not in ("CRASH", "WORKER FAILED", "NOT RUN"), f"{case}: {r['msg']}"
-    if expect == "ok":
-        assert r["load"] == "ok", f"{case}: valid file refused: {r.get('msg')}"
-        assert r.get("predict") == "ok", f"{case}: {r}"
-    else:
-        assert r["load"] == "ModelFormatError", f"{case}: expected ModelFormatError, got {r}"
-        assert re.search(r"\(" + re.escape(op) + " '", r["msg"]), \
-            f"{case}: message does not name the node: {r['msg']!r}"
-
-
-def test_dien_refused_by_an_older_engine_by_name(tmp_path):
-    from dpn_infer.engine import ModelFormatError
-
-    meta, tensors = _base()
-    meta["opset"] = 99
-    p = tmp_path / "m.bin"
-    F.write(p, meta, tensors)
-    with pytest.raises(ModelFormatError, match=r"(?i)upgrad"):
-        load(str(p))
+    check_edited(case, expect, results[case], r"\(" + re.escape(op) + " '")
 
 
 # ---------------------------------------------------------------------------------------------
