@@ -12,6 +12,9 @@ namespace dpn::ops {
 namespace {
 
 constexpr int64_t kPassFloats = int64_t(1) << 22;
+// At most this many rows per pass, so that a pass's gathered inputs, projections and states (about
+// 13 KB a row for the bench's dien config, T = 50, d = n = 32) stay near L2's size.
+constexpr int64_t kPassRows = 64;
 
 // Per-row scratch of a pass: its T gathered inputs, their projections and attention scores, its
 // state, one step's W_hh·h and its place in the order; plus 2T + 2 counts per pass (run_pass).
@@ -37,7 +40,8 @@ Recurrence::Recurrence(const NodeBuilder& nb)
 
 // Rows per pass: bounded scratch (at least one row, whose floats are bounded at load).
 int64_t Recurrence::pass_rows(int64_t rows) const {
-  return std::min(rows, std::max<int64_t>(1, (kPassFloats - 2 * T_ - 2) / row_floats(T_, d_, h_)));
+  const int64_t fit = std::max<int64_t>(1, (kPassFloats - 2 * T_ - 2) / row_floats(T_, d_, h_));
+  return std::min({rows, kPassRows, fit});
 }
 
 size_t Recurrence::scratch_floats(int64_t rows) const {
