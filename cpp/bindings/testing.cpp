@@ -150,7 +150,7 @@ F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
 //   kron:      x [R, m], h [R, l], with_h=True                -> [R, (l+1)·m (+ l)]
 //   dwconv:    x [T, n], K [k, n], length=T                   -> [T, n] (rows >= length left 0)
 //   attention: qkv [L, 3d], heads=1, scale=1/sqrt(d/heads)    -> [L, d]
-//   gru:       gi [R, 3h], gh [R, 3h], state [R, h], att [R] (AUGRU; absent: GRU) -> the new state [R, h]
+//   gru:       gi [R, 3h], gh [R, 3h], state [R, h], att [R] (AUGRU; none: GRU) -> new state [R, h]
 py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa, const py::kwargs& kw) {
   namespace k = dpn::kernels;
   const dpn::cpu::Isa which = isa_arg(isa);
@@ -351,6 +351,6 @@ PYBIND11_MODULE(_testing, m) {
         "The Kronecker GEMM of a dynamic layer with one ISA (bf16, twin: as gemm).");
   m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
         "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
-        "field_mix, field_attention, dwconv, attention, gru) with one ISA's version; arrays and options as "
-        "keywords.");
+        "field_mix, field_attention, dwconv, attention, gru) with one ISA's version; arrays and options "
+        "as keywords.");
 }

@@ -193,7 +193,8 @@ TEST(Kernels, GruGatesEveryIsaMatchRef) {
         std::vector<float> r = s0, s = s0;
         dpn::kernels::gru_gates(Isa::Ref, gi.data(), gh.data(), a, rows, h, r.data());
         dpn::kernels::gru_gates(isa, gi.data(), gh.data(), a, rows, h, s.data());
-        for (size_t i = 0; i < r.size(); ++i) EXPECT_NEAR(s[i], r[i], 1e-6) << "h" << h << (a ? " augru" : "");
+        for (size_t i = 0; i < r.size(); ++i)
+          EXPECT_NEAR(s[i], r[i], 1e-6) << "h" << h << (a ? " augru" : "");
       }
     }
   }

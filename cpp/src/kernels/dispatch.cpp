@@ -1,6 +1,6 @@
 // The kernel tables (isa_kernels.h), one per ISA, each filled once; and the family entry points
-// (rows.h, act.h, softmax.h, kron.h, field_attn.h, field_mix.h, dwconv.h, attention.h, gru.h), which look
-// the table up once per call. The only place that maps an ISA to its code.
+// (rows.h, act.h, softmax.h, kron.h, field_attn.h, field_mix.h, dwconv.h, attention.h, gru.h), which
+// look the table up once per call. The only place that maps an ISA to its code.
 #include "kernels/isa_kernels.h"
 
 #include "cpu/cpu_features.h"
@@ -229,8 +229,8 @@ void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t
   isa_kernels().attention_rows(qkv, ldq, L, d, H, scale, A, lda, scratch);
 }
 
-void gru_gates(cpu::Isa isa, const float* gi, const float* gh, const float* att, int64_t rows,
-               int64_t h, float* state) {
+void gru_gates(cpu::Isa isa, const float* gi, const float* gh, const float* att, int64_t rows, int64_t h,
+               float* state) {
   if (rows <= 0 || h <= 0) return;
   isa_kernels(isa).gru_gates(gi, gh, att, rows, h, state);
 }

@@ -19,7 +19,7 @@ namespace dpn::kernels {
 // match the reference to a few ulp.
 void gru_gates(const float* gi, const float* gh, const float* att, int64_t rows, int64_t h,
                float* state);
-void gru_gates(cpu::Isa isa, const float* gi, const float* gh, const float* att, int64_t rows,
-               int64_t h, float* state);
+void gru_gates(cpu::Isa isa, const float* gi, const float* gh, const float* att, int64_t rows, int64_t h,
+               float* state);
 
 }  // namespace dpn::kernels

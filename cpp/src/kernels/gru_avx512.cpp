@@ -20,8 +20,8 @@ void gru_gates(const float* gi, const float* gh, const float* att, int64_t rows,
     const __m512 av = _mm512_set1_ps(att ? att[i] : 0.0f);
     for (int64_t j = 0; j < h; j += 16) {
       const __mmask16 m = mask16(h - j);
-      const __m512 r = vsigmoid(
-          _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, b + j)));
+      const __m512 r =
+          vsigmoid(_mm512_add_ps(_mm512_maskz_loadu_ps(m, a + j), _mm512_maskz_loadu_ps(m, b + j)));
       const __m512 u = vsigmoid(
           _mm512_add_ps(_mm512_maskz_loadu_ps(m, a + h + j), _mm512_maskz_loadu_ps(m, b + h + j)));
       const __m512 n = vtanh(_mm512_add_ps(_mm512_maskz_loadu_ps(m, a + 2 * h + j),

@@ -23,9 +23,7 @@ class DienAttention : public Op {
     w_.pack(w, dq, d, d, 1);  // weight [dq, d] is Wᵀ's [K = dq, N = d] row-major
   }
 
-  size_t scratch_floats(int64_t rows) const override {
-    return size_t(std::min(rows, kPassRows) * d_);
-  }
+  size_t scratch_floats(int64_t rows) const override { return size_t(std::min(rows, kPassRows) * d_); }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
     for (int64_t b0 = 0; b0 < blk.rows; b0 += kPassRows) {

@@ -86,10 +86,10 @@ void Recurrence::run_pass(const float* x, const float* len, const float* att, bo
   float* X = cursor + T + 1;  // [N, d]
   int64_t N = 0;
   for (int64_t t = 0; t < Lmax; ++t) N += active(t);
-  float* A = X + N * d;                          // [N] the attention of each (step, row), AUGRU
-  float* GI = A + (att ? N : 0);                 // [N, 3h] W_ih·x + b_ih
-  float* Hs = GI + N * g3;                       // [R, h] the states, in `order`
-  float* GH = Hs + R * h;                        // [R, 3h] one step's W_hh·h + b_hh
+  float* A = X + N * d;           // [N] the attention of each (step, row), AUGRU
+  float* GI = A + (att ? N : 0);  // [N, 3h] W_ih·x + b_ih
+  float* Hs = GI + N * g3;        // [R, h] the states, in `order`
+  float* GH = Hs + R * h;         // [R, 3h] one step's W_hh·h + b_hh
   for (int64_t t = 0, n0 = 0; t < Lmax; n0 += active(t), ++t)
     for (int64_t i = 0, n = active(t); i < n; ++i) {
       const int64_t b = row(i), L = seq_len(len[b], T);
