@@ -2,7 +2,7 @@
 
     python bench/run.py [--quick] [--json PATH] [--markdown PATH]
     python bench/run.py --request [--quick] [--json PATH] ...   (ranking requests: bench/request.py)
-                        [--configs ml1m,criteo,prod,field,feature+field,seq] [--batches 1,16,256,2048]
+                        [--configs ml1m,criteo,prod,field,feature+field,seq,dien] [--batches 1,16,256,2048]
                         [--threads 1,2] [--runners engine,engine-bf16,engine-int8,torch,ort-paper,ort-kron]
                         [--seconds 1.0]
 
@@ -67,6 +67,9 @@ SEQ_CONFIGS = {
     "seq": _SEQ,
     "seq-gen": dict(_SEQ, homo_generator="sep", hetero_generator="sep", ratio=4),
     "seq-conv1d": dict(_SEQ, encoder=["self_attention", "conv1d"], hetero_generator="sep", ratio=4),
+    # DIEN (dpn_infer.nn.dien) at a production shape: the same inputs, GRU extractor + attention +
+    # AUGRU over the 32-wide behaviours (hidden 32), head 200-80.
+    "dien": {"model": "dien", "T": 50, "dim": 16, "cat_vocab": 100, "profile": 4, "mlp": [200, 80]},
 }
 _SEQ_ENCODER = ["self_attention", "homo_dpo"]
 
@@ -83,6 +86,10 @@ def build_seq(config, seed=0):
     fields += [SparseField(f"p{i}", VOCAB, d) for i in range(c["profile"])]
     fields += [SequenceField("hist_item", VOCAB, d, T, table="item", truncate=True),
                SequenceField("hist_cat", c["cat_vocab"], d, T, table="cat", truncate=True)]
+    if c.get("model") == "dien":
+        from dpn_infer.nn import DIEN
+
+        return DIEN(Schema(fields), ["hist_item", "hist_cat"], ["item", "cat"], layers=c["mlp"]).eval()
     return SeqDPN(Schema(fields), ["hist_item", "hist_cat"], ["item", "cat"],
                   encoder=c.get("encoder", _SEQ_ENCODER), decoder=["target_attention", "hetero_dpo"],
                   heads=c["heads"], kernel_size=c["kernel"], homo_hidden=c["hidden"],
@@ -99,8 +106,42 @@ def _seq_parts(c):
     return d, c["kernel"], hidden["homo"], hidden["hetero"], c.get("encoder", _SEQ_ENCODER)
 
 
+def _mlp_flops(c, x0):
+    mlp, w = 0, x0
+    for m in c["mlp"]:
+        mlp += 2 * w * m
+        w = m
+    return mlp + 2 * w
+
+
+def _mlp_weights(c, x0):
+    n, w = 0, x0
+    for m in c["mlp"]:
+        n += w * m + m
+        w = m
+    return n + w + 1
+
+
+def dien_flops_per_row(config):
+    """GRU and AUGRU: input and hidden projections (2·d·3d each per step) and ~12d gate FLOP per
+    step; attention: Wᵀq and L dot products; the head."""
+    c = SEQ_CONFIGS[config]
+    d, L = 2 * c["dim"], c["T"] / 2
+    rnn = 2 * L * (2 * d * 3 * d + 2 * d * 3 * d + 12 * d)
+    att = 2 * d * d + 2 * L * d + 5 * L
+    return int(rnn + att + _mlp_flops(c, 2 * d + d + c["profile"] * c["dim"]))
+
+
+def dien_weight_bytes(config):
+    c = SEQ_CONFIGS[config]
+    d = 2 * c["dim"]
+    return 4 * (2 * (6 * d * d + 6 * d) + d * d + _mlp_weights(c, 2 * d + d + c["profile"] * c["dim"]))
+
+
 def seq_flops_per_row(config):
     c = SEQ_CONFIGS[config]
+    if c.get("model") == "dien":
+        return dien_flops_per_row(config)
     d, k, lo, le, enc = _seq_parts(c)
     h, L = c["att_hidden"], c["T"] / 2
     sep = 2 * L * d + 4 * k * d + 2 * d * d                              # seq_sepconv_pool
@@ -122,6 +163,8 @@ def seq_flops_per_row(config):
 
 def seq_weight_bytes(config):
     c = SEQ_CONFIGS[config]
+    if c.get("model") == "dien":
+        return dien_weight_bytes(config)
     d, k, lo, le, enc = _seq_parts(c)
     h = c["att_hidden"]
     sep = d * k + d + d * d + d
@@ -252,6 +295,8 @@ def weight_bytes(config):
 
 def paper_bytes(config, batch):
     """Bytes the paper form materializes for its largest per-row weight tensor."""
+    if SEQ_CONFIGS.get(config, {}).get("model") == "dien":     # no generated weights
+        return 0
     if config in SEQ_CONFIGS:                      # HeteroDPO's W_g: [B, 2·dim, 2·dim]
         return batch * (2 * SEQ_CONFIGS[config]["dim"]) ** 2 * 4
     if isinstance(CONFIGS[config], dict):

@@ -31,7 +31,9 @@ OP_OPSET = {"embedding": 1, "dense_input": 1, "concat": 1, "linear": 1, "dylinea
             "seq_embedding": 2, "seq_length": 2, "seq_concat": 2, "seq_pool": 2, "seq_add": 2,
             "homo_dpo": 2, "self_attention": 2, "target_attention": 2,
             # the separable-convolution generator's context and the Conv1D encoder (§5b, opset 5)
-            "seq_sepconv_pool": 5, "conv1d": 5}
+            "seq_sepconv_pool": 5, "conv1d": 5,
+            # DIEN's recurrent operators (docs/format.md §5c, opset 5)
+            "gru": 5, "dien_attention": 5, "augru": 5}
 FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1, "sequence": 2}
 BYTE_ORDER_MARK = 0x0A0B0C0D
 HEADER_SIZE = 128

@@ -1,7 +1,7 @@
 """PyTorch module tree (dpn_infer.nn) -> model.bin metadata + tensors, as docs/format.md specifies.
 
 ``export(module) -> (metadata, tensors)`` and ``save(module, path)``. Supports every model class of
-dpn_infer.nn (FeatureDPN, DNN, CrossNet, FieldDPN, SeqDPN, DINHeter): one exporter per model family,
+dpn_infer.nn (FeatureDPN, DNN, CrossNet, FieldDPN, SeqDPN, DINHeter, DIEN, DIENHeter): one exporter per model family,
 registered with ``@_exporter``. The graph is emitted in eval semantics: dropout is dropped,
 BatchNorm1d (running statistics) is folded into the Linear / DyLinear before it, and an activation
 is fused into the node's ``act`` attribute. Anything the opset cannot express exactly is refused with
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from dpn_infer import __version__
-from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DINHeter, DyLinear, FeatureDPN,
-                          HeteroDPO, HomoDPO, InputLayer, Schema, SelfAttention, SeqDPN,
-                          SequenceField, TargetAttention)
+from dpn_infer.nn import (AUGRU, DIEN, DNN, GRU, CrossLayer, CrossNet, DenseField, DIENHeter,
+                          DINHeter, DyLinear, FeatureDPN, HeteroDPO, HomoDPO, InputLayer, Schema,
+                          SelfAttention, SeqDPN, SequenceField, TargetAttention)
 from dpn_infer.nn.field import FieldDPN, FieldDyLinear
 from dpn_infer.nn.generators import Conv1DEncoder, SeparableConv
 
@@ -586,6 +586,58 @@ def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
                                          "het"))
     if not interest:
         interest.append(g.node("seq_pool", "mean_valid", [e, lens], "pooled", {"max_len": T}))
+    x0 = g.node("concat", "head_input", interest + [q] + [values[n] for n in module.profile], "x0")
+    x, width = _emit_feature_layers(g, module, x0, module.head_in, (x0, module.head_in))
+    return _emit_linear_out(g, module.classifier, x, width)
+
+
+def _gru_params(g, rnn, path, cls, d, h):
+    """weight_ih / weight_hh / bias_ih / bias_hh of a dpn_infer.nn GRU or AUGRU (torch.nn.GRU's
+    layout, gates reset, update, new), checked against the behaviours' width."""
+    _check_type(rnn, (cls,), path)
+    if (rnn.input_dim, rnn.hidden) != (d, h):
+        raise ValueError(f"cannot export '{path}' ({cls.__name__}): input_dim {rnn.input_dim}, hidden "
+                         f"{rnn.hidden}; the model needs {d}, {h}")
+    return {n: g.tensor(f"{path}.{n}", getattr(rnn, n))
+            for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+
+
+@_exporter(DIEN, DIENHeter)
+def _export_dien(module: DIEN, g: _Graph) -> str:
+    """DIEN (+ Heter): seq_embedding / seq_concat as SeqDPN, then ``gru`` (reverse: the newest_first
+    order), ``dien_attention``, ``augru`` and, for DIENHeter, seq_pool of the states + dylinear."""
+    schema = module.schema
+    seq0 = module.sequence[0]
+    T, d, dq = schema[seq0].max_len, module.seq_dim, module.query_dim
+    _check_dropout(module.dropout, "dropout")
+    values = _emit_inputs(g, module.inputs, schema, "inputs")
+    lens = g.node("seq_length", f"lengths[{seq0}]", [], "len", {"field": seq0})
+    x = values[seq0]
+    if len(module.sequence) > 1:
+        x = g.node("seq_concat", "behaviours", [values[n] for n in module.sequence] + [lens], "X",
+                   {"max_len": T})
+    rnn = {"max_len": T, "in": d, "hidden": d}
+    states = g.node("gru", "extractor", [x, lens], "H",
+                    dict(rnn, reverse=module.order == "newest_first"),
+                    _gru_params(g, module.extractor, "extractor", GRU, d, d))
+    cand = [values[n] for n in module.candidate]
+    q = cand[0] if len(cand) == 1 else g.node("concat", "candidate", cand, "q")
+    _check_type(module.att, (nn.Linear,), "att")
+    if module.att.bias is not None or (module.att.in_features, module.att.out_features) != (d, dq):
+        raise ValueError(f"cannot export 'att': expected a bias-free Linear({d}, {dq})")
+    a = g.node("dien_attention", "att", [q, states, lens], "a", {"max_len": T, "dim": d, "query": dq},
+               {"weight": g.tensor("att.weight", module.att.weight)})
+    interest = [g.node("augru", "evolution", [states, a, lens], "interest", rnn,
+                       _gru_params(g, module.evolution, "evolution", AUGRU, d, d))]
+    if module.hetero_dpo is not None:
+        het = module.hetero_dpo
+        _check_type(het, (HeteroDPO,), "hetero_dpo")
+        if het.generator != "mlp":
+            raise ValueError(f"cannot export 'hetero_dpo': generator {het.generator!r} (DIENHeter "
+                             f"builds an 'mlp' one)")
+        pooled = g.node("seq_pool", "mean_states", [states, lens], "pooled", {"max_len": T})
+        interest.append(_emit_dylinear(g, het.dpo, "hetero_dpo.dpo", q, pooled, "het", "identity",
+                                       width_in=dq, width_z=d))
     x0 = g.node("concat", "head_input", interest + [q] + [values[n] for n in module.profile], "x0")
     x, width = _emit_feature_layers(g, module, x0, module.head_in, (x0, module.head_in))
     return _emit_linear_out(g, module.classifier, x, width)

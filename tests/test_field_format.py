@@ -3,10 +3,7 @@ shape, missing param and inconsistent input is refused at load with ModelFormatE
 (never a crash: each file loads in an isolated child process); valid variations load and predict."""
 from __future__ import annotations
 
-import copy
-import os
 import re
-import tempfile
 
 import numpy as np
 import pytest
@@ -17,7 +14,7 @@ from dpn_infer import nn as dnn  # noqa: E402
 from dpn_infer.converters import format as F  # noqa: E402
 from dpn_infer.converters import torch_export  # noqa: E402
 from helpers import models as HM  # noqa: E402
-from helpers.isolated import run_cases  # noqa: E402
+from helpers.isolated import check_edited, run_edited  # noqa: E402
 
 FIELDS = [{"name": n, "kind": "sparse", "dim": 4, "vocab": 9, "policy": "hash"} for n in "abc"]
 N0, N1 = "field_layers.0", "field_layers.1"   # attention + implicit + layernorm; summation, shared
@@ -131,32 +128,13 @@ _CASES = _cases()
 @pytest.fixture(scope="module")
 def results():
     meta0, tensors0 = _base()
-    batch = HM.make_batch(FIELDS, 9, 3)
-    with tempfile.TemporaryDirectory(prefix="dpn_ffmt_") as d:
-        bp = os.path.join(d, "batch.npz")
-        np.savez(bp, **batch)
-        cases = []
-        for i, (cid, (fn, _, _)) in enumerate(_CASES.items()):
-            mt, t = copy.deepcopy(meta0), {k: np.array(v) for k, v in tensors0.items()}
-            fn(mt, t)
-            p = os.path.join(d, f"{i:03d}.bin")
-            F.write(p, mt, t)
-            cases.append({"id": cid, "path": p, "batch": bp})
-        yield run_cases(cases, timeout=240)
+    yield run_edited(meta0, tensors0, _CASES, HM.make_batch(FIELDS, 9, 3), timeout=240)
 
 
 @pytest.mark.parametrize("case", list(_CASES))
 def test_field_crafted_file(case, results):
     _, expect, node = _CASES[case]
-    r = results[case]
-    assert r["load"] not in ("CRASH", "WORKER FAILED", "NOT RUN"), f"{case}: {r['msg']}"
-    if expect == "ok":
-        assert r["load"] == "ok", f"{case}: valid file refused: {r.get('msg')}"
-        assert r.get("predict") == "ok", f"{case}: {r}"
-    else:
-        assert r["load"] == "ModelFormatError", f"{case}: expected ModelFormatError, got {r}"
-        assert re.search(r"field_dylinear '" + re.escape(node) + "'", r["msg"]), \
-            f"{case}: message does not name the node: {r['msg']!r}"
+    check_edited(case, expect, results[case], r"field_dylinear '" + re.escape(node or "") + "'")
 
 
 def test_field_model_records_opset_2_and_v1_models_stay_1():

@@ -72,6 +72,13 @@ SHA256 = {
         "expected.npy": "86b684f37135c5e74f3607c74f7a8872c69adc36f05ecf7511f85d2c6e6f2dca",
         "expected_logits.npy": "b9b155f64b38cdaae8fdd987659d84a351586a48d9616f55b48f6408b649c51b",
     },
+    # opset 5 (DIEN's recurrent operators gru, dien_attention, augru): make_v1_opset5.py
+    "v1/opset5-dien": {
+        "model.bin": "c9b814ff33179f47c0bf1c4c7522cca079802471ad0a06738e77e65c3d61289b",
+        "batch.npz": "6ecb810af30539f30f9c46d97a2b37a4976d46560593d7a39bbbbc382a344a42",
+        "expected.npy": "4d14d249a7605a19635871bf8c4e2f34e5cc543ecb03d3dc19f9dde4063dfa5f",
+        "expected_logits.npy": "b64d9a9385a70413253927f84ceecb51f16c005ccdd6e989985d0bf68cfc1450",
+    },
 }
 
 

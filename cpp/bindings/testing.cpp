@@ -15,6 +15,7 @@
 #include "kernels/act.h"
 #include "kernels/attention.h"
 #include "kernels/dwconv.h"
+#include "kernels/gru.h"
 #include "kernels/field_attn.h"
 #include "kernels/field_mix.h"
 #include "kernels/gemm.h"
@@ -178,6 +179,7 @@ F32 kw_f32(const py::kwargs& kw, const char* name, int ndim) {
 //   dwconv:    x [T, n], K [k, n], length=T                   -> [T, n] (rows >= length left 0)
 //   dwconv_mean: x [T, n], K [k, n], length=T                 -> [n] (the mean of dwconv's rows)
 //   attention: qkv [L, 3d], heads=1, scale=1/sqrt(d/heads)    -> [L, d]
+//   gru:       gi [R, 3h], gh [R, 3h], state [R, h], att [R] (AUGRU; none: GRU) -> new state [R, h]
 py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa, const py::kwargs& kw) {
   namespace k = dpn::kernels;
   const dpn::cpu::Isa which = isa_arg(isa);
@@ -332,10 +334,25 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
     run([&] { k::attention_rows(which, qkv.data(), 3 * d, L, d, H, scale, pa, d, scratch.data()); });
     return A;
   }
+  if (kernel == "gru") {
+    F32 gi = kw_f32(kw, "gi", 2), gh = kw_f32(kw, "gh", 2), st = kw_f32(kw, "state", 2);
+    const int64_t R = st.shape(0), h = st.shape(1);
+    if (gi.shape(0) != R || gh.shape(0) != R || gi.shape(1) != 3 * h || gh.shape(1) != 3 * h)
+      throw py::value_error("gi and gh must be [R, 3h] for state [R, h]");
+    F32 att = kw.contains("att") && !kw["att"].is_none() ? kw_f32(kw, "att", 1) : F32();
+    if (att.size() && att.shape(0) != R) throw py::value_error("att must be [R]");
+    py::array_t<float> y({R, h});
+    float* py_ = y.mutable_data();
+    run([&] {
+      std::copy(st.data(), st.data() + R * h, py_);
+      k::gru_gates(which, gi.data(), gh.data(), att.size() ? att.data() : nullptr, R, h, py_);
+    });
+    return y;
+  }
   throw py::value_error(
       "unknown kernel '" + kernel +
       "' (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, field_mix, field_attention, "
-      "dwconv, dwconv_mean, attention)");
+      "dwconv, dwconv_mean, attention, gru)");
 }
 
 }  // namespace
@@ -377,6 +394,6 @@ PYBIND11_MODULE(_testing, m) {
         "x @ (A_0 + sum_k h_k A_k) through a ranking request's collapsed weight, with one ISA.");
   m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
         "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
-        "field_mix, field_attention, dwconv, dwconv_mean, attention) with one ISA's version; arrays and "
-        "options as keywords.");
+        "field_mix, field_attention, dwconv, dwconv_mean, attention, gru) with one ISA's version; arrays "
+        "and options as keywords.");
 }

@@ -53,12 +53,12 @@ TEST(Api, GoldenV1Outputs) {
 
 TEST(Api, GoldenOpset2To5Outputs) {
   for (const char* tag : {"golden_field", "golden_seq", "golden_bf16", "golden_seq_fp16",
-                          "golden_int8_emb", "golden_int8_w", "golden_seq_gen"}) {
+                          "golden_int8_emb", "golden_int8_w", "golden_seq_gen", "golden_dien"}) {
     auto m = dpn::Model::load(data(std::string(tag) + ".bin"));
     const std::string t(tag);
     const bool int8 = t.find("int8") != std::string::npos, half = t.find("16") != std::string::npos;
-    const bool gen = t == "golden_seq_gen";
-    EXPECT_EQ(m->opset(), gen ? 5 : int8 ? 4 : half ? 3 : 2) << tag;
+    const bool op5 = t == "golden_seq_gen" || t == "golden_dien";
+    EXPECT_EQ(m->opset(), op5 ? 5 : int8 ? 4 : half ? 3 : 2) << tag;
     BatchFile b(data(std::string(tag) + ".batch"));
     expect_close(run(*m, b, false), dpn_test::read_f32(data(std::string(tag) + ".prob")), 1e-5f, 1e-6f);
     expect_close(run(*m, b, true), dpn_test::read_f32(data(std::string(tag) + ".logits")), 1e-5f, 1e-6f);

@@ -14,6 +14,7 @@ Everything is derived from the Python side, so the C++ tests check the engine ag
   golden_int8_emb.*, golden_int8_w.*   the same for v1/opset4-int8-emb and v1/opset4-int8-weights
                             (opset 4: int8 tables, int8 weights with their float32 scales)
   golden_seq_gen.*          the same for v1/opset5-seq-gen (opset 5: separable generators, Conv1D)
+  golden_dien.*             the same for v1/opset5-dien (opset 5: gru, dien_attention, augru)
   format/NAME.EXPECT.bin    the corrupted and edge-case files of tests/test_format.py, EXPECT one of
                             error | ok | ok_or_error
 Batch files (little-endian): b"DPNB", u32 field count; per field: u32 name length, name (UTF-8),
@@ -72,7 +73,8 @@ def main(out):
     for version, tag in (("v1", "golden"), ("v1/opset2-field", "golden_field"),
                          ("v1/opset2-seq", "golden_seq"), ("v1/opset3-bf16", "golden_bf16"),
                          ("v1/opset3-seq-fp16", "golden_seq_fp16"), ("v1/opset4-int8-emb", "golden_int8_emb"),
-                         ("v1/opset4-int8-weights", "golden_int8_w"), ("v1/opset5-seq-gen", "golden_seq_gen")):
+                         ("v1/opset4-int8-weights", "golden_int8_w"), ("v1/opset5-seq-gen", "golden_seq_gen"),
+                         ("v1/opset5-dien", "golden_dien")):
         gold = os.path.join(ROOT, "tests", "golden", version)
         shutil.copyfile(os.path.join(gold, "model.bin"), os.path.join(out, f"{tag}.bin"))
         raw = open(os.path.join(gold, "model.bin"), "rb").read()

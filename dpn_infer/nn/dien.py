@@ -113,7 +113,7 @@ class DIEN(CTRModel):
     ``classifier``."""
 
     heter = False
-    served = False      # no engine ops for GRU / AUGRU yet: dpn_infer.train writes no model.bin
+    served = True       # converters/torch_export.py: gru, dien_attention, augru (opset 5)
 
     def __init__(self, schema: Schema, sequence: Sequence[str], candidate: Sequence[str],
                  profile: Optional[Sequence[str]] = None, order: str = "oldest_first",

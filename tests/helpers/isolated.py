@@ -111,3 +111,40 @@ def run_cases(cases, timeout=300.0) -> dict:
     if not ctl or ctl.get("load") != "ok" or ctl.get("predict") != "ok":
         raise HarnessError(f"the control model did not load and predict in the child: {ctl}")
     return results
+
+
+def run_edited(meta, tensors, cases, batch, timeout=240.0) -> dict:
+    """Hand-edited files: for each case id -> (edit, expect, node) of ``cases``, ``edit(meta,
+    tensors)`` changes copies of the exported model in place; each result is written and loaded in
+    the child (run_cases) with ``batch``. Returns id -> result dict."""
+    import copy
+
+    import numpy as np
+    from dpn_infer.converters import format as F
+
+    with tempfile.TemporaryDirectory(prefix="dpn_edit_") as d:
+        bp = os.path.join(d, "batch.npz")
+        np.savez(bp, **batch)
+        listed = []
+        for i, (cid, (edit, _, _)) in enumerate(cases.items()):
+            mt, t = copy.deepcopy(meta), {k: np.array(v) for k, v in tensors.items()}
+            edit(mt, t)
+            p = os.path.join(d, f"{i:03d}.bin")
+            F.write(p, mt, t)
+            listed.append({"id": cid, "path": p, "batch": bp})
+        return run_cases(listed, timeout=timeout)
+
+
+def check_edited(case, expect, result, node_pattern) -> None:
+    """A run_edited result: no crash; an "ok" case loads and predicts; any other is refused with
+    ModelFormatError whose message matches ``node_pattern`` (names the node)."""
+    import re
+
+    r = result
+    assert r["load"] not in ("CRASH", "WORKER FAILED", "NOT RUN"), f"{case}: {r['msg']}"
+    if expect == "ok":
+        assert r["load"] == "ok", f"{case}: valid file refused: {r.get('msg')}"
+        assert r.get("predict") == "ok", f"{case}: {r}"
+    else:
+        assert r["load"] == "ModelFormatError", f"{case}: expected ModelFormatError, got {r}"
+        assert re.search(node_pattern, r["msg"]), f"{case}: message does not name the node: {r['msg']!r}"

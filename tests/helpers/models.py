@@ -197,6 +197,12 @@ def randomize_(model, seed):
                 mod.running_var.copy_(uniform(mod.running_var.shape, 0.3, 3.0))
                 mod.weight.copy_(uniform(mod.weight.shape, 0.5, 1.5))
                 mod.bias.copy_(normal(mod.bias.shape, 0.3))
+            elif isinstance(mod, (dnn.GRU, dnn.AUGRU)):        # gates away from 1/2
+                for n in ("weight_ih", "weight_hh"):
+                    w = getattr(mod, n)
+                    w.copy_(normal(w.shape, 1.3 / math.sqrt(w.shape[1])))
+                mod.bias_ih.copy_(normal(mod.bias_ih.shape, 0.3))
+                mod.bias_hh.copy_(normal(mod.bias_hh.shape, 0.3))
             elif isinstance(mod, dnn.CrossLayer):
                 mod.weight.copy_(normal(mod.weight.shape, 0.7 / math.sqrt(mod.d)))
                 mod.bias.copy_(normal(mod.bias.shape, 0.3))

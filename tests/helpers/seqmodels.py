@@ -1,4 +1,5 @@
-"""Random sequence models (SeqDPN / DINHeter) and behaviour batches for parity tests.
+"""Random sequence models (SeqDPN / DINHeter; DIEN / DIENHeter with kind "dien" / "dien_heter" and
+an "order") and behaviour batches for parity tests.
 
 As in helpers/models.py, a model is a plain dict ("spec"): ``seq_model_specs`` draws one, ``build``
 makes the torch module (randomized weights, eval mode), ``make_batch`` draws a batch in which some rows
@@ -111,7 +112,12 @@ def build(spec):
               layers=[dnn.LayerSpec(**l) if isinstance(l, dict) else l for l in spec["layers"]],
               activation=spec["activation"], norm=spec["norm"])
     seq = [s["name"] for s in spec["seqs"]]
-    if spec["kind"] == "din_heter":
+    if spec["kind"] in ("dien", "dien_heter"):
+        cls = dnn.DIENHeter if spec["kind"] == "dien_heter" else dnn.DIEN
+        model = cls(schema, seq, cand, profile=kw["profile"], order=spec.get("order", "oldest_first"),
+                    **{k: kw[k] for k in ("hetero_out", "hetero_hidden", "hetero_sigma", "layers",
+                                          "activation", "norm")})
+    elif spec["kind"] == "din_heter":
         model = dnn.DINHeter(schema, seq, cand, **kw)
     else:
         model = dnn.SeqDPN(schema, seq, cand, encoder=spec["encoder"], decoder=spec["decoder"], **kw)

@@ -1,6 +1,6 @@
 // The kernel tables (isa_kernels.h), one per ISA, each filled once; and the family entry points
-// (rows.h, act.h, softmax.h, kron.h, field_attn.h, field_mix.h, dwconv.h, attention.h), which look
-// the table up once per call. The only place that maps an ISA to its code.
+// (rows.h, act.h, softmax.h, kron.h, field_attn.h, field_mix.h, dwconv.h, attention.h, gru.h), which
+// look the table up once per call. The only place that maps an ISA to its code.
 #include "kernels/isa_kernels.h"
 
 #include "cpu/cpu_features.h"
@@ -9,6 +9,7 @@
 #include "kernels/dwconv.h"
 #include "kernels/field_attn.h"
 #include "kernels/field_mix.h"
+#include "kernels/gru.h"
 #include "kernels/kron.h"
 #include "kernels/rows.h"
 #include "kernels/softmax.h"
@@ -39,6 +40,7 @@ IsaKernels ref_kernels() {
   k.dwconv_rows = ref::dwconv_rows;
   k.dwconv_mean = ref::dwconv_mean;
   k.attention_rows = ref::attention_rows;
+  k.gru_gates = ref::gru_gates;
   return k;
 }
 
@@ -62,6 +64,7 @@ IsaKernels avx2_kernels() {
   k.dwconv_rows = avx2::dwconv_rows;
   k.dwconv_mean = avx2::dwconv_mean;
   k.attention_rows = avx2::attention_rows;
+  k.gru_gates = avx2::gru_gates;
   return k;
 }
 
@@ -88,6 +91,7 @@ IsaKernels avx512_kernels() {
   k.dwconv_rows = avx512::dwconv_rows;
   k.dwconv_mean = avx512::dwconv_mean;
   k.attention_rows = avx512::attention_rows;
+  k.gru_gates = avx512::gru_gates;
   return k;
 }
 // avx512 plus the bfloat16 GEMMs (vdpbf16ps); float32 models run avx512's kernels unchanged.
@@ -242,6 +246,17 @@ void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t
                     float* A, int64_t lda, float* scratch) {
   if (L <= 0) return;
   isa_kernels().attention_rows(qkv, ldq, L, d, H, scale, A, lda, scratch);
+}
+
+void gru_gates(cpu::Isa isa, const float* gi, const float* gh, const float* att, int64_t rows, int64_t h,
+               float* state) {
+  if (rows <= 0 || h <= 0) return;
+  isa_kernels(isa).gru_gates(gi, gh, att, rows, h, state);
+}
+void gru_gates(const float* gi, const float* gh, const float* att, int64_t rows, int64_t h,
+               float* state) {
+  if (rows <= 0 || h <= 0) return;
+  isa_kernels().gru_gates(gi, gh, att, rows, h, state);
 }
 
 }  // namespace dpn::kernels

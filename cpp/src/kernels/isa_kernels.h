@@ -85,6 +85,9 @@ using DwconvMeanFn = void(const float* x, int64_t L, int64_t n, const float* K, 
 // attention.h
 using AttentionRowsFn = void(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
                              float* A, int64_t lda, float* scratch);
+// gru.h
+using GruGatesFn = void(const float* gi, const float* gh, const float* att, int64_t rows, int64_t h,
+                        float* state);
 
 // One ISA's kernels. Every pointer is set, except gemm_kron (null: the caller builds the whole
 // Kronecker panel with kron_panel and runs gemm on it) and the bfloat16 pair (null: bfloat16
@@ -113,6 +116,7 @@ struct IsaKernels {
   DwconvRowsFn* dwconv_rows = nullptr;
   DwconvMeanFn* dwconv_mean = nullptr;
   AttentionRowsFn* attention_rows = nullptr;
+  GruGatesFn* gru_gates = nullptr;
 };
 
 // The table of `isa` (filled at first use, then constant). `isa` must be cpu::available(): a
@@ -146,6 +150,7 @@ FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
 DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
+GruGatesFn gru_gates;
 }  // namespace ref
 
 namespace avx2 {  // -mavx2 -mfma -mf16c; Isa::Avx2
@@ -163,6 +168,7 @@ FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
 DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
+GruGatesFn gru_gates;
 }  // namespace avx2
 
 namespace avx512 {  // -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; Isa::Avx512
@@ -181,6 +187,7 @@ FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
 DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
+GruGatesFn gru_gates;
 }  // namespace avx512
 
 namespace avx512bf16 {  // the avx512 flags + -mavx512bf16; Isa::Avx512Bf16 (avx512's table otherwise)

@@ -216,5 +216,9 @@ std::unique_ptr<Op> make_target_attention(const NodeBuilder&);
 // Opset 5: the separable-convolution generator's context and the Conv1D encoder.
 std::unique_ptr<Op> make_seq_sepconv_pool(const NodeBuilder&);
 std::unique_ptr<Op> make_conv1d(const NodeBuilder&);
+// DIEN's recurrent ops (opset 5; docs/format.md §5c).
+std::unique_ptr<Op> make_gru(const NodeBuilder&);
+std::unique_ptr<Op> make_dien_attention(const NodeBuilder&);
+std::unique_ptr<Op> make_augru(const NodeBuilder&);
 
 }  // namespace dpn::ops
