@@ -33,9 +33,13 @@ Recurrence::Recurrence(const NodeBuilder& nb)
   const float* bhh = nb.param("bias_hh", {3 * h_});
   bih_.assign(bih, bih + 3 * h_);
   bhh_.assign(bhh, bhh + 3 * h_);
-  // torch layout [3h, in]: B(k, n) = w[n·in + k].
-  wih_.pack_as(nb.param_is_bf16("weight_ih"), wih, d_, 3 * h_, 1, d_);
-  whh_.pack_as(nb.param_is_bf16("weight_hh"), whh, h_, 3 * h_, 1, h_);
+  // torch layout [3h, in]: B(k, n) = w[n·in + k]. An int8 file's recurrence stays float32 (a
+  // step's quantization error would compound over the steps); bfloat16 GEMMs as the file asks.
+  auto weights = [&](const char* role) {
+    return nb.param_is_bf16(role) ? kernels::Weights::Bf16 : kernels::Weights::F32;
+  };
+  wih_.pack_as(weights("weight_ih"), wih, d_, 3 * h_, 1, d_);
+  whh_.pack_as(weights("weight_hh"), whh, h_, 3 * h_, 1, h_);
 }
 
 // Rows per pass: bounded scratch (at least one row, whose floats are bounded at load).
