@@ -16,7 +16,7 @@ import numpy as np
 
 MAGIC = b"DPNINFER"
 FORMAT_VERSION = 1
-OPSET = 4  # the newest opset this writer knows (docs/format.md §5)
+OPSET = 5  # the newest opset this writer knows (docs/format.md §5)
 # float16 / bfloat16 tensors came with opset 3 (docs/format.md §3), int8 ones with opset 4 (§3.2).
 HALF_OPSET = 3
 INT8_OPSET = 4
@@ -29,8 +29,13 @@ OP_OPSET = {"embedding": 1, "dense_input": 1, "concat": 1, "linear": 1, "dylinea
             "field_dylinear": 2,
             # sequence operators (docs/format.md §5, opset 2)
             "seq_embedding": 2, "seq_length": 2, "seq_concat": 2, "seq_pool": 2, "seq_add": 2,
-            "homo_dpo": 2, "self_attention": 2, "target_attention": 2}
-FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1, "sequence": 2}
+            "homo_dpo": 2, "self_attention": 2, "target_attention": 2,
+            # session operators (docs/format.md §5c, opset 5)
+            "session_embedding": 5, "session_length": 5, "kfatt": 5}
+FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1, "sequence": 2, "timestamps": 5}
+# Attributes added to older operators: a node that sets one needs that opset (sessions > 1 runs a
+# sequence operator per session, docs/format.md §5c).
+ATTR_OPSET = {"sessions": 5}
 BYTE_ORDER_MARK = 0x0A0B0C0D
 HEADER_SIZE = 128
 ALIGN = 64
@@ -78,6 +83,8 @@ _HEADER = struct.Struct("<8sIIQQQQQQQII")
 def required_opset(metadata: Mapping) -> int:
     """The lowest opset that holds ``metadata``'s graph and schema."""
     need = [OP_OPSET[n["op"]] for n in metadata["graph"]["nodes"]]
+    need += [ATTR_OPSET[a] for n in metadata["graph"]["nodes"] for a in n.get("attrs", {})
+             if a in ATTR_OPSET]
     need += [FIELD_KIND_OPSET[f["kind"]] for f in metadata["schema"]["fields"]]
     return max(need + [1])
 

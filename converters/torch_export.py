@@ -1,7 +1,7 @@
 """PyTorch module tree (dpn_infer.nn) -> model.bin metadata + tensors, as docs/format.md specifies.
 
 ``export(module) -> (metadata, tensors)`` and ``save(module, path)``. Supports every model class of
-dpn_infer.nn (FeatureDPN, DNN, CrossNet, FieldDPN, SeqDPN, DINHeter): one exporter per model family,
+dpn_infer.nn (FeatureDPN, DNN, CrossNet, FieldDPN, SeqDPN, DINHeter, DyJoint): one exporter per model family,
 registered with ``@_exporter``. The graph is emitted in eval semantics: dropout is dropped,
 BatchNorm1d (running statistics) is folded into the Linear / DyLinear before it, and an activation
 is fused into the node's ``act`` attribute. Anything the opset cannot express exactly is refused with
@@ -21,7 +21,10 @@ from dpn_infer import __version__
 from dpn_infer.nn import (DNN, CrossLayer, CrossNet, DenseField, DINHeter, DyLinear, FeatureDPN,
                           HeteroDPO, HomoDPO, InputLayer, Schema, SelfAttention, SeqDPN,
                           SequenceField, TargetAttention)
+from dpn_infer.nn.dyjoint import DyJoint, InterestDecoder, SessionEncoder
 from dpn_infer.nn.field import FieldDPN, FieldDyLinear
+from dpn_infer.nn.kfatt import KFAtt
+from dpn_infer.nn.schema import TimestampField
 
 from . import precision as _precision
 from .format import required_opset, write
@@ -76,8 +79,12 @@ def _pre(path: str) -> str:
 
 # -- pieces -------------------------------------------------------------------------------------
 
-def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]:
-    """embedding / dense_input nodes in schema order; returns field name -> value name."""
+def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str, sessions=None) -> Dict[str, str]:
+    """embedding / dense_input nodes in schema order; returns field name -> value name.
+    ``sessions``: sequence field name -> timestamps field name, for the fields laid out by sessions
+    (``session_embedding``; the other sequence fields get ``seq_embedding``). A timestamps field
+    has no node of its own (the session operators read it)."""
+    sessions = sessions or {}
     _check_type(inputs, (InputLayer,), path)
     if inputs.schema.to_json() != schema.to_json():
         raise ValueError(f"cannot export '{_where(path)}': its schema differs from the model's")
@@ -87,6 +94,8 @@ def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]
         if isinstance(f, DenseField):
             values[f.name] = g.node("dense_input", f"{_pre(path)}{f.name}", [], f"dense/{f.name}",
                                     {"field": f.name})
+            continue
+        if isinstance(f, TimestampField):
             continue
         key = inputs.keys[f.name]
         epath = f"{_pre(path)}embeddings.{key}"
@@ -101,6 +110,10 @@ def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str) -> Dict[str, str]
         if key not in tables:
             tables[key] = g.tensor(f"{epath}.weight", emb.weight)
         table = tables[key]
+        if f.name in sessions:
+            values[f.name] = g.node("session_embedding", f"{_pre(path)}{f.name}", [], f"sess/{f.name}",
+                                    {"field": f.name, "timestamps": sessions[f.name]}, {"table": table})
+            continue
         if isinstance(f, SequenceField):
             values[f.name] = g.node("seq_embedding", f"{_pre(path)}{f.name}", [], f"seq/{f.name}",
                                     {"field": f.name}, {"table": table})
@@ -270,10 +283,10 @@ def _context(g, context, values, schema, contexts, x0, prev):
     return contexts[key], schema.width(list(key))
 
 
-def _emit_feature_layers(g, module, x, width, x0, values=None, schema=None):
+def _emit_feature_layers(g, module, x, width, x0, values=None, schema=None, prefix=""):
     """The model's feature-layer stack (``specs`` / ``layers`` / ``norms`` / ``acts``, built by
     dpn_infer.nn.layers) from ``x`` of ``width``; ``x0`` is the (value, width) a context "x0" reads.
-    Returns (value, width)."""
+    ``prefix``: the stack's module path ("first." for a submodule). Returns (value, width)."""
     _check_lists(module, ("layers", "norms", "acts"), len(module.specs))
     contexts = {}
     for i, spec in enumerate(module.specs):
@@ -282,10 +295,10 @@ def _emit_feature_layers(g, module, x, width, x0, values=None, schema=None):
         if spec.dynamic:
             z, zw = _context(g, spec.context, values, schema, contexts, x0, (x, width))
         elif type(layer) is DyLinear:
-            raise TypeError(f"cannot export module 'layers.{i}' of type DyLinear: its LayerSpec is "
-                            f"static (expected Linear here)")
-        x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
-                               module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
+            raise TypeError(f"cannot export module '{prefix}layers.{i}' of type DyLinear: its LayerSpec "
+                            f"is static (expected Linear here)")
+        x, width = _emit_block(g, layer, f"{prefix}layers.{i}", module.norms[i], f"{prefix}norms.{i}",
+                               module.acts[i], f"{prefix}acts.{i}", x, z, f"{prefix}h{i}", width, zw)
     return x, width
 
 
@@ -474,6 +487,52 @@ def _linear_params(g, lin, path, prefix, n_in, n_out):
             f"{prefix}bias": g.tensor(f"{path}.bias", b)}
 
 
+def _sessions_attr(S):
+    """The ``sessions`` attribute of a sequence op over S sessions (absent for 1: opset 2 files)."""
+    return {"sessions": S} if S > 1 else {}
+
+
+def _emit_self_attention(g, sa, path, x, lens, T, d, S=1) -> str:
+    """``self_attention`` over x (T positions of width d; S sessions of T with S > 1)."""
+    _check_type(sa, (SelfAttention,), path)
+    if sa.dim != d:
+        raise ValueError(f"cannot export '{path}': dim {sa.dim}, behaviours have {d}")
+    params = {}
+    for r in ("q", "k", "v", "o"):
+        params.update(_linear_params(g, getattr(sa, r), f"{path}.{r}", f"{r}_", d, d))
+    return g.node("self_attention", path, [x, lens], "sa",
+                  {"max_len": T, "dim": d, "heads": sa.heads, **_sessions_attr(S)}, params)
+
+
+def _check_generator(module, path):
+    # "sep" (a separable convolution before the generator) has no operator yet
+    if getattr(module, "generator", "mlp") not in ("mlp", "se"):
+        raise ValueError(f"cannot export '{path}' ({type(module).__name__}): generator "
+                         f"{module.generator!r} has no model.bin form yet (mlp and se export)")
+
+
+def _emit_homo_dpo(g, hd, path, x, lens, T, d, S=1) -> str:
+    """``homo_dpo`` over x (T positions of width d; per session with S > 1). The "se" generator is
+    sigma relu + gate sigmoid (docs/format.md §5b)."""
+    _check_type(hd, (HomoDPO,), path)
+    _check_generator(hd, path)
+    if hd.dim != d:
+        raise ValueError(f"cannot export '{path}': dim {hd.dim}, behaviours have {d}")
+    params = _linear_params(g, hd.g1, f"{path}.g1", "g1_", d, hd.hidden)
+    params.update(_linear_params(g, hd.g2, f"{path}.g2", "g2_", hd.hidden, hd.kernel_size * d))
+    return g.node("homo_dpo", path, [x, lens], "homo",
+                  {"max_len": T, "dim": d, "kernel": hd.kernel_size, "hidden": hd.hidden,
+                   "sigma": hd.sigma, "gate": hd.gate, **_sessions_attr(S)}, params)
+
+
+def _emit_hetero_dpo(g, het, path, q, pooled, dq, d) -> str:
+    """HeteroDPO: a ``dylinear`` of the query with the pooled behaviours as context."""
+    _check_type(het, (HeteroDPO,), path)
+    _check_generator(het, path)
+    return _emit_dylinear(g, het.dpo, f"{path}.dpo", q, pooled, "het", "identity",
+                          width_in=dq, width_z=d)
+
+
 @_exporter(SeqDPN, DINHeter)
 def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
     schema = module.schema
@@ -488,25 +547,9 @@ def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
                    {"max_len": T})
     parts = [x] if module.residual or not module.encoder else []
     if module.self_attention is not None:
-        sa = module.self_attention
-        _check_type(sa, (SelfAttention,), "self_attention")
-        if sa.dim != d:
-            raise ValueError(f"cannot export 'self_attention': dim {sa.dim}, behaviours have {d}")
-        params = {}
-        for r in ("q", "k", "v", "o"):
-            params.update(_linear_params(g, getattr(sa, r), f"self_attention.{r}", f"{r}_", d, d))
-        parts.append(g.node("self_attention", "self_attention", [x, lens], "sa",
-                            {"max_len": T, "dim": d, "heads": sa.heads}, params))
+        parts.append(_emit_self_attention(g, module.self_attention, "self_attention", x, lens, T, d))
     if module.homo_dpo is not None:
-        hd = module.homo_dpo
-        _check_type(hd, (HomoDPO,), "homo_dpo")
-        if hd.dim != d:
-            raise ValueError(f"cannot export 'homo_dpo': dim {hd.dim}, behaviours have {d}")
-        params = _linear_params(g, hd.g1, "homo_dpo.g1", "g1_", d, hd.hidden)
-        params.update(_linear_params(g, hd.g2, "homo_dpo.g2", "g2_", hd.hidden, hd.kernel_size * d))
-        parts.append(g.node("homo_dpo", "homo_dpo", [x, lens], "homo",
-                            {"max_len": T, "dim": d, "kernel": hd.kernel_size, "hidden": hd.hidden,
-                             "sigma": hd.sigma, "gate": hd.gate}, params))
+        parts.append(_emit_homo_dpo(g, module.homo_dpo, "homo_dpo", x, lens, T, d))
     e = parts[0] if len(parts) == 1 else g.node("seq_add", "encoder", parts + [lens], "E",
                                                 {"max_len": T})
     cand = [values[n] for n in module.candidate]
@@ -523,14 +566,109 @@ def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
     if module.hetero_dpo is not None or module.target_attention is None:
         pooled = g.node("seq_pool", "mean_valid", [e, lens], "pooled", {"max_len": T})
     if module.hetero_dpo is not None:
-        het = module.hetero_dpo
-        _check_type(het, (HeteroDPO,), "hetero_dpo")
-        interest.append(_emit_dylinear(g, het.dpo, "hetero_dpo.dpo", q, pooled, "het", "identity",
-                                       width_in=dq, width_z=d))
+        interest.append(_emit_hetero_dpo(g, module.hetero_dpo, "hetero_dpo", q, pooled, dq, d))
     if not interest:
         interest.append(pooled)
     x0 = g.node("concat", "head_input", interest + [q] + [values[n] for n in module.profile], "x0")
     x, width = _emit_feature_layers(g, module, x0, module.head_in, (x0, module.head_in))
+    return _emit_linear_out(g, module.classifier, x, width)
+
+
+def _emit_kfatt(g, kf, path, q, e, lens, L, S, dq, d, add=None) -> str:
+    """``kfatt`` of query q over e (S sessions of L behaviours of width d); ``add`` (a value of the
+    output's width) is added to its output (Eqn. 16's sum with HeteroDPO)."""
+    _check_type(kf, (KFAtt,), path)
+    if (kf.query_dim, kf.behaviour_dim) != (dq, d):
+        raise ValueError(f"cannot export '{path}': KFAtt({kf.query_dim}, {kf.behaviour_dim}), the "
+                         f"model has query width {dq} and behaviour width {d}")
+    A, H = kf.dim, kf.heads
+    params = {}
+    for r, n_in in (("q", dq), ("k", d), ("v", d)):
+        params.update(_linear_params(g, getattr(kf, r), f"{path}.{r}", f"{r}_", n_in, A))
+    params.update(_linear_params(g, kf.o, f"{path}.o", "o_", A, kf.out_dim))
+    params.update(_linear_params(g, kf.prior_mean, f"{path}.prior_mean", "prior_mean_", dq, A))
+    params.update(_linear_params(g, kf.prior_logprec, f"{path}.prior_logprec", "prior_logprec_", dq, H))
+    if kf.mode == "freq":
+        params.update(_linear_params(g, kf.group_logprec, f"{path}.group_logprec", "group_logprec_",
+                                     d, H))
+    return g.node("kfatt", path, [q, e, lens] + ([add] if add else []), "kfatt",
+                  {"max_len": L, "sessions": S, "query_dim": dq, "dim": d, "att_dim": A,
+                   "out": kf.out_dim, "heads": H, "mode": kf.mode}, params)
+
+
+@_exporter(DyJoint)
+def _export_dyjoint(module: DyJoint, g: _Graph) -> str:
+    schema, ts = module.schema, module.timestamps
+    S, L, d, dq = ts.max_sessions, ts.session_len, module.seq_dim, module.query_dim
+    _check_dropout(module.dropout, "dropout")
+    values = _emit_inputs(g, module.inputs, schema, "inputs", {n: ts.name for n in module.sequence})
+    lens = g.node("session_length", f"lengths[{ts.name}]", [], "len", {"timestamps": ts.name})
+    x = values[module.sequence[0]]
+    if len(module.sequence) > 1:
+        x = g.node("seq_concat", "behaviours", [values[n] for n in module.sequence] + [lens], "X",
+                   {"max_len": L, "sessions": S})
+    # encoder (Eqn. 15), per session
+    enc = module.encoder
+    _check_type(enc, (SessionEncoder,), "encoder")
+    if enc.conv1d is not None:
+        raise ValueError("cannot export 'encoder.conv1d' (Conv1DEncoder): the static Conv1D encoder "
+                         "has no model.bin operator yet")
+    parts = [x] if enc.residual else []
+    if enc.self_attention is not None:
+        parts.append(_emit_self_attention(g, enc.self_attention, "encoder.self_attention", x, lens,
+                                          L, d, S))
+    if enc.homo_dpo is not None:
+        parts.append(_emit_homo_dpo(g, enc.homo_dpo, "encoder.homo_dpo", x, lens, L, d, S))
+    e = parts[0] if len(parts) == 1 else g.node("seq_add", "encoder", parts + [lens], "E",
+                                                {"max_len": L, "sessions": S})
+    # decoder (Eqn. 16)
+    dec = module.decoder
+    _check_type(dec, (InterestDecoder,), "decoder")
+    cand = [values[n] for n in module.candidate]
+    q = cand[0] if len(cand) == 1 else g.node("concat", "candidate", cand, "q")
+    het = None
+    if dec.hetero_dpo is not None:
+        pooled = g.node("seq_pool", "decoder.context", [e, lens], "pooled",
+                        {"max_len": L, "sessions": S})
+        het = _emit_hetero_dpo(g, dec.hetero_dpo, "decoder.hetero_dpo", q, pooled, dq, d)
+    interest = het
+    if dec.kfatt is not None:
+        interest = _emit_kfatt(g, dec.kfatt, "decoder.kfatt", q, e, lens, L, S, dq, d, add=het)
+    # DyMLP: field layers over the candidate and profile fields, the first feature layer, then the
+    # interest and dense fields joined, the rest and the classifier (App. G.1, B.5)
+    mlp = module.mlp_fields
+    x0 = values[mlp[0]] if len(mlp) == 1 else g.node("concat", "x0", [values[n] for n in mlp], "x0")
+    x0_width = schema.width(mlp)
+    x, width = x0, x0_width
+    if module.field_specs:
+        _check_lists(module, ("field_layers", "field_norms", "field_acts"), len(module.field_specs))
+        contexts = {}
+        for i, spec in enumerate(module.field_specs):
+            fl = module.field_layers[i]
+            if isinstance(spec.context, list):
+                key = tuple(spec.context)
+                if key not in contexts:
+                    contexts[key] = values[key[0]] if len(key) == 1 else g.node(
+                        "concat", f"field_context[{','.join(key)}]", [values[n] for n in key],
+                        f"fctx{len(contexts)}")
+                z = contexts[key]
+            else:
+                z = x0 if spec.context == "x0" else x
+            residual = module.residual and fl.in_features == fl.out_features
+            x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
+                                     f"field_norms.{i}",
+                                     _act_name(module.field_acts[i], f"field_acts.{i}"), residual)
+            width = len(mlp) * fl.out_features
+    _check_dropout(module.first.dropout, "first.dropout")
+    x, width = _emit_feature_layers(g, module.first, x, width, (x0, x0_width), values, schema,
+                                    prefix="first.")
+    dense = [values[n] for n in module.dense]
+    x = g.node("concat", "joined", [x, interest] + dense, "joined")
+    width += module.interest_dim + schema.width(module.dense)
+    if module.specs[1:]:
+        _check_dropout(module.rest.dropout, "rest.dropout")
+        x, width = _emit_feature_layers(g, module.rest, x, width, (x0, x0_width), values, schema,
+                                        prefix="rest.")
     return _emit_linear_out(g, module.classifier, x, width)
 
 

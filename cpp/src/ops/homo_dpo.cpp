@@ -10,6 +10,7 @@
 #include "kernels/softmax.h"
 #include "ops/op.h"
 #include "ops/seq.h"
+#include "ops/session.h"
 
 namespace dpn::ops {
 
@@ -17,9 +18,10 @@ namespace {
 
 class HomoDpo : public Op {
  public:
-  HomoDpo(int64_t T, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate, const float* g1w,
-          const float* g1b, const float* g2w, const float* g2b)
+  HomoDpo(int64_t T, int64_t S, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate,
+          const float* g1w, const float* g1b, const float* g2w, const float* g2b)
       : T_(T),
+        S_(S),
         n_(n),
         k_(k),
         l_(l),
@@ -27,15 +29,19 @@ class HomoDpo : public Op {
         gate_(gate),
         g1b_(g1b, g1b + l),
         g2b_(g2b, g2b + k * n) {
-    width = T * n;
+    width = S * T * n;
     g1_.pack(g1w, n, l, 1, n);      // torch layout [l, n]
     g2_.pack(g2w, l, k * n, 1, l);  // torch layout [k·n, l]
   }
 
-  size_t scratch_floats(int64_t rows) const override { return size_t(rows * (n_ + l_ + k_ * n_)); }
+  // With sessions S, each session is a row of T positions (ops/session.h): rows·S rows, each with
+  // its own generated kernel.
+  size_t scratch_floats(int64_t rows) const override {
+    return size_t(rows * S_ * (n_ + l_ + k_ * n_));
+  }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
-    const int64_t R = blk.rows, rw = T_ * n_;
+    const int64_t R = blk.rows * S_, rw = T_ * n_;
     const float* x = in[0];
     const float* len = in[1];
     float* z = scratch;
@@ -68,7 +74,7 @@ class HomoDpo : public Op {
   }
 
  private:
-  int64_t T_, n_, k_, l_;
+  int64_t T_, S_, n_, k_, l_;
   Sigma sigma_;
   kernels::Act gate_;
   std::vector<float> g1b_, g2b_;
@@ -87,10 +93,11 @@ std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
   if (T > lim || n > lim || k > 1023 || l > (int64_t(1) << 16) || k * n > lim)
     nb.fail("attribute too large");
   if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
-  if (nb.in_widths()[0] != T * n)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
-            ", expected max_len*dim=" + std::to_string(T * n));
-  seq_len_input(nb, 1);
+  const int64_t S = seq_sessions(nb, 1);
+  if (S * T * n > lim * 16) nb.fail("attribute too large");
+  if (nb.in_widths()[0] != S * T * n)
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", expected " +
+            (S > 1 ? "sessions*" : "") + "max_len*dim=" + std::to_string(S * T * n));
   const Sigma sigma = nb.attr_sigma();
   const kernels::Act gate = nb.attr_enum("gate", {"identity", "sigmoid"}, "identity") == "sigmoid"
                                 ? kernels::Act::Sigmoid
@@ -99,7 +106,7 @@ std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
   const float* g1b = nb.param("g1_bias", {l});
   const float* g2w = nb.param("g2_weight", {k * n, l});
   const float* g2b = nb.param("g2_bias", {k * n});
-  return std::make_unique<HomoDpo>(T, n, k, l, sigma, gate, g1w, g1b, g2w, g2b);
+  return std::make_unique<HomoDpo>(T, S, n, k, l, sigma, gate, g1w, g1b, g2w, g2b);
 }
 
 }  // namespace dpn::ops

@@ -139,8 +139,9 @@ class NodeBuilder {
                         const char* def = nullptr) const;
   kernels::Act attr_act() const;  // "act", default identity
   Sigma attr_sigma() const;       // "sigma": identity | sigmoid | softmax | relu (required)
-  // The schema field named by attr "field" (index into fields()).
+  // The schema field named by attr "field" (index into fields()); attr_field_named: by attr `key`.
   size_t attr_field() const;
+  size_t attr_field_named(const char* key) const;
 
   // Params: a tensor of exactly `dims`, as float32 (a float16/bfloat16 tensor is widened, an int8 one
   // dequantized, once, at load, into a copy the container keeps); param_opt returns nullptr when the
@@ -190,5 +191,9 @@ std::unique_ptr<Op> make_seq_add(const NodeBuilder&);
 std::unique_ptr<Op> make_homo_dpo(const NodeBuilder&);
 std::unique_ptr<Op> make_self_attention(const NodeBuilder&);
 std::unique_ptr<Op> make_target_attention(const NodeBuilder&);
+// Session ops (opset 5; ops/session.h describes the session layout).
+std::unique_ptr<Op> make_session_embedding(const NodeBuilder&);
+std::unique_ptr<Op> make_session_length(const NodeBuilder&);
+std::unique_ptr<Op> make_kfatt(const NodeBuilder&);
 
 }  // namespace dpn::ops

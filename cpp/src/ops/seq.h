@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
+#include "kernels/rows.h"
 #include "ops/op.h"
 
 namespace dpn::ops {
@@ -45,6 +47,16 @@ inline const int64_t* seq_row(const FieldInput& in, int64_t row, int64_t* count)
   return in.ids + row * in.cols;
 }
 
+// out[0:dim] = table row `row` (already resolved), widened / dequantized to float32.
+inline void copy_table_row(const Table& table, int64_t dim, int64_t row, float* out) {
+  if (table.is_f32())
+    std::memcpy(out, table.f32() + row * dim, sizeof(float) * size_t(dim));
+  else if (table.is_i8())
+    kernels::pool_rows_int8(table.i8(), table.scales, dim, &row, 1, 1.0f, out);
+  else
+    kernels::pool_rows_half(table.half(), table.bf16(), dim, &row, 1, 1.0f, out);
+}
+
 // The schema field named by attr "field", which must be a sequence field.
 inline size_t seq_field(const NodeBuilder& nb) {
   const size_t fi = nb.attr_field();
@@ -53,13 +65,15 @@ inline size_t seq_field(const NodeBuilder& nb) {
   return fi;
 }
 
-// Checks a sequence input of T positions: its width must be T·d for a whole d ≥ 1; returns d.
-inline int64_t seq_dim(const NodeBuilder& nb, size_t input, int64_t T) {
+// Checks a sequence input of T positions (S sessions of T with `sessions` S, ops/session.h): its
+// width must be S·T·d for a whole d ≥ 1; returns d.
+inline int64_t seq_dim(const NodeBuilder& nb, size_t input, int64_t T, int64_t S = 1) {
   const int64_t w = nb.in_widths()[input];
-  if (w % T != 0)
+  if (w % (S * T) != 0)
     nb.fail("input " + std::to_string(input) + " has width " + std::to_string(w) +
-            ", not a multiple of max_len=" + std::to_string(T));
-  return w / T;
+            ", not a multiple of max_len=" + std::to_string(T) +
+            (S > 1 ? " x sessions=" + std::to_string(S) : std::string()));
+  return w / (S * T);
 }
 
 // Checks that input `input` is a length value (width 1).

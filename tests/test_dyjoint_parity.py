@@ -1,0 +1,184 @@
+"""DyJoint in the engine (session_embedding / session_length / kfatt and the `sessions` attribute of
+the sequence operators, docs/format.md §5c) vs the PyTorch module (dpn_infer.nn.dyjoint, eval mode).
+
+Criterion: test_parity's ``judge`` (engine logits within rtol 1e-4 / atol 1e-5 of torch float32, or
+of torch float64 plus the rounding slack of a 2^-20 parameter perturbation). Random models and
+batches (tests/helpers/dyjoint.py): 1..10 sessions of 1..25 behaviours, 0..60 input columns, gaps
+of exactly the threshold, unsorted timestamps, empty histories, heads 1..3, both KFAtt modes, every
+encoder / decoder subset, "mlp" and "se" generators, batch sizes 1 and odd; every kernel ISA the
+machine has (child processes). Also: bad timestamps are a typed InputError, the exporter's refusals."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch")
+
+from dpn_infer.converters import torch_export  # noqa: E402
+from dpn_infer.engine import InputError, load  # noqa: E402
+from helpers import dyjoint as DJ  # noqa: E402
+from test_parity import judge  # noqa: E402
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+                print_blob=True)
+
+
+def _prepare(spec):
+    return DJ.build(spec), DJ.make_batch(spec, spec["B"], spec["seed"] + 1)
+
+
+def check(model, batch, what=""):
+    ref = DJ.reference(model, batch)
+    with tempfile.TemporaryDirectory(prefix="dpn_dyj_") as d:
+        path = os.path.join(d, "model.bin")
+        torch_export.save(model, path)
+        m = load(path)
+        z = m.predict(batch, logits=True)
+        p = m.predict(batch)
+        z3 = m.predict(batch, logits=True, threads=3)
+    np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6, err_msg=f"threads=3 {what}")
+    judge(z, p, ref, lambda: DJ.truth(model, batch), batch, what)
+    return z, ref
+
+
+@settings(max_examples=25, **SETTINGS)
+@given(spec=DJ.specs())
+def test_parity_dyjoint_random(spec):
+    model, batch = _prepare(spec)
+    check(model, batch, what=f"for spec {spec!r}")
+
+
+def _fixed(**kw):
+    spec = {"seed": 7, "S": 3, "L": 4, "gap": 30, "dim": 4, "two_seqs": True, "heads": 2,
+            "encoder": ["self_attention", "homo_dpo"], "residual": True, "decoder": ["kfatt", "hetero_dpo"],
+            "mode": "freq", "gen": "mlp", "kernel_size": 3,
+            "field_layers": [{"out": 4, "aggregation": "attention", "attention_hidden": 4}],
+            "layers": [{"out": 8, "dynamic": True}, 5], "interest_dim": None, "dense": 3, "T": 20,
+            "pad": 0.3, "shuffle": True, "B": 7}
+    spec.update(kw)
+    return spec
+
+
+VARIANTS = {
+    "full_freq": {},
+    "full_base": dict(mode="base"),
+    "se": dict(gen="se"),
+    "paper_caps": dict(S=10, L=25, T=60, gap=1800, dim=2, two_seqs=False, heads=1),
+    "one_session_one_behaviour": dict(S=1, L=1),
+    "kfatt_only": dict(encoder=["self_attention"], residual=False, decoder=["kfatt"]),
+    "hetero_only": dict(encoder=["homo_dpo"], decoder=["hetero_dpo"], field_layers=[], layers=[6]),
+    "residual_only": dict(encoder=[], residual=True, dense=0),
+    "no_columns": dict(T=0),
+    "gap_zero": dict(gap=0, shuffle=False),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("B", [1, 9])
+def test_parity_dyjoint_fixed(variant, B):
+    spec = _fixed(B=B, **VARIANTS[variant])
+    model, batch = _prepare(spec)
+    check(model, batch, what=f"for spec {spec!r}")
+
+
+def test_parity_dyjoint_every_isa():
+    specs = [_fixed(B=b, **VARIANTS[v]) for v in VARIANTS for b in (1, 7)]
+    _check_every_isa(specs)
+
+
+@settings(max_examples=1, derandomize=True, database=None, phases=[Phase.generate], **SETTINGS)
+@given(specs=st.lists(DJ.specs(), min_size=8, max_size=8))
+def test_parity_dyjoint_every_isa_random(specs):
+    """A fixed (derandomized) sample of random DyJoint models under every ISA; no shrinking."""
+    _check_every_isa(specs)
+
+
+def _check_every_isa(specs):
+    from helpers.isa import available_isas, predict_under_isa
+
+    with tempfile.TemporaryDirectory(prefix="dpn_dyj_isa_") as d:
+        jobs, refs = [], {}
+        for k, spec in enumerate(specs):
+            model, batch = _prepare(spec)
+            jid = f"job{k}"
+            mp, bp = os.path.join(d, jid + ".bin"), os.path.join(d, jid + ".npz")
+            torch_export.save(model, mp)
+            np.savez(bp, **batch)
+            refs[jid] = (spec, model, batch, DJ.reference(model, batch))
+            jobs.append({"id": jid, "model": mp, "batch": bp})
+        for isa in available_isas():
+            selected, res = predict_under_isa(isa, jobs, d)
+            assert selected == isa
+            for jid, (z, p, z3) in res.items():
+                spec, model, batch, ref = refs[jid]
+                what = f"under DPN_ISA={isa} for spec {spec!r}"
+                judge(z, p, ref, lambda: DJ.truth(model, batch), batch, what)
+                np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6, err_msg=f"threads=3 {what}")
+
+
+@settings(max_examples=10, **SETTINGS)
+@given(spec=DJ.specs(max_S=4, max_L=6), rows=st.lists(st.integers(0, 40), min_size=1, max_size=5))
+def test_dyjoint_rows_are_independent(spec, rows):
+    """A row's output depends on its own history only (not on other rows, blocks or passes)."""
+    spec = dict(spec, B=41)
+    model, batch = _prepare(spec)
+    with tempfile.TemporaryDirectory(prefix="dpn_dyj_rows_") as d:
+        path = os.path.join(d, "model.bin")
+        torch_export.save(model, path)
+        m = load(path)
+        full = m.predict(batch, logits=True)
+        sub = m.predict({k: v[rows] for k, v in batch.items()}, logits=True)
+    np.testing.assert_allclose(sub, full[rows], rtol=1e-4, atol=1e-5)
+
+
+def test_timestamps_errors_are_typed(tmp_path):
+    spec = _fixed()
+    model, batch = _prepare(spec)
+    path = str(tmp_path / "model.bin")
+    torch_export.save(model, path)
+    m = load(path)
+    assert m.metadata["opset"] == 5
+    cases = [
+        (dict(hist_time=batch["hist_time"].astype(np.float64)), "expected int64 ids"),
+        (dict(hist_time=batch["hist_time"][:, :-1].copy()), "must have the shape of 'hist'"),
+        (dict(hist_time=batch["hist_time"][:, :, None].copy()), "expected shape \\[B, T\\]"),
+        (dict(hist_time=np.where(batch["hist"] != -1, -5, batch["hist_time"])), "outside \\[0, 2\\^62\\)"),
+        (dict(hist_cat=batch["hist_cat"][:, :-1].copy()), "must have the shape of 'hist_cat'"),
+    ]
+    for change, words in cases:
+        with pytest.raises(InputError, match=words) as e:
+            m.predict(dict(batch, **change))
+        assert str(e.value).startswith("field 'hist_time'"), str(e.value)
+    missing = dict(batch)
+    del missing["hist_time"]
+    with pytest.raises(InputError, match="hist_time"):
+        m.predict(missing)
+    # a padded position's timestamp is ignored, whatever it holds
+    odd = np.where(batch["hist"] == -1, -(2 ** 63), batch["hist_time"])
+    np.testing.assert_array_equal(m.predict(dict(batch, hist_time=odd)), m.predict(batch))
+
+
+def test_sessions_longer_than_max_len_are_read_whole(tmp_path):
+    """A sequence field laid out by sessions keeps every id (max_len / truncate do not apply; torch
+    reads the whole history too), even with truncate off."""
+    spec = _fixed(T=40)
+    model, batch = _prepare(spec)
+    for f in model.schema.fields:
+        if f.name in ("hist", "hist_cat"):
+            f.truncate = False
+    check(model, batch, what="truncate off, T=40 > max_len=4")
+
+
+def test_exporter_refuses_what_has_no_operator():
+    spec = _fixed()
+    for kw, words in ((dict(homo_generator="sep"), "generator 'sep'"),
+                      (dict(encoder=["self_attention", "conv1d"]), "Conv1D")):
+        torch.manual_seed(0)
+        m = DJ.DyJoint(DJ.schema(spec), ["hist"], ["item"], **kw)
+        with pytest.raises(ValueError, match=words):
+            torch_export.export(m)
