@@ -182,3 +182,85 @@ def test_exporter_refuses_what_has_no_operator():
         m = DJ.DyJoint(DJ.schema(spec), ["hist"], ["item"], **kw)
         with pytest.raises(ValueError, match=words):
             torch_export.export(m)
+
+
+# -- files the engine refuses ------------------------------------------------------------------
+
+def _field(meta, name):
+    return next(f for f in meta["schema"]["fields"] if f["name"] == name)
+
+
+def _node(meta, op):
+    return next(n for n in meta["graph"]["nodes"] if n["op"] == op)
+
+
+def _kf(meta, **kw):
+    _node(meta, "kfatt")["attrs"].update(kw)
+
+
+def _drop_param(meta, op, role):
+    del _node(meta, op)["params"][role]
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m, t: _field(m, "hist_time").update(gap=-1), "'gap' must be >= 0"),
+    (lambda m, t: _field(m, "hist_time").update(gap=1.5), "'gap' must be an integer"),
+    (lambda m, t: _field(m, "hist_time").update(max_sessions=0), "max_sessions"),
+    (lambda m, t: _field(m, "hist_time").update(session_len=70000), "max_sessions x session_len"),
+    (lambda m, t: _field(m, "hist_time").update(sequence="user"), "'sequence' must name a sequence"),
+    (lambda m, t: _field(m, "hist_time").update(sequence=3), "'sequence' must be"),
+    (lambda m, t: _field(m, "hist_time").pop("session_len"), "missing key 'session_len'"),
+    (lambda m, t: m["schema"]["fields"].append(dict(_field(m, "hist_time"), name="t2")),
+     "already has timestamps"),
+    (lambda m, t: _node(m, "session_embedding")["attrs"].update(timestamps="hist"),
+     "not a timestamps field"),
+    (lambda m, t: _node(m, "session_embedding")["attrs"].pop("timestamps"), "'timestamps'"),
+    (lambda m, t: _node(m, "session_embedding")["attrs"].update(field="hist_time"), "not a sequence"),
+    (lambda m, t: _node(m, "session_length")["attrs"].update(timestamps="nope"), "not in the schema"),
+    (lambda m, t: _node(m, "self_attention")["attrs"].update(sessions=2), "expected sessions=2"),
+    (lambda m, t: _node(m, "homo_dpo")["attrs"].update(sessions=0), "'sessions' must be >= 1"),
+    (lambda m, t: _node(m, "seq_pool")["attrs"].update(sessions=1), "expected 1"),
+    (lambda m, t: _node(m, "seq_add")["attrs"].update(max_len=5), "multiple"),
+    (lambda m, t: _kf(m, mode="lstm"), "mode"),
+    (lambda m, t: _kf(m, heads=3), "heads=3 must divide att_dim"),
+    (lambda m, t: _kf(m, heads=0), "'heads' must be >= 1"),
+    (lambda m, t: _kf(m, query_dim=5), "input q has width"),
+    (lambda m, t: _kf(m, dim=3), "input x has width"),
+    (lambda m, t: _kf(m, att_dim=6), "q_weight"),
+    (lambda m, t: _kf(m, out=2), "input 3"),
+    (lambda m, t: _kf(m, sessions=70000), "too large"),
+    (lambda m, t: _drop_param(m, "kfatt", "group_logprec_weight"), "group_logprec_weight"),
+    (lambda m, t: _drop_param(m, "kfatt", "prior_logprec_bias"), "prior_logprec_bias"),
+    (lambda m, t: t.__setitem__("decoder.kfatt.prior_mean.weight", np.zeros((3, 3), np.float32)),
+     "prior_mean_weight"),
+    (lambda m, t: _node(m, "kfatt")["inputs"].__setitem__(2, "emb/user"), "lengths"),
+])
+def test_bad_session_files_are_refused(tmp_path, mutate, match):
+    from dpn_infer.converters import format as F
+    from dpn_infer.engine import ModelFormatError
+
+    spec = _fixed(two_seqs=False)
+    model, _ = _prepare(spec)
+    path = str(tmp_path / "model.bin")
+    torch_export.save(model, path)
+    load(path)                                             # the unmutated file loads
+    meta, tensors = F.read(path)
+    tensors = {k: np.array(v) for k, v in tensors.items()}
+    mutate(meta, tensors)
+    F.write(path, meta, tensors)
+    with pytest.raises(ModelFormatError, match=match):
+        load(path)
+
+
+def test_opset_5_is_only_written_when_needed(tmp_path):
+    """A DyJoint file says opset 5; the session-free models keep their old opsets."""
+    from dpn_infer.converters import format as F
+
+    meta, _ = torch_export.export(_prepare(_fixed())[0])
+    assert meta["opset"] == 5 == F.OP_OPSET["kfatt"] == F.FIELD_KIND_OPSET["timestamps"]
+    assert {n["op"] for n in meta["graph"]["nodes"]} >= {"session_embedding", "session_length", "kfatt"}
+    probe = {"graph": {"nodes": [{"op": "seq_add", "attrs": {"max_len": 2, "sessions": 3}}]},
+             "schema": {"fields": [{"kind": "sequence"}]}}
+    assert F.required_opset(probe) == 5
+    probe["graph"]["nodes"][0]["attrs"].pop("sessions")
+    assert F.required_opset(probe) == 2
