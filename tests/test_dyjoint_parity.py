@@ -264,3 +264,28 @@ def test_opset_5_is_only_written_when_needed(tmp_path):
     assert F.required_opset(probe) == 5
     probe["graph"]["nodes"][0]["attrs"].pop("sessions")
     assert F.required_opset(probe) == 2
+
+
+def test_ranking_request_shares_the_history(tmp_path):
+    """A ranking request (docs/cpp.md, "Ranking requests") that gives each user's history and
+    timestamps once scores as the batch that repeats them; sharing only one of the two is refused."""
+    spec = _fixed(B=5, T=30)
+    model, users = _prepare(spec)
+    path = str(tmp_path / "model.bin")
+    torch_export.save(model, path)
+    m = load(path)
+    groups = np.array([0, 3, 3, 7, 8, 12], np.int64)         # a user with no candidate
+    rng = np.random.default_rng(3)
+    user_of = np.repeat(np.arange(5), np.diff(groups))
+    shared_names = ("user", "hist", "hist_cat", "hist_time")
+    cands = {"item": rng.integers(0, 23, 12), "cat": rng.integers(0, 8, 12),
+             "visual": rng.standard_normal((12, 3)).astype(np.float32)}
+    shared = {k: users[k] for k in shared_names}
+    flat = dict(cands, **{k: users[k][user_of] for k in shared_names})
+    want = m.predict(flat, logits=True)
+    np.testing.assert_allclose(m.predict(cands, shared=shared, groups=groups, logits=True), want,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(want, DJ.reference(model, flat), rtol=1e-4, atol=1e-5)
+    half = {k: v for k, v in shared.items() if k != "hist_time"}
+    with pytest.raises(InputError, match="both shared or both per candidate"):
+        m.predict(dict(cands, hist_time=flat["hist_time"]), shared=half, groups=groups)
