@@ -75,6 +75,9 @@ VARIANTS = {
     "residual_only": dict(encoder=[], residual=True, dense=0),
     "no_columns": dict(T=0),
     "gap_zero": dict(gap=0, shuffle=False),
+    # scores of hundreds: the log-space softmaxes neither overflow nor lose the result
+    "large_scores_freq": dict(score_scale=60.0),
+    "large_scores_base": dict(score_scale=60.0, mode="base", encoder=["homo_dpo"]),
 }
 
 
@@ -289,3 +292,25 @@ def test_ranking_request_shares_the_history(tmp_path):
     half = {k: v for k, v in shared.items() if k != "hist_time"}
     with pytest.raises(InputError, match="both shared or both per candidate"):
         m.predict(dict(cands, hist_time=flat["hist_time"]), shared=half, groups=groups)
+
+
+def test_list_columns_feed_timestamps_like_their_sequence(tmp_path):
+    """A DataFrame with list columns (ragged rows) for the histories and their timestamps scores as
+    the padded arrays; the ragged (values, offsets) form works the same."""
+    pd = pytest.importorskip("pandas")
+    spec = _fixed(B=6, T=15)
+    model, batch = _prepare(spec)
+    path = str(tmp_path / "model.bin")
+    torch_export.save(model, path)
+    m = load(path)
+    want = m.predict(batch, logits=True)
+    keep = [row != -1 for row in batch["hist"]]
+    df = pd.DataFrame({k: list(v) for k, v in batch.items() if v.ndim == 1 or k == "visual"})
+    df["visual"] = list(batch["visual"])
+    for k in ("hist", "hist_cat", "hist_time"):
+        df[k] = [r[kp] for r, kp in zip(batch[k], keep)]
+    np.testing.assert_allclose(m.predict(df, logits=True), want, rtol=1e-6, atol=1e-6)
+    offsets = np.concatenate([[0], np.cumsum([k.sum() for k in keep])]).astype(np.int64)
+    ragged = dict(batch, **{k: (np.concatenate([r[kp] for r, kp in zip(batch[k], keep)]), offsets)
+                            for k in ("hist", "hist_cat", "hist_time")})
+    np.testing.assert_allclose(m.predict(ragged, logits=True), want, rtol=1e-6, atol=1e-6)

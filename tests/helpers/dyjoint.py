@@ -44,7 +44,7 @@ def build(spec):
         for mod in (m.decoder.kfatt, m.encoder.self_attention):
             if mod is not None:
                 for lin in (mod.q, mod.k):
-                    lin.weight.mul_(3.0)
+                    lin.weight.mul_(spec.get("score_scale", 3.0))
     return m.eval()
 
 
