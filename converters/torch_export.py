@@ -426,6 +426,30 @@ def _emit_field_dylinear(g, fl, path, x, z, out, norm, npath, act, residual) -> 
     return g.node("field_dylinear", path, [x, z], out, attrs, params)
 
 
+def _emit_field_layers(g, module, X0, rows, m):
+    """``module``'s field layers (``field_specs`` / ``field_layers`` / ``field_norms`` /
+    ``field_acts``, FieldDPN's) over the field rows X0; ``rows``: field name -> that field's row (a
+    named context concatenates them); ``m``: the rows' width. Returns (value, features per field)."""
+    x, contexts = X0, {}
+    for i, spec in enumerate(module.field_specs):
+        fl = module.field_layers[i]
+        if isinstance(spec.context, list):
+            key = tuple(spec.context)
+            if key not in contexts:
+                contexts[key] = rows[key[0]] if len(key) == 1 else g.node(
+                    "concat", f"field_context[{','.join(key)}]", [rows[n] for n in key],
+                    f"fctx{len(contexts)}")
+            z = contexts[key]
+        else:
+            z = X0 if spec.context == "x0" else x
+        residual = module.residual and fl.in_features == fl.out_features
+        x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
+                                 f"field_norms.{i}", _act_name(module.field_acts[i], f"field_acts.{i}"),
+                                 residual)
+        m = fl.out_features
+    return x, m
+
+
 @_exporter(FieldDPN)
 def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
     schema = module.schema
@@ -449,25 +473,7 @@ def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
         else:
             rows.append(values[fd.name])
     X0 = x0 if len(module.projections) == 0 else g.node("concat", "field_rows", rows, "X0")
-    x, m = X0, d
-    field_contexts = {}
-    for i, spec in enumerate(module.field_specs):
-        fl = module.field_layers[i]
-        if isinstance(spec.context, list):
-            key = tuple(spec.context)
-            if key not in field_contexts:
-                idx = [schema.names.index(name) for name in key]
-                field_contexts[key] = rows[idx[0]] if len(idx) == 1 else g.node(
-                    "concat", f"field_context[{','.join(key)}]", [rows[j] for j in idx],
-                    f"fctx{len(field_contexts)}")
-            z = field_contexts[key]
-        else:
-            z = X0 if spec.context == "x0" else x
-        residual = module.residual and fl.in_features == fl.out_features
-        x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
-                                 f"field_norms.{i}", _act_name(module.field_acts[i], f"field_acts.{i}"),
-                                 residual)
-        m = fl.out_features
+    x, m = _emit_field_layers(g, module, X0, dict(zip(schema.names, rows)), d)
     f, fw = x, module.num_fields * m
     x, width = (f, fw) if module.combine == "stacked" else (x0, x0_width)
     x, width = _emit_feature_layers(g, module, x, width, (x0, x0_width), values, schema)
@@ -642,23 +648,8 @@ def _export_dyjoint(module: DyJoint, g: _Graph) -> str:
     x, width = x0, x0_width
     if module.field_specs:
         _check_lists(module, ("field_layers", "field_norms", "field_acts"), len(module.field_specs))
-        contexts = {}
-        for i, spec in enumerate(module.field_specs):
-            fl = module.field_layers[i]
-            if isinstance(spec.context, list):
-                key = tuple(spec.context)
-                if key not in contexts:
-                    contexts[key] = values[key[0]] if len(key) == 1 else g.node(
-                        "concat", f"field_context[{','.join(key)}]", [values[n] for n in key],
-                        f"fctx{len(contexts)}")
-                z = contexts[key]
-            else:
-                z = x0 if spec.context == "x0" else x
-            residual = module.residual and fl.in_features == fl.out_features
-            x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
-                                     f"field_norms.{i}",
-                                     _act_name(module.field_acts[i], f"field_acts.{i}"), residual)
-            width = len(mlp) * fl.out_features
+        x, m = _emit_field_layers(g, module, x0, values, None)
+        width = len(mlp) * m
     _check_dropout(module.first.dropout, "first.dropout")
     x, width = _emit_feature_layers(g, module.first, x, width, (x0, x0_width), values, schema,
                                     prefix="first.")
