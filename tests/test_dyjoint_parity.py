@@ -303,3 +303,25 @@ def test_list_columns_feed_timestamps_like_their_sequence(tmp_path):
     ragged = dict(batch, **{k: (np.concatenate([r[kp] for r, kp in zip(batch[k], keep)]), offsets)
                             for k in ("hist", "hist_cat", "hist_time")})
     np.testing.assert_allclose(m.predict(ragged, logits=True), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("S_in,L_in", [(3, 4), (5, 2), (2, 7)])
+def test_presegmented_batches(tmp_path, S_in, L_in):
+    """ids [B, S', L'] (no timestamps) score as PyTorch scores them: the last S slots, each
+    session's last L valid ids; empty slots anywhere, more or fewer slots than S, padding inside a
+    slot (dpn_infer/_sessions.py)."""
+    spec = _fixed(B=9)
+    model, batch = _prepare(spec)
+    path = str(tmp_path / "model.bin")
+    torch_export.save(model, path)
+    m = load(path)
+    rng = np.random.default_rng(S_in * 10 + L_in)
+    hist = rng.integers(0, 23, (9, S_in, L_in))
+    hist[rng.random(hist.shape) < 0.3] = -1
+    hist[1] = -1                                          # no history
+    hist[2, -1] = -1                                      # the newest slot empty
+    cat = np.where(hist == -1, -1, rng.integers(0, 6, hist.shape))
+    pre = {k: v for k, v in batch.items() if k not in ("hist", "hist_cat", "hist_time")}
+    pre.update(hist=hist.astype(np.int64), hist_cat=cat.astype(np.int64))
+    want = DJ.reference(model, pre)
+    np.testing.assert_allclose(m.predict(pre, logits=True), want, rtol=1e-4, atol=1e-5)
