@@ -114,10 +114,12 @@ int64_t to_input(const dpn::FieldInfo& f, PyObject* found, std::vector<py::array
       rows = arr.shape(0);
       cols = arr.shape(1);  // max_len is checked with the rest of the schema (schema/validate.cpp)
       break;
-    case dpn::FieldKind::Timestamps:  // [B, T] like its sequence (dpn_infer/_sessions.py flattens [B, S, L])
+    case dpn::FieldKind::Timestamps:  // [B, T] like its sequence ([B, S, L]: dpn_infer/_sessions.py)
       if (arr.ndim() != 2)
-        throw dpn::InputError(f.name, "expected shape [B, T] (one int64 timestamp per id of its "
-                                      "sequence field), got " + shape_str(arr));
+        throw dpn::InputError(f.name,
+                              "expected shape [B, T] (one int64 timestamp per id of its "
+                              "sequence field), got " +
+                                  shape_str(arr));
       rows = arr.shape(0);
       cols = arr.shape(1);
       break;

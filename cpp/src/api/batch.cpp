@@ -35,8 +35,9 @@ int64_t Batch::checked(const std::string& name, bool ids, bool ragged) const {
   const int64_t i = index_of(name);
   const FieldKind k = (*fields_)[size_t(i)].kind;
   if (ragged && k != FieldKind::Sequence && k != FieldKind::Timestamps)
-    throw InputError(name, "is not a sequence field: ragged rows are only read for sequences "
-                           "(and their timestamps)");
+    throw InputError(name,
+                     "is not a sequence field: ragged rows are only read for sequences "
+                     "(and their timestamps)");
   if (ids && k == FieldKind::Dense)
     throw InputError(name, "is a dense field: use set_values (float32), not set_ids");
   if (!ids && k != FieldKind::Dense)

@@ -36,9 +36,7 @@ class HomoDpo : public Op {
 
   // With sessions S, each session is a row of T positions (ops/session.h): rows·S rows, each with
   // its own generated kernel.
-  size_t scratch_floats(int64_t rows) const override {
-    return size_t(rows * S_ * (n_ + l_ + k_ * n_));
-  }
+  size_t scratch_floats(int64_t rows) const override { return size_t(rows * S_ * (n_ + l_ + k_ * n_)); }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
     const int64_t R = blk.rows * S_, rw = T_ * n_;

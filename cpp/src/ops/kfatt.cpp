@@ -128,7 +128,8 @@ class KfAtt : public Op {
         float* v = VQ + b * A_ + h * dh;
         if (!freq_) {  // softmax over [log prior precision, behaviour scores]
           w[0] = lp0;
-          for (int64_t t = 0; t < nrow; ++t) w[1 + t] = score(Q, KV + (r0 + t) * 2 * A_ + h * dh, dh, scale);
+          for (int64_t t = 0; t < nrow; ++t)
+            w[1 + t] = score(Q, KV + (r0 + t) * 2 * A_ + h * dh, dh, scale);
           kernels::softmax_rows(w, 1, 1 + nrow, 1 + nrow);
           for (int64_t e = 0; e < dh; ++e) v[e] = w[0] * mu[e];
           for (int64_t t = 0; t < nrow; ++t) {
@@ -201,8 +202,8 @@ std::unique_ptr<Op> make_kfatt(const NodeBuilder& nb) {
   if (S * L > schema::kMaxSessionPositions || S * L * d > (int64_t(1) << 24))
     nb.fail("sessions x max_len x dim too large");
   if (nb.in_widths()[0] != dq)
-    nb.fail("input q has width " + std::to_string(nb.in_widths()[0]) + ", expected query_dim=" +
-            std::to_string(dq));
+    nb.fail("input q has width " + std::to_string(nb.in_widths()[0]) +
+            ", expected query_dim=" + std::to_string(dq));
   if (nb.in_widths()[1] != S * L * d)
     nb.fail("input x has width " + std::to_string(nb.in_widths()[1]) +
             ", expected sessions*max_len*dim=" + std::to_string(S * L * d));

@@ -113,7 +113,8 @@ size_t NodeBuilder::attr_field_named(const char* key) const {
   if (!v->is_string()) fail(std::string("attribute '") + key + "' must be a string");
   for (size_t i = 0; i < fields_.size(); ++i)
     if (fields_[i].info.name == v->as_string()) return i;
-  fail(std::string("attribute '") + key + "' names '" + v->as_string() + "', which is not in the schema");
+  fail(std::string("attribute '") + key + "' names '" + v->as_string() +
+       "', which is not in the schema");
 }
 
 const format::TensorInfo* NodeBuilder::tensor(const char* role,

@@ -48,10 +48,10 @@ void validate_sessions(const std::vector<Field>& fields, const std::vector<Field
         throw RequestError("request: field '" + name + "' and its timestamps field '" + ts.info.name +
                            "' must be both shared or both per candidate");
       if (in.cols != tin.cols || (in.offsets == nullptr) != (tin.offsets == nullptr))
-        throw InputError(ts.info.name, "must have the shape of '" + name + "' (one timestamp per id): " +
-                                           "got " + std::to_string(tin.cols) + " columns" +
-                                           (tin.offsets ? " (ragged)" : "") + " for " +
-                                           std::to_string(in.cols) + (in.offsets ? " (ragged)" : ""));
+        throw InputError(ts.info.name,
+                         "must have the shape of '" + name + "' (one timestamp per id): " + "got " +
+                             std::to_string(tin.cols) + " columns" + (tin.offsets ? " (ragged)" : "") +
+                             " for " + std::to_string(in.cols) + (in.offsets ? " (ragged)" : ""));
       if (in.offsets)
         for (int64_t b = 0; b <= in.rows; ++b)
           if (in.offsets[b] != tin.offsets[b])
@@ -64,9 +64,9 @@ void validate_sessions(const std::vector<Field>& fields, const std::vector<Field
     const int64_t n = sin.offsets ? sin.cols : sin.rows * sin.cols;
     for (int64_t k = 0; k < n; ++k)
       if (sin.ids[k] != -1 && (tin.ids[k] < 0 || tin.ids[k] >= kMaxTimestamp))
-        throw InputError(ts.info.name,
-                         "timestamp " + std::to_string(tin.ids[k]) + " of a behaviour (value " +
-                             std::to_string(k) + ") is outside [0, 2^62) seconds");
+        throw InputError(ts.info.name, "timestamp " + std::to_string(tin.ids[k]) +
+                                           " of a behaviour (value " + std::to_string(k) +
+                                           ") is outside [0, 2^62) seconds");
   }
 }
 
