@@ -33,8 +33,13 @@ OP_OPSET = {"embedding": 1, "dense_input": 1, "concat": 1, "linear": 1, "dylinea
             # the separable-convolution generator's context and the Conv1D encoder (§5b, opset 5)
             "seq_sepconv_pool": 5, "conv1d": 5,
             # DIEN's recurrent operators (docs/format.md §5c, opset 5)
-            "gru": 5, "dien_attention": 5, "augru": 5}
-FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1, "sequence": 2}
+            "gru": 5, "dien_attention": 5, "augru": 5,
+            # session operators (docs/format.md §5d, opset 5)
+            "session_embedding": 5, "session_length": 5, "kfatt": 5}
+FIELD_KIND_OPSET = {"sparse": 1, "multi_hot": 1, "dense": 1, "sequence": 2, "timestamps": 5}
+# Attributes added to older operators: a node that sets one needs that opset (sessions > 1 runs a
+# sequence operator per session, docs/format.md §5d).
+ATTR_OPSET = {"sessions": 5}
 BYTE_ORDER_MARK = 0x0A0B0C0D
 HEADER_SIZE = 128
 ALIGN = 64
@@ -89,6 +94,8 @@ def _node_opset(node: Mapping) -> int:
 def required_opset(metadata: Mapping) -> int:
     """The lowest opset that holds ``metadata``'s graph and schema."""
     need = [_node_opset(n) for n in metadata["graph"]["nodes"]]
+    need += [ATTR_OPSET[a] for n in metadata["graph"]["nodes"] for a in n.get("attrs", {})
+             if a in ATTR_OPSET]
     need += [FIELD_KIND_OPSET[f["kind"]] for f in metadata["schema"]["fields"]]
     return max(need + [1])
 

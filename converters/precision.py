@@ -26,7 +26,7 @@ from .format import HALF_OPSET, INT8_OPSET, SCALE_SUFFIX, to_bfloat16
 
 PRECISIONS = ("fp32", "bf16", "int8")
 EMBEDDINGS = ("fp32", "fp16", "bf16", "int8")
-_TABLE_OPS = ("embedding", "seq_embedding")
+_TABLE_OPS = ("embedding", "seq_embedding", "session_embedding")
 # Weights stored [in, out] (docs/format.md §3.2): their outputs are columns, so their scales are too.
 COLUMN_ROLES = {("dylinear", "P"), ("dylinear", "Q"), ("dylinear", "W0"),
                 ("field_dylinear", "feature_weight")}

@@ -1,7 +1,7 @@
 """PyTorch module tree (dpn_infer.nn) -> model.bin metadata + tensors, as docs/format.md specifies.
 
 ``export(module) -> (metadata, tensors)`` and ``save(module, path)``. Supports every model class of
-dpn_infer.nn (FeatureDPN, DNN, CrossNet, FieldDPN, SeqDPN, DINHeter, DIEN, DIENHeter): one exporter per model family,
+dpn_infer.nn (FeatureDPN, DNN, CrossNet, FieldDPN, SeqDPN, DINHeter, DIEN, DIENHeter, DyJoint): one exporter per model family,
 registered with ``@_exporter``. The graph is emitted in eval semantics: dropout is dropped,
 BatchNorm1d (running statistics) is folded into the Linear / DyLinear before it, and an activation
 is fused into the node's ``act`` attribute. Anything the opset cannot express exactly is refused with
@@ -21,8 +21,11 @@ from dpn_infer import __version__
 from dpn_infer.nn import (AUGRU, DIEN, DNN, GRU, CrossLayer, CrossNet, DenseField, DIENHeter,
                           DINHeter, DyLinear, FeatureDPN, HeteroDPO, HomoDPO, InputLayer, Schema,
                           SelfAttention, SeqDPN, SequenceField, TargetAttention)
+from dpn_infer.nn.dyjoint import DyJoint, InterestDecoder, SessionEncoder
 from dpn_infer.nn.field import FieldDPN, FieldDyLinear
 from dpn_infer.nn.generators import Conv1DEncoder, SeparableConv
+from dpn_infer.nn.kfatt import KFAtt
+from dpn_infer.nn.schema import TimestampField
 
 from . import precision as _precision
 from .format import required_opset, write
@@ -78,10 +81,14 @@ def _pre(path: str) -> str:
 # -- pieces -------------------------------------------------------------------------------------
 
 def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str, prefix: str = "",
-                 dense: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+                 dense: Optional[Dict[str, str]] = None, sessions=None) -> Dict[str, str]:
     """embedding / dense_input nodes in schema order; returns field name -> value name. ``prefix``
     starts the value names (a second InputLayer's); ``dense``: field -> value of dense fields
-    already emitted (a dense field has no table, so a second InputLayer reads the same value)."""
+    already emitted (a dense field has no table, so a second InputLayer reads the same value).
+    ``sessions``: sequence field name -> timestamps field name, for the fields laid out by sessions
+    (``session_embedding``; the other sequence fields get ``seq_embedding``). A timestamps field
+    has no node of its own (the session operators read it)."""
+    sessions = sessions or {}
     _check_type(inputs, (InputLayer,), path)
     if inputs.schema.to_json() != schema.to_json():
         raise ValueError(f"cannot export '{_where(path)}': its schema differs from the model's")
@@ -91,6 +98,8 @@ def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str, prefix: str = "",
         if isinstance(f, DenseField):
             values[f.name] = dense[f.name] if dense else g.node(
                 "dense_input", f"{_pre(path)}{f.name}", [], f"{prefix}dense/{f.name}", {"field": f.name})
+            continue
+        if isinstance(f, TimestampField):
             continue
         key = inputs.keys[f.name]
         epath = f"{_pre(path)}embeddings.{key}"
@@ -105,6 +114,10 @@ def _emit_inputs(g: _Graph, inputs, schema: Schema, path: str, prefix: str = "",
         if key not in tables:
             tables[key] = g.tensor(f"{epath}.weight", emb.weight)
         table = tables[key]
+        if f.name in sessions:
+            values[f.name] = g.node("session_embedding", f"{_pre(path)}{f.name}", [], f"sess/{f.name}",
+                                    {"field": f.name, "timestamps": sessions[f.name]}, {"table": table})
+            continue
         if isinstance(f, SequenceField):
             values[f.name] = g.node("seq_embedding", f"{_pre(path)}{f.name}", [], f"{prefix}seq/{f.name}",
                                     {"field": f.name}, {"table": table})
@@ -274,10 +287,10 @@ def _context(g, context, values, schema, contexts, x0, prev):
     return contexts[key], schema.width(list(key))
 
 
-def _emit_feature_layers(g, module, x, width, x0, values=None, schema=None):
+def _emit_feature_layers(g, module, x, width, x0, values=None, schema=None, prefix=""):
     """The model's feature-layer stack (``specs`` / ``layers`` / ``norms`` / ``acts``, built by
     dpn_infer.nn.layers) from ``x`` of ``width``; ``x0`` is the (value, width) a context "x0" reads.
-    Returns (value, width)."""
+    ``prefix``: the stack's module path ("first." for a submodule). Returns (value, width)."""
     _check_lists(module, ("layers", "norms", "acts"), len(module.specs))
     contexts = {}
     for i, spec in enumerate(module.specs):
@@ -286,10 +299,10 @@ def _emit_feature_layers(g, module, x, width, x0, values=None, schema=None):
         if spec.dynamic:
             z, zw = _context(g, spec.context, values, schema, contexts, x0, (x, width))
         elif type(layer) is DyLinear:
-            raise TypeError(f"cannot export module 'layers.{i}' of type DyLinear: its LayerSpec is "
-                            f"static (expected Linear here)")
-        x, width = _emit_block(g, layer, f"layers.{i}", module.norms[i], f"norms.{i}",
-                               module.acts[i], f"acts.{i}", x, z, f"h{i}", width, zw)
+            raise TypeError(f"cannot export module '{prefix}layers.{i}' of type DyLinear: its LayerSpec "
+                            f"is static (expected Linear here)")
+        x, width = _emit_block(g, layer, f"{prefix}layers.{i}", module.norms[i], f"{prefix}norms.{i}",
+                               module.acts[i], f"{prefix}acts.{i}", x, z, f"{prefix}h{i}", width, zw)
     return x, width
 
 
@@ -421,6 +434,30 @@ def _emit_field_dylinear(g, fl, path, x, z, out, norm, npath, act, residual) -> 
     return g.node("field_dylinear", path, [x, z], out, attrs, params)
 
 
+def _emit_field_layers(g, module, X0, rows, m):
+    """``module``'s field layers (``field_specs`` / ``field_layers`` / ``field_norms`` /
+    ``field_acts``, FieldDPN's) over the field rows X0; ``rows``: field name -> that field's row (a
+    named context concatenates them); ``m``: the rows' width. Returns (value, features per field)."""
+    x, contexts = X0, {}
+    for i, spec in enumerate(module.field_specs):
+        fl = module.field_layers[i]
+        if isinstance(spec.context, list):
+            key = tuple(spec.context)
+            if key not in contexts:
+                contexts[key] = rows[key[0]] if len(key) == 1 else g.node(
+                    "concat", f"field_context[{','.join(key)}]", [rows[n] for n in key],
+                    f"fctx{len(contexts)}")
+            z = contexts[key]
+        else:
+            z = X0 if spec.context == "x0" else x
+        residual = module.residual and fl.in_features == fl.out_features
+        x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
+                                 f"field_norms.{i}", _act_name(module.field_acts[i], f"field_acts.{i}"),
+                                 residual)
+        m = fl.out_features
+    return x, m
+
+
 @_exporter(FieldDPN)
 def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
     schema = module.schema
@@ -444,25 +481,7 @@ def _export_field_dpn(module: FieldDPN, g: _Graph) -> str:
         else:
             rows.append(values[fd.name])
     X0 = x0 if len(module.projections) == 0 else g.node("concat", "field_rows", rows, "X0")
-    x, m = X0, d
-    field_contexts = {}
-    for i, spec in enumerate(module.field_specs):
-        fl = module.field_layers[i]
-        if isinstance(spec.context, list):
-            key = tuple(spec.context)
-            if key not in field_contexts:
-                idx = [schema.names.index(name) for name in key]
-                field_contexts[key] = rows[idx[0]] if len(idx) == 1 else g.node(
-                    "concat", f"field_context[{','.join(key)}]", [rows[j] for j in idx],
-                    f"fctx{len(field_contexts)}")
-            z = field_contexts[key]
-        else:
-            z = X0 if spec.context == "x0" else x
-        residual = module.residual and fl.in_features == fl.out_features
-        x = _emit_field_dylinear(g, fl, f"field_layers.{i}", x, z, f"f{i}", module.field_norms[i],
-                                 f"field_norms.{i}", _act_name(module.field_acts[i], f"field_acts.{i}"),
-                                 residual)
-        m = fl.out_features
+    x, m = _emit_field_layers(g, module, X0, dict(zip(schema.names, rows)), d)
     f, fw = x, module.num_fields * m
     x, width = (f, fw) if module.combine == "stacked" else (x0, x0_width)
     x, width = _emit_feature_layers(g, module, x, width, (x0, x0_width), values, schema)
@@ -495,11 +514,14 @@ def _emit_sepconv_pool(g, sep, path, x, lens, T, d, out) -> str:
                   {"max_len": T, "dim": d, "kernel": sep.kernel_size}, params)
 
 
-def _emit_homo_dpo(g, hd, path, x, lens, T, d, out, z=None) -> str:
+def _emit_homo_dpo(g, hd, path, x, lens, T, d, out, z=None, S=1) -> str:
     """homo_dpo of sequence ``x`` [B, T·d] for the HomoDPO ``hd`` (any generator); returns ``out``.
     ``z`` (a [B, d] value) overrides the generator's context; by default it is mean_valid(x), or for
-    generator "sep" the seq_sepconv_pool of ``hd.sep`` over x (emitted here, value ``out + ".z"``)."""
+    generator "sep" the seq_sepconv_pool of ``hd.sep`` over x (emitted here, value ``out + ".z"``).
+    S > 1: x holds S sessions of T positions, each convolved on its own (mlp / se generators)."""
     _check_type(hd, (HomoDPO,), path)
+    if S > 1:
+        _check_session_generator(hd, path)
     if hd.dim != d:
         raise ValueError(f"cannot export '{path}': dim {hd.dim}, behaviours have {d}")
     if z is None and hd.generator == "sep":
@@ -508,7 +530,7 @@ def _emit_homo_dpo(g, hd, path, x, lens, T, d, out, z=None) -> str:
     params.update(_linear_params(g, hd.g2, f"{path}.g2", "g2_", hd.hidden, hd.kernel_size * d))
     return g.node("homo_dpo", path, [x, lens] + ([z] if z is not None else []), out,
                   {"max_len": T, "dim": d, "kernel": hd.kernel_size, "hidden": hd.hidden,
-                   "sigma": hd.sigma, "gate": hd.gate}, params)
+                   "sigma": hd.sigma, "gate": hd.gate, **_sessions_attr(S)}, params)
 
 
 def _emit_hetero_dpo(g, het, path, q, x, lens, T, dq, d, out, z=None) -> str:
@@ -542,6 +564,31 @@ def _emit_conv1d(g, conv, path, x, lens, T, d, out) -> str:
                    "bias": g.tensor(f"{path}.conv.bias", b)})
 
 
+def _sessions_attr(S):
+    """The ``sessions`` attribute of a sequence op over S sessions (absent for 1: opset 2 files)."""
+    return {"sessions": S} if S > 1 else {}
+
+
+def _emit_self_attention(g, sa, path, x, lens, T, d, S=1) -> str:
+    """``self_attention`` over x (T positions of width d; S sessions of T with S > 1)."""
+    _check_type(sa, (SelfAttention,), path)
+    if sa.dim != d:
+        raise ValueError(f"cannot export '{path}': dim {sa.dim}, behaviours have {d}")
+    params = {}
+    for r in ("q", "k", "v", "o"):
+        params.update(_linear_params(g, getattr(sa, r), f"{path}.{r}", f"{r}_", d, d))
+    return g.node("self_attention", path, [x, lens], "sa",
+                  {"max_len": T, "dim": d, "heads": sa.heads, **_sessions_attr(S)}, params)
+
+
+def _check_session_generator(module, path):
+    # "sep" (a separable convolution before the generator) has no per-session operator yet
+    if getattr(module, "generator", "mlp") not in ("mlp", "se"):
+        raise ValueError(f"cannot export '{path}' ({type(module).__name__}): generator "
+                         f"{module.generator!r} over sessions has no model.bin form yet (mlp and se "
+                         f"export)")
+
+
 @_exporter(SeqDPN, DINHeter)
 def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
     schema = module.schema
@@ -556,15 +603,7 @@ def _export_seqdpn(module: SeqDPN, g: _Graph) -> str:
                    {"max_len": T})
     parts = [x] if module.residual or not module.encoder else []
     if module.self_attention is not None:
-        sa = module.self_attention
-        _check_type(sa, (SelfAttention,), "self_attention")
-        if sa.dim != d:
-            raise ValueError(f"cannot export 'self_attention': dim {sa.dim}, behaviours have {d}")
-        params = {}
-        for r in ("q", "k", "v", "o"):
-            params.update(_linear_params(g, getattr(sa, r), f"self_attention.{r}", f"{r}_", d, d))
-        parts.append(g.node("self_attention", "self_attention", [x, lens], "sa",
-                            {"max_len": T, "dim": d, "heads": sa.heads}, params))
+        parts.append(_emit_self_attention(g, module.self_attention, "self_attention", x, lens, T, d))
     if module.homo_dpo is not None:
         parts.append(_emit_homo_dpo(g, module.homo_dpo, "homo_dpo", x, lens, T, d, "homo"))
     if module.conv1d is not None:
@@ -640,6 +679,91 @@ def _export_dien(module: DIEN, g: _Graph) -> str:
                                        width_in=dq, width_z=d))
     x0 = g.node("concat", "head_input", interest + [q] + [values[n] for n in module.profile], "x0")
     x, width = _emit_feature_layers(g, module, x0, module.head_in, (x0, module.head_in))
+    return _emit_linear_out(g, module.classifier, x, width)
+
+
+def _emit_kfatt(g, kf, path, q, e, lens, L, S, dq, d, add=None) -> str:
+    """``kfatt`` of query q over e (S sessions of L behaviours of width d); ``add`` (a value of the
+    output's width) is added to its output (Eqn. 16's sum with HeteroDPO)."""
+    _check_type(kf, (KFAtt,), path)
+    if (kf.query_dim, kf.behaviour_dim) != (dq, d):
+        raise ValueError(f"cannot export '{path}': KFAtt({kf.query_dim}, {kf.behaviour_dim}), the "
+                         f"model has query width {dq} and behaviour width {d}")
+    A, H = kf.dim, kf.heads
+    params = {}
+    for r, n_in in (("q", dq), ("k", d), ("v", d)):
+        params.update(_linear_params(g, getattr(kf, r), f"{path}.{r}", f"{r}_", n_in, A))
+    params.update(_linear_params(g, kf.o, f"{path}.o", "o_", A, kf.out_dim))
+    params.update(_linear_params(g, kf.prior_mean, f"{path}.prior_mean", "prior_mean_", dq, A))
+    params.update(_linear_params(g, kf.prior_logprec, f"{path}.prior_logprec", "prior_logprec_", dq, H))
+    if kf.mode == "freq":
+        params.update(_linear_params(g, kf.group_logprec, f"{path}.group_logprec", "group_logprec_",
+                                     d, H))
+    return g.node("kfatt", path, [q, e, lens] + ([add] if add else []), "kfatt",
+                  {"max_len": L, "sessions": S, "query_dim": dq, "dim": d, "att_dim": A,
+                   "out": kf.out_dim, "heads": H, "mode": kf.mode}, params)
+
+
+@_exporter(DyJoint)
+def _export_dyjoint(module: DyJoint, g: _Graph) -> str:
+    schema, ts = module.schema, module.timestamps
+    S, L, d, dq = ts.max_sessions, ts.session_len, module.seq_dim, module.query_dim
+    _check_dropout(module.dropout, "dropout")
+    values = _emit_inputs(g, module.inputs, schema, "inputs", sessions={n: ts.name for n in module.sequence})
+    lens = g.node("session_length", f"lengths[{ts.name}]", [], "len", {"timestamps": ts.name})
+    x = values[module.sequence[0]]
+    if len(module.sequence) > 1:
+        x = g.node("seq_concat", "behaviours", [values[n] for n in module.sequence] + [lens], "X",
+                   {"max_len": L, "sessions": S})
+    # encoder (Eqn. 15), per session
+    enc = module.encoder
+    _check_type(enc, (SessionEncoder,), "encoder")
+    if enc.conv1d is not None:
+        raise ValueError("cannot export 'encoder.conv1d' (Conv1DEncoder): the conv1d operator has no "
+                         "per-session form yet")
+    parts = [x] if enc.residual else []
+    if enc.self_attention is not None:
+        parts.append(_emit_self_attention(g, enc.self_attention, "encoder.self_attention", x, lens,
+                                          L, d, S))
+    if enc.homo_dpo is not None:
+        parts.append(_emit_homo_dpo(g, enc.homo_dpo, "encoder.homo_dpo", x, lens, L, d, "homo", S=S))
+    e = parts[0] if len(parts) == 1 else g.node("seq_add", "encoder", parts + [lens], "E",
+                                                {"max_len": L, "sessions": S})
+    # decoder (Eqn. 16)
+    dec = module.decoder
+    _check_type(dec, (InterestDecoder,), "decoder")
+    cand = [values[n] for n in module.candidate]
+    q = cand[0] if len(cand) == 1 else g.node("concat", "candidate", cand, "q")
+    het = None
+    if dec.hetero_dpo is not None:
+        pooled = g.node("seq_pool", "decoder.context", [e, lens], "pooled",
+                        {"max_len": L, "sessions": S})
+        _check_session_generator(dec.hetero_dpo, "decoder.hetero_dpo")
+        het = _emit_hetero_dpo(g, dec.hetero_dpo, "decoder.hetero_dpo", q, e, lens, L, dq, d, "het",
+                               z=pooled)
+    interest = het
+    if dec.kfatt is not None:
+        interest = _emit_kfatt(g, dec.kfatt, "decoder.kfatt", q, e, lens, L, S, dq, d, add=het)
+    # DyMLP: field layers over the candidate and profile fields, the first feature layer, then the
+    # interest and dense fields joined, the rest and the classifier (App. G.1, B.5)
+    mlp = module.mlp_fields
+    x0 = values[mlp[0]] if len(mlp) == 1 else g.node("concat", "x0", [values[n] for n in mlp], "x0")
+    x0_width = schema.width(mlp)
+    x, width = x0, x0_width
+    if module.field_specs:
+        _check_lists(module, ("field_layers", "field_norms", "field_acts"), len(module.field_specs))
+        x, m = _emit_field_layers(g, module, x0, values, None)
+        width = len(mlp) * m
+    _check_dropout(module.first.dropout, "first.dropout")
+    x, width = _emit_feature_layers(g, module.first, x, width, (x0, x0_width), values, schema,
+                                    prefix="first.")
+    dense = [values[n] for n in module.dense]
+    x = g.node("concat", "joined", [x, interest] + dense, "joined")
+    width += module.interest_dim + schema.width(module.dense)
+    if module.specs[1:]:
+        _check_dropout(module.rest.dropout, "rest.dropout")
+        x, width = _emit_feature_layers(g, module.rest, x, width, (x0, x0_width), values, schema,
+                                        prefix="rest.")
     return _emit_linear_out(g, module.classifier, x, width)
 
 

@@ -70,10 +70,15 @@ def _values(name: str, a: np.ndarray, cast: bool) -> np.ndarray:
     return out
 
 
+# Kinds a list column feeds as ragged (values, offsets): a sequence, and its timestamps (which the
+# engine reads laid out as the sequence's ids, the same offsets).
+_RAGGED = ("sequence", "timestamps")
+
+
 def cast_field(field: dict, value: Any) -> Any:
     """One dict value with the safe casts of ``cast=True`` (a ragged tuple: both parts)."""
     name = field["name"]
-    if field["kind"] == "sequence" and isinstance(value, tuple):
+    if field["kind"] in _RAGGED and isinstance(value, tuple):
         return tuple(_ids(name, np.asarray(v), True) for v in value)
     a = np.asarray(value)
     return _values(name, a, True) if field["kind"] == "dense" else _ids(name, a, True)
@@ -120,7 +125,7 @@ def _arrow_field(field: dict, arr, cast: bool, pa) -> Any:
     if _is_list(arr.type, pa):
         values, offsets = _ragged(name, arr, pa)
         return _from_ragged(field, values, offsets, cast)
-    if kind in ("multi_hot", "sequence"):
+    if kind in ("multi_hot",) + _RAGGED:
         raise _err(name, f"a {kind} field needs a list column, got Arrow type {arr.type}")
     _no_nulls(name, arr)
     a = arr.to_numpy(zero_copy_only=False)  # no copy for a primitive array without nulls
@@ -139,7 +144,7 @@ def _from_ragged(field: dict, values: np.ndarray, offsets: np.ndarray, cast: boo
     rows = len(offsets) - 1
     if not values.size:  # no ids at all: the column's lists may have no type (Arrow null, float64)
         values = np.zeros(0, np.float32 if kind == "dense" else np.int64)
-    if kind == "sequence":
+    if kind in _RAGGED:
         return (_ids(name, values, cast), offsets)
     lengths = np.diff(offsets)
     if kind == "dense":
@@ -186,7 +191,7 @@ def _pandas_field(field: dict, col, cast: bool) -> Any:
     name, kind = field["name"], field["kind"]
     dtype = col.dtype
     if isinstance(dtype, np.dtype) and dtype.kind in "iufb":
-        if kind in ("multi_hot", "sequence"):
+        if kind in ("multi_hot",) + _RAGGED:
             raise _err(name, f"a {kind} field needs a column of lists, got {dtype}")
         a = col.to_numpy()  # a view of the column's block
         return _values(name, a, cast) if kind == "dense" else _ids(name, a, cast)

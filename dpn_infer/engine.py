@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from . import _engine
+from . import _engine, _sessions
 from ._engine import InputError, ModelFormatError, NonFiniteScoreError
 
 __all__ = ["load", "Model", "ModelFormatError", "InputError", "NonFiniteScoreError", "cpu_info"]
@@ -38,6 +38,8 @@ class Model:
             self._metadata = json.loads(native.metadata_json)
         except (ValueError, RecursionError) as e:  # e.g. an integer past Python's 4300-digit limit
             raise ModelFormatError(f"invalid model metadata: Python cannot read the JSON: {e}") from None
+        # session models: the fields a pre-segmented [B, S, L] batch may give (dpn_infer/_sessions.py)
+        self._layouts = _sessions.session_layouts(self._metadata)
 
     @property
     def metadata(self) -> dict:
@@ -62,7 +64,9 @@ class Model:
 
         sparse: int64 [B]; multi_hot: int64 [B, T] padded with -1; dense: float32 [B] or [B, dim];
         sequence: int64 [B, T] padded with -1, or a ragged tuple (values int64 [N], offsets int64
-        [B + 1]) where row b is values[offsets[b]:offsets[b + 1]].
+        [B + 1]) where row b is values[offsets[b]:offsets[b + 1]]; timestamps: int64 seconds laid
+        out as its sequence's ids. A session model's sequence fields may instead be given
+        pre-segmented, int64 [B, S, L] (the timestamps then left out; docs/dyjoint.md).
         Values that are not numpy arrays are converted as ``np.asarray`` would (dtypes are not cast).
         A data frame or Arrow table gives one column per field (columns that are not fields are
         ignored; a mapping's unknown keys are an error): numeric columns for sparse and dense
@@ -90,6 +94,11 @@ class Model:
         column, if it has one, is not read.
         """
         threads = self._threads if threads is None else _check_threads(threads)
+        if self._layouts:
+            batch = _sessions.flatten_presegmented(batch, self._layouts) if isinstance(batch, dict) \
+                else batch
+            shared = _sessions.flatten_presegmented(shared, self._layouts) if isinstance(shared, dict) \
+                else shared
         if shared is not None or groups is not None:
             if type(batch) is dict and type(shared) is dict and not cast:  # the server's hot path
                 return self._native.predict(batch, threads, bool(logits), bool(allow_nan), shared, groups)

@@ -394,6 +394,7 @@ def test_corrupt_reduced_precision_files(tmp_path, make, words):
 
 
 def test_newer_opset_is_refused_with_advice(tmp_path):
+    # one past the engine's opset (5 since the session operators)
     with pytest.raises(ModelFormatError, match="opset 6, newer than this dpn_infer supports \\(5\\)"):
         _load_bytes(tmp_path, _bf16_file(opset=6))
 

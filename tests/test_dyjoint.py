@@ -149,11 +149,23 @@ def test_short_training_on_movielens_sessions_beats_a_constant(movielens_session
     res = train(m, movielens_sessions, epochs=1, batch_size=512, lr=1e-2, seed=1, patience=0,
                 log=None, progress=False, out=tmp_path)
     assert res["test"]["auc"] > 0.6, res["test"]
-    assert res["model_bin"] is None and (tmp_path / "checkpoint.pt").is_file()   # not served yet
+    assert (tmp_path / "checkpoint.pt").is_file()
     back = load_checkpoint(tmp_path / "checkpoint.pt")
     b = {k: torch.from_numpy(v[:50]) for k, v in movielens_sessions.test.features.items()}
     with torch.no_grad():
         torch.testing.assert_close(back(b), m.eval()(b))
+    # a served model's model.bin scores the test split as PyTorch does (test_parity's tolerance)
+    assert (res["model_bin"] is not None) == type(m).served
+    if type(m).served:
+        from dpn_infer import load
+        from dpn_infer.train import engine_predict
+
+        z = engine_predict(load(res["model_bin"]), movielens_sessions.test, logits=True)
+        feats = {k: torch.from_numpy(v) for k, v in movielens_sessions.test.features.items()}
+        with torch.no_grad():
+            ref = m.eval()(feats).numpy()
+        np.testing.assert_allclose(z, ref, rtol=1e-4, atol=1e-5)
+        assert res["engine_test"]["auc"] == pytest.approx(res["test"]["auc"], abs=1e-4)
 
 
 def test_doc_examples_run(tmp_path, monkeypatch):

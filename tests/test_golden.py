@@ -79,6 +79,13 @@ SHA256 = {
         "expected.npy": "4d14d249a7605a19635871bf8c4e2f34e5cc543ecb03d3dc19f9dde4063dfa5f",
         "expected_logits.npy": "b64d9a9385a70413253927f84ceecb51f16c005ccdd6e989985d0bf68cfc1450",
     },
+    # opset 5 (timestamps, sessions, KFAtt) inside format version 1: make_v1_opset5_sessions.py
+    "v1/opset5-sessions": {
+        "model.bin": "68fd77d6ba4e4effa5cc926284d4bd07dd8bcb7db290422be198f6ae1ea91362",
+        "batch.npz": "867fdb80c0c7b20532d853399fbb5947f0d59df479d6598818a2d01f7592d6fa",
+        "expected.npy": "8b1352eff77dd0244e3ad1b7dc5ac19976b3d816311b1077b5c2e6a698bab309",
+        "expected_logits.npy": "ae0ff22b50877cbd1a887f4592565485804a64874475cb7613611620f7b0936a",
+    },
 }
 
 

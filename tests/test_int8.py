@@ -416,7 +416,7 @@ def test_truncated_and_mistyped_int8_entries(tmp_path):
 
 
 def test_older_engine_opset_and_future_opset(tmp_path):
-    meta, t = _int8_file(opset=6)
+    meta, t = _int8_file(opset=6)      # one past the engine's opset (5 since the session operators)
     with pytest.raises(ModelFormatError, match="opset 6, newer than this dpn_infer supports \\(5\\)"):
         _load_file(tmp_path, meta, t)
     meta, t = _int8_file()

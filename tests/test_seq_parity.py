@@ -162,27 +162,17 @@ def test_parity_seq_every_isa_random(specs):
 
 
 def _check_every_isa(specs):
-    from helpers.isa import available_isas, predict_under_isa
+    from helpers.isa import check_models_every_isa
 
+    cases = []
+    for spec in specs:
+        model, batch = _prepare(spec)
+        with torch.no_grad():
+            ref = model(batch).numpy()
+        cases.append((f"spec {spec!r}", model, batch, ref,
+                      lambda model=model, batch=batch: _truth(model, batch)))
     with tempfile.TemporaryDirectory(prefix="dpn_seq_isa_") as d:
-        jobs, refs = [], {}
-        for k, spec in enumerate(specs):
-            model, batch = _prepare(spec)
-            jid = f"job{k}"
-            mp, bp = os.path.join(d, jid + ".bin"), os.path.join(d, jid + ".npz")
-            torch_export.save(model, mp)
-            np.savez(bp, **batch)
-            with torch.no_grad():
-                refs[jid] = (spec, model, batch, model(batch).numpy())
-            jobs.append({"id": jid, "model": mp, "batch": bp})
-        for isa in available_isas():
-            selected, res = predict_under_isa(isa, jobs, d)
-            assert selected == isa
-            for jid, (z, p, z3) in res.items():
-                spec, model, batch, ref = refs[jid]
-                what = f"under DPN_ISA={isa} for spec {spec!r}"
-                judge(z, p, ref, lambda: _truth(model, batch), batch, what)
-                np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6, err_msg=f"threads=3 {what}")
+        check_models_every_isa(cases, judge, d)
 
 
 @settings(max_examples=15, **SETTINGS)

@@ -49,7 +49,8 @@ constexpr int kInPlace =
 int64_t to_input(const dpn::FieldInfo& f, PyObject* found, std::vector<py::array>& keep,
                  dpn::FieldInput& in) {
   py::object obj = py::reinterpret_borrow<py::object>(found);
-  if (f.kind == dpn::FieldKind::Sequence && PyTuple_Check(obj.ptr())) {
+  if ((f.kind == dpn::FieldKind::Sequence || f.kind == dpn::FieldKind::Timestamps) &&
+      PyTuple_Check(obj.ptr())) {
     // Ragged (values, offsets): row b's ids are values[offsets[b]:offsets[b+1]].
     py::tuple t = py::reinterpret_borrow<py::tuple>(obj);
     if (t.size() != 2)
@@ -113,6 +114,15 @@ int64_t to_input(const dpn::FieldInfo& f, PyObject* found, std::vector<py::array
                               "expected shape [B, T] (ids padded with -1), got " + shape_str(arr));
       rows = arr.shape(0);
       cols = arr.shape(1);  // max_len is checked with the rest of the schema (schema/validate.cpp)
+      break;
+    case dpn::FieldKind::Timestamps:  // [B, T] like its sequence ([B, S, L]: dpn_infer/_sessions.py)
+      if (arr.ndim() != 2)
+        throw dpn::InputError(f.name,
+                              "expected shape [B, T] (one int64 timestamp per id of its "
+                              "sequence field), got " +
+                                  shape_str(arr));
+      rows = arr.shape(0);
+      cols = arr.shape(1);
       break;
     case dpn::FieldKind::Sequence:  // T > max_len: the engine refuses or truncates, as the schema says
       if (arr.ndim() != 2)

@@ -148,7 +148,7 @@ class DyJoint(CTRModel):
     ``field_layers`` / ``field_norms`` / ``field_acts`` (DyMLP's field part), ``first`` and
     ``rest`` (feature layers before and after the interest joins), ``dropout``, ``classifier``."""
 
-    served = False      # no engine ops for sessions / KFAtt yet: dpn_infer.train writes no model.bin
+    served = True       # converts ("mlp" and "se" generators; "sep" is refused by the exporter)
 
     def __init__(self, schema: Schema, sequence: Sequence[str], candidate: Sequence[str],
                  profile: Optional[Sequence[str]] = None, dense: Optional[Sequence[str]] = None,

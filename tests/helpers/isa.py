@@ -43,3 +43,27 @@ def predict_under_isa(isa, jobs, workdir, timeout=300):
     res = {j["id"]: (z[j["id"] + "/logits"], z[j["id"] + "/probs"], z[j["id"] + "/logits_t3"])
            for j in jobs}
     return str(z["__isa__"]), res
+
+
+def check_models_every_isa(cases, judge, workdir):
+    """cases: (label, model, batch, torch logits, truth_fn) per model. Saves each model and batch
+    under ``workdir``, predicts them under every ISA the machine has (child processes), and checks
+    each with ``judge(z, p, ref, truth_fn, batch, what)`` and threads=3 against threads=1."""
+    from dpn_infer.converters import torch_export
+
+    jobs, refs = [], {}
+    for k, (label, model, batch, ref, truth_fn) in enumerate(cases):
+        jid = f"job{k}"
+        mp, bp = os.path.join(workdir, jid + ".bin"), os.path.join(workdir, jid + ".npz")
+        torch_export.save(model, mp)
+        np.savez(bp, **batch)
+        refs[jid] = (label, batch, ref, truth_fn)
+        jobs.append({"id": jid, "model": mp, "batch": bp})
+    for isa in available_isas():
+        selected, res = predict_under_isa(isa, jobs, workdir)
+        assert selected == isa
+        for jid, (z, p, z3) in res.items():
+            label, batch, ref, truth_fn = refs[jid]
+            what = f"under DPN_ISA={isa} for {label}"
+            judge(z, p, ref, truth_fn, batch, what)
+            np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6, err_msg=f"threads=3 {what}")

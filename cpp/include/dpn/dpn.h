@@ -95,7 +95,7 @@ class RequestError : public InputError {
   explicit RequestError(const std::string& message) : InputError(Whole{}, message) {}
 };
 
-enum class FieldKind { Sparse, MultiHot, Dense, Sequence };
+enum class FieldKind { Sparse, MultiHot, Dense, Sequence, Timestamps };
 
 // One field of the schema, as the model file declares it (docs/format.md §4.1).
 struct FieldInfo {
@@ -108,13 +108,14 @@ struct FieldInfo {
 
 // One field's data for a predict call, row-major, owned by the caller (never copied).
 // sparse: ids [rows] (cols = 1); multi_hot and sequence: ids [rows, cols] padded with -1;
-// dense: values [rows, cols=dim].
+// dense: values [rows, cols=dim]; timestamps (opset 5): int64 seconds in `ids`, laid out exactly
+// as the ids of its sequence field (same cols, the same offsets when ragged).
 struct FieldInput {
   const int64_t* ids = nullptr;
   const float* values = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
-  // sequence only, optional: ragged rows. ids holds cols values in all; row b's ids are
+  // sequence and timestamps only, optional: ragged rows. ids holds cols values in all; row b's ids are
   // ids[offsets[b], offsets[b+1]) (rows + 1 non-decreasing offsets from 0 to cols).
   const int64_t* offsets = nullptr;
 };

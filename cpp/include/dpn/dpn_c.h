@@ -42,7 +42,8 @@ typedef enum dpn_field_kind {
   DPN_SPARSE = 0,
   DPN_MULTI_HOT = 1,
   DPN_DENSE = 2,
-  DPN_SEQUENCE = 3 /* opset 2: a behaviour sequence (docs/format.md §4.1) */
+  DPN_SEQUENCE = 3,  /* opset 2: a behaviour sequence (docs/format.md §4.1) */
+  DPN_TIMESTAMPS = 4 /* opset 5: a sequence field's timestamps, int64 seconds (docs/format.md §4.1) */
 } dpn_field_kind;
 
 /* load_memory flags */

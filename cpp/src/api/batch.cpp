@@ -34,8 +34,10 @@ int64_t Batch::index_of(const std::string& name) const {
 int64_t Batch::checked(const std::string& name, bool ids, bool ragged) const {
   const int64_t i = index_of(name);
   const FieldKind k = (*fields_)[size_t(i)].kind;
-  if (ragged && k != FieldKind::Sequence)
-    throw InputError(name, "is not a sequence field: ragged rows are only read for sequences");
+  if (ragged && k != FieldKind::Sequence && k != FieldKind::Timestamps)
+    throw InputError(name,
+                     "is not a sequence field: ragged rows are only read for sequences "
+                     "(and their timestamps)");
   if (ids && k == FieldKind::Dense)
     throw InputError(name, "is a dense field: use set_values (float32), not set_ids");
   if (!ids && k != FieldKind::Dense)

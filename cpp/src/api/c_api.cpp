@@ -66,6 +66,7 @@ int32_t kind_code(dpn::FieldKind k) {
     case dpn::FieldKind::MultiHot: return DPN_MULTI_HOT;
     case dpn::FieldKind::Dense: return DPN_DENSE;
     case dpn::FieldKind::Sequence: return DPN_SEQUENCE;
+    case dpn::FieldKind::Timestamps: return DPN_TIMESTAMPS;
   }
   return -1;  // a kind newer than this header: see dpn_field_info.kind
 }

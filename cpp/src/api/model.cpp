@@ -127,6 +127,7 @@ std::shared_ptr<const Model> finish(std::unique_ptr<Model::Impl> impl, const Loa
   impl->fields = schema::parse_schema(meta);
   for (const auto& f : impl->fields) impl->infos.push_back(f.info);
   impl->graph = graph::build_graph(meta, impl->fields, impl->container);
+  graph::mark_session_fields(impl->graph, impl->fields);
   check_tensor_opsets(impl->container, impl->opset);  // after the nodes, which name the node at fault
   return make(std::move(impl));
 }
@@ -259,9 +260,12 @@ void Model::predict(const std::vector<FieldInput>& inputs, int64_t batch, const 
     is_shared[i] = 1;
     user[i] = s.input;
   }
-  for (size_t i = 0; i < fields.size(); ++i)
-    schema::validate_field(fields[i], is_shared[i] ? user[i] : inputs[i],
-                           is_shared[i] ? shared.users : batch);
+  std::vector<FieldInput> given(fields.size());
+  for (size_t i = 0; i < fields.size(); ++i) {
+    given[i] = is_shared[i] ? user[i] : inputs[i];
+    schema::validate_field(fields[i], given[i], is_shared[i] ? shared.users : batch);
+  }
+  schema::validate_sessions(fields, given, is_shared);
   const std::vector<int64_t> user_of_row = api::users_of_rows(shared, batch);
   if (batch > 0 && !out) throw std::invalid_argument("out is null");
   if (batch == 0) return;

@@ -78,7 +78,8 @@ Broadcast broadcast(const std::vector<schema::Field>& fields, const std::vector<
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!is_shared[i]) continue;
     const schema::Field& f = fields[i];
-    const bool trims = f.info.kind == FieldKind::Sequence && f.truncate;
+    // A field laid out by sessions keeps every id (the session caps bound what is read).
+    const bool trims = f.info.kind == FieldKind::Sequence && f.truncate && f.sessions < 0;
     const FieldInput u = trims ? kept_ids(user[i], f.info.max_len, out.ids) : user[i];
     FieldInput& in = out.inputs[i];
     in = FieldInput{nullptr, nullptr, batch, u.cols};

@@ -2,6 +2,7 @@
 
 #include <unordered_map>
 
+#include "ops/session.h"
 #include "runtime/load_budget.h"
 
 namespace dpn::graph {
@@ -107,6 +108,17 @@ Graph build_graph(const Json& meta, const std::vector<schema::Field>& fields,
     bad("graph.output '" + o->as_string() + "' has width " +
         std::to_string(out.widths[size_t(out.output)]) + "; the logit must have width 1");
   return out;
+}
+
+void mark_session_fields(const Graph& g, std::vector<schema::Field>& fields) {
+  for (const Node& n : g.nodes) {
+    const auto* s = dynamic_cast<const ops::SessionOp*>(n.op.get());
+    if (!s || n.op->field < 0) continue;
+    schema::Field& f = fields[size_t(n.op->field)];
+    if (f.sessions >= 0 && f.sessions != int(s->timestamps))
+      bad("field '" + f.info.name + "' is laid out by two timestamps fields");
+    f.sessions = int(s->timestamps);
+  }
 }
 
 }  // namespace dpn::graph

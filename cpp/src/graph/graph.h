@@ -38,4 +38,9 @@ void check_opset(const format::Json& meta);
 Graph build_graph(const format::Json& meta, const std::vector<schema::Field>& fields,
                   const format::Container& tensors);
 
+// Records in `fields` which sequence fields the graph's session_embedding nodes lay out by a
+// timestamps field's sessions (schema::Field::sessions), so that validation checks them against
+// it; a field laid out by two timestamps fields is refused (FormatError).
+void mark_session_fields(const Graph& g, std::vector<schema::Field>& fields);
+
 }  // namespace dpn::graph

@@ -109,9 +109,11 @@ std::unique_ptr<Op> make_embedding(const NodeBuilder& nb) {
   nb.expect_inputs(0, 0);
   const size_t fi = nb.attr_field();
   const schema::Field& f = nb.fields()[fi];
-  if (f.info.kind == FieldKind::Dense || f.info.kind == FieldKind::Sequence)
+  if (f.info.kind != FieldKind::Sparse && f.info.kind != FieldKind::MultiHot)
     nb.fail("field '" + f.info.name + "' is " +
-            (f.info.kind == FieldKind::Dense ? "dense" : "a sequence (read by seq_embedding)") +
+            (f.info.kind == FieldKind::Dense      ? "dense"
+             : f.info.kind == FieldKind::Sequence ? "a sequence (read by seq_embedding)"
+                                                  : "timestamps (read by session_embedding)") +
             "; embedding needs a sparse or multi_hot field");
   const int64_t rows = f.info.vocab + (f.policy == schema::Policy::OovBucket ? 1 : 0);
   const Table table = nb.table_param("table", {rows, f.info.dim});

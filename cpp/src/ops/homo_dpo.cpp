@@ -11,6 +11,7 @@
 #include "kernels/softmax.h"
 #include "ops/op.h"
 #include "ops/seq.h"
+#include "ops/session.h"
 
 namespace dpn::ops {
 
@@ -18,10 +19,11 @@ namespace {
 
 class HomoDpo : public Op {
  public:
-  HomoDpo(int64_t T, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate, bool context,
-          const float* g1w, const float* g1b, const float* g2w, const float* g2b)
+  HomoDpo(int64_t T, int64_t S, int64_t n, int64_t k, int64_t l, Sigma sigma, kernels::Act gate,
+          bool context, const float* g1w, const float* g1b, const float* g2w, const float* g2b)
       : context_(context),
         T_(T),
+        S_(S),
         n_(n),
         k_(k),
         l_(l),
@@ -29,15 +31,17 @@ class HomoDpo : public Op {
         gate_(gate),
         g1b_(g1b, g1b + l),
         g2b_(g2b, g2b + k * n) {
-    width = T * n;
+    width = S * T * n;
     g1_.pack(g1w, n, l, 1, n);      // torch layout [l, n]
     g2_.pack(g2w, l, k * n, 1, l);  // torch layout [k·n, l]
   }
 
-  size_t scratch_floats(int64_t rows) const override { return size_t(rows * (n_ + l_ + k_ * n_)); }
+  // With sessions S, each session is a row of T positions (ops/session.h): rows·S rows, each with
+  // its own generated kernel.
+  size_t scratch_floats(int64_t rows) const override { return size_t(rows * S_ * (n_ + l_ + k_ * n_)); }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
-    const int64_t R = blk.rows, rw = T_ * n_;
+    const int64_t R = blk.rows * S_, rw = T_ * n_;
     const float* x = in[0];
     const float* len = in[1];
     float* z = scratch;
@@ -71,7 +75,7 @@ class HomoDpo : public Op {
 
  private:
   bool context_;  // the generator reads input 2 instead of the mean of x
-  int64_t T_, n_, k_, l_;
+  int64_t T_, S_, n_, k_, l_;
   Sigma sigma_;
   kernels::Act gate_;
   std::vector<float> g1b_, g2b_;
@@ -82,12 +86,15 @@ class HomoDpo : public Op {
 
 std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
   nb.expect_inputs(2, 3);
-  const auto [T, n, k] = seq_conv_attrs(nb);
+  const int64_t S = seq_sessions(nb, 1);
+  const auto [T, n, k] = seq_conv_attrs(nb, S);
   const int64_t l = nb.attr_int("hidden", 1);
   const bool context = nb.in_widths().size() == 3;
   // hidden is the one size not tied to the input's width: bounded so its scratch (256 rows of h)
   // stays small whatever the file says.
   if (l > (int64_t(1) << 16)) nb.fail("attribute too large");
+  // A context input is one row per row of the batch: sessions (one conv per session) read the mean.
+  if (context && S > 1) nb.fail("input z (the generator's context) needs sessions=1");
   if (context && nb.in_widths()[2] != n)
     nb.fail("input z (the generator's context) has width " + std::to_string(nb.in_widths()[2]) +
             ", expected dim=" + std::to_string(n));
@@ -99,7 +106,7 @@ std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
   const float* g1b = nb.param("g1_bias", {l});
   const float* g2w = nb.param("g2_weight", {k * n, l});
   const float* g2b = nb.param("g2_bias", {k * n});
-  return std::make_unique<HomoDpo>(T, n, k, l, sigma, gate, context, g1w, g1b, g2w, g2b);
+  return std::make_unique<HomoDpo>(T, S, n, k, l, sigma, gate, context, g1w, g1b, g2w, g2b);
 }
 
 }  // namespace dpn::ops

@@ -105,13 +105,16 @@ Sigma NodeBuilder::attr_sigma() const {
   return Sigma::Identity;
 }
 
-size_t NodeBuilder::attr_field() const {
-  const Json* v = attr("field");
-  if (!v) fail("missing required attribute 'field'");
-  if (!v->is_string()) fail("attribute 'field' must be a string");
+size_t NodeBuilder::attr_field() const { return attr_field_named("field"); }
+
+size_t NodeBuilder::attr_field_named(const char* key) const {
+  const Json* v = attr(key);
+  if (!v) fail(std::string("missing required attribute '") + key + "'");
+  if (!v->is_string()) fail(std::string("attribute '") + key + "' must be a string");
   for (size_t i = 0; i < fields_.size(); ++i)
     if (fields_[i].info.name == v->as_string()) return i;
-  fail("attribute 'field' names '" + v->as_string() + "', which is not in the schema");
+  fail(std::string("attribute '") + key + "' names '" + v->as_string() +
+       "', which is not in the schema");
 }
 
 const format::TensorInfo* NodeBuilder::tensor(const char* role,
@@ -269,6 +272,9 @@ Factory find_factory(const std::string& op) {
       {"gru", make_gru},  // opset 5
       {"dien_attention", make_dien_attention},
       {"augru", make_augru},
+      {"session_embedding", make_session_embedding},  // opset 5
+      {"session_length", make_session_length},
+      {"kfatt", make_kfatt},
   };
   for (const Entry& e : table)
     if (op == e.name) return e.f;

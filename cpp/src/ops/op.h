@@ -159,8 +159,9 @@ class NodeBuilder {
                         const char* def = nullptr) const;
   kernels::Act attr_act() const;  // "act", default identity
   Sigma attr_sigma() const;       // "sigma": identity | sigmoid | softmax | relu (required)
-  // The schema field named by attr "field" (index into fields()).
+  // The schema field named by attr "field" (index into fields()); attr_field_named: by attr `key`.
   size_t attr_field() const;
+  size_t attr_field_named(const char* key) const;
 
   // Params: a tensor of exactly `dims`, as float32 (a float16/bfloat16 tensor is widened, an int8 one
   // dequantized, once, at load, into a copy the container keeps); param_opt returns nullptr when the
@@ -220,5 +221,9 @@ std::unique_ptr<Op> make_conv1d(const NodeBuilder&);
 std::unique_ptr<Op> make_gru(const NodeBuilder&);
 std::unique_ptr<Op> make_dien_attention(const NodeBuilder&);
 std::unique_ptr<Op> make_augru(const NodeBuilder&);
+// Session ops (opset 5; ops/session.h describes the session layout).
+std::unique_ptr<Op> make_session_embedding(const NodeBuilder&);
+std::unique_ptr<Op> make_session_length(const NodeBuilder&);
+std::unique_ptr<Op> make_kfatt(const NodeBuilder&);
 
 }  // namespace dpn::ops

@@ -10,6 +10,7 @@
 #include "kernels/gemm.h"
 #include "ops/op.h"
 #include "ops/seq.h"
+#include "ops/session.h"
 
 namespace dpn::ops {
 
@@ -19,9 +20,10 @@ constexpr int64_t kPassPositions = 2048;
 
 class SelfAttention : public Op {
  public:
-  SelfAttention(int64_t T, int64_t d, int64_t H, const float* const w[4], const float* const b[4])
-      : T_(T), d_(d), H_(H) {
-    width = T * d;
+  SelfAttention(int64_t T, int64_t S, int64_t d, int64_t H, const float* const w[4],
+                const float* const b[4])
+      : T_(T), S_(S), d_(d), H_(H) {
+    width = S * T * d;
     std::vector<float> qkv(size_t(3 * d * d));  // torch layout [3d, d]: rows q, then k, then v
     for (int p = 0; p < 3; ++p) {
       std::memcpy(qkv.data() + p * d * d, w[p], sizeof(float) * size_t(d * d));
@@ -38,15 +40,15 @@ class SelfAttention : public Op {
     return std::min(rows, std::max<int64_t>(1, kPassPositions / T_));
   }
 
+  // With sessions S, each session is a row of T positions (ops/session.h): rows·S rows.
   size_t scratch_floats(int64_t rows) const override {
-    return size_t(pass_rows(rows) * T_ * 5 * d_ + kernels::attention_scratch_floats(T_, d_));
+    return size_t(pass_rows(rows * S_) * T_ * 5 * d_ + kernels::attention_scratch_floats(T_, d_));
   }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
-    const int64_t pr = pass_rows(blk.rows), rw = T_ * d_;
-    for (int64_t b0 = 0; b0 < blk.rows; b0 += pr)
-      run_pass(in[0] + b0 * rw, in[1] + b0, std::min(pr, blk.rows - b0), out + b0 * rw, scratch,
-               blk.threads);
+    const int64_t R = blk.rows * S_, pr = pass_rows(R), rw = T_ * d_;
+    for (int64_t b0 = 0; b0 < R; b0 += pr)
+      run_pass(in[0] + b0 * rw, in[1] + b0, std::min(pr, R - b0), out + b0 * rw, scratch, blk.threads);
   }
 
   void run_pass(const float* x, const float* len, int64_t R, float* out, float* scratch,
@@ -84,7 +86,7 @@ class SelfAttention : public Op {
   }
 
  private:
-  int64_t T_, d_, H_;
+  int64_t T_, S_, d_, H_;
   kernels::PackedMatrix qkv_, o_;
   std::vector<float> qkv_b_, o_b_;
 };
@@ -98,10 +100,11 @@ std::unique_ptr<Op> make_self_attention(const NodeBuilder& nb) {
   const int64_t lim = int64_t(1) << 16;
   if (T > lim || d > lim || T * d > (int64_t(1) << 24)) nb.fail("attribute too large");
   if (d % H != 0) nb.fail("heads=" + std::to_string(H) + " must divide dim=" + std::to_string(d));
-  if (nb.in_widths()[0] != T * d)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
-            ", expected max_len*dim=" + std::to_string(T * d));
-  seq_len_input(nb, 1);
+  const int64_t S = seq_sessions(nb, 1);
+  if (S * T * d > (int64_t(1) << 24)) nb.fail("attribute too large");
+  if (nb.in_widths()[0] != S * T * d)
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", expected " +
+            (S > 1 ? "sessions*" : "") + "max_len*dim=" + std::to_string(S * T * d));
   const char* roles[4][2] = {
       {"q_weight", "q_bias"}, {"k_weight", "k_bias"}, {"v_weight", "v_bias"}, {"o_weight", "o_bias"}};
   const float* w[4];
@@ -110,7 +113,7 @@ std::unique_ptr<Op> make_self_attention(const NodeBuilder& nb) {
     w[p] = nb.param(roles[p][0], {d, d});
     b[p] = nb.param(roles[p][1], {d});
   }
-  return std::make_unique<SelfAttention>(T, d, H, w, b);
+  return std::make_unique<SelfAttention>(T, S, d, H, w, b);
 }
 
 }  // namespace dpn::ops

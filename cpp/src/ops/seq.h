@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 
+#include "kernels/rows.h"
 #include "ops/op.h"
 
 namespace dpn::ops {
@@ -45,6 +47,16 @@ inline const int64_t* seq_row(const FieldInput& in, int64_t row, int64_t* count)
   return in.ids + row * in.cols;
 }
 
+// out[0:dim] = table row `row` (already resolved), widened / dequantized to float32.
+inline void copy_table_row(const Table& table, int64_t dim, int64_t row, float* out) {
+  if (table.is_f32())
+    std::memcpy(out, table.f32() + row * dim, sizeof(float) * size_t(dim));
+  else if (table.is_i8())
+    kernels::pool_rows_int8(table.i8(), table.scales, dim, &row, 1, 1.0f, out);
+  else
+    kernels::pool_rows_half(table.half(), table.bf16(), dim, &row, 1, 1.0f, out);
+}
+
 // The schema field named by attr "field", which must be a sequence field.
 inline size_t seq_field(const NodeBuilder& nb) {
   const size_t fi = nb.attr_field();
@@ -53,13 +65,15 @@ inline size_t seq_field(const NodeBuilder& nb) {
   return fi;
 }
 
-// Checks a sequence input of T positions: its width must be T·d for a whole d ≥ 1; returns d.
-inline int64_t seq_dim(const NodeBuilder& nb, size_t input, int64_t T) {
+// Checks a sequence input of T positions (S sessions of T with `sessions` S, ops/session.h): its
+// width must be S·T·d for a whole d ≥ 1; returns d.
+inline int64_t seq_dim(const NodeBuilder& nb, size_t input, int64_t T, int64_t S = 1) {
   const int64_t w = nb.in_widths()[input];
-  if (w % T != 0)
+  if (w % (S * T) != 0)
     nb.fail("input " + std::to_string(input) + " has width " + std::to_string(w) +
-            ", not a multiple of max_len=" + std::to_string(T));
-  return w / T;
+            ", not a multiple of max_len=" + std::to_string(T) +
+            (S > 1 ? " x sessions=" + std::to_string(S) : std::string()));
+  return w / (S * T);
 }
 
 // Checks that input `input` is a length value (width 1).
@@ -75,15 +89,18 @@ inline void seq_len_input(const NodeBuilder& nb, size_t input) {
 struct SeqConvAttrs {
   int64_t T, n, k;
 };
-inline SeqConvAttrs seq_conv_attrs(const NodeBuilder& nb) {
+// S: the sessions a session-structured x holds (S·T positions; its lengths input, of width S, is
+// checked by the caller: ops/session.h seq_sessions); 1 for a plain sequence.
+inline SeqConvAttrs seq_conv_attrs(const NodeBuilder& nb, int64_t S = 1) {
   const int64_t T = nb.attr_int("max_len", 1), n = nb.attr_int("dim", 1), k = nb.attr_int("kernel", 1);
   const int64_t lim = int64_t(1) << 20;
-  if (T > lim || n > lim || k > 1023 || k * n > lim) nb.fail("attribute too large");
+  if (T > lim || n > lim || k > 1023 || k * n > lim || S * T * n > lim * 16)
+    nb.fail("attribute too large");
   if (k % 2 == 0) nb.fail("attribute 'kernel' must be odd, got " + std::to_string(k));
-  if (nb.in_widths()[0] != T * n)
-    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) +
-            ", expected max_len*dim=" + std::to_string(T * n));
-  seq_len_input(nb, 1);
+  if (nb.in_widths()[0] != S * T * n)
+    nb.fail("input x has width " + std::to_string(nb.in_widths()[0]) + ", expected " +
+            (S > 1 ? "sessions*" : "") + "max_len*dim=" + std::to_string(S * T * n));
+  if (S == 1) seq_len_input(nb, 1);
   return {T, n, k};
 }
 

@@ -4,6 +4,7 @@
 
 #include "ops/op.h"
 #include "ops/seq.h"
+#include "ops/session.h"
 
 namespace dpn::ops {
 
@@ -11,16 +12,17 @@ namespace {
 
 class SeqConcat : public Op {
  public:
-  SeqConcat(int64_t T, std::vector<int64_t> dims) : T_(T), dims_(std::move(dims)) {
+  SeqConcat(int64_t T, int64_t S, std::vector<int64_t> dims) : T_(T), S_(S), dims_(std::move(dims)) {
     for (int64_t d : dims_) D_ += d;
-    width = T_ * D_;
+    width = S_ * T_ * D_;
   }
+  // With sessions S, each session is a row of T positions (ops/session.h).
   void run(const Block& blk, const float* const* in, float* out, float*) const override {
     const size_t k = dims_.size();
     const float* len = in[k];
-    for (int64_t b = 0; b < blk.rows; ++b) {
+    for (int64_t b = 0; b < blk.rows * S_; ++b) {
       const int64_t L = seq_len(len[b], T_);
-      float* o = out + b * width;
+      float* o = out + b * T_ * D_;
       for (int64_t i = 0; i < L; ++i) {
         for (size_t s = 0; s < k; ++s) {
           std::memcpy(o, in[s] + (b * T_ + i) * dims_[s], sizeof(float) * size_t(dims_[s]));
@@ -32,7 +34,7 @@ class SeqConcat : public Op {
   }
 
  private:
-  int64_t T_, D_ = 0;
+  int64_t T_, S_, D_ = 0;
   std::vector<int64_t> dims_;
 };
 
@@ -42,10 +44,10 @@ std::unique_ptr<Op> make_seq_concat(const NodeBuilder& nb) {
   nb.expect_inputs(2, SIZE_MAX);
   const int64_t T = nb.attr_int("max_len", 1);
   const size_t k = nb.in_widths().size() - 1;
-  seq_len_input(nb, k);
+  const int64_t S = seq_sessions(nb, k);
   std::vector<int64_t> dims;
-  for (size_t s = 0; s < k; ++s) dims.push_back(seq_dim(nb, s, T));
-  return std::make_unique<SeqConcat>(T, std::move(dims));
+  for (size_t s = 0; s < k; ++s) dims.push_back(seq_dim(nb, s, T, S));
+  return std::make_unique<SeqConcat>(T, S, std::move(dims));
 }
 
 }  // namespace dpn::ops

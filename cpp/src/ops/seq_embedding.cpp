@@ -6,7 +6,6 @@
 #include "schema/id_policy.h"
 #include "ops/op.h"
 #include "ops/seq.h"
-#include "kernels/rows.h"
 
 namespace dpn::ops {
 
@@ -27,13 +26,7 @@ class SeqEmbedding : public Op {
       int64_t cols = 0;
       const int64_t* ids = seq_row(in, blk.row0 + b, &cols);
       const int64_t L = for_each_kept_id(ids, cols, T, [&](int64_t pos, int64_t id) {
-        const int64_t row = resolve_id(f_, id);
-        if (table_.is_f32())
-          std::memcpy(o + pos * dim, table_.f32() + row * dim, sizeof(float) * size_t(dim));
-        else if (table_.is_i8())
-          kernels::pool_rows_int8(table_.i8(), table_.scales, dim, &row, 1, 1.0f, o + pos * dim);
-        else
-          kernels::pool_rows_half(table_.half(), table_.bf16(), dim, &row, 1, 1.0f, o + pos * dim);
+        copy_table_row(table_, dim, resolve_id(f_, id), o + pos * dim);
       });
       std::memset(o + L * dim, 0, sizeof(float) * size_t((T - L) * dim));
     }

@@ -2,6 +2,7 @@
 // zeros for an empty row.
 #include "ops/op.h"
 #include "ops/seq.h"
+#include "ops/session.h"
 
 namespace dpn::ops {
 
@@ -9,15 +10,20 @@ namespace {
 
 class SeqPool : public Op {
  public:
-  SeqPool(int64_t T, int64_t d) : T_(T), d_(d) { width = d; }
+  SeqPool(int64_t T, int64_t S, int64_t d) : T_(T), S_(S), d_(d) { width = d; }
+  // With sessions S: the mean over every valid position of every session.
   void run(const Block& blk, const float* const* in, float* out, float*) const override {
     for (int64_t b = 0; b < blk.rows; ++b) {
-      const int64_t L = seq_len(in[1][b], T_);
-      const float* x = in[0] + b * T_ * d_;
       float* o = out + b * d_;
       for (int64_t j = 0; j < d_; ++j) o[j] = 0.0f;
-      for (int64_t i = 0; i < L; ++i)
-        for (int64_t j = 0; j < d_; ++j) o[j] += x[i * d_ + j];
+      int64_t L = 0;
+      for (int64_t s = 0; s < S_; ++s) {
+        const int64_t Ls = seq_len(in[1][b * S_ + s], T_);
+        const float* x = in[0] + (b * S_ + s) * T_ * d_;
+        for (int64_t i = 0; i < Ls; ++i)
+          for (int64_t j = 0; j < d_; ++j) o[j] += x[i * d_ + j];
+        L += Ls;
+      }
       if (L > 1) {
         const float inv = 1.0f / static_cast<float>(L);
         for (int64_t j = 0; j < d_; ++j) o[j] *= inv;
@@ -26,7 +32,7 @@ class SeqPool : public Op {
   }
 
  private:
-  int64_t T_, d_;
+  int64_t T_, S_, d_;
 };
 
 }  // namespace
@@ -34,8 +40,8 @@ class SeqPool : public Op {
 std::unique_ptr<Op> make_seq_pool(const NodeBuilder& nb) {
   nb.expect_inputs(2, 2);
   const int64_t T = nb.attr_int("max_len", 1);
-  seq_len_input(nb, 1);
-  return std::make_unique<SeqPool>(T, seq_dim(nb, 0, T));
+  const int64_t S = seq_sessions(nb, 1);
+  return std::make_unique<SeqPool>(T, S, seq_dim(nb, 0, T, S));
 }
 
 }  // namespace dpn::ops

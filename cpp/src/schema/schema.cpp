@@ -55,10 +55,23 @@ std::vector<Field> parse_schema(const Json& meta) {
       fd.info.kind = FieldKind::Dense;
     else if (kind == "sequence")
       fd.info.kind = FieldKind::Sequence;
+    else if (kind == "timestamps")
+      fd.info.kind = FieldKind::Timestamps;
     else
       throw FormatError("model.bin uses field kind '" + kind + "' (" + who +
                         "), unknown to this dpn_infer (opset " + std::to_string(kOpset) + "); " +
                         upgrade_advice());
+    if (fd.info.kind == FieldKind::Timestamps) {  // no dim, vocab or policy: only session rules
+      req(f, who, "sequence", Json::Type::String);
+      fd.gap = req_int(f, who, "gap", 0);
+      fd.max_sessions = req_int(f, who, "max_sessions", 1);
+      fd.session_len = req_int(f, who, "session_len", 1);
+      if (fd.max_sessions > kMaxSessionPositions || fd.session_len > kMaxSessionPositions ||
+          fd.max_sessions * fd.session_len > kMaxSessionPositions)
+        bad(who + ": max_sessions x session_len is more than " + std::to_string(kMaxSessionPositions));
+      out.push_back(std::move(fd));
+      continue;
+    }
     fd.info.dim = req_int(f, who, "dim", 1);
     if (fd.info.dim > kMaxDim)
       bad(who + ": dim " + std::to_string(fd.info.dim) + " is more than " + std::to_string(kMaxDim));
@@ -111,6 +124,19 @@ std::vector<Field> parse_schema(const Json& meta) {
     if (o.info.kind != FieldKind::Sparse) bad(who + ": 'table' must name a sparse field");
     if (o.info.vocab != out[i].info.vocab || o.info.dim != out[i].info.dim || o.policy != out[i].policy)
       bad(who + ": shares the table of '" + o.info.name + "' but its vocab, dim or policy differ");
+  }
+  // Timestamps: each names a sequence field, and no sequence has two.
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i].info.kind != FieldKind::Timestamps) continue;
+    const std::string who = "field '" + out[i].info.name + "'";
+    const std::string& seq = fields->items()[i].find("sequence")->as_string();
+    for (size_t k = 0; k < out.size(); ++k)
+      if (out[k].info.name == seq) out[i].sequence = static_cast<int>(k);
+    if (out[i].sequence < 0 || out[size_t(out[i].sequence)].info.kind != FieldKind::Sequence)
+      bad(who + ": 'sequence' must name a sequence field, got '" + seq + "'");
+    for (size_t k = 0; k < i; ++k)
+      if (out[k].info.kind == FieldKind::Timestamps && out[k].sequence == out[i].sequence)
+        bad(who + ": sequence '" + seq + "' already has timestamps");
   }
   return out;
 }

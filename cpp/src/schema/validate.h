@@ -18,4 +18,10 @@ void validate_inputs(const std::vector<Field>& fields, const std::vector<FieldIn
 // per user).
 void validate_field(const Field& f, const FieldInput& in, int64_t rows);
 
+// Each timestamps field against the fields its sessions lay out (after validate_field on each):
+// the same shape and offsets, every valid behaviour's timestamp in [0, 2^62). is_shared (a
+// request's, or empty for a batch): such fields must be shared alike (RequestError).
+void validate_sessions(const std::vector<Field>& fields, const std::vector<FieldInput>& inputs,
+                       const std::vector<char>& is_shared);
+
 }  // namespace dpn::schema
