@@ -3,7 +3,8 @@
     python bench/run.py [--quick] [--json PATH] [--markdown PATH]
     python bench/run.py --request [--quick] [--json PATH] ...   (ranking requests: bench/request.py)
                         [--configs ml1m,criteo,prod,field,feature+field,seq,dien] [--batches 1,16,256,2048]
-                        [--threads 1,2] [--runners engine,engine-bf16,engine-int8,torch,ort-paper,ort-kron]
+                        [--threads 1,2] [--runners engine,engine-bf16,engine-int8,torch,ort-paper,ort-kron,
+                                             ort-kron-int8,ov-kron,ov-kron-bf16]
                         [--seconds 1.0]
 
 For every (config x batch x threads x runner): samples/s, p50 and p99 latency of one predict call,
@@ -19,7 +20,13 @@ engine-int8 the same model saved with precision="int8", embeddings="int8"
 has it, §4). The table gives their ratios to the engine's fp32 samples/s
 and every file's size.
 Peers: PyTorch eager on the dpn_infer.nn module (paper form), ONNX Runtime on its ONNX export
-(paper form), and ONNX Runtime on the Kronecker-form export (converters/onnx_export.py).
+(paper form), and ONNX Runtime on the Kronecker-form export (converters/onnx_export.py). On that same
+Kronecker-form export: ort-kron-int8 (onnxruntime.quantization.quantize_dynamic, int8 weights,
+activations quantized at run time), ov-kron (OpenVINO, float32 inference precision) and ov-kron-bf16
+(OpenVINO's bf16 inference precision hint; skipped where the CPU lacks AVX512_BF16). OpenVINO is
+optional (pip install dpn_infer[bench]): without it the ov-* runners are reported as skipped.
+Every record also has the bytes of the file its runner loads (model_bytes) and the seconds from that
+file to the first score of a one-row batch (load_s).
 The paper form materializes a B x m x c weight per layer; runs whose materialized weights would
 exceed --paper-mem-gb are reported as skipped instead of run into an out-of-memory kill.
 """
@@ -50,10 +57,18 @@ CONFIGS = {
     "feature+field": {"fields": 7, "dim": 16, "field_widths": [64, 64], "l": 4, "att": 16,
                       "feature": [64, 64]},
 }
-RUNNERS = ["engine", "engine-bf16", "engine-int8", "torch", "ort-paper", "ort-kron"]
+RUNNERS = ["engine", "engine-bf16", "engine-int8", "torch", "ort-paper", "ort-kron", "ort-kron-int8",
+           "ov-kron", "ov-kron-bf16"]
+# Peers on the Kronecker-form ONNX export and the precision they run at (the engine runner each one is
+# compared with in the precision table).
+KRON_PEERS = {"ort-kron": "engine", "ov-kron": "engine", "ov-kron-bf16": "engine-bf16",
+              "ort-kron-int8": "engine-int8"}
 # Engine runners: the file each one loads (dpn_infer.save keywords).
 ENGINE_FILES = {"engine": {}, "engine-bf16": {"precision": "bf16", "embeddings": "bf16"},
                 "engine-int8": {"precision": "int8", "embeddings": "int8"}}
+# ort-kron-int8: one weight scale per tensor. Per channel, ORT 1.32 refuses to run the Kronecker GEMM
+# (a MatMul on a [1, K, N] initializer): "MatmulInteger : b zero point is not valid".
+PER_CHANNEL_INT8 = False
 VOCAB = 10000
 # Sequence configs (SeqDPN): candidate item + category, profile fields, a history of T items and
 # their categories (tables shared with the candidate's), dim each; encoder HomoDPO (kernel k) +
@@ -392,7 +407,8 @@ def measure(fn, batch, seconds, min_calls, max_calls, rows=None):
 
 
 class Runners:
-    """Builds each runner once per (config, threads) and hands out predict callables."""
+    """Writes each runner's file once per config and hands out predict callables, each with the
+    seconds its runner took from that file to a first score."""
 
     def __init__(self, config, tmp, names):
         import torch
@@ -404,25 +420,49 @@ class Runners:
         self.model = build(config)
         set_impl(self.model, "paper")      # the "torch" peer is the paper form (the exports ignore impl)
         self.names = names
-        self.engines, self.model_bytes = {}, {}
+        self.files, self.skipped = {}, {}  # runner -> the file it loads; runner -> why it cannot run
         for name, kw in ENGINE_FILES.items():
             if name in names:
-                path = Path(tmp) / f"{config}.{name}.bin"
-                dpn_infer.save(self.model, path, **kw)
-                self.engines[name] = dpn_infer.load(path)
-                self.model_bytes[name] = path.stat().st_size
+                self.files[name] = Path(tmp) / f"{config}.{name}.bin"
+                dpn_infer.save(self.model, self.files[name], **kw)
         example = make_batch(config, 2, np.random.default_rng(1))
-        self.onnx = {}
-        for form in ("paper", "kron"):
-            if f"ort-{form}" in names:
-                p = Path(tmp) / f"{config}.{form}.onnx"
-                export_onnx(self.model, p, example, form=form)
-                self.onnx[form] = p
+        self.first = make_batch(config, 1, np.random.default_rng(2))   # the load time's first score
+        for form, users in (("paper", ["ort-paper"]), ("kron", list(KRON_PEERS))):
+            users = [u for u in users if u in names]
+            if users:
+                path = Path(tmp) / f"{config}.{form}.onnx"
+                export_onnx(self.model, path, example, form=form)
+                self.files.update({u: path for u in users})
+        if "ort-kron-int8" in names:
+            self.files["ort-kron-int8"] = quantize_int8(self.files["ort-kron-int8"],
+                                                        Path(tmp) / f"{config}.kron.int8.onnx")
+        for name in names:
+            if name.startswith("ov-"):
+                why = openvino_missing(name)
+                if why:
+                    self.skipped[name] = why
         self.torch = torch
 
+    def model_bytes(self, name):
+        """Bytes of the file(s) `name` loads (an ONNX file's external data included); None for torch."""
+        path = self.files.get(name)
+        if path is None:
+            return None
+        data = Path(str(path) + ".data")
+        return path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+
     def get(self, name, threads):
-        if name in self.engines:
-            engine = self.engines[name]
+        """(predict callable, seconds from the file to the first score of a one-row batch)."""
+        t0 = time.perf_counter()
+        fn = self._open(name, threads)
+        fn(self.first)
+        return fn, time.perf_counter() - t0
+
+    def _open(self, name, threads):
+        if name in ENGINE_FILES:
+            import dpn_infer
+
+            engine = dpn_infer.load(self.files[name])
             return lambda b: engine.predict(b, threads=threads)
         if name == "torch":
             torch = self.torch
@@ -432,13 +472,53 @@ class Runners:
                 with torch.no_grad():
                     return self.model(b)
             return run
+        if name.startswith("ov-"):
+            return openvino_predict(self.files[name], threads, bf16=name.endswith("-bf16"))
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
-        sess = ort.InferenceSession(str(self.onnx[name.split("-")[1]]), so, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(self.files[name]), so, providers=["CPUExecutionProvider"])
         return lambda b: sess.run(None, b)
+
+
+def quantize_int8(src, dst, per_channel=PER_CHANNEL_INT8):
+    """ONNX Runtime's dynamic int8 quantization of the export at `src`, written to `dst`: int8 weights
+    (per output channel or per tensor), activations quantized per call; no calibration data."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel)
+    return Path(dst)
+
+
+def openvino_missing(name):
+    """Why runner `name` (ov-kron, ov-kron-bf16) cannot run here, or None."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return "openvino is not installed (pip install dpn_infer[bench])"
+    if name.endswith("-bf16"):
+        caps = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        if "BF16" not in caps:
+            return f"the CPU has no bfloat16 arithmetic (AVX512_BF16); OpenVINO's CPU capabilities: {' '.join(caps)}"
+    return None
+
+
+def openvino_predict(path, threads, bf16):
+    """A predict callable of OpenVINO's CPU plugin on the ONNX file at `path`, like the other runners:
+    `threads` inference threads in one stream, not bound to cores (neither the engine's pool nor ONNX
+    Runtime's binds them; bound, OpenVINO ran 2-3x slower here whenever another process held one of
+    its cores). The LATENCY hint, because each call is one request that must finish before the next
+    (THROUGHPUT would split the threads over streams meant for concurrent requests). The precision
+    is set both ways: on a CPU with AVX512_BF16 or AMX OpenVINO picks bf16 unless told f32."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(path), "CPU", {
+        "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False, "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32"})
+    req = compiled.create_infer_request()
+    return lambda b: req.infer(b)
 
 
 def measure_config(config, runners, batches, threads_list, seconds, min_calls, max_calls,
@@ -448,29 +528,34 @@ def measure_config(config, runners, batches, threads_list, seconds, min_calls, m
     fpr = flops_per_row(config)
     with tempfile.TemporaryDirectory() as tmp:
         rs = Runners(config, tmp, runners)
+        for r, why in rs.skipped.items():
+            print(f"{config:<14}{r:<14} skipped: {why}")
         for threads in threads_list:
-            fns = {r: rs.get(r, threads) for r in runners}
+            fns = {r: rs.get(r, threads) for r in runners if r not in rs.skipped}
             for batch in batches:
                 # Same rows for every runner, also across child processes.
                 b = make_batch(config, batch, np.random.default_rng(batch))
                 for r in runners:
                     rec = {"config": config, "batch": batch, "threads": threads, "runner": r,
                            "flops_per_row": fpr}
-                    if r in rs.model_bytes:
-                        rec["model_bytes"] = rs.model_bytes[r]
-                    if r in ("torch", "ort-paper") and paper_bytes(config, batch) > paper_mem_gb * 2**30:
+                    if rs.model_bytes(r) is not None:
+                        rec["model_bytes"] = rs.model_bytes(r)
+                    if r in rs.skipped:
+                        rec.update(skipped=rs.skipped[r])
+                    elif r in ("torch", "ort-paper") and paper_bytes(config, batch) > paper_mem_gb * 2**30:
                         rec.update(skipped=f"paper form would materialize "
                                            f"{paper_bytes(config, batch) / 2**30:.1f} GiB per layer")
-                        print(f"{config:<14}{batch:>6}{threads:>4}  {r:<10}{'skipped (memory)':>12}")
+                        print(f"{config:<14}{batch:>6}{threads:>4}  {r:<14}{'skipped (memory)':>12}")
                     else:
                         time.sleep(0.05)   # let the previous runner's spinning threads go idle
-                        rec.update(measure(fns[r], b, seconds, min_calls, max_calls))
+                        fn, rec["load_s"] = fns[r]
+                        rec.update(measure(fn, b, seconds, min_calls, max_calls))
                         rec["gflops"] = rec["samples_per_s"] * fpr / 1e9
                         rec["pct_fma_peak"] = 100 * rec["gflops"] / peaks[threads]
                         # calls/s if every call had to stream all weights at the probed bandwidth
                         read_limit = bw[(config, threads)] * 1e9 / weight_bytes(config) * batch
                         rec["pct_read_limit"] = 100 * rec["samples_per_s"] / read_limit
-                        print(f"{config:<14}{batch:>6}{threads:>4}  {r:<10}{rec['samples_per_s']:>12,.0f}"
+                        print(f"{config:<14}{batch:>6}{threads:>4}  {r:<14}{rec['samples_per_s']:>12,.0f}"
                               f"{rec['p50_ms']:>10.3f}{rec['p99_ms']:>10.3f}{rec['gflops']:>9.1f}"
                               f"{rec['pct_fma_peak']:>6.1f}%")
                     records.append(rec)
@@ -544,7 +629,7 @@ def main(argv=None):
         print(f"read bandwidth probe, {config} working set {mb} MiB: " +
               ", ".join(f"{bw[(config, t)]:.1f} GB/s ({t} thr)" for t in threads_list))
 
-    header = f"{'config':<14}{'batch':>6}{'thr':>4}  {'runner':<10}{'samples/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'GFLOP/s':>9}{'%peak':>7}"
+    header = f"{'config':<14}{'batch':>6}{'thr':>4}  {'runner':<14}{'samples/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'GFLOP/s':>9}{'%peak':>7}"
     print(header)
     point = dict(batches=batches, threads_list=threads_list, seconds=seconds, min_calls=min_calls,
                  max_calls=max_calls, paper_mem_gb=args.paper_mem_gb, peaks=peaks, bw=bw)
@@ -614,7 +699,50 @@ def summarize(records):
         lines.append(f"| {config} | {batch} | {threads} | {r['samples_per_s']:,.0f} | {r['p50_ms']:.3f} | "
                      f"{r['p99_ms']:.3f} | " + " | ".join(ratios) +
                      f" | {r['pct_fma_peak']:.0f}% | {r['pct_read_limit']:.0f}% |")
-    return "\n".join(lines)
+    return "\n".join(lines + precision_table(by) + files_table(by))
+
+
+def precision_table(by):
+    """Markdown lines (none unless a run has an int8 or OpenVINO peer): samples/s of each engine
+    precision beside the Kronecker-form peers at the same precision, and engine ÷ peer."""
+    present = {k[3] for k in by}
+    if not present & {"ort-kron-int8", "ov-kron", "ov-kron-bf16"}:
+        return []
+    order = ["engine", "ort-kron", "ov-kron", "engine-bf16", "ov-kron-bf16", "engine-int8", "ort-kron-int8"]
+    cols = [r for r in order if r in present]
+    pairs = [(KRON_PEERS[p], p) for p in cols if p in KRON_PEERS and KRON_PEERS[p] in present]
+    head = ("| config | batch | threads | " + " | ".join(f"{r} samples/s" for r in cols) + " | " +
+            " | ".join(f"{e} ÷ {p}" for e, p in pairs) + " |")
+    lines = ["", head, "|" + "---|" * (head.count("|") - 1)]
+
+    def rate(key):
+        r = by.get(key) or {}
+        return r.get("samples_per_s")
+    for config, batch, threads in dict.fromkeys(k[:3] for k in by):
+        cells = [f"{v:,.0f}" if v else "skipped" for v in (rate((config, batch, threads, r)) for r in cols)]
+        for e, p in pairs:
+            a, b = rate((config, batch, threads, e)), rate((config, batch, threads, p))
+            cells.append(f"{a / b:.2f}" if a and b else "skipped")
+        lines.append(f"| {config} | {batch} | {threads} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def files_table(by):
+    """Markdown lines: per config, threads and runner, the bytes of the file it loads and the
+    seconds from that file to its first score (none for a run without such records)."""
+    rows = {}
+    for (config, batch, threads, runner), r in by.items():
+        key = (config, threads, runner)
+        if ("load_s" in r or "model_bytes" in r) and "load_s" not in rows.get(key, {}):
+            rows[key] = r
+    if not rows:
+        return []
+    lines = ["", "| config | threads | runner | model MiB | load s |", "|---|---|---|---|---|"]
+    for (config, threads, runner), r in rows.items():
+        size = f"{r['model_bytes'] / 2**20:.2f}" if "model_bytes" in r else "(in memory)"
+        load = f"{r['load_s']:.3f}" if "load_s" in r else r.get("skipped", "")
+        lines.append(f"| {config} | {threads} | {runner} | {size} | {load} |")
+    return lines
 
 
 if __name__ == "__main__":

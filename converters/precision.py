@@ -3,7 +3,9 @@
 ``apply(metadata, tensors, precision, embeddings)`` stores:
 
 - ``embeddings``: every embedding table (the ``table`` param of ``embedding`` / ``seq_embedding``
-  nodes) as float16 or bfloat16 (rounded to nearest even), or int8 with one float32 scale per row;
+  nodes) as float16 or bfloat16 (rounded to nearest even), or int8 with one scale per row, stored as
+  float16 (2 bytes a row instead of 4: a dim-16 row takes 18 bytes) where every scale of the table is
+  in float16's normal range, else as float32 (``quantize_table``);
 - ``precision``: every dense weight matrix (a param of two or more dimensions whose role does not end
   in ``bias``: Linear / DyLinear / FieldDyLinear / attention / generator weights) as bfloat16, or int8
   with one float32 scale per output (per row of an ``[out, in]`` matrix, per column of the roles
@@ -31,6 +33,9 @@ _TABLE_OPS = ("embedding", "seq_embedding", "session_embedding")
 COLUMN_ROLES = {("dylinear", "P"), ("dylinear", "Q"), ("dylinear", "W0"),
                 ("field_dylinear", "feature_weight")}
 _FP16_MAX = float(np.finfo(np.float16).max)
+# The smallest normal float16: below it a float16 scale loses precision (subnormals), so such a table
+# keeps float32 scales.
+_FP16_NORMAL_MIN = float(np.finfo(np.float16).tiny)
 
 
 def check(precision: str, embeddings: str) -> None:
@@ -62,6 +67,24 @@ def quantize(x: np.ndarray, per_column: bool = False) -> Tuple[np.ndarray, np.nd
     return q, scale
 
 
+def quantize_table(x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(q int8, scale) of an embedding table, per row, as ``quantize`` but with float16 scales
+    (docs/format.md §3.2) where every nonzero scale lies in float16's normal range: each scale is
+    rounded *up* to a float16, so max|x| / scale stays within 127, and q is rounded against that
+    float16 scale (the value the engine multiplies by). Else the float32 scales of ``quantize``."""
+    q, scale = quantize(x)
+    nz = scale[scale > 0]
+    if nz.size and (nz.min() < _FP16_NORMAL_MIN or nz.max() > _FP16_MAX):
+        return q, scale
+    half = scale.astype(np.float16)
+    low = half.astype(np.float32) < scale
+    half[low] = np.nextafter(half[low], np.float16(np.inf))
+    wide = half.astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(wide > 0, np.rint(np.asarray(x, np.float32) / wide), np.float32(0))
+    return np.clip(q, -127, 127).astype(np.int8), half
+
+
 def _round(name: str, a: np.ndarray, to: str) -> np.ndarray:
     if to == "bf16":
         return to_bfloat16(a)
@@ -77,7 +100,7 @@ def apply(metadata: dict, tensors: Mapping[str, np.ndarray], precision: str = "f
     """(metadata, tensors) with the chosen tensors rounded or quantized; the inputs are left unchanged.
     An int8 tensor ``T`` is followed by its scales ``T.scale``."""
     check(precision, embeddings)
-    want: Dict[str, Tuple[str, bool]] = {}  # name -> (precision, per-column scales)
+    want: Dict[str, Tuple[str, str]] = {}  # name -> (precision, scales: "table", "row" or "column")
     for n in metadata["graph"]["nodes"]:
         for role, name in n.get("params", {}).items():
             if n["op"] in _TABLE_OPS and role == "table":
@@ -87,10 +110,11 @@ def apply(metadata: dict, tensors: Mapping[str, np.ndarray], precision: str = "f
             else:
                 continue
             if to != "fp32":
-                want[name] = (to, (n["op"], role) in COLUMN_ROLES)
+                want[name] = (to, "table" if n["op"] in _TABLE_OPS and role == "table" else
+                              "column" if (n["op"], role) in COLUMN_ROLES else "row")
     out: Dict[str, np.ndarray] = {}
     for name, a in tensors.items():
-        to, per_column = want.get(name, ("fp32", False))
+        to, scales = want.get(name, ("fp32", "row"))
         if to != "int8":
             out[name] = _round(name, a, to) if to != "fp32" else a
             continue
@@ -99,7 +123,7 @@ def apply(metadata: dict, tensors: Mapping[str, np.ndarray], precision: str = "f
             raise ValueError(f"cannot store tensor '{name}' as int8: the file already has a tensor "
                              f"'{sname}' (the name of its scales)")
         try:
-            out[name], out[sname] = quantize(a, per_column)
+            out[name], out[sname] = quantize_table(a) if scales == "table" else quantize(a, scales == "column")
         except ValueError as e:
             raise ValueError(f"tensor '{name}' cannot be stored as int8: {e}") from None
     meta = dict(metadata)

@@ -74,7 +74,8 @@ def _info(args) -> int:
 
 def _print_tensors(path, meta) -> None:
     """Each tensor's dtype and shape, and the file's bytes by part (embedding tables, dense weights,
-    the rest: header, metadata, table, alignment). An int8 tensor's scales count with its part."""
+    the rest: header, metadata, table, alignment), each beside what its tensors take in float32. An
+    int8 tensor's scales count with its part (and not in the float32 figure)."""
     from .converters.format import SCALE_SUFFIX, read, dtype_name
 
     _, tensors = read(path)
@@ -82,14 +83,19 @@ def _print_tensors(path, meta) -> None:
               for role, name in n.get("params", {}).items() if role == "table"}
     print("tensors:")
     parts = {"embeddings": 0, "dense weights": 0}
+    as_fp32 = dict.fromkeys(parts, 0)
     for name, a in tensors.items():
-        owner = name[:-len(SCALE_SUFFIX)] if name.endswith(SCALE_SUFFIX) else name
+        scales = name.endswith(SCALE_SUFFIX) and name[:-len(SCALE_SUFFIX)] in tensors
+        owner = name[:-len(SCALE_SUFFIX)] if scales else name
         part = "embeddings" if owner in tables else "dense weights"
         parts[part] += a.nbytes
+        as_fp32[part] += 0 if scales else 4 * a.size
         print(f"  {name:<32} {dtype_name(a):<9} {list(a.shape)}")
     total = os.path.getsize(path)
     rest = total - sum(parts.values())
-    print("size: " + ", ".join(f"{k} {_bytes(v)}" for k, v in parts.items()) +
+    print("size: " + ", ".join(f"{k} {_bytes(v)}" + (f" ({v / as_fp32[k]:.2f}x float32)"
+                                                        if as_fp32[k] and v != as_fp32[k] else "")
+                               for k, v in parts.items()) +
           f", other {_bytes(rest)}; file {_bytes(total)}")
 
 

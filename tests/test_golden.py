@@ -86,6 +86,13 @@ SHA256 = {
         "expected.npy": "8b1352eff77dd0244e3ad1b7dc5ac19976b3d816311b1077b5c2e6a698bab309",
         "expected_logits.npy": "ae0ff22b50877cbd1a887f4592565485804a64874475cb7613611620f7b0936a",
     },
+    # int8 tables with float16 scales (§3.2), opset 4: make_v1_opset4_f16scales.py
+    "v1/opset4-int8-emb-f16scales": {
+        "model.bin": "212bc8f58480804603bf9ff51cfc87a40f229ac24ab6240acc368aeb553c7bae",
+        "batch.npz": "8f9b4be1a77545e2242002a515f953b6cbfe7890f1c8255331ca43e04457496c",
+        "expected.npy": "293e3c248e0f811f2a495d5d37291680934990c20c37d7bc3aa8e435d8472f8c",
+        "expected_logits.npy": "8d1f2292ca68f2ca545f1e45c2291ad1e86eb1db5c7f916987757d64ae4b13f8",
+    },
 }
 
 

@@ -1,5 +1,5 @@
-"""int8 files (docs/format.md §3.2, opset 4): int8 embedding tables (one float32 scale per row) and
-int8 dense weights (one scale per output), symmetric, no calibration data.
+"""int8 files (docs/format.md §3.2, opset 4): int8 embedding tables (one float32 or float16 scale per
+row) and int8 dense weights (one float32 scale per output), symmetric, no calibration data.
 
 Bounds, derived: the engine reads every int8 value as ``scale · q``, one float32 multiply rounded to
 nearest even, exactly what numpy's ``q.astype(float32) * scale`` gives (format.dequantize). Tables
@@ -231,8 +231,8 @@ def test_dpn_convert_and_info(tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(re.escape(user) + r"\s+int8\s+\[500, 8\]", out), out
     emb = sum(a.nbytes for n, a in tq.items() if "embeddings" in n)  # int8 rows + their scales
-    assert emb == 500 * 8 + 500 * 4 + 50 * 8 + 50 * 4
-    assert f"embeddings {emb / 1024:.2f} KiB" in out, out
+    assert emb == 500 * 8 + 500 * 2 + 50 * 8 + 50 * 2   # float16 table scales (§3.2)
+    assert f"embeddings {emb / 1024:.2f} KiB ({emb / (4 * 8 * 550):.2f}x float32)" in out, out
 
 
 def test_save_int8_opset_and_name_clash(tmp_path):
@@ -422,3 +422,118 @@ def test_older_engine_opset_and_future_opset(tmp_path):
     meta, t = _int8_file()
     m = _load_file(tmp_path, meta, t)
     assert json.loads(json.dumps(m.metadata))["opset"] == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# float16 scales of int8 embedding tables (§3.2): 2 bytes a row instead of 4
+
+
+@settings(max_examples=40, **SETTINGS)
+@given(shape=st.tuples(st.integers(1, 9), st.integers(1, 40)), seed=st.integers(0, 2 ** 16),
+       exponent=st.integers(-2, 5), zero_row=st.booleans())
+def test_quantize_table_float16_scales_within_half_a_step(shape, seed, exponent, zero_row):
+    """Scales rounded up to float16 (at most 2^-10 relative above max|x| / 127), q against them:
+    still |q| ≤ 127 and within half a (float16) step of x."""
+    from dpn_infer.converters.precision import quantize_table
+
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 10.0 ** exponent).astype(np.float32)
+    # every row's max|x| at least 10^exponent ≥ 0.01 and below 10^6: its scale a normal float16
+    x[:, 0] = np.where(np.abs(x[:, 0]) < 10.0 ** exponent, 10.0 ** exponent, x[:, 0])
+    if zero_row:
+        x[0, :] = 0
+    q, s = quantize_table(x)
+    assert q.dtype == np.int8 and s.dtype == np.float16 and s.shape == (shape[0], 1)
+    assert q.min() >= -127 and q.max() <= 127
+    wide = s.astype(np.float32)
+    exact = np.max(np.abs(x), axis=1, keepdims=True) / np.float32(127)
+    assert np.all(wide >= exact) and np.all(wide <= exact * (1 + 2.0 ** -10))
+    deq = F.dequantize(q, s).astype(np.float64)
+    assert np.all(np.abs(deq - x) <= np.broadcast_to(wide, x.shape) * (0.5 + 1e-5))
+    if zero_row:
+        assert s[0, 0] == 0 and not q[0].any()
+
+
+def test_quantize_table_keeps_float32_scales_out_of_float16_range():
+    """A row whose scale would be a float16 subnormal (max|x| < 127 · 2^-14) or overflow keeps the
+    whole table's scales float32: the same as quantize()."""
+    from dpn_infer.converters.precision import quantize_table
+
+    x = np.ones((3, 4), np.float32)
+    for tiny_or_huge in (1e-4, 1e7):
+        y = x.copy()
+        y[1] *= np.float32(tiny_or_huge)
+        q, s = quantize_table(y)
+        q32, s32 = quantize(y)
+        assert s.dtype == np.float32
+        np.testing.assert_array_equal(s, s32)
+        np.testing.assert_array_equal(q, q32)
+    assert quantize_table(x)[1].dtype == np.float16
+
+
+def _half_scale_file(table_scale=None, weight_scale=None):
+    """_int8_file with the table's scales float16 (as the writer stores them), or as given."""
+    meta, t = _int8_file()
+    t["table.scale"] = t["table.scale"].astype(np.float16) if table_scale is None else table_scale
+    if weight_scale is not None:
+        t["w.scale"] = weight_scale
+    return meta, t
+
+
+def test_float16_table_scales_load_and_dequantize(tmp_path):
+    meta, t = _half_scale_file()
+    z = _load_file(tmp_path, meta, t).predict({"u": np.arange(6, dtype=np.int64)}, logits=True)
+    want = F.dequantize(t["table"], t["table.scale"]).astype(np.float64) @ \
+        F.dequantize(t["w"], t["w.scale"]).astype(np.float64).T @ t["w2"].astype(np.float64).T
+    np.testing.assert_allclose(z, want[:, 0], rtol=1e-5, atol=1e-6)
+    # the same bits as the float32 file of the widened scales (widening float16 is exact)
+    t32 = dict(t, **{"table.scale": t["table.scale"].astype(np.float32)})
+    z32 = _load_file(tmp_path, meta, t32).predict({"u": np.arange(6, dtype=np.int64)}, logits=True)
+    np.testing.assert_array_equal(z, z32)
+
+
+@pytest.mark.parametrize("kw, words", [
+    ({"table_scale": np.array([[1], [-1], [1], [1], [1], [1]], np.float16)},
+     "int8 tensor 'table': scale 1 is -1"),
+    ({"table_scale": np.array([[1], [1], [np.inf], [1], [1], [1]], np.float16)},
+     "int8 tensor 'table': scale 2 is inf"),
+    ({"table_scale": np.array([[np.nan], [1], [1], [1], [1], [1]], np.float16)},
+     "int8 tensor 'table': scale 0 is nan"),
+    ({"table_scale": np.ones((6, 2), np.float16)},
+     "int8 tensor 'table' [6, 5]: its scales 'table.scale' have shape [6, 2]"),
+    ({"table_scale": F.to_bfloat16(np.ones((6, 1), np.float32))},
+     "its scales 'table.scale' are bfloat16, not float32 or float16"),
+    ({"table_scale": np.ones((6, 1), np.int32)}, "its scales 'table.scale' are int32, not float32 or float16"),
+    ({"table_scale": np.ones((1, 5), np.float16)},
+     "param 'table' (tensor 'table') is an int8 table with per-column scales"),
+    ({"weight_scale": np.ones((3, 1), np.float16)},
+     "param 'weight': int8 tensor 'w': its scales 'w.scale' are float16, not float32 (float16 scales are "
+     "for embedding tables only)"),
+])
+def test_broken_float16_scales(tmp_path, kw, words):
+    with pytest.raises(ModelFormatError, match=re.escape(words)):
+        _load_file(tmp_path, *_half_scale_file(**kw))
+
+
+def test_save_int8_tables_with_float16_scales(tmp_path):
+    """save(embeddings="int8") stores table scales as float16, weight scales as float32, in opset 4;
+    the file scores as torch with the same dequantized parameters (helpers/precision.py)."""
+    import copy
+
+    import torch
+
+    import dpn_infer
+    from helpers.precision import round_params_
+
+    model, batch = _small_model()
+    dpn_infer.save(model, tmp_path / "q.bin", precision="int8", embeddings="int8")
+    meta, t = F.read(tmp_path / "q.bin")
+    assert meta["opset"] == 4
+    tables = [n for n in t if n.startswith("inputs.embeddings.") and not n.endswith(".scale")]
+    assert tables and all(t[n + ".scale"].dtype == np.float16 for n in tables)
+    assert all(a.dtype == np.float32 for n, a in t.items() if n.endswith(".scale") and
+               not n.startswith("inputs.embeddings."))
+    with torch.no_grad():
+        ref = round_params_(copy.deepcopy(model), "int8", "int8")(batch).numpy()
+    np.testing.assert_allclose(load(tmp_path / "q.bin").predict(batch, logits=True), ref,
+                               rtol=1e-4, atol=1e-5)

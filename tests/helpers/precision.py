@@ -17,7 +17,7 @@ def round_params_(model, precision="bf16", embeddings="bf16"):
     import torch
 
     from dpn_infer.converters.format import dequantize
-    from dpn_infer.converters.precision import quantize
+    from dpn_infer.converters.precision import quantize, quantize_table
 
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -28,7 +28,10 @@ def round_params_(model, precision="bf16", embeddings="bf16"):
             else:
                 continue
             if to == "int8":
-                q, s = quantize(p.detach().numpy(), per_column=name.endswith(_COLUMN_PARAMS))
+                a = p.detach().numpy()
+                # tables: float16 scales where they fit (converters/precision.py)
+                q, s = quantize_table(a) if "embeddings" in name else \
+                    quantize(a, per_column=name.endswith(_COLUMN_PARAMS))
                 p.copy_(torch.from_numpy(np.ascontiguousarray(dequantize(q, s))))
             elif to != "fp32":
                 p.copy_(p.to(getattr(torch, _TORCH[to])).to(torch.float32))

@@ -9,6 +9,7 @@
 #include "dpn/dpn.h"
 #include "format/crc32.h"
 #include "format/utf8.h"
+#include "kernels/half.h"
 
 namespace dpn::format {
 
@@ -66,16 +67,17 @@ struct Cursor {
   }
 };
 
-// An int8 tensor's scales (§3.2): `<name>.scale`, float32, per row (dims[:-1] + [1]) or per column
-// (dims[:-2] + [1, dims[-1]]), every value finite and >= 0 (0: that row or column means zeros).
+// An int8 tensor's scales (§3.2): `<name>.scale`, float32 or float16, per row (dims[:-1] + [1]) or
+// per column (dims[:-2] + [1, dims[-1]]), every value finite and >= 0 (0: that row or column means
+// zeros). float16 scales are widened to float32 here, once, so every kernel reads float32 scales.
 void bind_scales(const Container& c, TensorInfo& t) {
   const std::string who = "int8 tensor '" + t.name + "'";
   if (t.dims.size() < 2) bad(who + " has " + u(t.dims.size()) + " dimension(s); int8 needs 2 or more");
   const std::string sname = t.name + ".scale";
   const TensorInfo* s = c.find(sname);
   if (!s) bad(who + " has no scales (tensor '" + sname + "')");
-  if (s->dtype != DType::F32)
-    bad(who + ": its scales '" + sname + "' are " + dtype_name(s->dtype) + ", not float32");
+  if (s->dtype != DType::F32 && s->dtype != DType::F16)
+    bad(who + ": its scales '" + sname + "' are " + dtype_name(s->dtype) + ", not float32 or float16");
   std::vector<int64_t> rows(t.dims), cols(t.dims);
   rows.back() = 1;
   cols[cols.size() - 2] = 1;
@@ -88,7 +90,18 @@ void bind_scales(const Container& c, TensorInfo& t) {
     bad(who + " " + shape(t.dims) + ": its scales '" + sname + "' have shape " + shape(s->dims) +
         ", expected " + shape(rows) + " (per row) or " + shape(cols) + " (per column)");
   const float* v = reinterpret_cast<const float*>(s->data);  // 64-byte aligned in the mapping
-  for (uint64_t i = 0; i < s->nbytes / 4; ++i)
+  const uint64_t n = s->nbytes / elem_size(s->dtype);
+  if (s->dtype == DType::F16) {
+    // Kept beside the mapping for as long as the ops point into it (Container::widened). Not charged
+    // to the load bound: that bound already counts this tensor at its float32 size.
+    std::vector<float>& w = c.widened[sname];
+    w.resize(n);
+    const auto* h = reinterpret_cast<const uint16_t*>(s->data);
+    for (uint64_t i = 0; i < n; ++i) w[i] = kernels::half_to_f32(h[i], false);
+    v = w.data();
+    t.half_scales = true;
+  }
+  for (uint64_t i = 0; i < n; ++i)
     if (!(v[i] >= 0.0f) || v[i] == INFINITY)  // NaN fails the first test
       bad(who + ": scale " + u(i) + " is " + std::to_string(v[i]) + " (scales must be finite and >= 0)");
   t.scales = v;

@@ -27,10 +27,12 @@ struct TensorInfo {
   uint64_t offset = 0;  // absolute offset in the file
   uint64_t nbytes = 0;
   const uint8_t* data = nullptr;  // points into the mapping
-  // int8 only (§3.2): its float32 scales (the tensor `<name>.scale`, in the mapping, checked finite
-  // and >= 0), one per row (product(dims[:-1]) of them) or, when per_column, one per column.
+  // int8 only (§3.2): its float32 scales (the tensor `<name>.scale`, in the mapping, or widened from
+  // float16 into Container::widened; checked finite and >= 0), one per row (product(dims[:-1]) of them)
+  // or, when per_column, one per column. half_scales: the file stores them as float16.
   const float* scales = nullptr;
   bool per_column = false;
+  bool half_scales = false;
 };
 
 struct Container {

@@ -117,8 +117,8 @@ size_t NodeBuilder::attr_field_named(const char* key) const {
        "', which is not in the schema");
 }
 
-const format::TensorInfo* NodeBuilder::tensor(const char* role,
-                                              std::initializer_list<int64_t> dims) const {
+const format::TensorInfo* NodeBuilder::tensor(const char* role, std::initializer_list<int64_t> dims,
+                                              bool table) const {
   const Json* v = params_ ? params_->find(role) : nullptr;
   if (!v) return nullptr;
   if (!v->is_string()) fail(std::string("param '") + role + "' must name a tensor (a string)");
@@ -148,6 +148,10 @@ const format::TensorInfo* NodeBuilder::tensor(const char* role,
   if (t->dtype == format::DType::I8 && r.size() >= 4 && r.compare(r.size() - 4, 4, "bias") == 0)
     fail("param '" + r + "' (tensor '" + t->name + "') is int8; a bias must be float32, float16 " +
          "or bfloat16");
+  // float16 scales save 2 bytes per table row (§3.2); a weight's scales stay float32.
+  if (t->half_scales && !table)
+    fail("param '" + r + "': int8 tensor '" + t->name + "': its scales '" + t->name +
+         ".scale' are float16, not float32 (float16 scales are for embedding tables only)");
   if (t->dims != want)
     fail(std::string("param '") + role + "' (tensor '" + t->name + "') has shape " + shape(t->dims) +
          ", expected " + shape(want));
@@ -207,7 +211,7 @@ kernels::Weights NodeBuilder::gemm_weights(const char* role) const {
 }
 
 Table NodeBuilder::table_param(const char* role, std::initializer_list<int64_t> dims) const {
-  const format::TensorInfo* t = tensor(role, dims);
+  const format::TensorInfo* t = tensor(role, dims, true);
   if (!t) fail(std::string("missing required param '") + role + "'");
   // Rows are dequantized as they are gathered, each with its own scale (§3.2).
   if (t->dtype == format::DType::I8 && t->per_column)

@@ -180,7 +180,9 @@ class NodeBuilder {
 
  private:
   const format::Json* attr(const char* key) const;
-  const format::TensorInfo* tensor(const char* role, std::initializer_list<int64_t> dims) const;
+  // `table`: the param is an embedding table, the one place int8 may have float16 scales (§3.2).
+  const format::TensorInfo* tensor(const char* role, std::initializer_list<int64_t> dims,
+                                   bool table = false) const;
   const format::Json& node_;
   std::string label_;
   std::vector<int64_t> in_widths_;
