@@ -325,3 +325,18 @@ def test_presegmented_batches(tmp_path, S_in, L_in):
     pre.update(hist=hist.astype(np.int64), hist_cat=cat.astype(np.int64))
     want = DJ.reference(model, pre)
     np.testing.assert_allclose(m.predict(pre, logits=True), want, rtol=1e-4, atol=1e-5)
+
+
+def test_readme_dyjoint_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's DyJoint example runs and prints matching engine / torch probabilities (the
+    parity tolerance, rtol 1e-4 / atol 1e-5)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.findall(r"## The production model: DyJoint.*?```python\n(.*?)```", text, re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    nums = [float(x) for x in re.findall(r"[-+]?\d*\.\d+(?:e[-+]?\d+)?", capsys.readouterr().out)]
+    assert len(nums) == 4
+    np.testing.assert_allclose(nums[:2], nums[2:], rtol=1e-4, atol=1e-5)
