@@ -352,7 +352,7 @@ class PaperRunner:
         print(f"[{time.perf_counter() - self.t0:6.0f}s] {dataset:14s} {model_def['key']:14s} lr {lr:g} "
               f"seed {seed}: test AUC {rec['test_auc']:.4f} logloss {rec['test_logloss']:.4f} "
               f"(best {rec['best_epoch']}/{rec['epochs_run']}, {rec['s_epoch']:.2f}s/epoch, "
-              + (f"engine |dAUC| {rec['engine_dauc']:.1e})" if _served(rec) else "not served by the engine yet)"),
+              + (f"engine |dAUC| {rec['engine_dauc']:.1e})" if _served(rec) else "no engine check)"),
               flush=True)
         return rec
 
@@ -515,7 +515,7 @@ def paper_report(name, result, args, elapsed, data_info) -> str:
                          f"{statistics.mean(r['epochs_run'] for r in recs):.1f} "
                          f"({statistics.mean(r['best_epoch'] for r in recs):.1f})",
                          f"{max(r['engine_dauc'] for r in checked):.1e}" if checked
-                         else "not served by the engine yet"])
+                         else "— (run before the engine served it)"])
             order_rows.append((m["label"], (a[0], a[1], len(recs)), p["auc"] if p else None))
             if m["note"]:
                 notes.append(f"{m['label']}: {m['note']}")
@@ -536,7 +536,7 @@ def paper_report(name, result, args, elapsed, data_info) -> str:
         lines += [f"Engine check (every run of a served model saved to model.bin and the test split scored by "
                   f"the C++ engine): {how}.", ""]
     if unserved:
-        lines += [f"Not served by the engine yet (PyTorch only, no model.bin, so no engine check): "
+        lines += [f"No engine check (runs made while the engine did not serve the model, so no model.bin): "
                   f"{', '.join(dict.fromkeys(unserved))}.", ""]
     if proto.get("reading"):
         lines += [proto["reading"], ""]

@@ -192,8 +192,8 @@ def test_report_section_puts_ours_beside_the_papers():
 
 
 def test_report_section_says_unserved_models_have_no_engine_check():
-    """A model the engine does not serve yet (DIEN, DyJoint) shows "not served by the engine yet"
-    instead of an engine |ΔAUC|, the served models keep theirs, and a model without a paper row
+    """A run made while the engine did not serve its model (DIEN, DyJoint runs cached before they
+    were served) shows "— (run before the engine served it)" instead of an engine |ΔAUC|, the served models keep theirs, and a model without a paper row
     gets "—" in the paper column."""
     acc = _accuracy()
     models = {m["key"]: m for m in P.PROTOCOLS["sequence"]["models"]}
@@ -218,9 +218,9 @@ def test_report_section_says_unserved_models_have_no_engine_check():
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
             for line in text.splitlines() if line.startswith("| D")}
     assert rows["DIN"][-1] == "2.0e-06"
-    assert rows["DIEN"][-1] == rows["DyJoint"][-1] == "not served by the engine yet"
+    assert rows["DIEN"][-1] == rows["DyJoint"][-1] == "— (run before the engine served it)"
     assert rows["DIEN"][5] == "0.8675" and rows["DyJoint"][5] == "—"
-    assert "Not served by the engine yet (PyTorch only, no model.bin, so no engine check): DIEN, DyJoint." in text
+    assert "No engine check (runs made while the engine did not serve the model, so no model.bin): DIEN, DyJoint." in text
     assert "largest |AUC(engine) − AUC(PyTorch)| 2.0e-06 (movielens-100k, DIN, seed" in text
 
 

@@ -216,7 +216,9 @@ def test_request_collapsed_user_weight(tmp_path, threads):
     m = load(path)
     rng = np.random.default_rng(5)
     counts = [0, 16, 1, 15, 40, 3, 17]
-    ids = lambda n: {k: rng.integers(0, 50, n).astype(np.int64) for k in user + item}
+    def ids(n):
+        return {k: rng.integers(0, 50, n).astype(np.int64) for k in user + item}
+
     r = make_request(ids(len(counts)), ids(sum(counts)), user, counts)
     want = m.predict(r["broadcast"], logits=True)
     got = m.predict(r["cands"], shared=r["shared"], groups=r["groups"], logits=True, threads=threads)

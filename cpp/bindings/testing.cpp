@@ -139,7 +139,8 @@ py::array_t<float> test_gemm_collapsed(py::array_t<float, py::array::c_style | p
                                        py::array_t<float, py::array::c_style | py::array::forcecast> h,
                                        py::array_t<float, py::array::c_style | py::array::forcecast> B,
                                        const std::string& isa, int threads) {
-  if (x.ndim() != 2 || h.ndim() != 1 || B.ndim() != 2) throw py::value_error("expected x [R, m], h [l], B [K, N]");
+  if (x.ndim() != 2 || h.ndim() != 1 || B.ndim() != 2)
+    throw py::value_error("expected x [R, m], h [l], B [K, N]");
   const int64_t R = x.shape(0), m = x.shape(1), l = h.shape(0), K = B.shape(0), N = B.shape(1);
   if (K != (l + 1) * m) throw py::value_error("B must have (l+1)*m rows");
   dpn::kernels::PackedMatrix pm;
@@ -392,8 +393,9 @@ PYBIND11_MODULE(_testing, m) {
   m.def("gemm_collapsed", &test_gemm_collapsed, py::arg("x"), py::arg("h"), py::arg("B"),
         py::arg("isa") = "ref", py::arg("threads") = 1,
         "x @ (A_0 + sum_k h_k A_k) through a ranking request's collapsed weight, with one ISA.");
-  m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
-        "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
-        "field_mix, field_attention, dwconv, dwconv_mean, attention, gru) with one ISA's version; arrays "
-        "and options as keywords.");
+  m.def(
+      "kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
+      "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
+      "field_mix, field_attention, dwconv, dwconv_mean, attention, gru) with one ISA's version; arrays "
+      "and options as keywords.");
 }

@@ -206,8 +206,8 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
       std::vector<const float*> in;
       for (int v : node.inputs) in.push_back(w.value(v));
       const ops::UserWeights* uw = slots[k].empty() ? nullptr : &weights[k];
-      s.op->run_user(ops::Block{shared, row0, n, col_threads, uw}, cols ? buf.data() : nullptr, in.data(),
-                     kept.get() + at[nb + k] + row0 * width[nb + k], buf.data() + n * cols);
+      s.op->run_user(ops::Block{shared, row0, n, col_threads, uw}, cols ? buf.data() : nullptr,
+                     in.data(), kept.get() + at[nb + k] + row0 * width[nb + k], buf.data() + n * cols);
     }
   });
   // Step 2: the candidate rows. Each block first gathers its rows' user values (row b reads its

@@ -248,7 +248,8 @@ class DyLinearSplit : public SplitOp {
     auto weight = [&](int64_t b) { return blk.weights ? blk.weights->of(part.user[b]) : nullptr; };
     for (int64_t b0 = 0, b1; b0 < R; b0 = b1) {
       const float* W = weight(b0);
-      for (b1 = b0 + 1; b1 < R && (W ? part.user[b1] == part.user[b0] : !weight(b1)); ++b1) {}
+      for (b1 = b0 + 1; b1 < R && (W ? part.user[b1] == part.user[b0] : !weight(b1)); ++b1) {
+      }
       if (W)
         kernels::gemm_packed(xi + b0 * mi_, mi_, b1 - b0, mi_, W, ai_, nullptr, kernels::Act::Identity,
                              out + b0 * c.c, c.c, blk.threads);

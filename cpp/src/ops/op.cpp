@@ -273,7 +273,7 @@ Factory find_factory(const std::string& op) {
       {"target_attention", make_target_attention},
       {"seq_sepconv_pool", make_seq_sepconv_pool},  // opset 5
       {"conv1d", make_conv1d},                      // opset 5
-      {"gru", make_gru},  // opset 5
+      {"gru", make_gru},                            // opset 5
       {"dien_attention", make_dien_attention},
       {"augru", make_augru},
       {"session_embedding", make_session_embedding},  // opset 5
