@@ -252,7 +252,7 @@ def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = 
     if missing:
         raise ValueError(f"export_onnx: example_batch lacks field(s) {missing}")
     # a DyJoint's sequence fields: [B, S, L] sessions, the caps fixed in the graph (module docstring)
-    segmented = {n for n in names if sessions is not None and schema[n].kind == "sequence"}
+    segmented = [n for n in names if sessions is not None and schema[n].kind == "sequence"]
     for n in segmented:
         if np.shape(example[n])[1:] != tuple(sessions):
             raise ValueError(f"export_onnx: field {n!r}: a {type(model).__name__} graph takes sessions "
