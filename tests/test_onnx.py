@@ -298,3 +298,17 @@ def test_dyjoint_example_must_be_sessions(tmp_path):
     ex = DJ.make_batch(spec, 2, seed=0)             # [B, T] ids with timestamps: not the graph's layout
     with pytest.raises(ValueError, match=r"field 'hist': a DyJoint graph takes sessions \[B, 3, 4\]"):
         export_onnx(model, tmp_path / "m.onnx", ex)
+
+
+def test_cli_names_a_dyjoint_graphs_session_inputs(tmp_path, capsys):
+    from dpn_infer.converters.cli import main
+    from helpers import dyjoint as DJ
+
+    ck = tmp_path / "ck.pt"
+    dnn.save_checkpoint(DJ.build(_dyjoint_spec()), ck)
+    assert main([str(ck), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "hist int64 [batch, 3, 4], cat int64 [batch], hist_cat int64 [batch, 3, 4]" in out
+    assert "hist_time" not in out
+    assert [i.name for i in _session(tmp_path / "m.onnx").get_inputs()] == \
+        ["user", "item", "hist", "cat", "hist_cat", "visual"]
