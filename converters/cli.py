@@ -80,7 +80,8 @@ def _write_onnx(model, args) -> int:
         print(f"dpn-convert: {args.checkpoint}: {e}", file=sys.stderr)
         return 1
     inputs = ", ".join(f"{f.name} {'float32' if f.kind == 'dense' else 'int64'} "
-                       f"[{', '.join(map(str, axes[f.name]))}]" for f in model.schema)
+                       f"[{', '.join(map(str, axes[f.name]))}]" for f in model.schema
+                       if f.name in axes)      # a DyJoint's graph takes no timestamps
     print(f"wrote {args.onnx}: ONNX, Kronecker form; inputs {inputs}; output logit float32 [batch]: "
           f"logits (apply a sigmoid for click probabilities)")
     return 0

@@ -10,6 +10,12 @@ The graph (torch.export, ``torch.onnx.export(dynamo=True)``) takes the fields in
 named after them, the padded arrays ``predict`` takes (int64 ids padded with -1, float32 dense), and
 returns logits [B] (output ``logit``). Dynamic axes: the batch (``batch``) and every multi-hot /
 sequence width (``<field>_len``).
+
+DyJoint is exported in its pre-segmented form: its session segmentation (sort by timestamp, cut at
+gaps) is data-dependent, so the graph takes no timestamps field and every sequence field as sessions
+already built, int64 ids [B, S, L] at the model's caps (``max_sessions`` x ``session_len`` of its
+TimestampField; -1 padded; ``dpn_infer.nn.sessions.segment_sessions`` builds them). ONNX Runtime is
+thus handed the segmentation that the engine does itself from [B, T] ids and timestamps.
 """
 from __future__ import annotations
 
@@ -143,14 +149,33 @@ def _most_width(f):
     return None if f.truncate else f.max_len
 
 
-def sample_batch(schema, rows: int = 3, width: int = 3, seed: int = 0) -> dict:
+def sessions_of(model):
+    """(S, L): the session caps of a model whose graph takes sessions (DyJoint: module docstring),
+    else None."""
+    from dpn_infer.nn.dyjoint import DyJoint
+
+    if isinstance(model, DyJoint):
+        return model.timestamps.max_sessions, model.timestamps.session_len
+    return None
+
+
+def sample_batch(schema, rows: int = 3, width: int = 3, seed: int = 0, sessions=None) -> dict:
     """A batch in the layout the ONNX graph takes: int64 ids ([B], or [B, T] for multi-hot and
     sequence fields), float32 dense values [B, dim]; ``width`` ids per row, fewer where the field's
-    max_len is smaller. The export's example input when none is given."""
+    max_len is smaller. With ``sessions`` (S, L) (``sessions_of(model)``): no timestamps fields and
+    every sequence field pre-segmented [B, S, L], each session's ids from its front, up to ``width``
+    (the layout a DyJoint's graph takes). The export's example input when none is given."""
     rng = np.random.default_rng(seed)
     out = {}
     for f in schema:
-        if f.kind == "dense":
+        if sessions is not None and f.kind == "timestamps":
+            continue
+        if sessions is not None and f.kind == "sequence":
+            S, L = sessions
+            ids = rng.integers(0, f.vocab, (rows, S, L), dtype=np.int64)
+            n = rng.integers(0, min(width, L) + 1, (rows, S, 1))
+            out[f.name] = np.where(np.arange(L) < n, ids, -1)
+        elif f.kind == "dense":
             out[f.name] = rng.standard_normal((rows, f.dim)).astype(np.float32)
         elif _varies(f):
             w = width if _most_width(f) is None else min(width, _most_width(f))
@@ -220,11 +245,19 @@ def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = 
                         f"got {type(model).__name__}")
     if "logit" in schema.names:
         raise ValueError("export_onnx: a field named 'logit' would take the name of the graph's output")
-    example = sample_batch(schema) if example_batch is None else example_batch
-    names = schema.names
+    sessions = sessions_of(model)
+    example = sample_batch(schema, sessions=sessions) if example_batch is None else example_batch
+    names = [n for n in schema.names if sessions is None or schema[n].kind != "timestamps"]
     missing = [n for n in names if n not in example]
     if missing:
         raise ValueError(f"export_onnx: example_batch lacks field(s) {missing}")
+    # a DyJoint's sequence fields: [B, S, L] sessions, the caps fixed in the graph (module docstring)
+    segmented = [n for n in names if sessions is not None and schema[n].kind == "sequence"]
+    for n in segmented:
+        if np.shape(example[n])[1:] != tuple(sessions):
+            raise ValueError(f"export_onnx: field {n!r}: a {type(model).__name__} graph takes sessions "
+                             f"[B, {sessions[0]}, {sessions[1]}] (pre-segmented, no timestamps), got "
+                             f"example shape {list(np.shape(example[n]))}")
     if form == "kron":
         m = kron_form(model)
     else:                   # pinned: a model set to impl="kron" would otherwise export that form
@@ -234,7 +267,8 @@ def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = 
     # Dim.AUTO: the exporter keeps each axis symbolic (sizes of 1 too) and records the model's own
     # bounds on it (a width at most max_len); a size it had to fix anyway is refused below.
     auto = torch.export.Dim.AUTO
-    shapes = tuple({0: auto, 1: auto} if _varies(schema[n]) else {0: auto} for n in names)
+    shapes = tuple({0: auto, 1: auto} if _varies(schema[n]) and n not in segmented else {0: auto}
+                   for n in names)
     try:
         with torch.no_grad(), _quiet_exporter():
             prog = torch.onnx.export(_Positional(m, names).eval(), args, None, opset_version=opset,
@@ -250,7 +284,8 @@ def export_onnx(model: nn.Module, path, example_batch: dict = None, form: str = 
     inputs = prog.model.graph.inputs
     rename = {}
     for n, v in zip(names, inputs):
-        axes = [("batch", "rows")] + ([(f"{n}_len", "ids per row")] if _varies(schema[n]) else [])
+        width = _varies(schema[n]) and n not in segmented
+        axes = [("batch", "rows")] + ([(f"{n}_len", "ids per row")] if width else [])
         for i, (axis, what) in enumerate(axes):
             d = v.shape[i]
             if isinstance(d, int):

@@ -93,3 +93,32 @@ def test_records_and_tables(bench_run):
 def test_missing_openvino_is_reported(bench_run, monkeypatch):
     monkeypatch.setitem(sys.modules, "openvino", None)   # import openvino -> ImportError
     assert "pip install dpn_infer[bench]" in bench_run.openvino_missing("ov-kron")
+
+
+def test_dyjoint_ort_kron_runner_scores_like_the_engine(tmp_path, monkeypatch):
+    """bench/dyjoint.py's ort-kron runner on a tiny DyJoint: the export is fed the sessions that
+    presegment builds from the engine's [B, T] ids and timestamps, and its logits are the engine's
+    within 1e-5 (float32 both, summed in another order); the FLOP count covers every part."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("bench_dyjoint", BENCH.parent / "dyjoint.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "VOCAB", 50)
+    monkeypatch.setitem(mod.CONFIGS, "tiny", {"fields": 4, "dim": 4, "mlp": [8, 4], "S": 3, "L": 4,
+                                              "T": 20, "dense": 3, "heads": 2, "l": 2})
+    out = tmp_path / "r.json"
+    mod.main(["--config", "tiny", "--batches", "1,9", "--seconds", "0", "--runners", "engine,ort-kron",
+              "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["batch"] for r in rows] == [1, 9]
+    for r in rows:
+        assert r["ort_max_abs_logit_diff"] < 1e-5 and r["ort_p50_ms"] > 0 and "torch_p50_ms" not in r
+        assert set(r["mflop_by_part"]) == {"encoder", "decoder", "field", "dymlp"}
+        assert all(v > 0 for v in r["mflop_by_part"].values()) or r["behaviours_per_row"] == 0
+    assert rows[1]["behaviours_per_row"] > 0
+
+    batch = mod.make_batch("tiny", 9, np.random.default_rng(1))
+    pre, lengths = mod.presegment(mod.build("tiny"), batch)
+    assert "hist_time" not in pre and pre["hist_item"].shape == pre["hist_cat"].shape == (9, 3, 4)
+    np.testing.assert_array_equal((pre["hist_item"] != -1).sum(2), lengths)

@@ -254,3 +254,61 @@ def test_onnx_doc_example_runs(tmp_path, monkeypatch, capsys):
     exec(compile(code, "docs/onnx.md", "exec"), {})
     assert "output logit float32 [batch]: logits" in capsys.readouterr().out
     assert (tmp_path / "model.onnx").exists() and (tmp_path / "model.bin").exists()
+
+
+def _dyjoint_spec():
+    return {"seed": 7, "S": 3, "L": 4, "gap": 30, "dim": 4, "two_seqs": True, "heads": 2,
+            "encoder": ["self_attention", "homo_dpo"], "residual": True, "decoder": ["kfatt", "hetero_dpo"],
+            "mode": "freq", "gen": "se", "kernel_size": 3,
+            "field_layers": [{"out": 4, "aggregation": "attention", "attention_hidden": 4}],
+            "layers": [{"out": 8, "dynamic": True}, 5], "interest_dim": None, "dense": 3, "T": 20,
+            "pad": 0.3, "shuffle": True}
+
+
+def test_dyjoint_graph_takes_sessions_and_matches_engine(tmp_path, capfd, caplog):
+    """A DyJoint's graph takes its sequence fields pre-segmented [B, S, L] and no timestamps
+    (converters/onnx_export.py): on the sessions segment_sessions builds from a [B, T] batch with
+    timestamps (unsorted, gaps at the threshold, empty histories, hash-policy ids out of range) it
+    gives the logits the engine and the torch module give on that batch."""
+    from dpn_infer.nn.sessions import segment_sessions
+    from helpers import dyjoint as DJ
+
+    spec = _dyjoint_spec()
+    model = DJ.build(spec)
+    axes = _export_quietly(model, tmp_path / "m.onnx", capfd, caplog)
+    assert axes == {"user": ["batch"], "item": ["batch"], "hist": ["batch", 3, 4], "cat": ["batch"],
+                    "hist_cat": ["batch", 3, 4], "visual": ["batch", 3], "logit": ["batch"]}
+    sess, engine = _session(tmp_path / "m.onnx"), _engine(model, tmp_path)
+    for B in (1, 9):
+        b = DJ.make_batch(spec, B, seed=B)
+        s = segment_sessions(torch.from_numpy(b["hist"]), torch.from_numpy(b["hist_time"]),
+                             spec["gap"], spec["S"], spec["L"])
+        pre = {k: v for k, v in b.items() if k != "hist_time"}
+        pre["hist"], pre["hist_cat"] = s.ids.numpy(), s.take(torch.from_numpy(b["hist_cat"])).numpy()
+        (got,) = sess.run(["logit"], pre)
+        np.testing.assert_allclose(got, engine.predict(b, logits=True), **TOL, err_msg=f"B={B}")
+        np.testing.assert_allclose(got, DJ.reference(model, b), **TOL, err_msg=f"B={B}")
+
+
+def test_dyjoint_example_must_be_sessions(tmp_path):
+    from helpers import dyjoint as DJ
+
+    spec = _dyjoint_spec()
+    model = DJ.build(spec)
+    ex = DJ.make_batch(spec, 2, seed=0)             # [B, T] ids with timestamps: not the graph's layout
+    with pytest.raises(ValueError, match=r"field 'hist': a DyJoint graph takes sessions \[B, 3, 4\]"):
+        export_onnx(model, tmp_path / "m.onnx", ex)
+
+
+def test_cli_names_a_dyjoint_graphs_session_inputs(tmp_path, capsys):
+    from dpn_infer.converters.cli import main
+    from helpers import dyjoint as DJ
+
+    ck = tmp_path / "ck.pt"
+    dnn.save_checkpoint(DJ.build(_dyjoint_spec()), ck)
+    assert main([str(ck), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "hist int64 [batch, 3, 4], cat int64 [batch], hist_cat int64 [batch, 3, 4]" in out
+    assert "hist_time" not in out
+    assert [i.name for i in _session(tmp_path / "m.onnx").get_inputs()] == \
+        ["user", "item", "hist", "cat", "hist_cat", "visual"]
