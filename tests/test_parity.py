@@ -42,9 +42,12 @@ def _reference64(model, batch):
 
 def _double(model):
     """A float64 copy of ``model``. The input layer hands dense fields on as float32 whatever the model's
-    dtype, so its outputs are cast too (a hook) — else an all-dense schema mixes dtypes."""
+    dtype, so its outputs are cast too (a hook) — else an all-dense schema mixes dtypes. The same for
+    a FeatureDPN's context inputs (context_embeddings=True), whose dense fields a context may read."""
     m64 = copy.deepcopy(model).double()
-    m64.inputs.register_forward_hook(lambda mod, args, out: {k: v.double() for k, v in out.items()})
+    for layer in (m64.inputs, getattr(m64, "context_inputs", None)):
+        if layer is not None:
+            layer.register_forward_hook(lambda mod, args, out: {k: v.double() for k, v in out.items()})
     return m64
 
 
