@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 from dpn_infer.converters import torch_export  # noqa: E402
 from dpn_infer.engine import InputError, load  # noqa: E402
 from helpers import dyjoint as DJ  # noqa: E402
-from test_parity import judge  # noqa: E402
+from test_parity import engine_scores, judge, judge_scores  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                 print_blob=True)
@@ -34,15 +34,8 @@ def _prepare(spec):
 
 def check(model, batch, what=""):
     ref = DJ.reference(model, batch)
-    with tempfile.TemporaryDirectory(prefix="dpn_dyj_") as d:
-        path = os.path.join(d, "model.bin")
-        torch_export.save(model, path)
-        m = load(path)
-        z = m.predict(batch, logits=True)
-        p = m.predict(batch)
-        z3 = m.predict(batch, logits=True, threads=3)
-    np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6, err_msg=f"threads=3 {what}")
-    judge(z, p, ref, lambda: DJ.truth(model, batch), batch, what)
+    z, p, z3 = engine_scores(model, batch)
+    judge_scores(z, p, z3, ref, lambda: DJ.truth(model, batch), batch, what)
     return z, ref
 
 
@@ -330,13 +323,6 @@ def test_presegmented_batches(tmp_path, S_in, L_in):
 def test_readme_dyjoint_example_runs(tmp_path, monkeypatch, capsys):
     """The README's DyJoint example runs and prints matching engine / torch probabilities (the
     parity tolerance, rtol 1e-4 / atol 1e-5)."""
-    import re
-    from pathlib import Path
+    from helpers.docs import check_readme_example
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = re.findall(r"## The production model: DyJoint.*?```python\n(.*?)```", text, re.S)[0]
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
-    nums = [float(x) for x in re.findall(r"[-+]?\d*\.\d+(?:e[-+]?\d+)?", capsys.readouterr().out)]
-    assert len(nums) == 4
-    np.testing.assert_allclose(nums[:2], nums[2:], rtol=1e-4, atol=1e-5)
+    check_readme_example("The production model: DyJoint", tmp_path, monkeypatch, capsys)

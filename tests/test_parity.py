@@ -86,23 +86,34 @@ def check_parity(model, batch, what=""):
     with torch.no_grad():
         ref = model(batch).numpy()
     assert ref.shape == (B,)
+    z, p, z3, (meta, tensors) = engine_scores(model, batch, read=True)
+    for out in (z, p):
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (B,), \
+            (type(out), getattr(out, "dtype", None), getattr(out, "shape", None))
+    judge_scores(z, p, z3, ref, lambda: _truth(model, batch), batch, what,
+                 spec_fn=lambda: specref.run(meta, tensors, batch))
+    return z, ref
+
+
+def engine_scores(model, batch, read=False):
+    """Save ``model`` to a model.bin, load it in the engine and score ``batch``: (logits,
+    probabilities, logits with threads=3) and, with ``read``, the file's (metadata, tensors)."""
     with tempfile.TemporaryDirectory(prefix="dpn_parity_") as d:
         path = os.path.join(d, "model.bin")
         torch_export.save(model, path)
         m = load(path)
-        z = m.predict(batch, logits=True)
-        p = m.predict(batch)
-        z3 = m.predict(batch, logits=True, threads=3)
-        meta, tensors = F.read(path)
-        tensors = {k: np.array(v) for k, v in tensors.items()}
-    for out in (z, p):
-        assert isinstance(out, np.ndarray) and out.dtype == np.float32 and out.shape == (B,), \
-            (type(out), getattr(out, "dtype", None), getattr(out, "shape", None))
+        out = (m.predict(batch, logits=True), m.predict(batch), m.predict(batch, logits=True, threads=3))
+        if read:
+            meta, tensors = F.read(path)
+            out += ((meta, {k: np.array(v) for k, v in tensors.items()}),)
+    return out
+
+
+def judge_scores(z, p, z3, ref, truth_fn, batch, what="", spec_fn=None):
+    """``judge`` of engine_scores' results, after checking threads=3 gives threads=1's logits."""
     np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6,
                                err_msg=f"predict(threads=3) != predict(threads=1) {what}")
-    judge(z, p, ref, lambda: _truth(model, batch), batch, what,
-          spec_fn=lambda: specref.run(meta, tensors, batch))
-    return z, ref
+    judge(z, p, ref, truth_fn, batch, what, spec_fn=spec_fn)
 
 
 def judge(z, p, ref, truth_fn, batch, what="", spec_fn=None):

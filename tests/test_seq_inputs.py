@@ -371,16 +371,9 @@ def test_ragged_row_longer_than_max_len(saved):
 
 def test_readme_sequence_example_runs(tmp_path, monkeypatch, capsys):
     """The README's 'Behaviour sequences' example runs and prints matching engine / torch numbers."""
-    import re
-    from pathlib import Path
+    from helpers.docs import check_readme_example
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = re.findall(r"## Behaviour sequences.*?```python\n(.*?)```", text, re.S)[0]
-    monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README.md", "exec"), {})
-    nums = [float(x) for x in re.findall(r"[-+]?\d*\.\d+(?:e[-+]?\d+)?", capsys.readouterr().out)]
-    assert len(nums) == 4
-    np.testing.assert_allclose(nums[:2], nums[2:], rtol=1e-4, atol=1e-5)
+    check_readme_example("Behaviour sequences", tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.parametrize("form", ["paper", "kron"])

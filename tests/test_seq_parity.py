@@ -24,7 +24,7 @@ from dpn_infer.converters import torch_export  # noqa: E402
 from dpn_infer.engine import load  # noqa: E402
 from helpers import models as HM  # noqa: E402
 from helpers import seqmodels as SM  # noqa: E402
-from test_parity import judge  # noqa: E402
+from test_parity import engine_scores, judge, judge_scores  # noqa: E402
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
                 print_blob=True)
@@ -61,15 +61,8 @@ def _prepare(spec):
 def check(model, batch, what=""):
     with torch.no_grad():
         ref = model(batch).numpy()
-    with tempfile.TemporaryDirectory(prefix="dpn_seq_") as d:
-        path = os.path.join(d, "model.bin")
-        torch_export.save(model, path)
-        m = load(path)
-        z = m.predict(batch, logits=True)
-        p = m.predict(batch)
-        z3 = m.predict(batch, logits=True, threads=3)
-    np.testing.assert_allclose(z3, z, rtol=1e-5, atol=1e-6, err_msg=f"threads=3 {what}")
-    judge(z, p, ref, lambda: _truth(model, batch), batch, what)
+    z, p, z3 = engine_scores(model, batch)
+    judge_scores(z, p, z3, ref, lambda: _truth(model, batch), batch, what)
     return z, ref
 
 

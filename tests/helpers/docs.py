@@ -23,3 +23,18 @@ def run(name: str, tags=("",)) -> int:
             exec(compile(code, f"docs/{name} block {i + 1}", "exec"), scope)
             ran += 1
     return ran
+
+
+def check_readme_example(section: str, tmp_path, monkeypatch, capsys) -> None:
+    """Run the first python block of the README's ``## <section>`` in ``tmp_path``; it prints the
+    engine's two probabilities, then torch's: they must agree within the parity tolerance (rtol 1e-4
+    / atol 1e-5)."""
+    import numpy as np
+
+    text = (DOCS.parent / "README.md").read_text()
+    code = re.findall(rf"## {re.escape(section)}.*?```python\n(.*?)```", text, re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    nums = [float(x) for x in re.findall(r"[-+]?\d*\.\d+(?:e[-+]?\d+)?", capsys.readouterr().out)]
+    assert len(nums) == 4
+    np.testing.assert_allclose(nums[:2], nums[2:], rtol=1e-4, atol=1e-5)

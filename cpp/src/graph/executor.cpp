@@ -164,8 +164,7 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
   // Per-user weights the splits can build (SplitOp::user_weight_floats): for the users with enough
   // candidates to pay for one, in order, while the request's total stays within kMaxWeightFloats.
   constexpr int64_t kMaxWeightFloats = int64_t(1) << 23;  // 32 MiB per call
-  std::vector<int64_t> cands(size_t(users), 0);
-  for (int64_t b = 0; b < batch; ++b) ++cands[size_t(user_of_row[b])];
+  std::vector<int64_t> cands;  // candidates per user, counted once some split can use them
   std::vector<std::vector<int64_t>> slots(sp.splits.size());
   std::vector<ops::UserWeights> weights(sp.splits.size());
   std::vector<size_t> weights_at(sp.splits.size(), 0);
@@ -173,7 +172,12 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
   for (size_t k = 0; k < sp.splits.size(); ++k) {
     const ops::SplitOp& op = *sp.splits[k].op;
     if (op.user_weight_floats <= 0) continue;
+    if (cands.empty()) {
+      cands.assign(size_t(users), 0);
+      for (int64_t b = 0; b < batch; ++b) ++cands[size_t(user_of_row[b])];
+    }
     slots[k].assign(size_t(users), -1);
+    weights_at[k] = size_t(weight_floats);
     int64_t n = 0;
     for (int64_t u = 0; u < users; ++u)
       if (cands[size_t(u)] >= op.user_weight_min_rows &&
@@ -181,7 +185,6 @@ void execute_request(const Graph& g, const SharedPlan& sp, const std::vector<Fie
         slots[k][size_t(u)] = n++;
         weight_floats += op.user_weight_floats;
       }
-    weights_at[k] = size_t(weight_floats - n * op.user_weight_floats);
     weights[k] = ops::UserWeights{nullptr, op.user_weight_floats, slots[k].data()};
   }
   std::unique_ptr<float[]> weight_arena(weight_floats ? new float[size_t(weight_floats)] : nullptr);
