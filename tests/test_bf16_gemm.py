@@ -14,7 +14,10 @@ every sum exact: there all paths must give the same bits as float64.
 from __future__ import annotations
 
 import copy
+import json
 import os
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -244,14 +247,40 @@ def test_bf16_gemm_kron_exact_on_small_integers(isa):
 
 
 def test_avx512bf16_level():
-    """The level needs AVX512_BF16 and the avx512 level; it is the best ISA where the CPU has it."""
+    """The level needs AVX512_BF16 and the avx512 level; it is the best ISA where the CPU has it
+    and no AMX."""
     info = _engine.cpu_info()
     has = info["avx512_bf16"] and "avx512" in info["available"]
     assert ("avx512bf16" in info["available"]) == has
-    if has and info["override"] is None:
+    if has and not info["amx_bf16"] and info["override"] is None:
         assert info["selected"] == "avx512bf16"
     native = info["selected"] == "avx512bf16"
     assert ("vdpbf16ps" in info["reduced_precision"]["weights"]) == native
+
+
+def test_avx512amx_level():
+    """avx512amx needs the avx512bf16 level and usable AMX-BF16 tiles (CPUID, XCR0 and the OS's
+    permission); it is then the best ISA, and cpu_info() says the bfloat16 GEMMs run on tiles."""
+    info = _engine.cpu_info()
+    assert isinstance(info["amx_bf16"], bool)
+    has = info["amx_bf16"] and "avx512bf16" in info["available"]
+    assert ("avx512amx" in info["available"]) == has
+    if has and info["override"] is None:
+        assert info["selected"] == "avx512amx"
+    native = info["selected"] == "avx512amx"
+    assert ("tdpbf16ps" in info["reduced_precision"]["weights"]) == native
+
+
+def test_amx_can_be_refused():
+    """DPN_AMX=0 keeps the process off the tiles (no permission asked): avx512amx is not offered."""
+    code = "import json, dpn_infer; i = dpn_infer.cpu_info(); print(json.dumps([i['amx_bf16'], i['available']]))"
+    env = dict(os.environ, DPN_AMX="0")
+    env.pop("DPN_ISA", None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=tempfile.gettempdir(),
+                         capture_output=True, text=True, check=True).stdout
+    amx, avail = json.loads(out)
+    assert amx is False and "avx512amx" not in avail
+    assert avail == [i for i in _engine.cpu_info()["available"] if i != "avx512amx"]
 
 
 # ---------------------------------------------------------------------------------------------

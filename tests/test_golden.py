@@ -126,7 +126,8 @@ def test_golden_header(version):
 # rtol 1e-6 / atol 1e-7. The SIMD kernels (FMA, other summation orders) may differ from them by float32
 # rounding only: rtol 1e-5 / atol 1e-6 — far below what any misread tensor or changed formula would cause.
 # avx512bf16 runs avx512's float32 kernels (its bfloat16 GEMMs only with load(..., bf16_gemm=True)).
-TOL = {"ref": (1e-6, 1e-7), "avx2": (1e-5, 1e-6), "avx512": (1e-5, 1e-6), "avx512bf16": (1e-5, 1e-6)}
+TOL = {"ref": (1e-6, 1e-7), "avx2": (1e-5, 1e-6), "avx512": (1e-5, 1e-6), "avx512bf16": (1e-5, 1e-6),
+       "avx512amx": (1e-5, 1e-6)}
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -47,9 +47,9 @@ def _check(A, W, b, act, isa):
 
 def test_cpu_info_shape():
     info = _engine.cpu_info()
-    for k in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni"):
+    for k in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_vnni", "amx_bf16"):
         assert isinstance(info[k], bool)
-    assert info["selected"] in ("avx512bf16", "avx512", "avx2", "ref")
+    assert info["selected"] in ("avx512amx", "avx512bf16", "avx512", "avx2", "ref")
     assert info["selected"] in info["available"] and "ref" in info["available"]
     import dpn_infer
 
@@ -378,7 +378,7 @@ def test_isa_override_fallbacks():
     assert info["selected"] == ISAS[0]
     info = _run_under("REF")["info"]
     assert info["selected"] == "ref"
-    for want in ("avx512bf16", "avx512", "avx2"):
+    for want in ("avx512amx", "avx512bf16", "avx512", "avx2"):
         if want not in ISAS:
             info = _run_under(want)["info"]
             assert info["selected"] == ISAS[0] and "does not support" in info["note"]

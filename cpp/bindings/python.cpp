@@ -17,6 +17,7 @@
 
 #include "cpu/cpu_features.h"
 #include "dpn/dpn.h"
+#include "kernels/blocking.h"
 #include "kernels/gemm.h"
 #include "kernels/isa_kernels.h"
 
@@ -300,9 +301,12 @@ py::dict cpu_info() {
   d["avx512dq"] = f.avx512dq;
   d["avx512_bf16"] = f.avx512_bf16;
   d["avx512_vnni"] = f.avx512_vnni;
+  d["amx_bf16"] = f.amx_bf16;
+  d["l1d_bytes"] = f.l1d_bytes;
+  d["l2_bytes"] = f.l2_bytes;
   py::list avail;
-  for (auto isa :
-       {dpn::cpu::Isa::Avx512Bf16, dpn::cpu::Isa::Avx512, dpn::cpu::Isa::Avx2, dpn::cpu::Isa::Ref})
+  for (auto isa : {dpn::cpu::Isa::Avx512Amx, dpn::cpu::Isa::Avx512Bf16, dpn::cpu::Isa::Avx512,
+                   dpn::cpu::Isa::Avx2, dpn::cpu::Isa::Ref})
     if (dpn::cpu::available(isa)) avail.append(dpn::cpu::isa_name(isa));
   d["available"] = avail;
   d["selected"] = dpn::cpu::isa_name(s.isa);
@@ -313,7 +317,11 @@ py::dict cpu_info() {
   py::dict rp;
   rp["embeddings"] = "float16/bfloat16 rows read in place, widened to float32 as gathered (" + isa + ")";
   rp["weights"] =
-      dpn::kernels::isa_kernels(s.isa).gemm_bf16
+      s.isa == dpn::cpu::Isa::Avx512Amx
+          ? "bfloat16 weights of linear and dylinear packed as bfloat16 pairs: AMX-BF16 tile products "
+            "(tdpbf16ps, 16x16 float32 tiles) of bfloat16-rounded inputs, float32 accumulation (" +
+                isa + "); other ops' bfloat16 weights widened to float32 at load"
+      : dpn::kernels::isa_kernels(s.isa).gemm_bf16
           ? "bfloat16 weights of linear and dylinear packed as bfloat16 pairs: AVX512_BF16 dot products "
             "(vdpbf16ps) of bfloat16-rounded inputs, float32 accumulation (" +
                 isa +
@@ -333,6 +341,22 @@ py::dict cpu_info() {
                "); otherwise dequantized to float32 at load, float32 kernels";
   rp["int8_gemm"] = i8;
   d["reduced_precision"] = rp;
+  // The GEMM block sizes this process uses (kernels/blocking.h): from CPUID, defaults, or
+  // DPN_GEMM_BLOCKS.
+  py::dict gb;
+  const std::pair<const char*, dpn::kernels::BlockFamily> fams[] = {
+      {"fp32_avx512", dpn::kernels::BlockFamily::F32Avx512},
+      {"fp32_avx2", dpn::kernels::BlockFamily::F32Avx2},
+      {"bf16_avx512", dpn::kernels::BlockFamily::Bf16Avx512}};
+  for (const auto& [name, fam] : fams) {
+    const dpn::kernels::GemmBlocks& b = dpn::kernels::gemm_blocks(fam);
+    py::dict e;
+    e["kc"] = b.kc;
+    e["mc"] = b.mc;
+    e["source"] = b.source;
+    gb[name] = e;
+  }
+  d["gemm_blocks"] = gb;
   return d;
 }
 

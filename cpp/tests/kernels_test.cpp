@@ -28,7 +28,7 @@ std::vector<float> randn(size_t n, std::mt19937& g, float s = 1.0f) {
 
 std::vector<Isa> isas() {
   std::vector<Isa> v{Isa::Ref};
-  for (Isa i : {Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16})
+  for (Isa i : {Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16, Isa::Avx512Amx})
     if (dpn::cpu::available(i)) v.push_back(i);
   return v;
 }

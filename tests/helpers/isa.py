@@ -1,4 +1,4 @@
-"""Run predictions under each kernel ISA (DPN_ISA=ref|avx2|avx512|avx512bf16, chosen once per process) in child
+"""Run predictions under each kernel ISA (DPN_ISA=ref|avx2|avx512|avx512bf16|avx512amx, chosen once per process) in child
 processes, so one test session can check every kernel path the machine has."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 WORKER = str(Path(__file__).with_name("isaworker.py"))
-ALL_ISAS = ("ref", "avx2", "avx512", "avx512bf16")
+ALL_ISAS = ("ref", "avx2", "avx512", "avx512bf16", "avx512amx")
 
 
 def available_isas():

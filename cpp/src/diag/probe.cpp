@@ -47,7 +47,8 @@ struct Loops {
 
 Loops loops(cpu::Isa isa) {
 #if defined(DPN_HAVE_X86_KERNELS)
-  if (isa == cpu::Isa::Avx512 || isa == cpu::Isa::Avx512Bf16) return {avx512::fma_loop, avx512::sum};
+  if (isa == cpu::Isa::Avx512 || isa == cpu::Isa::Avx512Bf16 || isa == cpu::Isa::Avx512Amx)
+    return {avx512::fma_loop, avx512::sum};
   if (isa == cpu::Isa::Avx2) return {avx2::fma_loop, avx2::sum};
 #endif
   (void)isa;

@@ -101,16 +101,26 @@ IsaKernels avx512bf16_kernels() {
   k.gemm_kron_bf16 = avx512bf16::gemm_kron_bf16;
   return k;
 }
+// avx512bf16 with the bfloat16 GEMMs on AMX tiles (they hand fewer than 16 rows to avx512bf16's).
+// avx512bf16 with the bfloat16 GEMMs on AMX tiles.
+IsaKernels avx512amx_kernels() {
+  IsaKernels k = avx512bf16_kernels();
+  k.gemm_bf16 = avx512amx::gemm_bf16;
+  k.gemm_kron_bf16 = avx512amx::gemm_kron_bf16;
+  return k;
+}
 #else
 // A build without the x86 kernels: cpu::available() is false for every other ISA.
 IsaKernels avx2_kernels() { return ref_kernels(); }
 IsaKernels avx512_kernels() { return ref_kernels(); }
 IsaKernels avx512bf16_kernels() { return ref_kernels(); }
+// avx512bf16 with the bfloat16 GEMMs on AMX tiles.
+IsaKernels avx512amx_kernels() { return ref_kernels(); }
 #endif
 
 struct Tables {
   IsaKernels ref = ref_kernels(), avx2 = avx2_kernels(), avx512 = avx512_kernels(),
-             avx512bf16 = avx512bf16_kernels();
+             avx512bf16 = avx512bf16_kernels(), avx512amx = avx512amx_kernels();
 };
 
 }  // namespace
@@ -118,6 +128,7 @@ struct Tables {
 const IsaKernels& isa_kernels(cpu::Isa isa) {
   static const Tables t;
   switch (isa) {
+    case cpu::Isa::Avx512Amx: return t.avx512amx;
     case cpu::Isa::Avx512Bf16: return t.avx512bf16;
     case cpu::Isa::Avx512: return t.avx512;
     case cpu::Isa::Avx2: return t.avx2;

@@ -4,6 +4,7 @@
 // isa_kernels.h for what this file must not use.
 #include <immintrin.h>
 
+#include "kernels/blocking.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/vecmath_avx2.h"
 
@@ -13,16 +14,9 @@ namespace {
 
 constexpr int64_t kNR = 16;
 constexpr int64_t kMR = 6;
-#ifndef DPN_AVX2_KC
-#define DPN_AVX2_KC 768
-#endif
-#ifndef DPN_AVX2_MC
-#define DPN_AVX2_MC 72
-#endif
-// kKC 768 (was 256): C is loaded and stored once per K block; the Kronecker GEMM at criteo/prod
-// shapes went from 78% to 86% of the FMA peak on Zen 4 with it and the rows-outer order below.
-constexpr int64_t kKC = DPN_AVX2_KC;
-constexpr int64_t kMC = DPN_AVX2_MC;  // multiple of kMR
+// Block sizes kKC × kMC from the CPU's caches (kernels/blocking.h). Large K blocks pay: C is
+// loaded and stored once per K block (kKC 768 against 256 took the Kronecker GEMM at criteo/prod
+// shapes from 78% to 86% of the FMA peak on Zen 4, with the rows-outer order below).
 // Packed B up to this size runs rows outer (see gemm_avx2 below).
 constexpr int64_t kRowsOuterBytes = int64_t(8) << 20;
 
@@ -196,6 +190,8 @@ void gemm(const float* A, int64_t lda, int64_t M, int64_t K, const float* Bp, in
   // One or two rows: accumulators stay in registers for all of K, so each panel group is read
   // start to end as one stream per panel (K blocks hopped between all the panels).
   if (M <= 2 && K > 0) return run_wide(M, A, lda, Bp, K, 0, K, C, ldc, N, bias, true, true, act);
+  const GemmBlocks& blocks = gemm_blocks(BlockFamily::F32Avx2);
+  const int64_t kKC = blocks.kc, kMC = blocks.mc;
   const int64_t panels = (N + kNR - 1) / kNR;
   // One m-block × K-block: every panel, in 6-row tiles (or the wide tile for a 1-2 row m tail).
   auto step = [&](int64_t m0, int64_t k0) {

@@ -1,13 +1,14 @@
 // AVX-512 GEMM: 12×32 register tile (24 zmm accumulators), B packed in 32-wide panels; A read in
 // place (row-major, broadcast straight from memory — measured faster here than packing A, which
 // costs about as much as the FMAs it feeds when N has few panels). K blocked by kKC so a B panel
-// slice (kKC×32 floats) stays in L1/L2 across the M tiles, M by kMC.
+// slice (kKC×32 floats) stays in L1/L2 across the M tiles, M by kMC (both from kernels/blocking.h).
 // The Kronecker GEMM of a dynamic layer builds its left operand [x, h1·x, …, hl·x, h] block by block
 // (kMC×kKC, row-major, L2 resident) instead of materializing the whole panel.
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; only called after the runtime
 // check (cpu::available(Isa::Avx512)). See isa_kernels.h for what this file must not use.
 #include <immintrin.h>
 
+#include "kernels/blocking.h"
 #include "kernels/isa_kernels.h"
 #include "runtime/thread_scratch.h"
 #include "kernels/vecmath_avx512.h"
@@ -16,20 +17,10 @@ namespace dpn::kernels::avx512 {
 
 namespace {
 
-#ifndef DPN_AVX512_KC
-#define DPN_AVX512_KC 768
-#endif
-#ifndef DPN_AVX512_MC
-#define DPN_AVX512_MC 72
-#endif
 constexpr int64_t kNR = 32;
 constexpr int64_t kMR = 12;
-// Block sizes, measured on Zen 4 with the Kronecker GEMM at criteo/prod shapes (93-96% of the FMA
-// peak alone, was 87-93% at 256×96): a kKC×32 slice of B streams from L2 per 12-row tile, C is
-// loaded and stored once per K block. kKC = 1024 fell off a cliff (~84%): A rows 4 KiB apart alias
-// in L1.
-constexpr int64_t kKC = DPN_AVX512_KC;
-constexpr int64_t kMC = DPN_AVX512_MC;  // multiple of kMR
+// Block sizes kKC × kMC come from the CPU's caches (kernels/blocking.h): a kKC×32 slice of B
+// streams from L1/L2 per 12-row tile, C is loaded and stored once per K block.
 // Packed B up to this size runs rows outer (below).
 constexpr int64_t kRowsOuterBytes = int64_t(8) << 20;
 
@@ -222,6 +213,8 @@ void drive(int64_t M, int64_t K, const float* Bp, int64_t N, const float* bias, 
     const float* a = block(0, M, 0, K, &la);
     return run_wide(M, a, la, Bp, K, 0, K, C, ldc, N, bias, true, true, act);
   }
+  const GemmBlocks& blocks = gemm_blocks(BlockFamily::F32Avx512);
+  const int64_t kKC = blocks.kc, kMC = blocks.mc;
   const int64_t panels = (N + kNR - 1) / kNR;
   // One m-block × K-block: every panel, in 12-row tiles (or the few-rows tile for an m tail).
   auto step = [&](int64_t m0, int64_t k0) {
@@ -280,7 +273,8 @@ void gemm_kron(const float* x, int64_t ldx, int64_t m, const float* h, int64_t l
                int64_t ldc) {
   const int64_t Kx = (l + 1) * m, K = Kx + (with_h ? l : 0);
   // A block is at most kMC × kKC, or up to 3 rows of all of K (drive's few-rows path).
-  float* buf = runtime::thread_scratch(size_t(M <= 3 ? lmin(M, 3) * K : kMC * kKC));
+  const GemmBlocks& blocks = gemm_blocks(BlockFamily::F32Avx512);
+  float* buf = runtime::thread_scratch(size_t(M <= 3 ? lmin(M, 3) * K : blocks.mc * blocks.kc));
   drive(M, K, Bp, N, bias, act, C, ldc,
         [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
           *la = kc;

@@ -10,6 +10,8 @@
 // (cpu::available(Isa::Avx512Bf16)). See isa_kernels.h for what this file must not use.
 #include <immintrin.h>
 
+#include "kernels/blocking.h"
+#include "kernels/bf16_block_avx512.h"
 #include "kernels/isa_kernels.h"
 #include "runtime/thread_scratch.h"
 #include "kernels/vecmath_avx512.h"
@@ -18,18 +20,10 @@ namespace dpn::kernels::avx512bf16 {
 
 namespace {
 
-#ifndef DPN_BF16_KC
-#define DPN_BF16_KC 1536
-#endif
-#ifndef DPN_BF16_MC
-#define DPN_BF16_MC 72
-#endif
 constexpr int64_t kNR = 32;
 constexpr int64_t kMR = 12;
-// k per block (even): a kKC×32 bfloat16 slice of B is the bytes of avx512's 768×32 floats.
-constexpr int64_t kKC = DPN_BF16_KC;
-constexpr int64_t kMC = DPN_BF16_MC;  // multiple of kMR
-static_assert(kKC % 2 == 0 && kMC % kMR == 0, "blocks of whole k-pairs and row tiles");
+// k per block (even) and rows per block (a multiple of kMR) from the CPU's caches (kernels/blocking.h).
+inline const GemmBlocks& blocks() { return gemm_blocks(BlockFamily::Bf16Avx512); }
 constexpr int64_t kRowsOuterBytes = int64_t(8) << 20;
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -166,6 +160,7 @@ void drive(int64_t M, int64_t K, const uint16_t* Bh, int64_t N, const float* bia
     const uint16_t* a = block(0, M, 0, K, &la);
     return run_wide(M, a, la, Bh, Kp, 0, Kp, C, ldc, N, bias, true, true, act);
   }
+  const int64_t kKC = blocks().kc, kMC = blocks().mc;
   const int64_t panels = (N + kNR - 1) / kNR;
   auto step = [&](int64_t m0, int64_t k0) {
     const int64_t mc = lmin(kMC, M - m0), kc = lmin(kKC, K - k0), q0 = k0 / 2, qc = (kc + 1) / 2;
@@ -195,22 +190,6 @@ void drive(int64_t M, int64_t K, const uint16_t* Bh, int64_t N, const float* bia
   }
 }
 
-// d[t] = bfloat16(s·x[t]), t < n (s = 1: x rounded; 1·x is exact).
-inline void cvt_scaled(uint16_t* d, const float* x, float s, int64_t n) {
-  const __m512 v = _mm512_set1_ps(s);
-  int64_t t = 0;
-  for (; t + 32 <= n; t += 32) {
-    const __m512 lo = _mm512_mul_ps(v, _mm512_loadu_ps(x + t)),
-                 hi = _mm512_mul_ps(v, _mm512_loadu_ps(x + t + 16));
-    _mm512_storeu_si512(d + t, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
-  }
-  for (; t < n; t += 16) {
-    const __mmask16 k = mask16(n - t);
-    const __m256bh r = _mm512_cvtneps_pbh(_mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, x + t)));
-    _mm256_mask_storeu_epi16(d + t, k, (__m256i)r);
-  }
-}
-
 // Scratch (in floats) for blocks of `rows` rows of `cols` bfloat16 values padded to pairs.
 inline size_t scratch_for(int64_t rows, int64_t cols) { return size_t(rows * ((cols + 1) / 2) + 1); }
 
@@ -219,15 +198,12 @@ inline size_t scratch_for(int64_t rows, int64_t cols) { return size_t(rows * ((c
 void gemm_bf16(const float* A, int64_t lda, int64_t M, int64_t K, const uint16_t* Bh, int64_t N,
                const float* bias, Act act, float* C, int64_t ldc) {
   uint16_t* buf = reinterpret_cast<uint16_t*>(
-      runtime::thread_scratch(M <= 3 ? scratch_for(M, K) : scratch_for(kMC, kKC)));
+      runtime::thread_scratch(M <= 3 ? scratch_for(M, K) : scratch_for(blocks().mc, blocks().kc)));
   drive(M, K, Bh, N, bias, act, C, ldc,
         [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
           const int64_t w = (kc + 1) & ~int64_t(1);
           *la = w;
-          for (int64_t i = 0; i < mc; ++i) {
-            cvt_scaled(buf + i * w, A + (m0 + i) * lda + k0, 1.0f, kc);
-            if (kc < w) buf[i * w + kc] = 0;
-          }
+          rows_block_bf16(A, lda, m0, mc, k0, kc, buf, w);
           return static_cast<const uint16_t*>(buf);
         });
 }
@@ -237,24 +213,12 @@ void gemm_kron_bf16(const float* x, int64_t ldx, int64_t m, const float* h, int6
                     float* C, int64_t ldc) {
   const int64_t Kx = (l + 1) * m, K = Kx + (with_h ? l : 0);
   uint16_t* buf = reinterpret_cast<uint16_t*>(
-      runtime::thread_scratch(M <= 3 ? scratch_for(M, K) : scratch_for(kMC, kKC)));
+      runtime::thread_scratch(M <= 3 ? scratch_for(M, K) : scratch_for(blocks().mc, blocks().kc)));
   drive(M, K, Bh, N, bias, act, C, ldc,
         [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t* la) {
-          const int64_t w = (kc + 1) & ~int64_t(1), end = k0 + kc;
+          const int64_t w = (kc + 1) & ~int64_t(1);
           *la = w;
-          for (int64_t i = 0; i < mc; ++i) {
-            const float* xb = x + (m0 + i) * ldx;
-            const float* hb = h + (m0 + i) * ldh;
-            uint16_t* d = buf + i * w;  // d[kk - k0] for kk in [k0, end)
-            int64_t kk = k0;
-            while (kk < end && kk < Kx) {
-              const int64_t seg = kk / m, off = kk - seg * m, n = lmin(m - off, end - kk);
-              cvt_scaled(d + (kk - k0), xb + off, seg == 0 ? 1.0f : hb[seg - 1], n);
-              kk += n;
-            }
-            if (kk < end) cvt_scaled(d + (kk - k0), hb + (kk - Kx), 1.0f, end - kk);
-            if (kc < w) d[kc] = 0;
-          }
+          kron_block_bf16(x, ldx, m, h, ldh, Kx, m0, mc, k0, kc, buf, w);
           return static_cast<const uint16_t*>(buf);
         });
 }
