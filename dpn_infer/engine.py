@@ -256,11 +256,11 @@ def cpu_info() -> dict:
     """CPU features and the kernel ISA this process uses.
 
     Keys: vendor, brand, avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, avx512_bf16,
-    avx512_vnni, amx_bf16 (AMX-BF16 tiles usable: CPU, OS and the process's permission),
+    avx512_vnni, amx_bf16 (AMX-BF16 tiles usable: CPU, OS and the process's permission), amx_int8 (AMX-INT8 too),
     l1d_bytes / l2_bytes (per-core data caches from CPUID, 0 if not reported), available (ISAs this
     machine can run, best first), selected ("avx512amx" | "avx512bf16" | "avx512" | "avx2" | "ref"), override (the DPN_ISA value, or None), note (why an override was not honoured, or ""),
-    reduced_precision ({"embeddings": ..., "weights": ..., "int8": ..., "int8_gemm": "avx512vnni" |
-    "ref"}: which code runs a float16/bfloat16 or int8 file; int8_gemm: the int8 GEMMs' kernels, the
+    reduced_precision ({"embeddings": ..., "weights": ..., "int8": ..., "int8_gemm": "avx512amx" |
+    "avx512vnni" | "ref"}: which code runs a float16/bfloat16 or int8 file; int8_gemm: the int8 GEMMs' kernels, the
     AVX512_VNNI ones or the portable C++ ones, with the same results), gemm_blocks ({"fp32_avx512",
     "fp32_avx2", "bf16_avx512"}: {"kc", "mc", "source"}, the GEMM block sizes in use and whether
     they came from "cpuid", "default" or DPN_GEMM_BLOCKS).

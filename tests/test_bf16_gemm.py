@@ -139,6 +139,20 @@ def test_bf16_gemm_block_edges_and_row_independence(isa):
 
 
 @pytest.mark.parametrize("isa", ISAS)
+def test_bf16_gemm_amx_block_edges(isa):
+    """The AMX kernels' blocks, 256 rows × 512 of K, and 16/32-row tiles: M and K across them, each
+    row alone as inside the call (so on every ISA)."""
+    rng = np.random.default_rng(4)
+    for M, K, N in ((300, 1025, 70), (513, 130, 33), (257, 511, 17), (47, 513, 161)):
+        A, W, b = _data(rng, (M, K)), _data(rng, (N, K)), _data(rng, N)
+        full = _check_gemm(A, W, b, ACTS[M % 4], isa)
+        for i in (0, 16, 31, 255, 256, M - 1):
+            if i < M:
+                np.testing.assert_array_equal(_testing.gemm(A[i:i + 1], W, b, ACTS[M % 4], isa, bf16=True),
+                                              full[i:i + 1], err_msg=f"isa={isa} M,K,N={M},{K},{N} row {i}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
 def test_bf16_gemm_few_rows_many_panels(isa):
     """1-3 rows run several panels side by side (groups of up to 4 for one row, 2 for two or three)."""
     few_rows_many_panels(_check_gemm, isa, (5, 301, 1600))

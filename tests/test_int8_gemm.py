@@ -104,9 +104,11 @@ def test_int8_gemm_sweep_kn(isa):
 @pytest.mark.parametrize("isa", ISAS)
 def test_int8_gemm_block_edges_and_row_independence(isa):
     """M across the blocks of quantized rows (K = 2100: 120 rows a block; K = 37: 192), K odd and
-    deep; each row alone gives the bits it gets inside the call (a row's scale is its own)."""
+    deep; each row alone gives the bits it gets inside the call (a row's scale is its own). The AMX
+    kernels' blocks: 256 rows and 1024 of K (300 and 513 rows, K 1025)."""
     rng = np.random.default_rng(3)
-    for M, K, N in ((121, 2100, 40), (241, 2101, 17), (193, 37, 65), (13, 4099, 161)):
+    for M, K, N in ((121, 2100, 40), (241, 2101, 17), (193, 37, 65), (13, 4099, 161), (300, 1025, 70),
+                    (513, 130, 33)):
         A, W, b = _data(rng, (M, K)), _data(rng, (N, K)), _data(rng, N)
         A[5] *= 1e4  # rows of very different scales side by side
         A[6] *= 1e-4
@@ -200,10 +202,14 @@ def test_int8_gemm_kron(isa):
 
 def test_int8_gemm_path_follows_vnni():
     """The avx512 levels run the VNNI kernels exactly where the CPU has AVX512_VNNI (its own CPUID
-    bit, leaf 7 ECX bit 11); avx2 and ref run the reference int8 kernels; cpu_info says which."""
+    bit, leaf 7 ECX bit 11), avx512amx the AMX-INT8 ones where it also has AMX-INT8 (leaf 7 EDX bit
+    25); avx2 and ref run the reference int8 kernels; cpu_info says which."""
     info = _engine.cpu_info()
+    assert isinstance(info["amx_int8"], bool) and (info["amx_bf16"] or not info["amx_int8"])
     for isa in ISAS:
         want = "avx512vnni" if info["avx512_vnni"] and isa.startswith("avx512") else "ref"
+        if isa == "avx512amx" and info["amx_int8"]:
+            want = "avx512amx"
         assert _testing.int8_gemm_path(isa) == want, isa
     assert info["reduced_precision"]["int8_gemm"] == _testing.int8_gemm_path(info["selected"])
 

@@ -302,6 +302,7 @@ py::dict cpu_info() {
   d["avx512_bf16"] = f.avx512_bf16;
   d["avx512_vnni"] = f.avx512_vnni;
   d["amx_bf16"] = f.amx_bf16;
+  d["amx_int8"] = f.amx_int8;
   d["l1d_bytes"] = f.l1d_bytes;
   d["l2_bytes"] = f.l2_bytes;
   py::list avail;
@@ -336,8 +337,9 @@ py::dict cpu_info() {
   rp["int8"] = "int8 rows dequantized (scale x q) as gathered (" + isa +
                "); int8 weights of linear and dylinear with int8 arithmetic: int8 GEMMs, left operand "
                "quantized per row, exact int32 sums (" +
-               (i8 == "ref" ? std::string("reference C++ int8 kernels, no AVX512_VNNI")
-                            : std::string("AVX512_VNNI vpdpbusd")) +
+               (i8 == "ref"         ? std::string("reference C++ int8 kernels, no AVX512_VNNI")
+                : i8 == "avx512amx" ? std::string("AMX-INT8 tdpbusd tiles; AVX512_VNNI below 16 rows")
+                                    : std::string("AVX512_VNNI vpdpbusd")) +
                "); otherwise dequantized to float32 at load, float32 kernels";
   rp["int8_gemm"] = i8;
   d["reduced_precision"] = rp;

@@ -127,6 +127,7 @@ Features detect() {
     const uint32_t edx = r[3];
     const bool amx_cpu = ((edx >> 22) & 1) && ((edx >> 24) & 1), amx_os = (xcr0 & 0x60000) == 0x60000;
     f.amx_bf16 = f.avx512f && amx_cpu && amx_os && amx_permitted();
+    f.amx_int8 = f.amx_bf16 && ((edx >> 25) & 1);  // AMX-INT8 (EDX bit 25)
     if (max_sub >= 1) {
       cpuid(7, 1, r);
       f.avx512_bf16 = f.avx512f && ((r[0] >> 5) & 1);

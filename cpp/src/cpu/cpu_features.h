@@ -23,6 +23,7 @@ struct Features {
   // tile data granted to this process (arch_prctl ARCH_REQ_XCOMP_PERM, asked once at detection,
   // unless DPN_AMX=0).
   bool amx_bf16 = false;
+  bool amx_int8 = false;  // AMX-INT8 tiles, likewise (the int8 GEMMs of the avx512amx level)
   // Per-core data caches from CPUID (leaf 4 on Intel, 0x8000001D on AMD); 0 when not reported
   // (the GEMM block sizes then fall back to defaults: kernels/blocking.h).
   int64_t l1d_bytes = 0, l2_bytes = 0;

@@ -107,6 +107,11 @@ IsaKernels avx512amx_kernels() {
   IsaKernels k = avx512bf16_kernels();
   k.gemm_bf16 = avx512amx::gemm_bf16;
   k.gemm_kron_bf16 = avx512amx::gemm_kron_bf16;
+  // AMX-INT8 is a CPUID bit of its own; its int8 GEMMs give the VNNI ones' bits (exact int32 sums).
+  if (cpu::features().amx_int8) {
+    k.gemm_i8 = avx512amx::gemm_i8;
+    k.gemm_kron_i8 = avx512amx::gemm_kron_i8;
+  }
   return k;
 }
 #else

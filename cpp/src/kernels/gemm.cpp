@@ -147,7 +147,11 @@ void PackedMatrix::pack_int8(const float* src, int64_t k, int64_t n, int64_t rs,
 
 const char* int8_gemm_path(Isa isa) {
   const IsaKernels& k = isa_kernels(cpu::available(isa) ? isa : Isa::Ref);
-  return k.gemm_i8 == ref::gemm_i8 ? "ref" : "avx512vnni";
+  if (k.gemm_i8 == ref::gemm_i8) return "ref";
+#if defined(DPN_HAVE_X86_KERNELS)
+  if (k.gemm_i8 == avx512amx::gemm_i8) return "avx512amx";
+#endif
+  return "avx512vnni";
 }
 
 namespace {

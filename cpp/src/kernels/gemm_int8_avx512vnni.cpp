@@ -6,16 +6,15 @@
 // The int32 sums of (qa + 128)·q stay below K·255·127 < 2^31 for K <= kI8MaxK, so they are exact;
 // bsum (128·Σ q) is subtracted in the epilogue. The epilogue is
 // fma(float(acc), sa·s_j, bias), then the activation. The Kronecker GEMM quantizes each row of
-// [x, h1·x, …, hl·x, h] as it builds it: the row's max is max(max|x|, |h_i|·max|x|, |h_i|) (rounding
-// is monotone, so that is the max of the float32 products), then each s·x is rounded to float32
-// and quantized, as the reference builds the row and quantizes it.
+// [x, h1·x, …, hl·x, h] as it builds it (its scale without the row: kron_row_scale), each s·x
+// rounded to float32 and quantized, as the reference builds the row and quantizes it. The
+// quantizers are shared with the AMX version (int8_quant_avx512.h).
 // Reference versions: gemm_int8_ref.cpp (the same bits). Compiled with the avx512 flags plus
 // -mavx512vnni; only in a table when the CPU has AVX512_VNNI (dispatch.cpp). See isa_kernels.h for
 // what this file must not use.
 #include <immintrin.h>
 
-#include <cfloat>
-
+#include "kernels/int8_quant_avx512.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/vecmath_avx512.h"
 #include "runtime/thread_scratch.h"
@@ -30,7 +29,6 @@ constexpr int64_t kMR = 12;
 // row tiles, at most kMaxMC rows.
 constexpr int64_t kABytes = int64_t(256) << 10;
 constexpr int64_t kMaxMC = 192;
-constexpr float kMinMax = 1e-30f;     // as gemm_int8_ref.cpp: a smaller max quantizes to zeros
 constexpr int64_t kPanelBytes = 128;  // one k-quad row of a full panel (32 columns × 4)
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -193,44 +191,6 @@ void drive(int64_t M, int64_t K, const int8_t* Bq, const float* bs, const int32_
   }
 }
 
-// max |v[t]|, t < n, and whether some v[t] is not finite (NaN or ±inf).
-inline float max_abs(const float* v, int64_t n, bool* bad) {
-  __m512 m = _mm512_setzero_ps();
-  __mmask16 nf = 0;
-  const __m512 big = _mm512_set1_ps(FLT_MAX);
-  for (int64_t t = 0; t < n; t += 16) {
-    const __mmask16 k = mask16(n - t);
-    const __m512 a = _mm512_abs_ps(_mm512_maskz_loadu_ps(k, v + t));
-    nf |= _mm512_mask_cmp_ps_mask(k, a, big, _CMP_NLE_UQ);
-    m = _mm512_max_ps(m, a);
-  }
-  *bad = *bad || nf != 0;
-  return _mm512_reduce_max_ps(m);
-}
-
-// u[t] = rint(clamp(s·v[t] · inv)) + 128, t < n (s = 1: v[t] itself, 1·v exact); inv = 127 / max.
-inline void quantize(uint8_t* u, const float* v, float s, float inv, int64_t n) {
-  const __m512 vs = _mm512_set1_ps(s), vi = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f),
-               hi = _mm512_set1_ps(127.0f);
-  const __m512i off = _mm512_set1_epi32(128);
-  for (int64_t t = 0; t < n; t += 16) {
-    const __mmask16 k = mask16(n - t);
-    __m512 x = _mm512_maskz_loadu_ps(k, v + t);
-    if (s != 1.0f) x = _mm512_mul_ps(x, vs);
-    // max(x, -127) then min(·, 127): the reference's std::min(127, std::max(-127, x)) bit for bit.
-    x = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(x, vi), lo), hi);
-    _mm512_mask_cvtepi32_storeu_epi8(u + t, k, _mm512_add_epi32(_mm512_cvtps_epi32(x), off));
-  }
-}
-
-// The row's scale from its max (and non-finite values): NaN makes every output of the row NaN.
-inline float row_scale(float amax, bool bad, float* inv) {
-  if (bad || !(amax <= FLT_MAX)) return *inv = 0.0f, __builtin_nanf("");
-  if (!(amax >= kMinMax)) return *inv = 0.0f, 0.0f;
-  *inv = 127.0f / amax;
-  return amax / 127.0f;
-}
-
 }  // namespace
 
 void gemm_i8(const float* A, int64_t lda, int64_t M, int64_t K, const int8_t* Bq, const float* bscale,
@@ -253,17 +213,8 @@ void gemm_kron_i8(const float* x, int64_t ldx, int64_t m, const float* h, int64_
   drive(M, K, Bq, bscale, bsum, N, bias, act, C, ldc, [&](int64_t i, uint8_t* u) {
     const float* xb = x + i * ldx;
     const float* hb = h + i * ldh;
-    bool bad = false;
-    const float mx = max_abs(xb, m, &bad);
-    float amax = mx;
-    for (int64_t k = 0; k < l; ++k) {
-      const float s = __builtin_fabsf(hb[k]);
-      if (!(s <= FLT_MAX) && (m > 0 || with_h)) bad = true;
-      if (m > 0) amax = __builtin_fmaxf(amax, s * mx);
-      if (with_h) amax = __builtin_fmaxf(amax, s);
-    }
     float inv;
-    const float sa = row_scale(amax, bad, &inv);
+    const float sa = kron_row_scale(xb, m, hb, l, with_h, &inv);
     quantize(u, xb, 1.0f, inv, m);
     for (int64_t k = 0; k < l; ++k) quantize(u + (k + 1) * m, xb, hb[k], inv, m);
     if (with_h) quantize(u + (l + 1) * m, hb, 1.0f, inv, l);

@@ -195,9 +195,11 @@ GemmBf16Fn gemm_bf16;
 GemmKronBf16Fn gemm_kron_bf16;
 }  // namespace avx512bf16
 
-namespace avx512amx {  // avx512bf16's flags + -mamx-tile -mamx-bf16; Isa::Avx512Amx
+namespace avx512amx {  // avx512bf16's flags + -mamx-tile -mamx-bf16 -mamx-int8; Isa::Avx512Amx
 GemmBf16Fn gemm_bf16;
 GemmKronBf16Fn gemm_kron_bf16;
+GemmI8Fn gemm_i8;  // where the CPU has AMX-INT8 too
+GemmKronI8Fn gemm_kron_i8;
 }  // namespace avx512amx
 
 namespace avx512vnni {  // the avx512 flags + -mavx512vnni; in the avx512 tables when the CPU has VNNI
