@@ -2,7 +2,7 @@
 
     python bench/dyjoint.py [--config dyjoint|dyjoint-small] [--batches 1,16,256] [--threads 2]
                             [--runners engine,ort-kron,torch] [--seconds 1.0] [--torch-max-batch 256]
-                            [--json PATH]
+                            [--request 1x500] [--json PATH]
 
 Config "dyjoint" is issue 17's production shape: 96 fields x 16 (two of them the candidate item and
 category) through one field layer (summation aggregation, generator hidden l = 4) and the DyMLP
@@ -18,6 +18,11 @@ on the dpn_infer.nn module; samples/s and p50 latency of one call; ratios within
 quote (the machine may be shared: the load average is printed). The export takes sessions already
 built ([B, S, L] ids, converters/onnx_export.py: segmentation is data-dependent), made here by
 segment_sessions outside the timed call: a favour to ONNX Runtime, which neither sorts nor cuts.
+
+--request USERSxCANDIDATES[,...] adds ranking requests: each user's profile fields and histories
+once, its candidates' item, category and visual vector (`predict(cands, shared=users, groups=...)`,
+engine-shared) against the same rows broadcast to one batch (engine-broadcast, and ort-kron on it
+when that runner is on); the logits of the two engine forms must agree.
 
 GFLOP/s (the engine's, and its share of the FMA probe's peak, dpn_infer._testing.probe_fma_gflops)
 count each batch's useful arithmetic (flops_per_row): the sessions its rows actually fill, not the
@@ -80,6 +85,43 @@ def make_batch(config, B, rng):
     out["visual"] = rng.standard_normal((B, c["dense"])).astype(np.float32)
     return {k: np.ascontiguousarray(v) if v.dtype == np.float32 else v.astype(np.int64)
             for k, v in out.items()}
+
+
+CANDIDATE_SIDE = ("item", "cat", "visual")
+
+
+def make_request(config, users, per_user, rng):
+    """(cands, shared, groups, broadcast): `users` users with `per_user` candidates each."""
+    u = make_batch(config, users, rng)
+    c = make_batch(config, users * per_user, rng)
+    shared = {k: v for k, v in u.items() if k not in CANDIDATE_SIDE}
+    cands = {k: v for k, v in c.items() if k in CANDIDATE_SIDE}
+    groups = np.arange(users + 1, dtype=np.int64) * per_user
+    broadcast = dict(cands, **{k: np.ascontiguousarray(np.repeat(v, per_user, axis=0))
+                               for k, v in shared.items()})
+    return cands, shared, groups, broadcast
+
+
+def run_requests(a, model, eng, sess, shapes, rng):
+    rows = []
+    for users, per_user in shapes:
+        cands, shared, groups, broadcast = make_request(a.config, users, per_user, rng)
+        z_b = eng.predict(broadcast, logits=True, threads=a.threads)
+        z_s = eng.predict(cands, shared=shared, groups=groups, logits=True, threads=a.threads)
+        p50_b, _ = timed(lambda: eng.predict(broadcast, threads=a.threads), a.seconds)
+        p50_s, _ = timed(lambda: eng.predict(cands, shared=shared, groups=groups, threads=a.threads),
+                         a.seconds)
+        row = {"users": users, "candidates": per_user, "shared_p50_ms": 1e3 * p50_s,
+               "shared_requests_s": users / p50_s, "broadcast_p50_ms": 1e3 * p50_b,
+               "x_broadcast": p50_b / p50_s, "max_abs_shared_vs_broadcast": float(np.max(np.abs(z_s - z_b)))}
+        if sess is not None:
+            pre, _ = presegment(model, broadcast)
+            p50_o, _ = timed(lambda: sess.run(["logit"], pre), a.seconds)
+            row.update(ort_broadcast_p50_ms=1e3 * p50_o, x_ort=p50_o / p50_s)
+        rows.append(row)
+        print("  request " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                       for k, v in row.items()))
+    return rows
 
 
 def flops_per_row(config, lengths):
@@ -152,8 +194,14 @@ def main(argv=None):
     ap.add_argument("--runners", default="engine,ort-kron,torch")
     ap.add_argument("--seconds", type=float, default=1.0)
     ap.add_argument("--torch-max-batch", type=int, default=256)
+    ap.add_argument("--request", default="", help="USERSxCANDIDATES, comma-separated (e.g. 1x500)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
+    try:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in a.request.split(",") if s]
+        assert all(len(s) == 2 and min(s) > 0 for s in shapes)
+    except (ValueError, AssertionError):
+        ap.error(f"--request: USERSxCANDIDATES[,...], e.g. 1x500; got {a.request!r}")
     runners = a.runners.split(",")
     bad = sorted(set(runners) - {"engine", "ort-kron", "torch"})
     if bad or "engine" not in runners:
@@ -214,10 +262,11 @@ def main(argv=None):
             print("  " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else
                                    f"{k} {' '.join(f'{p}={x:.3g}' for p, x in v.items())}"
                                    if isinstance(v, dict) else f"{k} {v}" for k, v in row.items()))
+        requests = run_requests(a, model, eng, sess, shapes, rng)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"config": a.config, "threads": a.threads, "fma_peak_gflops": peak, "rows": rows,
-                       "loadavg": os.getloadavg()}, f, indent=2)
+                       "requests": requests, "loadavg": os.getloadavg()}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ ort-kron-broadcast (ONNX Runtime on the Kronecker-form export, broadcast batch).
 Configs (bench/run.py's shapes, with fields split into a user side and an item side):
 ml1m (6 fields: 3 user, 3 item; DyLinear 64-64 on x0), criteo (39 fields: 13 user, 26 item;
 DyLinear 400-400-400, the first one's context the 13 user fields, the others x0) and seq (SeqDPN:
-4 profile fields and the 50-item history user-side, the candidate item and category item-side).
+4 profile fields and the 50-item history user-side, the candidate item and category item-side) and
+dien (DIEN at bench/run.py's shape, the same sides). DyJoint's requests: bench/dyjoint.py --request.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ import numpy as np
 import run as R
 
 USER = {"ml1m": [f"f{i}" for i in range(3)], "criteo": [f"f{i}" for i in range(13)],
-        "seq": [f"p{i}" for i in range(4)] + ["hist_item", "hist_cat"]}
+        "seq": [f"p{i}" for i in range(4)] + ["hist_item", "hist_cat"],
+        "dien": [f"p{i}" for i in range(4)] + ["hist_item", "hist_cat"]}
 SHAPES = "1x10,1x100,1x500,1x2000,16x100"
 RUNNERS = ["engine-broadcast", "engine-shared", "ort-kron-broadcast"]
 

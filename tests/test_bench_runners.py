@@ -109,8 +109,14 @@ def test_dyjoint_ort_kron_runner_scores_like_the_engine(tmp_path, monkeypatch):
                                               "T": 20, "dense": 3, "heads": 2, "l": 2})
     out = tmp_path / "r.json"
     mod.main(["--config", "tiny", "--batches", "1,9", "--seconds", "0", "--runners", "engine,ort-kron",
-              "--json", str(out)])
-    rows = json.loads(out.read_text())["rows"]
+              "--request", "1x7,2x3", "--json", str(out)])
+    res = json.loads(out.read_text())
+    rows = res["rows"]
+    # Requests: the user's part once (shared=) gives the broadcast batch's logits (float32, the same
+    # kernels on other row counts: 1e-5).
+    assert [(r["users"], r["candidates"]) for r in res["requests"]] == [(1, 7), (2, 3)]
+    for r in res["requests"]:
+        assert r["max_abs_shared_vs_broadcast"] < 1e-5 and r["shared_p50_ms"] > 0 and r["x_ort"] > 0
     assert [r["batch"] for r in rows] == [1, 9]
     for r in rows:
         assert r["ort_max_abs_logit_diff"] < 1e-5 and r["ort_p50_ms"] > 0 and "torch_p50_ms" not in r
