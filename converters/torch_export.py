@@ -501,31 +501,34 @@ def _linear_params(g, lin, path, prefix, n_in, n_out):
             f"{prefix}bias": g.tensor(f"{path}.bias", b)}
 
 
-def _emit_sepconv_pool(g, sep, path, x, lens, T, d, out) -> str:
+def _emit_sepconv_pool(g, sep, path, x, lens, T, d, out, S=1, per_session=False) -> str:
     """seq_sepconv_pool of sequence ``x`` (T positions of width d): mean_valid of the
-    SeparableConv ``sep`` (module path ``path``) over it, the separable generators' context [B, d]."""
+    SeparableConv ``sep`` (module path ``path``) over it, the separable generators' context [B, d].
+    S > 1: x holds S sessions of T, each convolved on its own; the output is each session's mean
+    ([B, S·d], per_session) or the mean over every kept behaviour ([B, d])."""
     _check_type(sep, (SeparableConv,), path)
     if sep.dim != d:
         raise ValueError(f"cannot export '{path}' (SeparableConv): dim {sep.dim}, behaviours have {d}")
     params = {"dw_weight": g.tensor(f"{path}.depthwise", sep.depthwise),
               "dw_bias": g.tensor(f"{path}.bias", sep.bias)}
     params.update(_linear_params(g, sep.pointwise, f"{path}.pointwise", "pw_", d, d))
-    return g.node("seq_sepconv_pool", path, [x, lens], out,
-                  {"max_len": T, "dim": d, "kernel": sep.kernel_size}, params)
+    attrs = {"max_len": T, "dim": d, "kernel": sep.kernel_size, **_sessions_attr(S)}
+    if S > 1 and per_session:
+        attrs["per_session"] = 1
+    return g.node("seq_sepconv_pool", path, [x, lens], out, attrs, params)
 
 
 def _emit_homo_dpo(g, hd, path, x, lens, T, d, out, z=None, S=1) -> str:
     """homo_dpo of sequence ``x`` [B, T·d] for the HomoDPO ``hd`` (any generator); returns ``out``.
     ``z`` (a [B, d] value) overrides the generator's context; by default it is mean_valid(x), or for
     generator "sep" the seq_sepconv_pool of ``hd.sep`` over x (emitted here, value ``out + ".z"``).
-    S > 1: x holds S sessions of T positions, each convolved on its own (mlp / se generators)."""
+    S > 1: x holds S sessions of T positions, each convolved on its own (its generator reads that
+    session's mean, or for "sep" its own separable convolution's: z of width S·d)."""
     _check_type(hd, (HomoDPO,), path)
-    if S > 1:
-        _check_session_generator(hd, path)
     if hd.dim != d:
         raise ValueError(f"cannot export '{path}': dim {hd.dim}, behaviours have {d}")
     if z is None and hd.generator == "sep":
-        z = _emit_sepconv_pool(g, hd.sep, f"{path}.sep", x, lens, T, d, f"{out}.z")
+        z = _emit_sepconv_pool(g, hd.sep, f"{path}.sep", x, lens, T, d, f"{out}.z", S=S, per_session=True)
     params = _linear_params(g, hd.g1, f"{path}.g1", "g1_", d, hd.hidden)
     params.update(_linear_params(g, hd.g2, f"{path}.g2", "g2_", hd.hidden, hd.kernel_size * d))
     return g.node("homo_dpo", path, [x, lens] + ([z] if z is not None else []), out,
@@ -548,8 +551,9 @@ def _emit_hetero_dpo(g, het, path, q, x, lens, T, dq, d, out, z=None) -> str:
     return _emit_dylinear(g, het.dpo, f"{path}.dpo", q, z, out, "identity", width_in=dq, width_z=d)
 
 
-def _emit_conv1d(g, conv, path, x, lens, T, d, out) -> str:
-    """conv1d of sequence ``x`` [B, T·d] for the Conv1DEncoder ``conv``; returns ``out``."""
+def _emit_conv1d(g, conv, path, x, lens, T, d, out, S=1) -> str:
+    """conv1d of sequence ``x`` [B, T·d] (S > 1: S sessions of T, each on its own) for the
+    Conv1DEncoder ``conv``; returns ``out``."""
     _check_type(conv, (Conv1DEncoder,), path)
     c = conv.conv
     _check_type(c, (nn.Conv1d,), f"{path}.conv")
@@ -559,7 +563,7 @@ def _emit_conv1d(g, conv, path, x, lens, T, d, out) -> str:
         raise ValueError(f"cannot export '{path}.conv' (Conv1d): conv1d is a stride-1, 'same'-padded "
                          f"Conv1d({d}, {d}, {k}), got {c}")
     b = c.bias if c.bias is not None else np.zeros(d)
-    return g.node("conv1d", path, [x, lens], out, {"max_len": T, "dim": d, "kernel": k},
+    return g.node("conv1d", path, [x, lens], out, {"max_len": T, "dim": d, "kernel": k, **_sessions_attr(S)},
                   {"weight": g.tensor(f"{path}.conv.weight", c.weight),
                    "bias": g.tensor(f"{path}.conv.bias", b)})
 
@@ -579,14 +583,6 @@ def _emit_self_attention(g, sa, path, x, lens, T, d, S=1) -> str:
         params.update(_linear_params(g, getattr(sa, r), f"{path}.{r}", f"{r}_", d, d))
     return g.node("self_attention", path, [x, lens], "sa",
                   {"max_len": T, "dim": d, "heads": sa.heads, **_sessions_attr(S)}, params)
-
-
-def _check_session_generator(module, path):
-    # "sep" (a separable convolution before the generator) has no per-session operator yet
-    if getattr(module, "generator", "mlp") not in ("mlp", "se"):
-        raise ValueError(f"cannot export '{path}' ({type(module).__name__}): generator "
-                         f"{module.generator!r} over sessions has no model.bin form yet (mlp and se "
-                         f"export)")
 
 
 @_exporter(SeqDPN, DINHeter)
@@ -718,15 +714,14 @@ def _export_dyjoint(module: DyJoint, g: _Graph) -> str:
     # encoder (Eqn. 15), per session
     enc = module.encoder
     _check_type(enc, (SessionEncoder,), "encoder")
-    if enc.conv1d is not None:
-        raise ValueError("cannot export 'encoder.conv1d' (Conv1DEncoder): the conv1d operator has no "
-                         "per-session form yet")
     parts = [x] if enc.residual else []
     if enc.self_attention is not None:
         parts.append(_emit_self_attention(g, enc.self_attention, "encoder.self_attention", x, lens,
                                           L, d, S))
     if enc.homo_dpo is not None:
         parts.append(_emit_homo_dpo(g, enc.homo_dpo, "encoder.homo_dpo", x, lens, L, d, "homo", S=S))
+    if enc.conv1d is not None:
+        parts.append(_emit_conv1d(g, enc.conv1d, "encoder.conv1d", x, lens, L, d, "conv", S=S))
     e = parts[0] if len(parts) == 1 else g.node("seq_add", "encoder", parts + [lens], "E",
                                                 {"max_len": L, "sessions": S})
     # decoder (Eqn. 16)
@@ -736,9 +731,13 @@ def _export_dyjoint(module: DyJoint, g: _Graph) -> str:
     q = cand[0] if len(cand) == 1 else g.node("concat", "candidate", cand, "q")
     het = None
     if dec.hetero_dpo is not None:
-        pooled = g.node("seq_pool", "decoder.context", [e, lens], "pooled",
-                        {"max_len": L, "sessions": S})
-        _check_session_generator(dec.hetero_dpo, "decoder.hetero_dpo")
+        hd = dec.hetero_dpo
+        _check_type(hd, (HeteroDPO,), "decoder.hetero_dpo")
+        # the context: the mean over every kept behaviour of e (generator "sep": of e's separable
+        # convolution, each session convolved on its own)
+        pooled = (_emit_sepconv_pool(g, hd.sep, "decoder.hetero_dpo.sep", e, lens, L, d, "pooled", S=S)
+                  if hd.generator == "sep" else
+                  g.node("seq_pool", "decoder.context", [e, lens], "pooled", {"max_len": L, "sessions": S}))
         het = _emit_hetero_dpo(g, dec.hetero_dpo, "decoder.hetero_dpo", q, e, lens, L, dq, d, "het",
                                z=pooled)
     interest = het

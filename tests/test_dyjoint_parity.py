@@ -5,7 +5,7 @@ Criterion: test_parity's ``judge`` (engine logits within rtol 1e-4 / atol 1e-5 o
 of torch float64 plus the rounding slack of a 2^-20 parameter perturbation). Random models and
 batches (tests/helpers/dyjoint.py): 1..10 sessions of 1..25 behaviours, 0..60 input columns, gaps
 of exactly the threshold, unsorted timestamps, empty histories, heads 1..3, both KFAtt modes, every
-encoder / decoder subset, "mlp" and "se" generators, batch sizes 1 and odd; every kernel ISA the
+encoder / decoder subset (the Conv1D encoder too), "mlp", "se" and "sep" generators, batch sizes 1 and odd; every kernel ISA the
 machine has (child processes). Also: bad timestamps are a typed InputError, the exporter's refusals."""
 from __future__ import annotations
 
@@ -61,6 +61,12 @@ VARIANTS = {
     "full_freq": {},
     "full_base": dict(mode="base"),
     "se": dict(gen="se"),
+    # separable generators per session (seq_sepconv_pool with sessions: per_session for HomoDPO, pooled
+    # over every session for HeteroDPO) and the Conv1D encoder per session (conv1d with sessions)
+    "sep": dict(gen="sep"),
+    "conv1d": dict(encoder=["self_attention", "conv1d"], kernel_size=5),
+    "sep_conv1d_paper_caps": dict(gen="sep", encoder=["self_attention", "homo_dpo", "conv1d"], S=10, L=25,
+                                  T=60, gap=1800),
     "paper_caps": dict(S=10, L=25, T=60, gap=1800, dim=2, two_seqs=False, heads=1),
     "one_session_one_behaviour": dict(S=1, L=1),
     "kfatt_only": dict(encoder=["self_attention"], residual=False, decoder=["kfatt"]),
@@ -159,14 +165,21 @@ def test_sessions_longer_than_max_len_are_read_whole(tmp_path):
     check(model, batch, what="truncate off, T=40 > max_len=4")
 
 
-def test_exporter_refuses_what_has_no_operator():
-    spec = _fixed()
-    for kw, words in ((dict(homo_generator="sep"), "generator 'sep'"),
-                      (dict(encoder=["self_attention", "conv1d"]), "Conv1D")):
-        torch.manual_seed(0)
-        m = DJ.DyJoint(DJ.schema(spec), ["hist"], ["item"], **kw)
-        with pytest.raises(ValueError, match=words):
-            torch_export.export(m)
+def test_separable_and_conv1d_sessions_export():
+    """Table 15's "Sep" generators and Conv1D encoder inside sessions: seq_sepconv_pool with sessions
+    (each session's mean for HomoDPO, the mean over every session for HeteroDPO) and conv1d with
+    sessions, at opset 5."""
+    spec = _fixed(gen="sep", encoder=["self_attention", "homo_dpo", "conv1d"])
+    meta, _ = torch_export.export(_prepare(spec)[0])
+    assert meta["opset"] == 5
+    nodes = {n["name"]: n for n in meta["graph"]["nodes"]}
+    S = spec["S"]
+    assert nodes["encoder.homo_dpo.sep"]["attrs"] == {"max_len": spec["L"], "dim": 8, "kernel": 3,
+                                                     "sessions": S, "per_session": 1}
+    assert nodes["decoder.hetero_dpo.sep"]["attrs"]["sessions"] == S
+    assert "per_session" not in nodes["decoder.hetero_dpo.sep"]["attrs"]
+    assert nodes["encoder.conv1d"]["attrs"]["sessions"] == S
+    assert nodes["encoder.homo_dpo"]["inputs"][2] == nodes["encoder.homo_dpo.sep"]["output"]
 
 
 # -- files the engine refuses ------------------------------------------------------------------
@@ -221,10 +234,13 @@ def _drop_param(meta, op, role):
     (lambda m, t: _node(m, "kfatt")["inputs"].__setitem__(2, "emb/user"), "lengths"),
 ])
 def test_bad_session_files_are_refused(tmp_path, mutate, match):
+    _refused(tmp_path, _fixed(two_seqs=False), mutate, match)
+
+
+def _refused(tmp_path, spec, mutate, match):
     from dpn_infer.converters import format as F
     from dpn_infer.engine import ModelFormatError
 
-    spec = _fixed(two_seqs=False)
     model, _ = _prepare(spec)
     path = str(tmp_path / "model.bin")
     torch_export.save(model, path)
@@ -235,6 +251,18 @@ def test_bad_session_files_are_refused(tmp_path, mutate, match):
     F.write(path, meta, tensors)
     with pytest.raises(ModelFormatError, match=match):
         load(path)
+
+
+@pytest.mark.parametrize("mutate,match", [
+    (lambda m, t: _node(m, "conv1d")["attrs"].update(sessions=2), "expected sessions=2"),
+    (lambda m, t: _node(m, "seq_sepconv_pool")["attrs"].update(per_session=2), "'per_session' must be 0 or 1"),
+    (lambda m, t: _node(m, "seq_sepconv_pool")["attrs"].update(sessions=1), "the lengths\\) has width 3, expected 1"),
+    (lambda m, t: _node(m, "seq_sepconv_pool")["attrs"].update(sessions=70000), "too large"),
+    (lambda m, t: _node(m, "homo_dpo")["inputs"].__setitem__(2, "emb/user"), "expected sessions\\*dim="),
+])
+def test_bad_separable_and_conv1d_session_files_are_refused(tmp_path, mutate, match):
+    _refused(tmp_path, _fixed(two_seqs=False, gen="sep", encoder=["self_attention", "homo_dpo", "conv1d"]),
+             mutate, match)
 
 
 def test_opset_5_is_only_written_when_needed(tmp_path):

@@ -1,7 +1,7 @@
 """Random DyJoint models and session batches for the engine parity tests (tests/test_dyjoint_parity.py).
 
 A spec is a plain dict (printable in a failure): the session caps S x L and gap, the behaviour and
-query fields' dims, the encoder / decoder parts, heads, KFAtt mode, generators ("mlp" / "se"), the
+query fields' dims, the encoder / decoder parts, heads, KFAtt mode, generators ("mlp" / "se" / "sep"), the Conv1D encoder, the
 DyMLP's field and feature layers, a dense field or none, and the batch (B rows of T columns, the
 gaps drawn from {0, gap - 1, gap, gap + 1, a long one} so session boundaries fall exactly at the
 threshold, rows with no history, unsorted timestamps and -1 padding anywhere)."""
@@ -99,7 +99,8 @@ def truth(model, batch, trials=3, rel=2.0 ** -20):
     return t, spread
 
 
-ENCODERS = [["self_attention", "homo_dpo"], ["self_attention"], ["homo_dpo"]]
+ENCODERS = [["self_attention", "homo_dpo"], ["self_attention"], ["homo_dpo"], ["self_attention", "conv1d"],
+            ["homo_dpo", "conv1d"], ["self_attention", "homo_dpo", "conv1d"]]
 DECODERS = [["kfatt", "hetero_dpo"], ["kfatt"], ["hetero_dpo"]]
 
 
@@ -117,7 +118,7 @@ def specs(draw, max_S=10, max_L=25):
             "L": draw(st.integers(1, max_L)), "gap": draw(st.sampled_from([0, 1, 30, 1800])),
             "dim": dim, "two_seqs": two, "heads": heads, "encoder": enc, "residual": not enc or
             draw(st.booleans()), "decoder": draw(st.sampled_from(DECODERS)),
-            "mode": draw(st.sampled_from(["base", "freq"])), "gen": draw(st.sampled_from(["mlp", "se"])),
+            "mode": draw(st.sampled_from(["base", "freq"])), "gen": draw(st.sampled_from(["mlp", "se", "sep"])),
             "kernel_size": draw(st.sampled_from([1, 3, 5])), "field_layers": fl, "layers": layers,
             "interest_dim": draw(st.sampled_from([None, 5])), "dense": draw(st.sampled_from([0, 3])),
             "T": draw(st.integers(0, 60)), "pad": draw(st.sampled_from([0.0, 0.3])),

@@ -1,5 +1,6 @@
 // `conv1d`: a static 1-d convolution dim -> dim over a sequence's valid positions, zero padding at
 // the row's length (docs/format.md §5b, opset 5; the "Conv1D" encoder of the paper's Table 15).
+// With sessions S (§5d) each session is a row of its own: rows·S rows of T positions.
 // One GEMM with K = k·n per pass of rows: the rows' valid positions are copied back to back with
 // k/2 zero positions between them, so the k neighbours of a position are k·n consecutive floats
 // and the GEMM reads its left operand in place with lda = n (overlapping windows, no im2col copy).
@@ -9,6 +10,7 @@
 #include "kernels/gemm.h"
 #include "ops/op.h"
 #include "ops/seq.h"
+#include "ops/session.h"
 
 namespace dpn::ops {
 
@@ -18,9 +20,9 @@ constexpr int64_t kPassPositions = 2048;
 
 class Conv1d : public Op {
  public:
-  Conv1d(int64_t T, int64_t n, int64_t k, const float* w, const float* b)
-      : T_(T), n_(n), k_(k), bias_(b, b + n) {
-    width = T * n;
+  Conv1d(int64_t T, int64_t S, int64_t n, int64_t k, const float* w, const float* b)
+      : T_(T), S_(S), n_(n), k_(k), bias_(b, b + n) {
+    width = S * T * n;
     // torch [out, in, k] -> [out, k·n] with column τ·n + in: row `out` of a Linear over the window
     std::vector<float> wl(size_t(n * k * n));
     for (int64_t o = 0; o < n; ++o)
@@ -36,15 +38,14 @@ class Conv1d : public Op {
   }
 
   size_t scratch_floats(int64_t rows) const override {
-    const int64_t pr = pass_rows(rows), h = k_ / 2;
+    const int64_t pr = pass_rows(rows * S_), h = k_ / 2;
     return size_t((2 * pr * (T_ + h) + h) * n_);
   }
 
   void run(const Block& blk, const float* const* in, float* out, float* scratch) const override {
-    const int64_t pr = pass_rows(blk.rows), rw = T_ * n_;
-    for (int64_t b0 = 0; b0 < blk.rows; b0 += pr)
-      run_pass(in[0] + b0 * rw, in[1] + b0, std::min(pr, blk.rows - b0), out + b0 * rw, scratch,
-               blk.threads);
+    const int64_t R = blk.rows * S_, pr = pass_rows(R), rw = T_ * n_;
+    for (int64_t b0 = 0; b0 < R; b0 += pr)
+      run_pass(in[0] + b0 * rw, in[1] + b0, std::min(pr, R - b0), out + b0 * rw, scratch, blk.threads);
   }
 
  private:
@@ -77,7 +78,7 @@ class Conv1d : public Op {
     }
   }
 
-  int64_t T_, n_, k_;
+  int64_t T_, S_, n_, k_;
   std::vector<float> bias_;
   kernels::PackedMatrix w_;
 };
@@ -86,10 +87,11 @@ class Conv1d : public Op {
 
 std::unique_ptr<Op> make_conv1d(const NodeBuilder& nb) {
   nb.expect_inputs(2, 2);
-  const auto [T, n, k] = seq_conv_attrs(nb);
+  const int64_t S = seq_sessions(nb, 1);
+  const auto [T, n, k] = seq_conv_attrs(nb, S);
   const float* w = nb.param("weight", {n, n, k});
   const float* b = nb.param("bias", {n});
-  return std::make_unique<Conv1d>(T, n, k, w, b);
+  return std::make_unique<Conv1d>(T, S, n, k, w, b);
 }
 
 }  // namespace dpn::ops

@@ -93,11 +93,10 @@ std::unique_ptr<Op> make_homo_dpo(const NodeBuilder& nb) {
   // hidden is the one size not tied to the input's width: bounded so its scratch (256 rows of h)
   // stays small whatever the file says.
   if (l > (int64_t(1) << 16)) nb.fail("attribute too large");
-  // A context input is one row per row of the batch: sessions (one conv per session) read the mean.
-  if (context && S > 1) nb.fail("input z (the generator's context) needs sessions=1");
-  if (context && nb.in_widths()[2] != n)
+  // A context input holds one context per session (S·n; n for a plain sequence).
+  if (context && nb.in_widths()[2] != S * n)
     nb.fail("input z (the generator's context) has width " + std::to_string(nb.in_widths()[2]) +
-            ", expected dim=" + std::to_string(n));
+            ", expected " + (S > 1 ? "sessions*dim=" : "dim=") + std::to_string(S * n));
   const Sigma sigma = nb.attr_sigma();
   const kernels::Act gate = nb.attr_enum("gate", {"identity", "sigmoid"}, "identity") == "sigmoid"
                                 ? kernels::Act::Sigmoid
