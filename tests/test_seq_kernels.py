@@ -121,3 +121,53 @@ def test_attention_core_matches_numpy(isa):
         want = _numpy_attention(qkv, H, 1.0 / np.sqrt(d // H))
         atol = 1e-5 * float(np.abs(qkv[:, 2 * d:]).max())
         np.testing.assert_allclose(A, want, rtol=1e-5, atol=atol, err_msg=f"isa={isa} L={L} d={d} H={H}")
+
+
+# -- KFAtt loops (kernels/kfatt_*.cpp) ---------------------------------------------------------
+# Widths dh 1..40 and 63-65, 129 cross the 8 / 16-lane vectors and the 64-channel accumulator
+# blocks; rows n 0..20 and 50; K and V with leading dimension past dh (KFAtt's rows are [k, v] of
+# 2·att_dim). Bound: a dot product / weighted sum of n terms in float32 is within n·2^-24·Σ|terms|
+# of the exact value for any summation order and with or without fused multiply-adds, so each ISA
+# is within that (times 1.01) of float64; the vector ISAs share one lane order, so they also give
+# each other's bits.
+DHS = list(range(1, 41)) + [63, 64, 65, 129]
+VEC_BASE = "avx2" if "avx2" in ISAS else None     # the vector ISAs give its bits
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_kfatt_scores_match_numpy(isa):
+    rng = np.random.default_rng(21)
+    for dh in DHS:
+        n = int(rng.choice(list(range(0, 21)) + [50]))
+        ld = dh + int(rng.integers(0, 5))
+        q = rng.standard_normal(dh).astype(np.float32)
+        K = rng.standard_normal((n, ld)).astype(np.float32)
+        scale = np.float32(1.0 / np.sqrt(dh))
+        got = _testing.kernel("kfatt_scores", isa, q=q, K=K, scale=float(scale))
+        terms = np.abs(K[:, :dh].astype(np.float64) * q.astype(np.float64))
+        want = (K[:, :dh].astype(np.float64) @ q.astype(np.float64)) * np.float64(scale)
+        bound = 1.01 * (dh + 1) * 2.0 ** -24 * terms.sum(1) * float(scale) + 1e-30
+        assert got.shape == (n,)
+        assert np.all(np.abs(got - want) <= bound), f"isa={isa} dh={dh} n={n}"
+        if isa != "ref" and VEC_BASE:
+            np.testing.assert_array_equal(got, _testing.kernel("kfatt_scores", VEC_BASE, q=q, K=K,
+                                                               scale=float(scale)))
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_kfatt_wsum_matches_numpy(isa):
+    rng = np.random.default_rng(22)
+    for dh in DHS:
+        n = int(rng.choice(list(range(0, 21)) + [50]))
+        ld = dh + int(rng.integers(0, 5))
+        w = rng.random(n).astype(np.float32)
+        V = rng.standard_normal((n, ld)).astype(np.float32)
+        acc = rng.standard_normal(dh).astype(np.float32)
+        got = _testing.kernel("kfatt_wsum", isa, w=w, V=V, acc=acc)
+        terms = np.abs(w[:, None].astype(np.float64) * V[:, :dh].astype(np.float64))
+        want = acc.astype(np.float64) + w.astype(np.float64) @ V[:, :dh].astype(np.float64)
+        bound = 1.01 * (n + 1) * 2.0 ** -24 * (terms.sum(0) + np.abs(acc)) + 1e-30
+        assert got.shape == (dh,)
+        assert np.all(np.abs(got - want) <= bound), f"isa={isa} dh={dh} n={n}"
+        if isa != "ref" and VEC_BASE:
+            np.testing.assert_array_equal(got, _testing.kernel("kfatt_wsum", VEC_BASE, w=w, V=V, acc=acc))

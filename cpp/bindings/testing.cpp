@@ -19,6 +19,7 @@
 #include "kernels/field_attn.h"
 #include "kernels/field_mix.h"
 #include "kernels/gemm.h"
+#include "kernels/kfatt.h"
 #include "kernels/kron.h"
 #include "kernels/rows.h"
 #include "kernels/softmax.h"
@@ -335,6 +336,28 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
     run([&] { k::attention_rows(which, qkv.data(), 3 * d, L, d, H, scale, pa, d, scratch.data()); });
     return A;
   }
+  if (kernel == "kfatt_scores") {
+    F32 q = kw_f32(kw, "q", 1), K = kw_f32(kw, "K", 2);
+    const int64_t n = K.shape(0), dh = q.shape(0);
+    if (K.shape(1) < dh) throw py::value_error("K must be [n, >= len(q)]");
+    const float scale = kw.contains("scale") ? kw["scale"].cast<float>() : 1.0f;
+    py::array_t<float> out(n);
+    float* po = out.mutable_data();
+    run([&] { k::kfatt_scores(which, q.data(), K.data(), K.shape(1), n, dh, scale, po); });
+    return out;
+  }
+  if (kernel == "kfatt_wsum") {
+    F32 w = kw_f32(kw, "w", 1), V = kw_f32(kw, "V", 2), a0 = kw_f32(kw, "acc", 1);
+    const int64_t n = V.shape(0), dh = a0.shape(0);
+    if (w.shape(0) != n || V.shape(1) < dh) throw py::value_error("w must be [n], V [n, >= len(acc)]");
+    py::array_t<float> acc(dh);
+    float* pa = acc.mutable_data();
+    run([&] {
+      std::copy(a0.data(), a0.data() + dh, pa);
+      k::kfatt_wsum(which, w.data(), V.data(), V.shape(1), n, dh, pa);
+    });
+    return acc;
+  }
   if (kernel == "gru") {
     F32 gi = kw_f32(kw, "gi", 2), gh = kw_f32(kw, "gh", 2), st = kw_f32(kw, "state", 2);
     const int64_t R = st.shape(0), h = st.shape(1);
@@ -353,7 +376,7 @@ py::array_t<float> test_kernel(const std::string& kernel, const std::string& isa
   throw py::value_error(
       "unknown kernel '" + kernel +
       "' (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, field_mix, field_attention, "
-      "dwconv, dwconv_mean, attention, gru)");
+      "dwconv, dwconv_mean, attention, kfatt_scores, kfatt_wsum, gru)");
 }
 
 }  // namespace
@@ -393,9 +416,9 @@ PYBIND11_MODULE(_testing, m) {
   m.def("gemm_collapsed", &test_gemm_collapsed, py::arg("x"), py::arg("h"), py::arg("B"),
         py::arg("isa") = "ref", py::arg("threads") = 1,
         "x @ (A_0 + sum_k h_k A_k) through a ranking request's collapsed weight, with one ISA.");
-  m.def(
-      "kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
-      "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
-      "field_mix, field_attention, dwconv, dwconv_mean, attention, gru) with one ISA's version; arrays "
-      "and options as keywords.");
+  m.def("kernel", &test_kernel, py::arg("kernel"), py::arg("isa") = "ref",
+        "One row/elementwise kernel (pool, pool_half, pool_int8, layernorm, cross, act, softmax, kron, "
+        "field_mix, field_attention, dwconv, dwconv_mean, attention, kfatt_scores, kfatt_wsum, gru) "
+        "with one ISA's version; arrays "
+        "and options as keywords.");
 }

@@ -1,11 +1,12 @@
 // The kernel tables (isa_kernels.h), one per ISA, each filled once; and the family entry points
-// (rows.h, act.h, softmax.h, kron.h, field_attn.h, field_mix.h, dwconv.h, attention.h, gru.h), which
-// look the table up once per call. The only place that maps an ISA to its code.
+// (rows.h, act.h, softmax.h, kron.h, field_attn.h, field_mix.h, dwconv.h, attention.h, kfatt.h, gru.h),
+// which look the table up once per call. The only place that maps an ISA to its code.
 #include "kernels/isa_kernels.h"
 
 #include "cpu/cpu_features.h"
 #include "kernels/act.h"
 #include "kernels/attention.h"
+#include "kernels/kfatt.h"
 #include "kernels/dwconv.h"
 #include "kernels/field_attn.h"
 #include "kernels/field_mix.h"
@@ -40,6 +41,8 @@ IsaKernels ref_kernels() {
   k.dwconv_rows = ref::dwconv_rows;
   k.dwconv_mean = ref::dwconv_mean;
   k.attention_rows = ref::attention_rows;
+  k.kfatt_scores = ref::kfatt_scores;
+  k.kfatt_wsum = ref::kfatt_wsum;
   k.gru_gates = ref::gru_gates;
   return k;
 }
@@ -64,6 +67,8 @@ IsaKernels avx2_kernels() {
   k.dwconv_rows = avx2::dwconv_rows;
   k.dwconv_mean = avx2::dwconv_mean;
   k.attention_rows = avx2::attention_rows;
+  k.kfatt_scores = avx2::kfatt_scores;
+  k.kfatt_wsum = avx2::kfatt_wsum;
   k.gru_gates = avx2::gru_gates;
   return k;
 }
@@ -91,6 +96,8 @@ IsaKernels avx512_kernels() {
   k.dwconv_rows = avx512::dwconv_rows;
   k.dwconv_mean = avx512::dwconv_mean;
   k.attention_rows = avx512::attention_rows;
+  k.kfatt_scores = avx512::kfatt_scores;
+  k.kfatt_wsum = avx512::kfatt_wsum;
   k.gru_gates = avx512::gru_gates;
   return k;
 }
@@ -262,6 +269,26 @@ void attention_rows(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t
                     float* A, int64_t lda, float* scratch) {
   if (L <= 0) return;
   isa_kernels().attention_rows(qkv, ldq, L, d, H, scale, A, lda, scratch);
+}
+
+void kfatt_scores(cpu::Isa isa, const float* q, const float* K, int64_t ldk, int64_t n, int64_t dh,
+                  float scale, float* out) {
+  if (n <= 0) return;
+  isa_kernels(isa).kfatt_scores(q, K, ldk, n, dh, scale, out);
+}
+void kfatt_scores(const float* q, const float* K, int64_t ldk, int64_t n, int64_t dh, float scale,
+                  float* out) {
+  if (n <= 0) return;
+  isa_kernels().kfatt_scores(q, K, ldk, n, dh, scale, out);
+}
+void kfatt_wsum(cpu::Isa isa, const float* w, const float* V, int64_t ldv, int64_t n, int64_t dh,
+                float* acc) {
+  if (n <= 0 || dh <= 0) return;
+  isa_kernels(isa).kfatt_wsum(w, V, ldv, n, dh, acc);
+}
+void kfatt_wsum(const float* w, const float* V, int64_t ldv, int64_t n, int64_t dh, float* acc) {
+  if (n <= 0 || dh <= 0) return;
+  isa_kernels().kfatt_wsum(w, V, ldv, n, dh, acc);
 }
 
 void gru_gates(cpu::Isa isa, const float* gi, const float* gh, const float* att, int64_t rows, int64_t h,

@@ -85,6 +85,10 @@ using DwconvMeanFn = void(const float* x, int64_t L, int64_t n, const float* K, 
 // attention.h
 using AttentionRowsFn = void(const float* qkv, int64_t ldq, int64_t L, int64_t d, int64_t H, float scale,
                              float* A, int64_t lda, float* scratch);
+// kfatt.h
+using KfattScoresFn = void(const float* q, const float* K, int64_t ldk, int64_t n, int64_t dh,
+                           float scale, float* out);
+using KfattWsumFn = void(const float* w, const float* V, int64_t ldv, int64_t n, int64_t dh, float* acc);
 // gru.h
 using GruGatesFn = void(const float* gi, const float* gh, const float* att, int64_t rows, int64_t h,
                         float* state);
@@ -116,6 +120,8 @@ struct IsaKernels {
   DwconvRowsFn* dwconv_rows = nullptr;
   DwconvMeanFn* dwconv_mean = nullptr;
   AttentionRowsFn* attention_rows = nullptr;
+  KfattScoresFn* kfatt_scores = nullptr;
+  KfattWsumFn* kfatt_wsum = nullptr;
   GruGatesFn* gru_gates = nullptr;
 };
 
@@ -150,6 +156,8 @@ FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
 DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
+KfattScoresFn kfatt_scores;
+KfattWsumFn kfatt_wsum;
 GruGatesFn gru_gates;
 }  // namespace ref
 
@@ -168,6 +176,8 @@ FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
 DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
+KfattScoresFn kfatt_scores;
+KfattWsumFn kfatt_wsum;
 GruGatesFn gru_gates;
 }  // namespace avx2
 
@@ -187,6 +197,8 @@ FieldMixFn field_mix;
 DwconvRowsFn dwconv_rows;
 DwconvMeanFn dwconv_mean;
 AttentionRowsFn attention_rows;
+KfattScoresFn kfatt_scores;
+KfattWsumFn kfatt_wsum;
 GruGatesFn gru_gates;
 }  // namespace avx512
 

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "kernels/gemm.h"
+#include "kernels/kfatt.h"
 #include "kernels/softmax.h"
 #include "ops/op.h"
 #include "ops/seq.h"
@@ -128,14 +129,10 @@ class KfAtt : public Op {
         float* v = VQ + b * A_ + h * dh;
         if (!freq_) {  // softmax over [log prior precision, behaviour scores]
           w[0] = lp0;
-          for (int64_t t = 0; t < nrow; ++t)
-            w[1 + t] = score(Q, KV + (r0 + t) * 2 * A_ + h * dh, dh, scale);
+          kernels::kfatt_scores(Q, KV + r0 * 2 * A_ + h * dh, 2 * A_, nrow, dh, scale, w + 1);
           kernels::softmax_rows(w, 1, 1 + nrow, 1 + nrow);
           for (int64_t e = 0; e < dh; ++e) v[e] = w[0] * mu[e];
-          for (int64_t t = 0; t < nrow; ++t) {
-            const float* V = KV + (r0 + t) * 2 * A_ + A_ + h * dh;
-            for (int64_t e = 0; e < dh; ++e) v[e] += w[1 + t] * V[e];
-          }
+          kernels::kfatt_wsum(w + 1, KV + r0 * 2 * A_ + A_ + h * dh, 2 * A_, nrow, dh, v);
           continue;
         }
         // freq: each non-empty session m one sensor of log weight
@@ -144,21 +141,17 @@ class KfAtt : public Op {
         for (int64_t s = 0; s < S_; ++s) {
           const int64_t n = seq_len(len[b * S_ + s], L_);
           if (n == 0) continue;
+          kernels::kfatt_scores(Q, KV + t0 * 2 * A_ + h * dh, 2 * A_, n, dh, scale, w);
           int64_t top = 0;
-          for (int64_t t = 0; t < n; ++t) {
-            w[t] = score(Q, KV + (t0 + t) * 2 * A_ + h * dh, dh, scale);
+          for (int64_t t = 1; t < n; ++t)
             if (w[t] > w[top]) top = t;
-          }
           const float smax = w[top];
           kernels::softmax_rows(w, 1, n, n);
           // log Σ exp(s_t) = s_top − log softmax_top (softmax_top ≥ 1/n: no cancellation)
           const float logP = smax - std::log(w[top]);
           float* vb = vbar + g * A_;
           std::fill(vb, vb + dh, 0.0f);
-          for (int64_t t = 0; t < n; ++t) {
-            const float* V = KV + (t0 + t) * 2 * A_ + A_ + h * dh;
-            for (int64_t e = 0; e < dh; ++e) vb[e] += w[t] * V[e];
-          }
+          kernels::kfatt_wsum(w, KV + t0 * 2 * A_ + A_ + h * dh, 2 * A_, n, dh, vb);
           logpi[g] = logP - softplus(logP - lpm[(b * S_ + s) * H_ + h]);
           t0 += n;
           ++g;
@@ -167,18 +160,11 @@ class KfAtt : public Op {
         for (int64_t m = 0; m < g; ++m) w[1 + m] = logpi[m];
         kernels::softmax_rows(w, 1, 1 + g, 1 + g);
         for (int64_t e = 0; e < dh; ++e) v[e] = w[0] * mu[e];
-        for (int64_t m = 0; m < g; ++m)
-          for (int64_t e = 0; e < dh; ++e) v[e] += w[1 + m] * vbar[m * A_ + e];
+        kernels::kfatt_wsum(w + 1, vbar, A_, g, dh, v);
       }
       r0 += nrow;
     }
     kernels::gemm(VQ, A_, R, o_, o_b_.data(), kernels::Act::Identity, out, width, threads);
-  }
-
-  static float score(const float* q, const float* k, int64_t dh, float scale) {
-    float acc = 0.0f;
-    for (int64_t e = 0; e < dh; ++e) acc += q[e] * k[e];
-    return acc * scale;
   }
 
   int64_t L_, S_, dq_, d_, A_, H_;
