@@ -19,6 +19,7 @@
 #include <immintrin.h>
 
 #include "kernels/bf16_block_avx512.h"
+#include "kernels/amx_tiles.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/vecmath_avx512.h"
 #include "runtime/thread_scratch.h"
@@ -31,32 +32,12 @@ constexpr int64_t kNR = 32;   // packed panel width (gemm.h kBf16Panel)
 constexpr int64_t kTK = 32;   // k per tile step (16 pairs)
 constexpr int64_t kKC = 512;  // k per block, a multiple of kTK
 constexpr int64_t kMC = 256;  // rows per block, a multiple of 32
-// A block rows are kPad bfloat16 longer than their tile steps: rows 1 KiB apart (kKC = 512) aliased
-// with the Kronecker operand's source rows (x of 1536 floats, prod's first layer) and halved its speed.
+// A block rows are kPad bfloat16 longer than their tile steps: rows exactly 1 KiB apart (kKC = 512)
+// made prod's first layer (x of 1536 floats) a quarter slower in the Kronecker GEMM.
 constexpr int64_t kPad = 32;
 constexpr int64_t kRowsOuterBytes = int64_t(8) << 20;
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-struct alignas(64) TileConfig {
-  uint8_t palette, start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-
-// Every tile 16 rows × 64 bytes. Tile state is per thread: loaded at the start of each call and
-// released at its end (so a thread holds no tile data between calls).
-void load_config() {
-  TileConfig c;
-  __builtin_memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int i = 0; i < 8; ++i) {
-    c.rows[i] = 16;
-    c.colsb[i] = 64;
-  }
-  _tile_loadconfig(&c);
-}
 
 // One 32-row (R = 2) or 16-row (R = 1) group × one panel of Q 16-column tiles, `steps` tile steps
 // of A (stride sa bytes) and B (stride sb bytes); the last step's B from `tail` (stride sb) when set.
@@ -199,7 +180,7 @@ void drive(int64_t M, int64_t K, const uint16_t* Bh, int64_t N, const float* bia
       }
     }
   };
-  load_config();
+  amx_load_config();
   if (Kp * 2 * panels * kNR * int64_t(sizeof(uint16_t)) <= kRowsOuterBytes) {
     for (int64_t m0 = 0; m0 < M; m0 += kMC)
       for (int64_t k0 = 0; k0 < K; k0 += kKC) step(m0, k0);

@@ -16,6 +16,7 @@
 #include <immintrin.h>
 
 #include "kernels/int8_quant_avx512.h"
+#include "kernels/amx_tiles.h"
 #include "kernels/isa_kernels.h"
 #include "kernels/vecmath_avx512.h"
 #include "runtime/thread_scratch.h"
@@ -35,24 +36,6 @@ constexpr int64_t kPad = 64;          // A rows kPad bytes past their steps (as 
 constexpr int64_t kMinRows = 16;
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-struct alignas(64) TileConfig {
-  uint8_t palette, start_row;
-  uint8_t reserved[14];
-  uint16_t colsb[16];
-  uint8_t rows[16];
-};
-
-void load_config() {
-  TileConfig c;
-  __builtin_memset(&c, 0, sizeof c);
-  c.palette = 1;
-  for (int i = 0; i < 8; ++i) {
-    c.rows[i] = 16;
-    c.colsb[i] = 64;
-  }
-  _tile_loadconfig(&c);
-}
 
 // R 16-row halves × Q 16-column tiles of one panel's int32 sums at acc (stride 128 bytes): start
 // from 0 (first) or acc, add `steps` tile steps of A (stride sa bytes) and B (stride sb bytes; the
@@ -164,7 +147,7 @@ void drive(int64_t M, int64_t K, const int8_t* Bq, const float* bs, const int32_
       }
     }
   };
-  load_config();
+  amx_load_config();
   // The int32 sums of an m-block stay in scratch across its K blocks: rows outer.
   for (int64_t m0 = 0; m0 < M; m0 += kMC) {
     for (int64_t i = 0; i < lmin(kMC, M - m0); ++i) sa[i] = scale(m0 + i, &inv[i]);
