@@ -342,6 +342,8 @@ class PaperRunner:
             setting = {**setting, "data": model_def["data"]}
         sig = run_signature(dataset, model_def, setting, lr, seed, self.args.quick)
         rec = self.cache.get(sig)
+        if rec is not None and not _served(rec) and getattr(self.args, "rerun_unserved", False):
+            rec = None      # cached before the engine served the model: train it again, with the check
         if rec is not None:
             self.touched[sig] = rec
         if rec is not None or dry:
@@ -660,6 +662,9 @@ def main(argv=None):
                     help="paper protocols: run only these model keys (bench/paper_tables.py; comma-separated)")
     ap.add_argument("--only-seeds", default=None,
                     help="paper protocols: run only these seeds (comma-separated; the lr search still uses seed 1)")
+    ap.add_argument("--rerun-unserved", action="store_true",
+                    help="paper protocols: train again the cached runs that have no engine check (made "
+                         "before the engine served their model), so they get one")
     ap.add_argument("--report-only", action="store_true",
                     help="paper protocols: no training, rebuild the report from the run cache")
     ap.add_argument("--patience", default=None,
