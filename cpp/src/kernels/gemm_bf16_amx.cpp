@@ -8,11 +8,12 @@
 // tmm4-5 (rows 0-15, 16-31), B in tmm6-7 (columns 0-15, 16-31). The packed layout needs no
 // repacking: a panel's pair row (32 columns × 2 bfloat16 = 128 bytes) holds the rows of both B
 // tiles, so each is a strided load (a narrow last panel, 16 wide, has one). A block of kMC × kKC
-// bfloat16 (256 KiB, L2) is built per K block; each panel's kKC/2-pair slice (32 KiB) stays in L1
-// while the row tiles walk it. K tails: A columns past K are 0 in the block, and a last tile step
-// with fewer than 16 pairs reads B from a zero-padded copy, never past the panel.
-// Every row count runs the tiles (a batch of one pads its tile with zero rows), so a row's result
-// never depends on the rows beside it: each output sums the same K blocks in the same order.
+// bfloat16 (256 KiB, L2) is built per K block (up to 16 rows: all of K, k_block below); each
+// panel's kKC/2-pair slice (32 KiB) stays in L1 while the row tiles walk it. K tails: A columns past K
+// are 0 in the block, and a last tile step with fewer than 16 pairs reads B from a zero-padded copy,
+// never past the panel. Every row count runs the tiles (a batch of one pads its tile with zero rows), so
+// a row's result never depends on the rows beside it: each output runs the same tile steps in the same
+// order (C spilled to memory between K blocks and reloaded is exact, so the block size does not matter).
 // Compiled with the avx512bf16 flags plus -mamx-tile -mamx-bf16; only called when
 // cpu::available(Isa::Avx512Amx) (CPUID, XCR0 and the kernel's permission for the tile data).
 // See isa_kernels.h for what this file must not use.
@@ -36,8 +37,17 @@ constexpr int64_t kMC = 256;  // rows per block, a multiple of 32
 // made prod's first layer (x of 1536 floats) a quarter slower in the Kronecker GEMM.
 constexpr int64_t kPad = 32;
 constexpr int64_t kRowsOuterBytes = int64_t(8) << 20;
+// Up to 16 rows (batch 1 above all) take all of K up to this in one block, so each panel's C passes
+// through the tiles once instead of once per K block. A row's sums are the same either way: tiles
+// spill to C and reload it exactly between K blocks, in the same tile steps.
+constexpr int64_t kWholeK = 16384;
 
 inline int64_t lmin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+// K per block for an M-row call, a multiple of kTK.
+inline int64_t k_block(int64_t M, int64_t K) {
+  return M <= 16 && K <= kWholeK ? (K + kTK - 1) / kTK * kTK : kKC;
+}
 
 // One 32-row (R = 2) or 16-row (R = 1) group × one panel of Q 16-column tiles, `steps` tile steps
 // of A (stride sa bytes) and B (stride sb bytes); the last step's B from `tail` (stride sb) when set.
@@ -137,10 +147,11 @@ void drive(int64_t M, int64_t K, const uint16_t* Bh, int64_t N, const float* bia
   const int64_t Kp = (K + 1) / 2, panels = (N + kNR - 1) / kNR;
   const bool narrow_last = N % kNR != 0 && N % kNR <= kNR / 2;  // gemm.h narrow_tail
   alignas(64) uint16_t tail[16 * kNR * 2];
+  const int64_t kcb = k_block(M, K);
   auto step = [&](int64_t m0, int64_t k0) {
-    const int64_t mc = lmin(kMC, M - m0), kc = lmin(kKC, K - k0);
+    const int64_t mc = lmin(kMC, M - m0), kc = lmin(kcb, K - k0);
     const int64_t steps = (kc + kTK - 1) / kTK, la = steps * kTK + kPad, q0 = k0 / 2;
-    const bool first = k0 == 0, last = k0 + kKC >= K;
+    const bool first = k0 == 0, last = k0 + kcb >= K;
     block(m0, mc, k0, kc, la);
     for (int64_t i = mc; i < (mc + 15) / 16 * 16; ++i)
       for (int64_t t = 0; t < la; ++t) abuf[i * la + t] = 0;
@@ -183,16 +194,18 @@ void drive(int64_t M, int64_t K, const uint16_t* Bh, int64_t N, const float* bia
   amx_load_config();
   if (Kp * 2 * panels * kNR * int64_t(sizeof(uint16_t)) <= kRowsOuterBytes) {
     for (int64_t m0 = 0; m0 < M; m0 += kMC)
-      for (int64_t k0 = 0; k0 < K; k0 += kKC) step(m0, k0);
+      for (int64_t k0 = 0; k0 < K; k0 += kcb) step(m0, k0);
   } else {
-    for (int64_t k0 = 0; k0 < K; k0 += kKC)
+    for (int64_t k0 = 0; k0 < K; k0 += kcb)
       for (int64_t m0 = 0; m0 < M; m0 += kMC) step(m0, k0);
   }
   _tile_release();
 }
 
-// The A block's scratch, in floats: kMC rows (or M rounded up to a tile) of kKC + kPad bfloat16.
-inline size_t scratch_for(int64_t M) { return size_t(lmin(kMC, (M + 15) / 16 * 16) * (kKC + kPad) / 2); }
+// The A block's scratch, in floats: kMC rows (or M rounded up to a tile) of a K block + kPad bfloat16.
+inline size_t scratch_for(int64_t M, int64_t K) {
+  return size_t(lmin(kMC, (M + 15) / 16 * 16) * (k_block(M, K) + kPad) / 2);
+}
 
 }  // namespace
 
@@ -201,7 +214,7 @@ void gemm_bf16(const float* A, int64_t lda, int64_t M, int64_t K, const uint16_t
   if (M <= 0 || K <= 0 || N <= 0)  // K = 0: C = act(bias), nothing to sum
 
     return avx512bf16::gemm_bf16(A, lda, M, K, Bh, N, bias, act, C, ldc);
-  uint16_t* buf = reinterpret_cast<uint16_t*>(runtime::thread_scratch(scratch_for(M)));
+  uint16_t* buf = reinterpret_cast<uint16_t*>(runtime::thread_scratch(scratch_for(M, K)));
   drive(M, K, Bh, N, bias, act, C, ldc, buf,
         [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t la) {
           rows_block_bf16(A, lda, m0, mc, k0, kc, buf, la);
@@ -215,7 +228,7 @@ void gemm_kron_bf16(const float* x, int64_t ldx, int64_t m, const float* h, int6
   if (M <= 0 || K <= 0 || N <= 0)  // K = 0: C = act(bias), nothing to sum
 
     return avx512bf16::gemm_kron_bf16(x, ldx, m, h, ldh, l, with_h, M, Bh, N, bias, act, C, ldc);
-  uint16_t* buf = reinterpret_cast<uint16_t*>(runtime::thread_scratch(scratch_for(M)));
+  uint16_t* buf = reinterpret_cast<uint16_t*>(runtime::thread_scratch(scratch_for(M, K)));
   drive(M, K, Bh, N, bias, act, C, ldc, buf,
         [&](int64_t m0, int64_t mc, int64_t k0, int64_t kc, int64_t la) {
           kron_block_bf16(x, ldx, m, h, ldh, Kx, m0, mc, k0, kc, buf, la);
