@@ -36,49 +36,35 @@ bool from_env(const Shape& s, GemmBlocks* out) {
   return true;
 }
 
-}  // namespace
-
-GemmBlocks choose_blocks(int64_t l1d, int64_t l2, int64_t mr, int64_t nr, int64_t elem_bytes) {
-  (void)l1d;
-  // The sizes tuned on Zen 4 (32 KiB L1d, 1 MiB L2): 768 × 72 in float32 (3 KiB of K per row; the
-  // same bytes, 1536 k, in bfloat16). A sweep on a Xeon with 48 KiB / 2 MiB (kc 128-1024, mc
-  // 48-240) found nothing better beyond noise, so larger caches keep them; a smaller L2 halves kc
-  // until the A block and one B slice fill at most half of it.
+// The sizes tuned on Zen 4 (32 KiB L1d, 1 MiB L2): 768 × 72 in float32 (3 KiB of K per row; the
+// same bytes, 1536 k, in bfloat16; 1024 fell off a cliff there, A rows 4 KiB apart aliasing in L1).
+// A sweep on a Xeon with 48 KiB / 2 MiB (kc 128-1024, mc 48-252) found nothing better beyond noise,
+// so larger caches keep them; a smaller L2 halves kc until the A block and one B slice fill at most
+// half of it.
+GemmBlocks choose(int64_t l2, const Shape& s) {
   GemmBlocks b;
-  b.kc = 3072 / elem_bytes;
-  b.mc = 72 / mr * mr;
+  b.kc = 3072 / s.elem;
+  b.mc = 72 / s.mr * s.mr;
   b.source = l2 > 0 ? "cpuid" : "default";
-  const int64_t floor_kc = 1024 / elem_bytes;
-  while (l2 > 0 && b.kc > floor_kc && (b.mc + nr) * b.kc * elem_bytes > l2 / 2) b.kc /= 2;
+  const int64_t floor_kc = 1024 / s.elem;
+  while (l2 > 0 && b.kc > floor_kc && (b.mc + s.nr) * b.kc * s.elem > l2 / 2) b.kc /= 2;
   b.kc = b.kc / 2 * 2;
   return b;
 }
 
+GemmBlocks decide(BlockFamily family) {
+  const Shape s = shape_of(family);
+  GemmBlocks b;
+  if (!from_env(s, &b)) return choose(cpu::features().l2_bytes, s);
+  if (family == BlockFamily::Bf16Avx512) b.kc *= 2;  // DPN_GEMM_BLOCKS counts float32 k
+  return b;
+}
+
+}  // namespace
+
 const GemmBlocks& gemm_blocks(BlockFamily family) {
-  static const GemmBlocks table[3] = {
-      [] {
-        const auto& f = cpu::features();
-        const Shape s = shape_of(BlockFamily::F32Avx512);
-        GemmBlocks b;
-        return from_env(s, &b) ? b : choose_blocks(f.l1d_bytes, f.l2_bytes, s.mr, s.nr, s.elem);
-      }(),
-      [] {
-        const auto& f = cpu::features();
-        const Shape s = shape_of(BlockFamily::F32Avx2);
-        GemmBlocks b;
-        return from_env(s, &b) ? b : choose_blocks(f.l1d_bytes, f.l2_bytes, s.mr, s.nr, s.elem);
-      }(),
-      [] {
-        const auto& f = cpu::features();
-        const Shape s = shape_of(BlockFamily::Bf16Avx512);
-        GemmBlocks b;
-        if (from_env(s, &b)) {
-          b.kc *= 2;  // the same bytes of B per slice as the fp32 choice
-          return b;
-        }
-        return choose_blocks(f.l1d_bytes, f.l2_bytes, s.mr, s.nr, s.elem);
-      }(),
-  };
+  static const GemmBlocks table[3] = {decide(BlockFamily::F32Avx512), decide(BlockFamily::F32Avx2),
+                                      decide(BlockFamily::Bf16Avx512)};
   return table[int(family)];
 }
 

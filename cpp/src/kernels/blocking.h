@@ -23,8 +23,4 @@ struct GemmBlocks {
 // Decided at first call (thread-safe), then constant.
 const GemmBlocks& gemm_blocks(BlockFamily family);
 
-// The rule itself, for the tests: l1d/l2 in bytes (0 = unknown), the family's tile rows mr and
-// panel width nr (in elements of elem_bytes each).
-GemmBlocks choose_blocks(int64_t l1d, int64_t l2, int64_t mr, int64_t nr, int64_t elem_bytes);
-
 }  // namespace dpn::kernels

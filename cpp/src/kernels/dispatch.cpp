@@ -108,8 +108,7 @@ IsaKernels avx512bf16_kernels() {
   k.gemm_kron_bf16 = avx512bf16::gemm_kron_bf16;
   return k;
 }
-// avx512bf16 with the bfloat16 GEMMs on AMX tiles (they hand fewer than 16 rows to avx512bf16's).
-// avx512bf16 with the bfloat16 GEMMs on AMX tiles.
+// avx512bf16 with the bfloat16 GEMMs (and, with AMX-INT8, the int8 ones) on AMX tiles.
 IsaKernels avx512amx_kernels() {
   IsaKernels k = avx512bf16_kernels();
   k.gemm_bf16 = avx512amx::gemm_bf16;
@@ -126,7 +125,6 @@ IsaKernels avx512amx_kernels() {
 IsaKernels avx2_kernels() { return ref_kernels(); }
 IsaKernels avx512_kernels() { return ref_kernels(); }
 IsaKernels avx512bf16_kernels() { return ref_kernels(); }
-// avx512bf16 with the bfloat16 GEMMs on AMX tiles.
 IsaKernels avx512amx_kernels() { return ref_kernels(); }
 #endif
 

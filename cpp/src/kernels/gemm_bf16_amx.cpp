@@ -67,30 +67,6 @@ void accumulate(const uint16_t* a, int64_t sa, const uint16_t* b, int64_t sb, in
   }
 }
 
-template <int R, int Q>
-void load_c(const float* c, int64_t sc) {
-  _tile_loadd(0, c, sc);
-  if constexpr (Q == 2) _tile_loadd(1, c + 16, sc);
-  if constexpr (R == 2) _tile_loadd(2, c + 16 * (sc / 4), sc);
-  if constexpr (R == 2 && Q == 2) _tile_loadd(3, c + 16 * (sc / 4) + 16, sc);
-}
-
-template <int R, int Q>
-void zero_c() {
-  _tile_zero(0);
-  if constexpr (Q == 2) _tile_zero(1);
-  if constexpr (R == 2) _tile_zero(2);
-  if constexpr (R == 2 && Q == 2) _tile_zero(3);
-}
-
-template <int R, int Q>
-void store_c(float* c, int64_t sc) {
-  _tile_stored(0, c, sc);
-  if constexpr (Q == 2) _tile_stored(1, c + 16, sc);
-  if constexpr (R == 2) _tile_stored(2, c + 16 * (sc / 4), sc);
-  if constexpr (R == 2 && Q == 2) _tile_stored(3, c + 16 * (sc / 4) + 16, sc);
-}
-
 struct Group {
   const uint16_t* a;  // first row of the group in the A block, leading dimension la
   int64_t la;
@@ -111,7 +87,7 @@ void run_group(const Group& g) {
   float* c = whole ? g.C : cb;
   const int64_t sc = whole ? g.ldc * 4 : kNR * 4;
   if (g.first) {
-    zero_c<R, Q>();
+    amx_zero_c<R, Q>();
   } else {
     if (!whole) {
       for (int64_t i = 0; i < 16 * R; ++i)
@@ -120,10 +96,10 @@ void run_group(const Group& g) {
                           i < g.rows ? _mm512_maskz_loadu_ps(mask16(g.cols - j), g.C + i * g.ldc + j)
                                      : _mm512_setzero_ps());
     }
-    load_c<R, Q>(c, sc);
+    amx_load_c<R, Q>(c, sc);
   }
   accumulate<R, Q>(g.a, g.la * 2, g.b, g.sb, g.steps, g.tail);
-  store_c<R, Q>(c, sc);
+  amx_store_c<R, Q>(c, sc);
   if (!g.last && whole) return;
   // Copy out an edge group; on the last K block add the bias and apply the activation.
   for (int64_t i = 0; i < g.rows; ++i)

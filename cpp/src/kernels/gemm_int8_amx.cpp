@@ -44,17 +44,10 @@ template <int R, int Q>
 void group(const uint8_t* a, int64_t sa, const int8_t* b, int64_t sb, int64_t steps, const int8_t* tail,
            int32_t* acc, bool first) {
   constexpr int64_t sc = kNR * 4;
-  if (first) {
-    _tile_zero(0);
-    if constexpr (Q == 2) _tile_zero(1);
-    if constexpr (R == 2) _tile_zero(2);
-    if constexpr (R == 2 && Q == 2) _tile_zero(3);
-  } else {
-    _tile_loadd(0, acc, sc);
-    if constexpr (Q == 2) _tile_loadd(1, acc + 16, sc);
-    if constexpr (R == 2) _tile_loadd(2, acc + 16 * kNR, sc);
-    if constexpr (R == 2 && Q == 2) _tile_loadd(3, acc + 16 * kNR + 16, sc);
-  }
+  if (first)
+    amx_zero_c<R, Q>();
+  else
+    amx_load_c<R, Q>(acc, sc);
   for (int64_t s = 0; s < steps; ++s) {
     const int8_t* bs = tail && s == steps - 1 ? tail : b + s * 16 * sb;  // 16 quad rows of sb bytes
     _tile_loadd(4, a + s * kTK, sa);
@@ -66,10 +59,7 @@ void group(const uint8_t* a, int64_t sa, const int8_t* b, int64_t sb, int64_t st
     if constexpr (R == 2) _tile_dpbusd(2, 5, 6);
     if constexpr (R == 2 && Q == 2) _tile_dpbusd(3, 5, 7);
   }
-  _tile_stored(0, acc, sc);
-  if constexpr (Q == 2) _tile_stored(1, acc + 16, sc);
-  if constexpr (R == 2) _tile_stored(2, acc + 16 * kNR, sc);
-  if constexpr (R == 2 && Q == 2) _tile_stored(3, acc + 16 * kNR + 16, sc);
+  amx_store_c<R, Q>(acc, sc);
 }
 
 // The VNNI kernel's epilogue, row by row: C = act(fma(float(acc − 128·Σq), sa_i·s_j, bias_j)).
