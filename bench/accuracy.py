@@ -180,7 +180,15 @@ def report(runs, args, elapsed, datasets_info) -> str:
 DATA_OPTIONS = {"criteo": {"min_count": 10}}   # the shipped criteo config's loader option
 DATA_NAMES = {"ml-tag": "MovieLens-tag sample (ml-tag-sample, 12,800 rows)",
               "criteo": "Criteo sample (criteo-10k, 10,000 rows)",
-              "movielens-100k": "MovieLens-100K with histories (20 earlier ratings)"}
+              "frappe": "frappe (libfm files, 86,582 rows)",
+              "movielens-100k": "MovieLens-100K (ml-100k, ratings 4-5 against 1-2)"}
+
+
+def data_name(dataset, setting) -> str:
+    """The report's name of ``dataset`` as a protocol's ``setting`` loads it."""
+    if dataset == "movielens-100k" and setting.get("sequences"):
+        return "MovieLens-100K with histories (20 earlier ratings)"
+    return DATA_NAMES.get(dataset, dataset)
 
 
 def non_embedding_params(model) -> int:
@@ -522,7 +530,7 @@ def paper_report(name, result, args, elapsed, data_info) -> str:
             if m["note"]:
                 notes.append(f"{m['label']}: {m['note']}")
         if len(result) > 1 or table == "Table 1":
-            lines += [f"### {DATA_NAMES.get(dataset, dataset)}", ""]
+            lines += [f"### {data_name(dataset, proto['setting'])}", ""]
         lines += markdown_table(cols, body, ["l", "r", "r", "r", "r"] + ["r"] * (len(cols) - 5)) + [""]
         lines += ordering_text(order_rows) + [""]
         if notes:
@@ -583,7 +591,9 @@ def paper_plot(name, result, out_dir) -> str:
         ax.set_yticks(list(ys), [""] * len(rows))
         ax.invert_yaxis()
         ax.set_title(f"paper: {table} AUC" + (" (Amazon)" if table == "Table 5" else
-                                               " (full MovieLens-tag)" if dataset == "ml-tag" else " (full Criteo)"),
+                                               " (full MovieLens-tag)" if dataset == "ml-tag" else
+                                               " (full Criteo)" if dataset == "criteo" else
+                                               f": none for {dataset}"),
                      fontsize=9)
         ax = axes[row][2]
         for i, (m, recs) in enumerate(rows):
@@ -622,7 +632,7 @@ def main_paper(args, out):
             info = {}
             for d in result:
                 ds = runner.dataset(d, runner.setting(PROTOCOLS[name]))
-                info[d] = (f"{DATA_NAMES.get(d, d)}: {len(ds.train):,} / {len(ds.valid):,} / {len(ds.test):,} "
+                info[d] = (f"{data_name(d, PROTOCOLS[name]['setting'])}: {len(ds.train):,} / {len(ds.valid):,} / {len(ds.test):,} "
                            f"rows train / valid / test (split seed {SPLIT_SEED}), {ds.info['positive_rate']:.1%} positive")
             png = paper_plot(name, result, out.parent)
             made = png.endswith(".png")

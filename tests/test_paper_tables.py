@@ -38,18 +38,24 @@ def _accuracy():
 
 # Schemas with the field names and dims of the shared data (vocab sizes do not change the
 # non-embedding parameter counts the protocols state).
-def _schema(dataset):
+def _schema(dataset, sequences=True):
     if dataset == "ml-tag":
         return [{"name": n, "kind": "sparse", "vocab": 50, "dim": 10, "policy": "oov_bucket"}
                 for n in ("user", "movie", "tag")]
     if dataset == "criteo":
         return [{"name": n, "kind": "sparse", "vocab": 20, "dim": 10, "policy": "oov_bucket"}
                 for n in [f"I{i}" for i in range(1, 14)] + [f"C{i}" for i in range(1, 27)]]
+    if dataset == "frappe":     # libfm: 10 one-hot fields f0..f9
+        return [{"name": f"f{i}", "kind": "sparse", "vocab": 20, "dim": 10, "policy": "oov_bucket"}
+                for i in range(10)]
     assert dataset == "movielens-100k"
-    s = [{"name": n, "kind": "sparse", "vocab": 30, "dim": 16, "policy": "oov_bucket"}
+    d = 16 if sequences else 10     # the sequence protocol's embedding 16, Table 1's 10
+    s = [{"name": n, "kind": "sparse", "vocab": 30, "dim": d, "policy": "oov_bucket"}
          for n in ("user", "movie", "age", "gender", "occupation", "zip")]
-    s.append({"name": "genres", "kind": "multi_hot", "vocab": 19, "dim": 16, "pooling": "mean", "max_len": 6,
+    s.append({"name": "genres", "kind": "multi_hot", "vocab": 19, "dim": d, "pooling": "mean", "max_len": 6,
               "policy": "error"})
+    if not sequences:
+        return s
     s += [{"name": "hist_movie", "kind": "multi_hot", "vocab": 30, "dim": 16, "pooling": "mean", "max_len": 20,
            "policy": "oov_bucket"},
           {"name": "hist_genre", "kind": "multi_hot", "vocab": 19, "dim": 16, "pooling": "mean", "max_len": 20,
@@ -100,9 +106,10 @@ def test_protocol_models_build_with_the_params_they_state():
     for name, proto in P.PROTOCOLS.items():
         for m in proto["models"]:
             for dataset, want in m["params"].items():
-                sig = (dataset, m["kind"], repr(P.section_for(m, dataset)))
+                seq = bool(proto["setting"].get("sequences"))
+                sig = (dataset, seq, m["kind"], repr(P.section_for(m, dataset)))
                 if sig not in seen:
-                    model = acc.build_paper_model(m, dataset, _schema(dataset), proto["setting"]["embed_dim"],
+                    model = acc.build_paper_model(m, dataset, _schema(dataset, seq), proto["setting"]["embed_dim"],
                                                   seed=1)
                     seen[sig] = acc.non_embedding_params(model)
                 assert seen[sig] == want, f"{name} / {m['key']} on {dataset}: {seen[sig]} != {want}"
@@ -250,3 +257,15 @@ def test_plots_are_skipped_without_matplotlib(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib -> ImportError
     assert acc.paper_plot("table2b", result, tmp_path).startswith("plots skipped: matplotlib is not installed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_data_names_follow_the_setting():
+    """MovieLens-100K is read with histories by the sequence protocol and without by Table 1: the
+    report names each as loaded."""
+    acc = _accuracy()
+    seq = P.PROTOCOLS["sequence"]["setting"]
+    t1 = P.PROTOCOLS["table1"]["setting"]
+    assert "histories" in acc.data_name("movielens-100k", seq)
+    assert "histories" not in acc.data_name("movielens-100k", t1)
+    assert acc.data_name("frappe", t1).startswith("frappe")
+    assert set(P.PROTOCOLS["table1"]["datasets"]) <= set(acc.DATA_NAMES)
